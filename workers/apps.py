@@ -1,0 +1,116 @@
+"""The app registry: which apps may send, from where, with which key and quota.
+
+Loaded from the JSON in setting HUBCAP_APPS_JSON (e.g. a Key Vault reference in Azure, since it holds
+server keys) or else the file named by HUBCAP_APPS_FILE. Shape (see devstack/apps.dev.json):
+
+    {"apps": [{"app_id": "shop", "allowed_origins": ["https://shop.example"],
+               "server_key": "…", "quota": {"rate_per_s": 200, "burst": 1000},
+               "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag"}]}
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from workers.errors import ConfigError
+from workers.settings import Settings, get_settings
+
+POLICIES = ("flag", "drop")
+
+
+@dataclass(frozen=True)
+class Quota:
+    rate_per_s: float = 1000.0
+    burst: float = 5000.0
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    app_id: str
+    allowed_origins: tuple[str, ...] = ()
+    server_key: str | None = None
+    quota: Quota = Quota()
+    domains: tuple[str, ...] = ()
+    bot_policy: str = "flag"
+    dedup_policy: str = "flag"
+
+    def origin_allowed(self, origin: str) -> bool:
+        return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
+
+    @property
+    def own_hosts(self) -> frozenset[str]:
+        """Hosts whose referrers count as internal: explicit domains plus the allowed origins' hosts."""
+        hosts = {d.lower() for d in self.domains}
+        hosts.update(
+            (urlsplit(o).hostname or "").lower() for o in self.allowed_origins if o != "*"
+        )
+        hosts.discard("")
+        return frozenset(hosts)
+
+
+def _app(raw: Mapping[str, Any]) -> AppConfig:
+    try:
+        app_id = raw["app_id"]
+    except KeyError:
+        raise ConfigError("app registry: every app needs an app_id") from None
+    if not isinstance(app_id, str) or not app_id:
+        raise ConfigError("app registry: app_id must be a non-empty string")
+    for key in ("bot_policy", "dedup_policy"):
+        if raw.get(key, "flag") not in POLICIES:
+            raise ConfigError(f"app registry: {app_id}.{key} must be one of {POLICIES}")
+    quota = raw.get("quota") or {}
+    try:
+        return AppConfig(
+            app_id=app_id,
+            allowed_origins=tuple(str(o).rstrip("/") for o in raw.get("allowed_origins", ())),
+            server_key=raw.get("server_key") or None,
+            quota=Quota(float(quota.get("rate_per_s", 1000)), float(quota.get("burst", 5000))),
+            domains=tuple(str(d) for d in raw.get("domains", ())),
+            bot_policy=raw.get("bot_policy", "flag"),
+            dedup_policy=raw.get("dedup_policy", "flag"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"app registry: app {app_id} is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class AppRegistry:
+    apps: Mapping[str, AppConfig]
+
+    def get(self, app_id: str) -> AppConfig | None:
+        return self.apps.get(app_id)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> AppRegistry:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"app registry is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("apps"), list):
+            raise ConfigError('app registry must be an object with an "apps" list')
+        apps = [_app(a) for a in doc["apps"]]
+        return cls({a.app_id: a for a in apps})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppRegistry:
+        if settings.apps_json:
+            return cls.from_json(settings.apps_json)
+        if settings.apps_file:
+            path = Path(settings.apps_file)
+            try:
+                return cls.from_json(path.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"app registry file {path} cannot be read: {exc}") from exc
+        raise ConfigError("no app registry: set HUBCAP_APPS_JSON or HUBCAP_APPS_FILE")
+
+
+@functools.cache
+def get_registry() -> AppRegistry:
+    return AppRegistry.from_settings(get_settings())
