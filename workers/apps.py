@@ -48,9 +48,7 @@ class AppConfig:
     def own_hosts(self) -> frozenset[str]:
         """Hosts whose referrers count as internal: explicit domains plus the allowed origins' hosts."""
         hosts = {d.lower() for d in self.domains}
-        hosts.update(
-            (urlsplit(o).hostname or "").lower() for o in self.allowed_origins if o != "*"
-        )
+        hosts.update((urlsplit(o).hostname or "").lower() for o in self.allowed_origins if o != "*")
         hosts.discard("")
         return frozenset(hosts)
 
