@@ -1,0 +1,69 @@
+"""The lake's file format: Avro object container files written with fastavro.
+
+Schemas (schemas/*.avsc) are parsed once per process. A file's sync marker derives from its lake path,
+so a replayed batch with the same rows produces the same bytes as well as the same name.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import orjson
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+KINDS = ("clickstream", "rejected", "failed")
+CODECS = ("null", "deflate", "snappy", "zstandard")
+
+Record = dict[str, Any]
+
+
+@functools.cache
+def schema(name: str) -> Any:
+    """The parsed schema `schemas/<name>.avsc` (`history/<file>` for an earlier version)."""
+    path = SCHEMA_DIR / f"{name}.avsc"
+    return fastavro.parse_schema(orjson.loads(path.read_bytes()))
+
+
+def field_names(name: str) -> tuple[str, ...]:
+    return tuple(f["name"] for f in schema(name)["fields"])
+
+
+def sync_marker(key: str) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+
+def encode(name: str, records: Sequence[Record], *, codec: str, key: str = "") -> bytes:
+    """One Avro container file holding `records`. Raises on a record that does not fit the schema."""
+    buffer = io.BytesIO()
+    fastavro.writer(
+        buffer,
+        schema(name),
+        records,
+        codec=codec,
+        sync_marker=sync_marker(key),
+        validator=False,
+        strict_allow_default=True,
+    )
+    return buffer.getvalue()
+
+
+def misfits(name: str, records: Iterable[Record]) -> Iterator[tuple[int, str]]:
+    """(index, reason) of each record the schema refuses; the slow path after `encode` has raised."""
+    parsed = schema(name)
+    for index, record in enumerate(records):
+        try:
+            fastavro.schemaless_writer(io.BytesIO(), parsed, record, strict_allow_default=True)
+        except Exception as exc:
+            yield index, f"{type(exc).__name__}: {exc}"
+
+
+def decode(data: bytes, reader_schema: str | None = None) -> list[Record]:
+    """Every record of one container file, resolved against `reader_schema` when given."""
+    reader = fastavro.reader(io.BytesIO(data), reader_schema=schema(reader_schema) if reader_schema else None)
+    return list(reader)  # type: ignore[arg-type]

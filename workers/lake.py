@@ -1,0 +1,204 @@
+"""The lake: where capture writes Avro files, and the read helpers `hubcap lake ls|cat` use.
+
+One interface, two implementations, chosen by setting HUBCAP_LAKE_API (auto | blob | dfs):
+- `DfsLake` (azure-storage-file-datalake) for hierarchical-namespace accounts in production: the file is
+  written under a hidden temporary name in its final folder, then renamed over the final name, so a
+  reader never sees a partial file.
+- `BlobLake` (azure-storage-blob) for Azurite, which has no DFS endpoint, and flat accounts: one
+  `upload_blob(overwrite=True)`; a blob only becomes visible when its (single or block-list) commit
+  succeeds, which gives the same all-or-nothing guarantee.
+Both raise LakeWriteError on any failure, so the capture function fails and its retry policy retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from workers import avro
+from workers.errors import ConfigError, LakeWriteError
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AREAS = {"clickstream": "events", "rejected": "rejected", "failed": "failed"}
+LAYOUT_VERSION = "v1"
+
+
+def partition_path(kind: str, app_id: str, received_at_ms: int) -> str:
+    """`events/v1/app_id=<app>/date=<YYYY-MM-DD>/hour=<HH>` for the UTC hour of `received_at_ms`."""
+    moment = datetime.fromtimestamp(received_at_ms / 1000, tz=UTC)
+    app = quote(app_id, safe="") if app_id not in ("", ".", "..") else quote(app_id or "_", safe="") + "_"
+    return f"{AREAS[kind]}/{LAYOUT_VERSION}/app_id={app}/date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+def file_name(partition_id: str, first_sequence: int, last_sequence: int) -> str:
+    return f"p{quote(partition_id, safe='')}-{first_sequence}-{last_sequence}.avro"
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    path: str
+    size: int
+    last_modified: datetime | None
+
+
+class Lake(Protocol):
+    api: str
+
+    def write(self, path: str, data: bytes) -> None:
+        """Store `data` at `path` complete or not at all, replacing what is there. Raises LakeWriteError."""
+
+    def list(self, prefix: str = "") -> list[LakeFile]:
+        """Files under `prefix`, sorted by path."""
+
+    def read(self, path: str) -> bytes: ...
+
+
+class BlobLake:
+    api = "blob"
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        self._ready = False
+
+    def _ensure_container(self) -> None:
+        if self._ready:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self._container.create_container()
+        self._ready = True
+
+    def write(self, path: str, data: bytes) -> None:
+        try:
+            self._ensure_container()
+            self._container.upload_blob(path, data, overwrite=True)
+        except Exception as exc:
+            raise LakeWriteError(f"blob write of {path} failed: {type(exc).__name__}: {exc}") from exc
+
+    def list(self, prefix: str = "") -> list[LakeFile]:
+        blobs = self._container.list_blobs(name_starts_with=prefix or None)
+        return sorted((LakeFile(b.name, int(b.size), b.last_modified) for b in blobs), key=lambda f: f.path)
+
+    def read(self, path: str) -> bytes:
+        data: bytes = self._container.download_blob(path).readall()
+        return data
+
+
+class DfsLake:
+    api = "dfs"
+
+    def __init__(self, filesystem: Any) -> None:
+        self._filesystem = filesystem
+
+    @staticmethod
+    def temporary_name(path: str) -> str:
+        """Beside the final file, hidden (leading dot) so Spark, Synapse and DuckDB globs skip it."""
+        folder, _, name = path.rpartition("/")
+        hidden = f".{name}.{uuid.uuid4().hex}.tmp"
+        return f"{folder}/{hidden}" if folder else hidden
+
+    def write(self, path: str, data: bytes) -> None:
+        temporary = self.temporary_name(path)
+        client = self._filesystem.get_file_client(temporary)
+        try:
+            client.upload_data(data, overwrite=True)
+            client.rename_file(f"{self._filesystem.file_system_name}/{path}")
+        except Exception as exc:
+            self._discard(temporary)
+            raise LakeWriteError(f"dfs write of {path} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _discard(self, temporary: str) -> None:
+        try:
+            self._filesystem.get_file_client(temporary).delete_file()
+        except Exception as exc:
+            # A leftover hidden file is harmless to readers; the write error is what matters.
+            log.warning("could not delete temporary lake file %s: %s", temporary, type(exc).__name__)
+
+    def list(self, prefix: str = "") -> list[LakeFile]:
+        folder = prefix.rstrip("/") or None
+        paths = self._filesystem.get_paths(path=folder, recursive=True)
+        return sorted(
+            (
+                LakeFile(p.name, int(p.content_length or 0), p.last_modified)
+                for p in paths
+                if not p.is_directory and not p.name.rpartition("/")[2].startswith(".")
+            ),
+            key=lambda f: f.path,
+        )
+
+    def read(self, path: str) -> bytes:
+        data: bytes = self._filesystem.get_file_client(path).download_file().readall()
+        return data
+
+
+def choose_api(settings: Settings) -> str:
+    """`auto`: Blob for Azurite and connection strings with a BlobEndpoint, DFS for Azure accounts."""
+    if settings.lake_api != "auto":
+        return settings.lake_api
+    connection = settings.lake_connection or ""
+    url = settings.lake_account_url or ""
+    local_connection = ("devstoreaccount1", "UseDevelopmentStorage=true", "BlobEndpoint=")
+    if any(marker in connection for marker in local_connection):
+        return "blob"
+    if any(marker in url for marker in ("devstoreaccount1", "127.0.0.1", "localhost")):
+        return "blob"
+    return "dfs"
+
+
+def _account_url(url: str, api: str) -> str:
+    """The same account's endpoint for `api`: accounts answer on both *.blob.* and *.dfs.* hosts."""
+    if api == "dfs":
+        return url.replace(".blob.", ".dfs.")
+    return url.replace(".dfs.", ".blob.")
+
+
+def open_lake(settings: Settings) -> Lake:
+    """The lake writer settings ask for; builds clients only (no network until the first call)."""
+    api = choose_api(settings)
+    filesystem = settings.lake_filesystem
+    credential: Any = None
+    if not settings.lake_connection:
+        if not settings.lake_account_url:
+            raise ConfigError("no lake: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    if api == "blob":
+        from azure.storage.blob import ContainerClient
+
+        if settings.lake_connection:
+            container = ContainerClient.from_connection_string(settings.lake_connection, filesystem)
+        else:
+            url = _account_url(settings.lake_account_url or "", "blob")
+            container = ContainerClient(url, filesystem, credential=credential)
+        return BlobLake(container)
+    from azure.storage.filedatalake import FileSystemClient
+
+    if settings.lake_connection:
+        client = FileSystemClient.from_connection_string(settings.lake_connection, filesystem)
+    else:
+        url = _account_url(settings.lake_account_url or "", "dfs")
+        client = FileSystemClient(url, filesystem, credential=credential)
+    return DfsLake(client)
+
+
+def read_rows(lake: Lake, path: str, reader_schema: str | None = None) -> list[avro.Record]:
+    """The rows of one lake file (optionally resolved against a current schema name)."""
+    return avro.decode(lake.read(path), reader_schema)
+
+
+def iter_rows(lake: Lake, prefix: str = "") -> Iterator[tuple[str, avro.Record]]:
+    """(path, row) for every row of every file under `prefix`, files in path order."""
+    for file in lake.list(prefix):
+        if file.path.endswith(".avro"):
+            for row in read_rows(lake, file.path):
+                yield file.path, row

@@ -1,0 +1,288 @@
+"""Session and dedup state of one hub partition: kept in memory, persisted to Azure Table storage.
+
+Visitors stick to a hub partition (the partition key is the visitor hash), so the state of a partition
+is complete on its own. It is loaded when this process first sees the partition (after a restart or a
+partition move) and saved after each batch's files are in the lake, never before: a batch that fails
+and is retried starts again from the same state.
+
+A batch works on a `Batch` overlay, committed only on success. Every event the window remembers keeps
+the sequence number of the message that carried it and the session it was given, so replaying a batch
+that was written but not checkpointed (the host stopped in between) gives the same rows again instead
+of flagging the whole batch as duplicates.
+
+Table layout (PartitionKey `<hub>:<consumer group>:<partition>`):
+    s:<app>:<visitor hash>     one session per visitor: session_id, last_seen (ms), idx
+    d:<first seq>:<n>          the dedup entries a batch added, zlib(JSON) in ≤ 64 KiB binary properties
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote, unquote
+
+import orjson
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import EdmType, EntityProperty
+
+log = logging.getLogger(__name__)
+
+VisitorKey = tuple[str, str]  # (app_id, visitor_hash)
+EventKey = tuple[str, str]  # (app_id, event_id)
+
+
+@dataclass
+class Session:
+    session_id: str
+    last_seen: int
+    index: int
+
+
+@dataclass(frozen=True)
+class Seen:
+    sequence_number: int
+    session_id: str
+    session_index: int
+    session_start: bool
+
+
+@dataclass(frozen=True)
+class Assignment:
+    session_id: str
+    session_start: bool
+    session_index: int
+    is_duplicate: bool
+
+
+@dataclass
+class PartitionState:
+    """The state of one hub partition; `chunks` lists the persisted dedup chunks, oldest first."""
+
+    sessions: OrderedDict[VisitorKey, Session] = field(default_factory=OrderedDict)
+    seen: OrderedDict[EventKey, Seen] = field(default_factory=OrderedDict)
+    chunks: deque[tuple[str, int]] = field(default_factory=deque)
+
+
+def server_session_id(app_id: str, visitor_hash: str, received_at: int, event_id: str) -> str:
+    """Deterministic, so a replayed batch assigns the same id."""
+    digest = hashlib.sha256(f"{app_id}\x1f{visitor_hash}\x1f{received_at}\x1f{event_id}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+@dataclass
+class Changes:
+    """What a committed batch changed, for the store to persist."""
+
+    first_sequence: int
+    sessions: dict[VisitorKey, Session]
+    expired: list[VisitorKey]
+    seen: list[tuple[EventKey, Seen]]
+
+
+class Batch:
+    """Session and dedup decisions for one batch of one partition, on top of `state`."""
+
+    def __init__(self, state: PartitionState, *, timeout_ms: int, window: int) -> None:
+        self.state = state
+        self.timeout_ms = timeout_ms
+        self.window = window
+        self.sessions: dict[VisitorKey, Session] = {}
+        self.seen: dict[EventKey, Seen] = {}
+        self.first_sequence: int | None = None
+
+    def _session(self, key: VisitorKey) -> Session | None:
+        return self.sessions.get(key) or self.state.sessions.get(key)
+
+    def assign(
+        self,
+        *,
+        app_id: str,
+        visitor_hash: str,
+        event_id: str,
+        client_session_id: str | None,
+        received_at: int,
+        sequence_number: int,
+    ) -> Assignment:
+        if self.first_sequence is None:
+            self.first_sequence = sequence_number
+        event_key = (app_id, event_id)
+        earlier = self.seen.get(event_key) or (self.state.seen.get(event_key) if self.window else None)
+        if earlier is not None:
+            # Seen at this very sequence number: a replay of a written batch, not a client retry.
+            replay = earlier.sequence_number == sequence_number
+            return Assignment(earlier.session_id, earlier.session_start, earlier.session_index, not replay)
+        key = (app_id, visitor_hash)
+        current = self._session(key)
+        if client_session_id:
+            continues = current is not None and current.session_id == client_session_id
+        else:
+            continues = current is not None and received_at - current.last_seen <= self.timeout_ms
+        if continues and current is not None:
+            session = Session(current.session_id, max(current.last_seen, received_at), current.index + 1)
+        else:
+            session_id = client_session_id or server_session_id(app_id, visitor_hash, received_at, event_id)
+            session = Session(session_id, received_at, 1)
+        self.sessions[key] = session
+        assignment = Assignment(session.session_id, session.index == 1, session.index, False)
+        if self.window:
+            self.seen[event_key] = Seen(
+                sequence_number, session.session_id, session.index, session.index == 1
+            )
+        return assignment
+
+    def commit(self) -> Changes:
+        """Apply the batch to the partition state; what changed, for `StateStore.save`."""
+        state = self.state
+        for key, session in self.sessions.items():
+            state.sessions[key] = session
+            state.sessions.move_to_end(key)
+        newest = max((s.last_seen for s in self.sessions.values()), default=0)
+        expired: list[VisitorKey] = []
+        while state.sessions:
+            key, oldest = next(iter(state.sessions.items()))
+            if newest - oldest.last_seen <= self.timeout_ms:
+                break
+            state.sessions.popitem(last=False)
+            expired.append(key)
+        state.seen.update(self.seen)
+        while len(state.seen) > self.window:
+            state.seen.popitem(last=False)
+        touched = {k: s for k, s in self.sessions.items() if k in state.sessions}
+        return Changes(self.first_sequence or 0, touched, expired, list(self.seen.items()))
+
+
+class StateStore(Protocol):
+    def load(self, partition_id: str, window: int) -> PartitionState: ...
+
+    def save(self, partition_id: str, state: PartitionState, changes: Changes, window: int) -> None: ...
+
+
+CHUNK_ENTRIES = 4000
+PROPERTY_BYTES = 64 * 1024 - 1
+TRANSACTION_OPS = 100
+
+
+def _pack(entries: list[tuple[EventKey, Seen]]) -> bytes:
+    rows = [
+        [a, e, s.sequence_number, s.session_id, s.session_index, s.session_start] for (a, e), s in entries
+    ]
+    return zlib.compress(orjson.dumps(rows), 6)
+
+
+def _unpack(data: bytes) -> Iterator[tuple[EventKey, Seen]]:
+    for app, event_id, seq, session_id, index, start in orjson.loads(zlib.decompress(data)):
+        yield (app, event_id), Seen(seq, session_id, index, start)
+
+
+def _batched(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class TableStateStore:
+    """Partition state in one Azure table (Azurite's table endpoint locally)."""
+
+    def __init__(self, table: Any, *, hub: str, consumer_group: str) -> None:
+        self._table = table
+        self._scope = f"{hub}:{consumer_group}"
+        self._ready = False
+
+    def _partition_key(self, partition_id: str) -> str:
+        return quote(f"{self._scope}:{partition_id}", safe=":")
+
+    def _ensure_table(self) -> None:
+        if self._ready:
+            return
+        with contextlib.suppress(ResourceExistsError):
+            self._table.create_table()
+        self._ready = True
+
+    def load(self, partition_id: str, window: int) -> PartitionState:
+        self._ensure_table()
+        pk = self._partition_key(partition_id)
+        entities = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
+        state = PartitionState()
+        sessions: list[tuple[VisitorKey, Session]] = []
+        chunks: list[tuple[str, Any]] = []
+        for entity in entities:
+            row_key: str = entity["RowKey"]
+            if row_key.startswith("s:"):
+                _, app, visitor = row_key.split(":", 2)
+                session = Session(entity["session_id"], _int(entity["last_seen"]), _int(entity["idx"]))
+                sessions.append(((unquote(app), visitor), session))
+            elif row_key.startswith("d:"):
+                chunks.append((row_key, entity))
+        for key, session in sorted(sessions, key=lambda item: item[1].last_seen):
+            state.sessions[key] = session
+        for row_key, entity in sorted(chunks, key=lambda item: item[0]):
+            data = b"".join(entity[f"data{i}"] for i in range(_int(entity["parts"])))
+            state.seen.update(_unpack(data))
+            state.chunks.append((row_key, _int(entity["count"])))
+        while len(state.seen) > window:
+            state.seen.popitem(last=False)
+        log.info(
+            "loaded capture state",
+            extra={"partition": partition_id, "sessions": len(state.sessions), "seen": len(state.seen)},
+        )
+        return state
+
+    def save(self, partition_id: str, state: PartitionState, changes: Changes, window: int) -> None:
+        """Dedup chunks first: if sessions then fail to save, a replay still finds its assignments."""
+        self._ensure_table()
+        pk = self._partition_key(partition_id)
+        for n, entries in enumerate(_batched(changes.seen, CHUNK_ENTRIES)):
+            data = _pack(entries)
+            parts = [data[i : i + PROPERTY_BYTES] for i in range(0, len(data), PROPERTY_BYTES)] or [b""]
+            row_key = f"d:{changes.first_sequence:020d}:{n:04d}"
+            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": row_key, "count": len(entries)}
+            entity["parts"] = len(parts)
+            entity.update({f"data{i}": part for i, part in enumerate(parts)})
+            self._table.upsert_entity(entity)
+            if row_key not in {k for k, _ in state.chunks}:
+                state.chunks.append((row_key, len(entries)))
+        operations: list[tuple[str, dict[str, Any]]] = [
+            ("upsert", self._session_entity(pk, key, session)) for key, session in changes.sessions.items()
+        ]
+        self._submit(operations)
+        self._delete(pk, [self._session_row_key(key) for key in changes.expired])
+        stale: list[str] = []
+        total = sum(count for _, count in state.chunks)
+        while state.chunks and total - state.chunks[0][1] >= window:
+            row_key, count = state.chunks.popleft()
+            total -= count
+            stale.append(row_key)
+        self._delete(pk, stale)
+
+    @staticmethod
+    def _session_row_key(key: VisitorKey) -> str:
+        return f"s:{quote(key[0], safe='')}:{key[1]}"
+
+    def _session_entity(self, pk: str, key: VisitorKey, session: Session) -> dict[str, Any]:
+        return {
+            "PartitionKey": pk,
+            "RowKey": self._session_row_key(key),
+            "session_id": session.session_id,
+            "last_seen": EntityProperty(session.last_seen, EdmType.INT64),
+            "idx": EntityProperty(session.index, EdmType.INT64),
+        }
+
+    def _submit(self, operations: list[tuple[str, dict[str, Any]]]) -> None:
+        for chunk in _batched(operations, TRANSACTION_OPS):
+            self._table.submit_transaction(chunk)
+
+    def _delete(self, pk: str, row_keys: Iterable[str]) -> None:
+        # Deletes are idempotent one by one; a transaction would fail whole on one missing entity.
+        for row_key in row_keys:
+            self._table.delete_entity(partition_key=pk, row_key=row_key)
+
+
+def _int(value: Any) -> int:
+    """Int64 properties come back as EntityProperty, Int32 ones as int."""
+    return int(getattr(value, "value", value))
