@@ -59,6 +59,7 @@ class Azurite:
     blob_port: int
     queue_port: int
     table_port: int
+    pid: int = 0
 
     @property
     def connection_string(self) -> str:
@@ -75,6 +76,7 @@ class EventHubsEndpoint:
     host: str
     port: int
     hub: str = "clicks"
+    pid: int = 0
 
     @property
     def connection_string(self) -> str:
@@ -128,7 +130,7 @@ def run_azurite(
     try:
         for port in (blob, queue, table):
             wait_for_port(host, port, 60, proc)
-        yield Azurite(host, blob, queue, table)
+        yield Azurite(host, blob, queue, table, proc.pid)
     finally:
         stop(proc)
 
@@ -158,6 +160,6 @@ def run_eventhubs(
     )
     try:
         wait_for_port(host, port, 30, proc)
-        yield EventHubsEndpoint(host, port)
+        yield EventHubsEndpoint(host, port, pid=proc.pid)
     finally:
         stop(proc)

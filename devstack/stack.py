@@ -115,6 +115,7 @@ def run_stack(
     http_port: int | None = None,
     eventhubs_port: int | None = None,
     azurite_ports: tuple[int, int, int] | None = None,
+    host_name: str | None = None,
     env_overrides: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start everything with its state under `state`; stop everything on exit, whatever happened."""
@@ -127,7 +128,7 @@ def run_stack(
         ) as eventhubs,
     ):
         env = app_env(azurite, eventhubs, **(env_overrides or {}))
-        host = DevHostProcess(env, bind, http_port or free_port(bind), logs / "devhost.log")
+        host = DevHostProcess(env, host_name or bind, http_port or free_port(bind), logs / "devhost.log")
         host.start()
         try:
             yield Stack(azurite, eventhubs, host)

@@ -1,0 +1,172 @@
+"""`make dev`: the whole pipeline on this machine, with its state under .devstack/.
+
+Starts Azurite, the Event Hubs endpoint and the dev host (http://localhost:7071), serves the demo page
+(http://localhost:8000), sends the Clickstream Analytics on AWS example and some synthetic traffic,
+waits until it is Avro in the lake, prints where to look, then follows new lake files until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from devstack.services import ROOT
+from devstack.stack import Stack, run_stack
+from workers.cli import send
+from workers.lake import open_lake
+from workers.settings import Settings
+
+STATE = ROOT / ".devstack"
+PIDS = STATE / "pids.json"
+DEMO = ROOT / "devstack" / "demo"
+AWS_EXAMPLE = (
+    '[{"event_type":"button_click","event_id":"460daa08-0717-4385-8f2e-acb5bd019ee7",'
+    '"timestamp":1667877566697,"app_id":"test_release","attributes":{"productName":"shoes","Price":99.9}},'
+    '{"event_type":"item_view","event_id":"c6067c1c-fd8d-4fdb-bfaf-cc1212ca0195",'
+    '"timestamp":1667877565698,"app_id":"test_release","attributes":{"productName":"book","Price":39.9}}]'
+)
+
+
+def _ports(value: str) -> tuple[int, int, int]:
+    blob, queue, table = (int(p) for p in value.split(","))
+    return blob, queue, table
+
+
+def stop_leftovers() -> None:
+    """Processes of a run that crashed (its children have their own sessions) hold the ports: stop them."""
+    if not PIDS.exists():
+        return
+    for pid in json.loads(PIDS.read_text()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+            print(f"stopped a leftover process group {pid} from an earlier run")
+    PIDS.unlink()
+    time.sleep(1)
+
+
+def record_pids(stack: Stack) -> None:
+    """Each child leads its own process group; remember them so a crashed run can be cleaned up."""
+    pids = [stack.azurite.pid, stack.eventhubs.pid]
+    if stack.host.proc:
+        pids.append(stack.host.proc.pid)
+    PIDS.write_text(json.dumps(pids))
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """The demo page's requests are not news."""
+
+
+@contextlib.contextmanager
+def demo_site(port: int) -> Iterator[str]:
+    folder = DEMO if DEMO.exists() else STATE / "demo"
+    if not DEMO.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "index.html").write_text("<!doctype html><title>hubcap demo</title><h1>hubcap demo</h1>")
+    handler = partial(QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("localhost", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{port}/"
+    finally:
+        server.shutdown()
+
+
+def post_aws_example(base_url: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - a local URL we built
+        f"{base_url}/api/collect?appId=test_release&platform=Android&event_bundle_sequence_id=1",
+        data=AWS_EXAMPLE.encode(),
+        headers={"Content-Type": "application/json; charset=utf-8", "X-Forwarded-For": "101.188.67.134"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        return int(resp.status)
+
+
+def wait_for_rows(settings: Settings, timeout: float) -> list[str]:
+    lake = open_lake(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            files = [f.path for f in lake.list("events/v1/") if f.path.endswith(".avro")]
+            if files:
+                return files
+        time.sleep(0.5)
+    return []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("DEVSTACK_HTTP_PORT", 7071)))
+    parser.add_argument(
+        "--eventhubs-port", type=int, default=int(os.environ.get("DEVSTACK_EVENTHUBS_PORT", 5672))
+    )
+    parser.add_argument(
+        "--azurite-ports",
+        type=_ports,
+        default=_ports(os.environ.get("DEVSTACK_AZURITE_PORTS", "10000,10001,10002")),
+    )
+    parser.add_argument("--demo-port", type=int, default=int(os.environ.get("DEVSTACK_DEMO_PORT", 8000)))
+    parser.add_argument("--events", type=int, default=200, help="synthetic events to send at start")
+    parser.add_argument("--once", action="store_true", help="stop after showing the first rows")
+    args = parser.parse_args()
+
+    STATE.mkdir(exist_ok=True)
+    stop_leftovers()
+    stop_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    print("starting Azurite, the Event Hubs endpoint and the dev host (state and logs in .devstack/)")
+    with run_stack(
+        STATE,
+        http_port=args.http_port,
+        eventhubs_port=args.eventhubs_port,
+        azurite_ports=args.azurite_ports,
+        host_name="localhost",
+    ) as stack:
+        record_pids(stack)
+        settings = Settings.from_env(stack.host.env)
+        with demo_site(args.demo_port) as demo_url:
+            print(f"  collector   {stack.base_url}/api/collect   (health: {stack.base_url}/api/health)")
+            print(f"  tracker     {stack.base_url}/api/hubcap.js")
+            print(f"  demo page   {demo_url}")
+            print(f"  Azurite     {stack.azurite.connection_string}")
+            print(f"  Event Hubs  {stack.eventhubs.connection_string};EntityPath={stack.eventhubs.hub}")
+            print(f"AWS example → HTTP {post_aws_example(stack.base_url)}")
+            statuses = asyncio.run(send(f"{stack.base_url}/api/collect", "demo", args.events, seed=7))
+            print(f"{args.events} synthetic events → {dict(statuses)}")
+            files = wait_for_rows(settings, timeout=60)
+            print(f"{len(files)} Avro files in the lake so far, e.g. {files[0] if files else '(none yet)'}")
+            print("look: .venv/bin/hubcap lake ls | lake cat --app demo | lake sql 'SELECT …' | tail")
+            if args.once:
+                return 0 if files else 1
+            print("following new lake files; Ctrl-C stops everything")
+            seen = set(files)
+            lake = open_lake(settings)
+            try:
+                while not stop_event.is_set():
+                    with contextlib.suppress(Exception):
+                        for f in lake.list("events/v1/"):
+                            if f.path not in seen and f.path.endswith(".avro"):
+                                seen.add(f.path)
+                                print(f"  new  {f.size:>8} B  {f.path}")
+                    stop_event.wait(2)
+            except KeyboardInterrupt:
+                pass
+    PIDS.unlink(missing_ok=True)
+    print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
