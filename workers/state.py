@@ -113,10 +113,16 @@ class Batch:
         if self.first_sequence is None:
             self.first_sequence = sequence_number
         event_key = (app_id, event_id)
-        earlier = self.seen.get(event_key) or (self.state.seen.get(event_key) if self.window else None)
+        earlier = self.seen.get(event_key)
         if earlier is not None:
-            # Seen at this very sequence number: a replay of a written batch, not a client retry.
+            return Assignment(earlier.session_id, earlier.session_start, earlier.session_index, True)
+        earlier = self.state.seen.get(event_key) if self.window else None
+        if earlier is not None:
+            # Seen at this very sequence number: a replay of a written batch, not a client retry. Noted in
+            # the overlay, so a second copy in the same message is still a duplicate.
             replay = earlier.sequence_number == sequence_number
+            if replay:
+                self.seen[event_key] = earlier
             return Assignment(earlier.session_id, earlier.session_start, earlier.session_index, not replay)
         key = (app_id, visitor_hash)
         current = self._session(key)

@@ -1,0 +1,475 @@
+"""Capture: a batch of hub messages → Avro files in the lake (DESIGN.md §1).
+
+For each message: decode the envelope → one row per event → enrichment pipeline → session and dedup
+(state per hub partition) → the app's bot and dedup policies → grouped by lake partition → Avro → lake.
+Where every input goes:
+- an envelope that does not decode → failed/ (stage `envelope`, the raw bytes and the error);
+- an event a step raises on → failed/ (stage `enrichment`, the step and the error), the batch goes on;
+- an event whose row does not fit the Avro schema → failed/ (stage `encoding`);
+- the envelope's rejected events → rejected/ with their validation errors;
+- bots and duplicates the app's policy drops → counted, not written;
+- everything else → events/.
+A lake or state-store failure raises (LakeWriteError or the SDK's error): the function must fail so its
+retry policy runs the batch again; the files then get the same names, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from workers import avro, envelope
+from workers.apps import AppConfig, AppRegistry
+from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
+from workers.errors import ConfigError
+from workers.lake import Lake, file_name, open_lake, partition_path
+from workers.settings import Settings, get_settings
+from workers.state import Batch, PartitionState, StateStore, TableStateStore
+
+log = logging.getLogger(__name__)
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("hubcap")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+CAPTURE_VERSION = _package_version()
+UNKNOWN_APP = "unknown"
+
+CLIENT_FIELDS = (
+    "unique_id",
+    "device_id",
+    "os_version",
+    "make",
+    "brand",
+    "model",
+    "carrier",
+    "network_type",
+    "locale",
+    "system_language",
+    "country_code",
+    "zone_offset",
+    "screen_height",
+    "screen_width",
+    "viewport_height",
+    "viewport_width",
+    "sdk_name",
+    "sdk_version",
+    "app_package_name",
+    "app_version",
+    "app_title",
+    "page_url",
+    "page_title",
+    "page_referrer",
+)
+ITEM_FIELDS = frozenset(
+    (
+        "id",
+        "name",
+        "brand",
+        "category",
+        "category2",
+        "category3",
+        "category4",
+        "category5",
+        "price",
+        "quantity",
+        "currency",
+        "location_id",
+        "creative_name",
+        "creative_slot",
+    )
+)
+VERSION_FIELDS = {
+    "ua_rules": "ua_rules_version",
+    "geo_db": "geo_db_version",
+    "bot_list": "bot_list_version",
+    "referrer_db": "referrer_db_version",
+}
+
+
+@dataclass(frozen=True)
+class HubMessage:
+    """One Event Hubs message as the trigger delivers it, in plain Python."""
+
+    body: bytes
+    properties: Mapping[str, Any]
+    partition_id: str
+    sequence_number: int
+    offset: str
+    enqueued_time: datetime
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    kind: str
+    rows: int
+    size: int
+
+
+@dataclass
+class CaptureResult:
+    """What one call did. `counts` keys: messages, envelopes_failed, events, events_written,
+    failed_enrichment, failed_encoding, rejected, bots_flagged, bots_dropped, duplicates_flagged,
+    duplicates_dropped, replayed. events = events_written + failed_* + *_dropped."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    files: list[WrittenFile] = field(default_factory=list)
+
+
+def _ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _item(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        return {"attributes": {"value": raw}}
+    item = {key: raw.get(key) for key in ITEM_FIELDS}
+    extra = {key: value for key, value in raw.items() if key not in ITEM_FIELDS}
+    item["attributes"] = extra or None
+    return item
+
+
+def _user(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        name: {"value": attr.get("value"), "set_timestamp": attr.get("set_timestamp")}
+        if isinstance(attr, dict)
+        else {"value": attr, "set_timestamp": None}
+        for name, attr in raw.items()
+    }
+
+
+@dataclass
+class _Message:
+    """Per-message values every row of it shares."""
+
+    message: HubMessage
+    enqueued_ms: int
+    lineage: dict[str, Any]
+
+
+@dataclass
+class _Groups:
+    """Rows per (kind, lake folder), with the client's event beside each events/ row."""
+
+    rows: defaultdict[tuple[str, str], list[Row]] = field(default_factory=lambda: defaultdict(list))
+    sources: defaultdict[tuple[str, str], list[Any]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, kind: str, app_id: str, received_at: int, row: Row, source: Any = None) -> None:
+        key = (kind, partition_path(kind, app_id, received_at))
+        self.rows[key].append(row)
+        self.sources[key].append(source)
+
+
+class Capture:
+    """Resources built once per process; `process` handles one trigger batch."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        registry: AppRegistry,
+        lake: Lake,
+        store: StateStore | None,
+        settings: Settings,
+    ) -> None:
+        self.pipeline = pipeline
+        self.registry = registry
+        self.lake = lake
+        self.store = store
+        self.codec = settings.avro_codec
+        self.timeout_ms = settings.session_timeout_s * 1000
+        self.window = settings.dedup_window
+        self.versions = {column: pipeline.versions.get(name) for name, column in VERSION_FIELDS.items()}
+        self._states: dict[str, PartitionState] = {}
+        self._next_sequence: dict[str, int] = {}
+
+    def process(self, messages: Sequence[HubMessage]) -> CaptureResult:
+        result = CaptureResult()
+        by_partition: dict[str, list[HubMessage]] = defaultdict(list)
+        for message in messages:
+            by_partition[message.partition_id].append(message)
+        commits: list[tuple[str, Batch, int]] = []
+        encoded: list[tuple[str, str, int, bytes]] = []
+        for partition_id, batch_messages in by_partition.items():
+            batch_messages.sort(key=lambda m: m.sequence_number)
+            batch = Batch(
+                self._state(partition_id, batch_messages[0]), timeout_ms=self.timeout_ms, window=self.window
+            )
+            groups = _Groups()
+            for message in batch_messages:
+                self._message(message, batch, groups, result.counts)
+            first, last = batch_messages[0].sequence_number, batch_messages[-1].sequence_number
+            name = file_name(partition_id, first, last)
+            encoded += self._encode(groups, name, result.counts)
+            commits.append((partition_id, batch, last))
+        for kind, path, rows, data in encoded:
+            self.lake.write(path, data)
+            result.files.append(WrittenFile(path, kind, rows, len(data)))
+        for partition_id, batch, last in commits:
+            changes = batch.commit()
+            if self.store is not None:
+                self.store.save(partition_id, batch.state, changes, self.window)
+            self._next_sequence[partition_id] = last + 1
+        result.counts["messages"] += len(messages)
+        log.info(
+            "captured batch",
+            extra={
+                "partitions": sorted(by_partition),
+                "counts": dict(result.counts),
+                "files": len(result.files),
+            },
+        )
+        return result
+
+    def _state(self, partition_id: str, first: HubMessage) -> PartitionState:
+        """Loaded when the batch does not follow the last one this process wrote for the partition:
+        first sight, a replay, or the partition came back from another instance that moved it on."""
+        state = self._states.get(partition_id)
+        expected = self._next_sequence.get(partition_id)
+        if state is None or (self.store is not None and first.sequence_number != expected):
+            state = self.store.load(partition_id, self.window) if self.store is not None else PartitionState()
+            self._states[partition_id] = state
+        return state
+
+    def _lineage(
+        self, message: HubMessage, enqueued_ms: int, collector_version: str | None
+    ) -> dict[str, Any]:
+        return {
+            "hub_partition": message.partition_id,
+            "hub_sequence_number": message.sequence_number,
+            "hub_offset": str(message.offset),
+            "hub_enqueued_time": enqueued_ms,
+            "collector_version": collector_version,
+            "capture_version": CAPTURE_VERSION,
+            **self.versions,
+        }
+
+    def _message(self, message: HubMessage, batch: Batch, groups: _Groups, counts: Counter[str]) -> None:
+        enqueued_ms = _ms(message.enqueued_time)
+        try:
+            env = envelope.decode(message.body, dict(message.properties))
+        except envelope.EnvelopeError as exc:
+            counts["envelopes_failed"] += 1
+            app_id = str(message.properties.get("app_id") or UNKNOWN_APP)
+            row = self._failed(
+                "envelope", str(exc), app_id, enqueued_ms, self._lineage(message, enqueued_ms, None)
+            )
+            row["raw"] = message.body
+            row["raw_properties"] = {str(k): str(v) for k, v in message.properties.items()}
+            groups.add("failed", app_id, enqueued_ms, row)
+            return
+        lineage = self._lineage(message, enqueued_ms, env.collector_version)
+        base = {
+            "app_id": env.app_id,
+            "received_at": env.received_at,
+            "request_id": env.request_id,
+            "visitor_hash": env.visitor_hash,
+            "bundle_sequence_id": env.bundle_sequence_id,
+            **lineage,
+        }
+        for rejected in env.rejected:
+            groups.add("rejected", env.app_id, env.received_at, self._rejected(rejected, base))
+            counts["rejected"] += 1
+        app = self.registry.get(env.app_id)
+        context = EnrichContext(
+            app=app,
+            user_agent=env.user_agent,
+            accept_language=env.accept_language,
+            referer_header=env.referer,
+            geo=env.geo,
+        )
+        for event in env.events:
+            counts["events"] += 1
+            self._event(event, env, base, context, app, message.sequence_number, batch, groups, counts)
+
+    def _event(
+        self,
+        event: dict[str, Any],
+        env: envelope.Envelope,
+        base: dict[str, Any],
+        context: EnrichContext,
+        app: AppConfig | None,
+        sequence_number: int,
+        batch: Batch,
+        groups: _Groups,
+        counts: Counter[str],
+    ) -> None:
+        row: Row = {
+            "event_id": event.get("event_id"),
+            "event_type": event.get("event_type"),
+            "event_timestamp": event.get("timestamp"),
+            "platform": event.get("platform") or env.platform,
+            "client_session_id": event.get("session_id"),
+            "attributes": event.get("attributes") or {},
+            "user": _user(event.get("user")),
+            "items": [_item(item) for item in event.get("items") or ()],
+        }
+        for name in CLIENT_FIELDS:
+            row[name] = event.get(name)
+        row.update(base)
+        try:
+            row = self.pipeline.run(row, context)
+        except EnrichmentError as exc:
+            counts["failed_enrichment"] += 1
+            failed = self._failed("enrichment", str(exc), env.app_id, env.received_at, base, event)
+            failed["step"] = exc.step
+            groups.add("failed", env.app_id, env.received_at, failed)
+            return
+        assignment = batch.assign(
+            app_id=env.app_id,
+            visitor_hash=env.visitor_hash,
+            event_id=str(row["event_id"]),
+            client_session_id=row["client_session_id"] or None,
+            received_at=env.received_at,
+            sequence_number=sequence_number,
+        )
+        row["session_id"] = assignment.session_id
+        row["session_start"] = assignment.session_start
+        row["session_index"] = assignment.session_index
+        row["is_duplicate"] = assignment.is_duplicate
+        if assignment.is_duplicate:
+            if app is not None and app.dedup_policy == "drop":
+                counts["duplicates_dropped"] += 1
+                return
+            counts["duplicates_flagged"] += 1
+        if row.get("is_bot"):
+            if app is not None and app.bot_policy == "drop":
+                counts["bots_dropped"] += 1
+                return
+            counts["bots_flagged"] += 1
+        groups.add("clickstream", env.app_id, env.received_at, row, event)
+
+    @staticmethod
+    def _rejected(rejected: Any, base: dict[str, Any]) -> Row:
+        entry = rejected if isinstance(rejected, dict) else {"event": rejected, "errors": []}
+        event = entry.get("event")
+        errors = entry.get("errors")
+        if not isinstance(errors, list):
+            errors = []
+        fields = event if isinstance(event, dict) else {}
+        return {
+            **base,
+            "event_id": fields.get("event_id") if isinstance(fields.get("event_id"), str) else None,
+            "event_type": fields.get("event_type") if isinstance(fields.get("event_type"), str) else None,
+            "event_json": _json(event),
+            "errors": [
+                {"path": str(e.get("path", "")), "message": str(e.get("message", ""))}
+                if isinstance(e, dict)
+                else {"path": "", "message": str(e)}
+                for e in errors
+            ],
+        }
+
+    @staticmethod
+    def _failed(
+        stage: str,
+        error: str,
+        app_id: str,
+        received_at: int | None,
+        base: dict[str, Any],
+        event: Any = None,
+    ) -> Row:
+        lineage = {name: base[name] for name in avro.field_names("failed") if name in base}
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        return {
+            **lineage,
+            "stage": stage,
+            "error": error,
+            "app_id": app_id,
+            "received_at": received_at,
+            "event_id": event_id if isinstance(event_id, str) else None,
+            "event_json": None if event is None else _json(event),
+        }
+
+    def _encode(self, groups: _Groups, name: str, counts: Counter[str]) -> list[tuple[str, str, int, bytes]]:
+        out: list[tuple[str, str, int, bytes]] = []
+        for (kind, folder), rows in list(groups.rows.items()):
+            if kind != "clickstream":
+                continue
+            path = f"{folder}/{name}"
+            try:
+                out.append((kind, path, len(rows), avro.encode(kind, rows, codec=self.codec, key=path)))
+            except Exception:
+                good = self._refit(kind, folder, rows, groups, counts)
+                if good:
+                    out.append((kind, path, len(good), avro.encode(kind, good, codec=self.codec, key=path)))
+        for (kind, folder), rows in groups.rows.items():
+            if kind == "clickstream":
+                continue
+            path = f"{folder}/{name}"
+            out.append((kind, path, len(rows), avro.encode(kind, rows, codec=self.codec, key=path)))
+        return out
+
+    def _refit(
+        self, kind: str, folder: str, rows: list[Row], groups: _Groups, counts: Counter[str]
+    ) -> list[Row]:
+        """Move the rows the schema refuses to failed/ (stage `encoding`); return the others."""
+        sources = groups.sources[(kind, folder)]
+        bad = dict(avro.misfits(kind, rows))
+        for index, reason in bad.items():
+            row = rows[index]
+            counts["failed_encoding"] += 1
+            failed = self._failed("encoding", reason, row["app_id"], row["received_at"], row, sources[index])
+            groups.add("failed", row["app_id"], row["received_at"], failed)
+        return [row for index, row in enumerate(rows) if index not in bad]
+
+
+def build_capture(settings: Settings, pipeline: Pipeline) -> Capture:
+    """A Capture wired to the lake and the state table that `settings` name (clients only, no I/O)."""
+    return Capture(
+        pipeline=pipeline,
+        registry=AppRegistry.from_settings(settings),
+        lake=open_lake(settings),
+        store=open_state_store(settings),
+        settings=settings,
+    )
+
+
+def open_state_store(settings: Settings) -> TableStateStore:
+    """The state table lives in the lake's storage account (Azurite's table endpoint locally)."""
+    from azure.data.tables import TableClient
+
+    if settings.lake_connection:
+        table = TableClient.from_connection_string(settings.lake_connection, settings.state_table)
+    elif settings.lake_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        url = settings.lake_account_url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
+        table = TableClient(url, settings.state_table, credential=DefaultAzureCredential())
+    else:
+        raise ConfigError("no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+    return TableStateStore(table, hub=settings.eventhub_name, consumer_group=settings.capture_consumer_group)
+
+
+@functools.cache
+def get_capture() -> Capture:
+    """The process-wide Capture (state stays in memory between batches)."""
+    from workers.enrich.pipeline import build_pipeline
+
+    return build_capture(get_settings(), build_pipeline())
+
+
+def capture(messages: Sequence[HubMessage]) -> CaptureResult:
+    """The entry point functions/capture.py calls."""
+    return get_capture().process(messages)
