@@ -87,7 +87,8 @@ class Settings:
     max_body_bytes: int = MiB
     session_timeout_s: int = 1800
     dedup_window: int = 100_000
-    avro_codec: str = "zstandard"
+    # snappy: Spark's default Avro codec, and one DuckDB's avro extension reads (it refuses zstandard).
+    avro_codec: str = "snappy"
     log_level: str = "INFO"
 
     @classmethod
@@ -113,7 +114,7 @@ class Settings:
             session_timeout_s=_int(env, "HUBCAP_SESSION_TIMEOUT_S", 1800, minimum=1),
             dedup_window=_int(env, "HUBCAP_DEDUP_WINDOW", 100_000, minimum=0),
             avro_codec=_choice(
-                env, "HUBCAP_AVRO_CODEC", "zstandard", ("null", "deflate", "snappy", "zstandard")
+                env, "HUBCAP_AVRO_CODEC", "snappy", ("null", "deflate", "snappy", "zstandard")
             ),
             log_level=env.get("HUBCAP_LOG_LEVEL") or "INFO",
         )
