@@ -1,0 +1,37 @@
+"""HTTP triggers of the collector: convert func.HttpRequest to plain data, await workers, convert back."""
+
+import azure.functions as func
+
+from workers.collector import HttpIn, handle
+
+bp = func.Blueprint()
+
+EVERY_METHOD = [m for m in func.HttpMethod]
+
+
+async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
+    request = HttpIn(
+        method=req.method.upper(),
+        route=route,
+        query=dict(req.params),
+        headers={name.lower(): value for name, value in req.headers.items()},
+        body=req.get_body(),
+    )
+    response = await handle(request)
+    return func.HttpResponse(body=response.body, status_code=response.status, headers=response.headers)
+
+
+# Every method, so that anything but POST and OPTIONS gets the collector's 405 with an Allow header.
+@bp.route(route="collect", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
+async def collect(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "collect")
+
+
+@bp.route(route="collect/pixel.gif", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def collect_pixel(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "pixel")
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "health")

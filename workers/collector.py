@@ -1,0 +1,442 @@
+"""The collector: HTTP request in (plain data), response out. functions/collect.py only converts types.
+
+POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
+  method (405) → app (403) → server key, if the sender signs (403) → Origin (403) → quota (429)
+  → body size as received (413) → content type and compression (415) → hashCode (400)
+  → gunzip, capped while inflating (413) → JSON array (400) → per-event validation (valid events are
+  accepted, invalid ones travel in the envelope's rejected list) → privacy (the raw IP stops here)
+  → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
+
+hashCode is checked over the body as received, i.e. the compressed bytes when the body is gzipped:
+the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
+means a corrupted gzip body costs no inflation.
+
+Server key: a server-to-server sender (e.g. a link redirector) signs with the app's key:
+  X-Hubcap-Timestamp: <unix seconds>
+  X-Hubcap-Signature: hex(HMAC-SHA256(key, "<timestamp>." + body as sent))
+A timestamp more than SIGNATURE_MAX_SKEW_S away from the server clock is refused. Only such a sender
+may name the client in X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+import workers
+from workers import logs
+from workers.apps import AppConfig, AppRegistry, get_registry
+from workers.envelope import EncodedEnvelope, Envelope
+from workers.errors import (
+    BadSignature,
+    HashMismatch,
+    HubcapError,
+    InvalidBody,
+    MethodNotAllowed,
+    OriginNotAllowed,
+    PayloadTooLarge,
+    UnknownApp,
+    UnsupportedMediaType,
+)
+from workers.hub import HubProducer, pack
+from workers.privacy import GeoReader, Network, SaltStore, client_ip, parse_networks, visitor_hash
+from workers.quota import QuotaBook
+from workers.settings import Settings, get_settings
+from workers.validation import Validators
+
+log = logging.getLogger("hubcap.collector")
+
+SIGNATURE_MAX_SKEW_S = 300
+MAX_EVENTS_PER_REQUEST = 10_000
+MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
+MEDIA_TYPES = ("application/json", "text/plain")
+JSON = "application/json"
+# The classic 1x1 transparent GIF89a, 43 bytes.
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@dataclass(frozen=True)
+class HttpIn:
+    """A request as plain data. Header names are lower case."""
+
+    method: str
+    route: str  # "collect" | "pixel" | "health"
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class HttpOut:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Admitted:
+    """A request that passed every check, with its events sorted into accepted and rejected."""
+
+    request_id: str
+    received_at: int
+    app: AppConfig
+    authenticated: bool
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    accepted: list[Any]
+    rejected: list[dict[str, Any]]
+
+
+class NotAllowed(MethodNotAllowed):
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(f"method {method} is not allowed here; use {allow}")
+        self.allow = allow
+
+
+def http_error_response(error: HubcapError, headers: Mapping[str, str] | None = None) -> HttpOut:
+    """The one place an error becomes an HTTP response: its status, its code, JSON body."""
+    out = {"Content-Type": JSON, **(headers or {})}
+    if error.retry_after is not None:
+        out["Retry-After"] = str(error.retry_after)
+    if isinstance(error, NotAllowed):
+        out["Allow"] = error.allow
+    body = orjson.dumps({"error": error.code, "message": error.message})
+    return HttpOut(error.status, body, out)
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str]) -> HttpOut:
+    return HttpOut(status, orjson.dumps(payload), {"Content-Type": JSON, **headers})
+
+
+def inflate(body: bytes, limit: int) -> bytes:
+    """Gunzip at most `limit` bytes of output; zlib stops at limit + 1, so a bomb costs ~limit bytes."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidBody(f"body is not valid gzip: {exc}") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"body inflates past the {limit}-byte limit")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidBody("gzip body is truncated or has trailing data")
+    return out
+
+
+def _media_type(content_type: str) -> str:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media not in MEDIA_TYPES:
+        raise UnsupportedMediaType(f"content type {media or '(none)'!r}: send application/json or text/plain")
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType("only the utf-8 charset is accepted")
+    return media
+
+
+def _gzipped(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+    compression = query.get("compression", "").strip().lower()
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if compression not in ("", "gzip"):
+        raise UnsupportedMediaType(f"compression {compression!r} is not supported; use gzip")
+    if encoding not in ("", "identity", "gzip"):
+        raise UnsupportedMediaType(f"content encoding {encoding!r} is not supported; use gzip")
+    return compression == "gzip" or encoding == "gzip"
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+class Collector:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: AppRegistry,
+        *,
+        geo: GeoReader,
+        salts: SaltStore,
+        hub: HubProducer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.geo = geo
+        self.salts = salts
+        self.hub = hub
+        self.clock = clock
+        self.quota = QuotaBook()
+        self.validators = Validators()
+        self.trusted_proxies: tuple[Network, ...] = parse_networks(settings.trusted_proxies)
+        self.version = workers.__version__
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: AppRegistry) -> Collector:
+        logging.getLogger("hubcap").setLevel(settings.log_level.upper())
+        return cls(
+            settings,
+            registry,
+            geo=GeoReader(settings.geo_db),
+            salts=SaltStore.from_settings(settings),
+            hub=HubProducer.from_settings(settings),
+        )
+
+    async def close(self) -> None:
+        await self.hub.close()
+        await self.salts.close()
+        self.geo.close()
+
+    # -- entry point -------------------------------------------------------------------------------
+
+    async def handle(self, request: HttpIn) -> HttpOut:
+        request_id = secrets.token_hex(8)
+        token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = await self._route(request, request_id)
+        except Exception as exc:  # the last line of defence: answer 500, log the type, never the body
+            logs.emit(log, logging.ERROR, "unhandled", error=type(exc).__name__, route=request.route)
+            response = http_error_response(HubcapError("internal error"))
+        response.headers["X-Request-Id"] = request_id
+        level = logging.DEBUG if response.status < 400 else logging.INFO
+        if response.status >= 500:
+            level = logging.WARNING
+        logs.emit(
+            log,
+            level,
+            "request",
+            route=request.route,
+            method=request.method,
+            app_id=request.query.get("appId"),
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        logs.request_id.reset(token)
+        return response
+
+    async def _route(self, request: HttpIn, request_id: str) -> HttpOut:
+        if request.route == "pixel":
+            return await self._pixel(request, request_id)
+        cors: dict[str, str] = {}
+        try:
+            if request.route == "health":
+                if request.method != "GET":
+                    raise NotAllowed(request.method, "GET")
+                hub = await self.hub.check()
+                return _json(200, {"status": "ok", "hub": hub}, {"Cache-Control": "no-store"})
+            if request.method == "OPTIONS":
+                return self._preflight(request)
+            if request.method != "POST":
+                raise NotAllowed(request.method, "POST, OPTIONS")
+            app = self._app(request.query)
+            cors = self._cors(app, request.headers)
+            admitted = self.admit(request, request_id, app)
+            return await self._deliver(admitted, cors)
+        except HubcapError as error:
+            return http_error_response(error, cors)
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def _app(self, query: Mapping[str, str]) -> AppConfig:
+        app_id = query.get("appId", "")
+        app = self.registry.get(app_id) if app_id else None
+        if app is None:
+            raise UnknownApp(f"unknown appId {app_id[:64]!r}" if app_id else "the appId parameter is missing")
+        return app
+
+    @staticmethod
+    def _cors(app: AppConfig, headers: Mapping[str, str]) -> dict[str, str]:
+        origin = headers.get("origin")
+        if origin and app.origin_allowed(origin):
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {}
+
+    def _check_origin(self, app: AppConfig, headers: Mapping[str, str]) -> None:
+        origin = headers.get("origin")
+        if origin is not None and not app.origin_allowed(origin):
+            raise OriginNotAllowed(f"origin {origin[:200]!r} may not send events for app {app.app_id}")
+
+    def _authenticated(self, app: AppConfig, headers: Mapping[str, str], body: bytes) -> bool:
+        signature = headers.get("x-hubcap-signature")
+        if signature is None:
+            return False
+        if not app.server_key:
+            raise BadSignature(f"app {app.app_id} has no server key; do not sign its requests")
+        stamp = headers.get("x-hubcap-timestamp", "")
+        try:
+            skew = abs(self.clock() - int(stamp))
+        except ValueError:
+            raise BadSignature("X-Hubcap-Timestamp must be unix seconds") from None
+        if skew > SIGNATURE_MAX_SKEW_S:
+            raise BadSignature(f"stale X-Hubcap-Timestamp: more than {SIGNATURE_MAX_SKEW_S}s off")
+        expected = hmac.new(app.server_key.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+        if not hmac.compare_digest(expected.hexdigest(), signature.strip().lower()):
+            raise BadSignature("X-Hubcap-Signature does not match")
+        return True
+
+    def _preflight(self, request: HttpIn) -> HttpOut:
+        app = self._app(request.query)
+        self._check_origin(app, request.headers)
+        headers = {**PREFLIGHT_HEADERS, **self._cors(app, request.headers), "Allow": "POST, OPTIONS"}
+        return HttpOut(204, b"", headers)
+
+    def _events(self, body: bytes) -> list[Any]:
+        try:
+            events = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidBody(f"body is not JSON: {exc}") from None
+        if not isinstance(events, list):
+            raise InvalidBody("body must be a JSON array of events")
+        if len(events) > MAX_EVENTS_PER_REQUEST:
+            raise PayloadTooLarge(f"more than {MAX_EVENTS_PER_REQUEST} events in one request")
+        return events
+
+    def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
+        """Every check up to and including validation; raises the HubcapError that answers the request."""
+        headers, query, body = request.headers, request.query, request.body
+        authenticated = self._authenticated(app, headers, body)
+        if not authenticated:
+            self._check_origin(app, headers)
+        self.quota.take(app.app_id, app.quota)
+        limit = self.settings.max_body_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+        _media_type(headers.get("content-type", ""))
+        gzipped = _gzipped(query, headers)
+        expected = query.get("hashCode")
+        if expected and hashlib.sha256(body).hexdigest()[:8] != expected.strip().lower():
+            raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
+        if gzipped:
+            body = inflate(body, limit)
+        verdict = self.validators.for_app(app.app_id).check(self._events(body))
+        return Admitted(
+            request_id=request_id,
+            received_at=int(self.clock() * 1000),
+            app=app,
+            authenticated=authenticated,
+            headers=headers,
+            query=query,
+            accepted=verdict.accepted,
+            rejected=verdict.rejected,
+        )
+
+    # -- privacy, envelope, hub --------------------------------------------------------------------
+
+    def _header(self, headers: Mapping[str, str], name: str) -> str | None:
+        value = headers.get(name)
+        return value[: MAX_HEADER_CHARS[name]] if value else None
+
+    def messages(self, admitted: Admitted, salt: bytes) -> tuple[list[EncodedEnvelope], str]:
+        """The hub messages for an admitted request and their partition key (the visitor hash).
+
+        The client IP is looked up and hashed here and goes no further.
+        """
+        headers = admitted.headers
+        ip = client_ip(
+            headers.get("x-forwarded-for"),
+            trusted_hops=self.settings.trusted_hops,
+            trusted_proxies=self.trusted_proxies,
+            authenticated=admitted.authenticated,
+        )
+        user_agent = self._header(headers, "user-agent")
+        visitor = visitor_hash(salt, admitted.app.app_id, ip, user_agent)
+        envelope = Envelope(
+            request_id=admitted.request_id,
+            received_at=admitted.received_at,
+            app_id=admitted.app.app_id,
+            visitor_hash=visitor,
+            collector_version=self.version,
+            platform=(admitted.query.get("platform") or None),
+            bundle_sequence_id=_int_or_none(admitted.query.get("event_bundle_sequence_id")),
+            geo=self.geo.lookup(ip),
+            user_agent=user_agent,
+            accept_language=self._header(headers, "accept-language"),
+            referer=self._header(headers, "referer"),
+            events=admitted.accepted,
+            rejected=[{"event": r["event"], "errors": r["errors"]} for r in admitted.rejected],
+        )
+        return pack(envelope), visitor
+
+    async def _send(self, admitted: Admitted) -> None:
+        if admitted.accepted or admitted.rejected:
+            messages, partition_key = self.messages(admitted, await self.salts.current())
+            await self.hub.send(messages, partition_key)
+
+    async def _deliver(self, admitted: Admitted, cors: Mapping[str, str]) -> HttpOut:
+        await self._send(admitted)
+        result: dict[str, Any] = {"accepted": len(admitted.accepted), "rejected": len(admitted.rejected)}
+        if admitted.query.get("debug") == "1":
+            result["errors"] = [{"index": r["index"], "errors": r["errors"]} for r in admitted.rejected]
+        return _json(200, result, {**cors, "Cache-Control": "no-store"})
+
+    # -- pixel -------------------------------------------------------------------------------------
+
+    async def _pixel(self, request: HttpIn, request_id: str) -> HttpOut:
+        """Always the GIF: a mail client or <noscript> image has nobody to read an error."""
+        try:
+            if request.method != "GET":
+                raise NotAllowed(request.method, "GET")
+            app = self._app(request.query)
+            encoded = request.query.get("e", "")
+            try:
+                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except (binascii.Error, ValueError):
+                raise InvalidBody("parameter e is not base64url") from None
+            try:
+                event = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise InvalidBody("parameter e is not base64url JSON") from None
+            pixel = HttpIn(
+                "POST",
+                "pixel",
+                {**request.query, "hashCode": "", "compression": ""},
+                {**request.headers, "content-type": JSON, "content-encoding": ""},
+                orjson.dumps(event if isinstance(event, list) else [event]),
+            )
+            await self._send(self.admit(pixel, request_id, app))
+        except HubcapError as error:
+            logs.emit(log, logging.INFO, "pixel_dropped", error=error.code, message=error.message[:200])
+        headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
+        return HttpOut(200, PIXEL_GIF, headers)
+
+
+_collector: Collector | None = None
+
+
+def get_collector() -> Collector:
+    """The process-wide collector (one hub producer, one geo reader, one salt cache per process)."""
+    global _collector
+    if _collector is None:
+        _collector = Collector.from_settings(get_settings(), get_registry())
+    return _collector
+
+
+async def reset_collector() -> None:
+    """Close and forget the process-wide collector (tests, and the dev host on shutdown)."""
+    global _collector
+    if _collector is not None:
+        collector, _collector = _collector, None
+        await collector.close()
+
+
+async def handle(request: HttpIn) -> HttpOut:
+    return await get_collector().handle(request)

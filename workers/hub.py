@@ -1,0 +1,136 @@
+"""The hub producer: one azure-eventhub aio producer per process, one message per accepted request.
+
+`pack` turns a request's envelope into messages (one, or several parts when the encoded envelope would
+pass the Event Hubs message limit). `HubProducer.send` sends them with the visitor hash as partition
+key, so one visitor's requests stay in order on one partition, and returns only once Event Hubs has
+acknowledged them: the collector answers 200 only after that. Any failure is HubUnavailable (503 with
+Retry-After); the client retries, and a request split in parts may then repeat parts already sent,
+which capture's (app_id, event_id) dedup absorbs.
+
+Connection (setting names shared with the infra): `EventHubConnection` holds a connection string (the
+local endpoint, Microsoft's emulator); in Azure `EventHubConnection__fullyQualifiedNamespace` plus
+DefaultAzureCredential (the Function App's managed identity). The hub is HUBCAP_EVENTHUB_NAME unless the
+connection string names one (EntityPath).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+from azure.eventhub.amqp import AmqpAnnotatedMessage
+from azure.eventhub.exceptions import EventHubError
+
+from workers.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, encode
+from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
+from workers.logs import emit
+from workers.settings import Settings
+
+log = logging.getLogger("hubcap.hub")
+
+RETRY_AFTER_S = 5
+SEND_TIMEOUT_S = 10.0
+HEALTH_TIMEOUT_S = 5.0
+# Room for each message's AMQP framing and properties inside one send.
+MESSAGE_OVERHEAD = 1024
+
+
+def _split(envelope: Envelope) -> list[Envelope]:
+    if len(encode(envelope).body) <= MAX_MESSAGE_BYTES:
+        return [envelope]
+    events, rejected = envelope.events, envelope.rejected
+    if len(events) + len(rejected) <= 1:
+        raise PayloadTooLarge("one event alone exceeds the hub's message size limit")
+    if len(events) > len(rejected):
+        mid = len(events) // 2
+        first = replace(envelope, events=events[:mid], rejected=[])
+        second = replace(envelope, events=events[mid:], rejected=rejected)
+    else:
+        mid = len(rejected) // 2
+        first = replace(envelope, events=events, rejected=rejected[:mid])
+        second = replace(envelope, events=[], rejected=rejected[mid:])
+    return _split(first) + _split(second)
+
+
+def pack(envelope: Envelope) -> list[EncodedEnvelope]:
+    """The envelope as hub messages, each under MAX_MESSAGE_BYTES; parts are numbered (index, count)."""
+    encoded = encode(envelope)
+    if len(encoded.body) <= MAX_MESSAGE_BYTES:
+        return [encoded]
+    pieces = _split(envelope)
+    return [encode(replace(piece, part=(i, len(pieces)))) for i, piece in enumerate(pieces)]
+
+
+def _sends(messages: list[EncodedEnvelope]) -> list[list[EncodedEnvelope]]:
+    """Group messages into sends that each fit one Event Hubs batch."""
+    groups: list[list[EncodedEnvelope]] = [[]]
+    size = 0
+    for message in messages:
+        cost = len(message.body) + MESSAGE_OVERHEAD
+        if groups[-1] and size + cost > MAX_MESSAGE_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(message)
+        size += cost
+    return groups
+
+
+def client_from_settings(settings: Settings) -> EventHubProducerClient:
+    options: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.2, "retry_backoff_max": 2}
+    if settings.eventhub_connection:
+        conn = settings.eventhub_connection
+        name = None if "entitypath=" in conn.lower() else settings.eventhub_name
+        return EventHubProducerClient.from_connection_string(conn, eventhub_name=name, **options)
+    if settings.eventhub_namespace:
+        from azure.identity.aio import DefaultAzureCredential
+
+        return EventHubProducerClient(
+            settings.eventhub_namespace, settings.eventhub_name, DefaultAzureCredential(), **options
+        )
+    raise ConfigError(
+        "no Event Hubs connection: set EventHubConnection or EventHubConnection__fullyQualifiedNamespace"
+    )
+
+
+class HubProducer:
+    def __init__(self, client: EventHubProducerClient) -> None:
+        self.client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HubProducer:
+        return cls(client_from_settings(settings))
+
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        try:
+            for group in _sends(messages):
+                batch: list[EventData | AmqpAnnotatedMessage] = []
+                for message in group:
+                    event = EventData(message.body)
+                    properties: dict[str | bytes, Any] = {}
+                    properties.update(message.properties)
+                    event.properties = properties
+                    batch.append(event)
+                await asyncio.wait_for(
+                    self.client.send_batch(batch, partition_key=partition_key), SEND_TIMEOUT_S
+                )
+        except (EventHubError, OSError, TimeoutError) as exc:
+            emit(log, logging.WARNING, "hub_send_failed", error=type(exc).__name__, detail=str(exc)[:300])
+            raise HubUnavailable(
+                "the event hub cannot take events right now; retry later", retry_after=RETRY_AFTER_S
+            ) from exc
+
+    async def check(self) -> dict[str, Any]:
+        """Hub reachability for /api/health: the hub's name and partition count, or HubUnavailable."""
+        try:
+            props = await asyncio.wait_for(self.client.get_eventhub_properties(), HEALTH_TIMEOUT_S)
+        except (EventHubError, OSError, TimeoutError) as exc:
+            emit(log, logging.WARNING, "hub_unreachable", error=type(exc).__name__, detail=str(exc)[:300])
+            raise HubUnavailable("the event hub is not reachable", retry_after=RETRY_AFTER_S) from exc
+        return {"name": props["eventhub_name"], "partitions": len(props["partition_ids"])}
+
+    async def close(self) -> None:
+        await self.client.close()

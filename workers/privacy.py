@@ -1,0 +1,250 @@
+"""The privacy step: the raw client IP stops here (DESIGN.md §3, invariant 1).
+
+- `client_ip`: which X-Forwarded-For entry is the client. In Azure Functions the Python worker never
+  sees the socket peer; the platform's front end appends the caller's address (`ip:port`) to
+  X-Forwarded-For. Entries to its left were written by whoever sent the request and are believed only
+  for senders that authenticated with the app's server key (link redirectors, server-side trackers).
+- `GeoReader`: IP → coarse geo {country, region, city, lat, lon} (lat/lon rounded to 2 decimals) from a
+  MaxMind-format .mmdb, either the official City layout or the flat layout of @ip-location-db.
+- `visitor_hash`: HMAC-SHA256(daily salt, app_id|ip|user agent), truncated to 16 bytes, hex.
+- `SaltStore`: the daily 32-byte salts in blob storage, shared by every instance: created once per UTC
+  day with a conditional write (If-None-Match: *), yesterday's kept for overlap, older ones deleted so
+  yesterday's hashes cannot be recomputed from a stored salt once the day after has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob.aio import ContainerClient
+
+from workers.errors import ConfigError
+from workers.logs import emit
+from workers.settings import Settings
+
+log = logging.getLogger("hubcap.privacy")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_forwarded_entry(entry: str) -> IPAddress | None:
+    """One X-Forwarded-For entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        entry = entry[1 : entry.find("]")] if "]" in entry else ""
+    elif entry.count(":") == 1:
+        entry = entry.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(entry)
+    except ValueError:
+        return None
+
+
+def parse_networks(ranges: Iterable[str]) -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(r, strict=False) for r in ranges)
+    except ValueError as exc:
+        raise ConfigError(f"HUBCAP_TRUSTED_PROXIES has an invalid range: {exc}") from exc
+
+
+def client_ip(
+    forwarded_for: str | None,
+    *,
+    trusted_hops: int = 1,
+    trusted_proxies: tuple[Network, ...] = (),
+    authenticated: bool = False,
+) -> str | None:
+    """The client's address, or None when no trusted hop appended one.
+
+    The right-most `trusted_hops` entries were appended by infrastructure we trust (1: the Functions
+    front end). The left-most of those is the address that front end saw; while that address is a
+    trusted proxy (say Azure Front Door), the entry that proxy appended, one to the left, is used
+    instead. An authenticated sender may name its own client: then the entry it wrote last is used.
+    """
+    if not forwarded_for or trusted_hops < 1:
+        return None
+    entries = forwarded_for.split(",")
+    index = len(entries) - trusted_hops
+    if index < 0:
+        return None
+    address = parse_forwarded_entry(entries[index])
+    while address is not None and index > 0 and any(address in net for net in trusted_proxies):
+        index -= 1
+        address = parse_forwarded_entry(entries[index])
+    if authenticated and index > 0:
+        named = parse_forwarded_entry(entries[index - 1])
+        if named is not None:
+            address = named
+    return str(address) if address is not None else None
+
+
+def visitor_hash(salt: bytes, app_id: str, ip: str | None, user_agent: str | None) -> str:
+    message = f"{app_id}|{ip or ''}|{user_agent or ''}".encode()
+    return hmac.new(salt, message, hashlib.sha256).digest()[:16].hex()
+
+
+def _english(names: Any) -> str | None:
+    if isinstance(names, dict):
+        value = names.get("en")
+        return value if isinstance(value, str) and value else None
+    return None
+
+
+def _coord(value: Any) -> float | None:
+    return round(float(value), 2) if isinstance(value, int | float) else None
+
+
+def geo_from_record(record: Any) -> dict[str, Any] | None:
+    """Coarse geo from a record in either layout; None when the record says nothing useful."""
+    if not isinstance(record, dict):
+        return None
+    if "country" in record or "location" in record or "subdivisions" in record:
+        # MaxMind City layout (GeoLite2-City / GeoIP2-City)
+        country = record.get("country") or record.get("registered_country") or {}
+        subdivisions = record.get("subdivisions") or [{}]
+        location = record.get("location") or {}
+        geo = {
+            "country": country.get("iso_code"),
+            "region": _english(subdivisions[0].get("names")),
+            "city": _english((record.get("city") or {}).get("names")),
+            "lat": _coord(location.get("latitude")),
+            "lon": _coord(location.get("longitude")),
+        }
+    else:
+        # flat layout of the @ip-location-db databases
+        geo = {
+            "country": record.get("country_code") or None,
+            "region": record.get("state1") or None,
+            "city": record.get("city") or None,
+            "lat": _coord(record.get("latitude")),
+            "lon": _coord(record.get("longitude")),
+        }
+    return geo if any(v is not None for v in geo.values()) else None
+
+
+class GeoReader:
+    """Opened once per process. Without a database every lookup is None, after one warning."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._reader: Any = None
+        if not path or not Path(path).is_file():
+            emit(log, logging.WARNING, "geo_db_missing", path=path, effect="geo is null for every request")
+            return
+        try:
+            self._reader = maxminddb.open_database(path)
+        except (OSError, maxminddb.InvalidDatabaseError) as exc:
+            raise ConfigError(f"HUBCAP_GEO_DB {path} is not a readable .mmdb: {exc}") from exc
+
+    @property
+    def available(self) -> bool:
+        return self._reader is not None
+
+    def lookup(self, ip: str | None) -> dict[str, Any] | None:
+        if self._reader is None or ip is None:
+            return None
+        try:
+            record = self._reader.get(ip)
+        except ValueError:  # an IPv6 address in an IPv4-only database, or not an address
+            return None
+        return geo_from_record(record)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
+SALT_BYTES = 32
+SALT_PREFIX = "salts/"
+
+
+def _day(now: float) -> date:
+    return datetime.fromtimestamp(now, UTC).date()
+
+
+class SaltStore:
+    """Daily salts in the blob container `settings.state_container`, cached for the day in memory."""
+
+    def __init__(self, container: ContainerClient, *, clock: Callable[[], float] = time.time) -> None:
+        self.container = container
+        self.clock = clock
+        self._day: date | None = None
+        self._salt = b""
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SaltStore:
+        if settings.lake_connection:
+            container = ContainerClient.from_connection_string(
+                settings.lake_connection, settings.state_container
+            )
+        elif settings.lake_account_url:
+            from azure.identity.aio import DefaultAzureCredential
+
+            container = ContainerClient(
+                settings.lake_account_url, settings.state_container, credential=DefaultAzureCredential()
+            )
+        else:
+            raise ConfigError("salts need storage: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+        return cls(container)
+
+    @staticmethod
+    def blob_name(day: date) -> str:
+        return f"{SALT_PREFIX}{day.isoformat()}.bin"
+
+    async def current(self) -> bytes:
+        """Today's salt; touches storage only on the first call of each UTC day."""
+        today = _day(self.clock())
+        if today == self._day:
+            return self._salt
+        async with self._lock:
+            if today != self._day:
+                self._salt = await self._rotate(today)
+                self._day = today
+        return self._salt
+
+    async def _rotate(self, today: date) -> bytes:
+        with contextlib.suppress(ResourceExistsError):
+            await self.container.create_container()
+        salt = await self._ensure(today)
+        await self._delete_older_than(today - timedelta(days=1))
+        return salt
+
+    async def _ensure(self, day: date) -> bytes:
+        blob = self.container.get_blob_client(self.blob_name(day))
+        # overwrite=False sends If-None-Match: *, so exactly one instance's salt wins the day.
+        with contextlib.suppress(ResourceExistsError):
+            await blob.upload_blob(secrets.token_bytes(SALT_BYTES), overwrite=False)
+        downloader = await blob.download_blob()
+        salt = await downloader.readall()
+        if len(salt) != SALT_BYTES:
+            raise ConfigError(f"salt blob {blob.blob_name} has {len(salt)} bytes, expected {SALT_BYTES}")
+        return salt
+
+    async def _delete_older_than(self, keep_from: date) -> None:
+        async for blob in self.container.list_blobs(name_starts_with=SALT_PREFIX):
+            stem = blob.name[len(SALT_PREFIX) :].removesuffix(".bin")
+            try:
+                day = date.fromisoformat(stem)
+            except ValueError:
+                continue
+            if day < keep_from:
+                with contextlib.suppress(ResourceNotFoundError):
+                    await self.container.delete_blob(blob.name)
+
+    async def close(self) -> None:
+        await self.container.close()
