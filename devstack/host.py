@@ -210,6 +210,16 @@ def _parse_timespan(value: str | None, default: float) -> float:
     return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def _initial_position(options: Mapping[str, Any]) -> str | dt.datetime:
+    """host.json initialOffsetOptions: where a partition without a checkpoint starts."""
+    kind = str(options.get("type", "fromStart")).lower()
+    if kind == "fromend":
+        return "@latest"
+    if kind == "fromenqueuedtime":
+        return dt.datetime.fromisoformat(str(options["enqueuedTimeUtc"]).replace("Z", "+00:00"))
+    return "-1"
+
+
 @dataclass(frozen=True)
 class EventHubOptions:
     """host.json `extensions.eventHubs`, with the real host's defaults where unset."""
@@ -219,6 +229,7 @@ class EventHubOptions:
     max_wait_s: float = 60.0
     prefetch: int = 300
     checkpoint_every: int = 1
+    initial_position: str | dt.datetime = "-1"
 
     @classmethod
     def from_host_json(cls, host_json: Mapping[str, Any]) -> EventHubOptions:
@@ -230,6 +241,7 @@ class EventHubOptions:
             max_wait_s=_parse_timespan(opts.get("maxWaitTime"), 60.0),
             prefetch=int(opts.get("prefetchCount", max(300, 3 * max_batch))),
             checkpoint_every=int(opts.get("batchCheckpointFrequency", 1)),
+            initial_position=_initial_position(opts.get("initialOffsetOptions") or {}),
         )
 
 
@@ -310,8 +322,21 @@ def build_trigger_input(
 
 
 @dataclass
+class _PartitionBuffer:
+    events: list[Any] = field(default_factory=list)
+    since: float = 0.0
+    uncheckpointed: int = 0
+    last_done: Any = None  # the last event of the last successful batch not yet checkpointed
+
+
+@dataclass
 class EventHubTriggerRunner:
-    """Feeds one Event Hubs trigger function from a consumer, checkpointing after success only."""
+    """Feeds one Event Hubs trigger function from a consumer, checkpointing after success only.
+
+    Batches follow host.json: up to maxEventBatchSize events; fewer than minEventBatchSize wait up to
+    maxWaitTime for more; a checkpoint every batchCheckpointFrequency batches. On stop, the batch in
+    flight finishes and what succeeded is checkpointed, so a restart neither loses nor replays it.
+    """
 
     spec: FunctionSpec
     options: EventHubOptions
@@ -319,10 +344,15 @@ class EventHubTriggerRunner:
     retry: RetryPolicy = field(init=False)
     invocations: int = 0
     failures: int = 0
-    _uncheckpointed: dict[str, int] = field(default_factory=dict)
+    _buffers: dict[str, _PartitionBuffer] = field(default_factory=dict)
+    _contexts: dict[str, Any] = field(default_factory=dict)
+    _inflight: int = 0
+    _stopping: bool = False
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.retry = RetryPolicy.from_setting(self.spec.retry)
+        self._idle.set()
 
     def _client(self) -> Any:
         from azure.eventhub.aio import EventHubConsumerClient
@@ -378,9 +408,35 @@ class EventHubTriggerRunner:
                 )
                 await asyncio.sleep(delay)
 
+    def _ready(self, buffer: _PartitionBuffer, now: float) -> bool:
+        if not buffer.events:
+            return False
+        return len(buffer.events) >= self.options.min_batch or now - buffer.since >= self.options.max_wait_s
+
     async def on_batch(self, context: Any, events: list[Any]) -> None:
-        if not events:
+        pid = context.partition_id
+        self._contexts[pid] = context
+        buffer = self._buffers.setdefault(pid, _PartitionBuffer())
+        now = asyncio.get_running_loop().time()
+        if events and not buffer.events:
+            buffer.since = now
+        buffer.events.extend(events)
+        if self._stopping or not self._ready(buffer, now):
             return
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            while buffer.events and not self._stopping:
+                chunk = buffer.events[: self.options.max_batch]
+                del buffer.events[: len(chunk)]
+                await self._dispatch(context, buffer, chunk)
+            buffer.since = now
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def _dispatch(self, context: Any, buffer: _PartitionBuffer, events: list[Any]) -> None:
         partition = {
             "ConsumerGroup": context.consumer_group,
             "EventHubName": context.eventhub_name,
@@ -390,30 +446,41 @@ class EventHubTriggerRunner:
         try:
             await self._call_with_retry(events, partition)
         except Exception:
-            # The real host checkpoints even after a final failure; without a retry policy the
-            # batch is lost there too. Log loudly; the checkpoint still advances, as in Azure.
+            # Retries exhausted (or no retry policy). The real host checkpoints past the batch
+            # anyway, so the dev host does too: the function must retry inside, as capture does.
             log.exception("function %s failed for good; batch skipped", self.spec.name)
-        pid = context.partition_id
-        self._uncheckpointed[pid] = self._uncheckpointed.get(pid, 0) + 1
-        if self._uncheckpointed[pid] >= self.options.checkpoint_every:
-            await context.update_checkpoint(events[-1])
-            self._uncheckpointed[pid] = 0
+        buffer.last_done = events[-1]
+        buffer.uncheckpointed += 1
+        if buffer.uncheckpointed >= self.options.checkpoint_every:
+            await self._checkpoint(context, buffer)
+
+    @staticmethod
+    async def _checkpoint(context: Any, buffer: _PartitionBuffer) -> None:
+        if buffer.last_done is not None:
+            await context.update_checkpoint(buffer.last_done)
+        buffer.uncheckpointed = 0
+        buffer.last_done = None
 
     async def run(self, stop: asyncio.Event) -> None:
         client = self._client()
-        start = self.env.get("HUBCAP_DEVHOST_INITIAL_POSITION", "-1")
+        poll = min(1.0, self.options.max_wait_s) if self.options.max_wait_s > 0 else 1.0
         async with client:
             task = asyncio.create_task(
                 client.receive_batch(
                     self.on_batch,
                     max_batch_size=self.options.max_batch,
-                    max_wait_time=self.options.max_wait_s,
+                    max_wait_time=poll,
                     prefetch=self.options.prefetch,
-                    starting_position=start,
+                    starting_position=self.options.initial_position,
                 )
             )
             log.info("event hubs function %s: consuming", self.spec.name)
             await stop.wait()
+            self._stopping = True
+            await self._idle.wait()
+            for pid, buffer in self._buffers.items():
+                if buffer.last_done is not None:
+                    await self._checkpoint(self._contexts[pid], buffer)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
