@@ -46,6 +46,7 @@ log = logging.getLogger("devstack.host")
 ROOT = Path(__file__).resolve().parent.parent
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions front end's request length limit
 CHECKPOINT_CONTAINER = "azure-webjobs-eventhub"
+HOST_OVERRIDE = "AzureFunctionsJobHost__"
 _SETTING_REF = re.compile(r"%([^%]+)%")
 _ROUTE_PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
 
@@ -72,8 +73,28 @@ def load_function_app(module_name: str = "function_app") -> func.FunctionApp:
     return apps[0]
 
 
-def load_host_json(path: Path = ROOT / "host.json") -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+def load_host_json(path: Path = ROOT / "host.json", env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """host.json, with app settings `AzureFunctionsJobHost__a__b` overriding `a.b` as in Azure."""
+    doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if not name.startswith(HOST_OVERRIDE):
+            continue
+        *parents, leaf = name[len(HOST_OVERRIDE) :].split("__")
+        node = doc
+        for part in parents:
+            key = next((k for k in node if k.lower() == part.lower()), part)
+            node = node.setdefault(key, {})
+        key = next((k for k in node if k.lower() == leaf.lower()), leaf)
+        node[key] = _scalar(value)
+    return doc
+
+
+def _scalar(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 @dataclass(frozen=True)
@@ -495,18 +516,19 @@ class DevHost:
     host: str = "localhost"
     port: int = 7071
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    host_json: Mapping[str, Any] = field(default_factory=load_host_json)
+    host_json: Mapping[str, Any] | None = None
     runners: list[EventHubTriggerRunner] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
-        web_app = build_web_app(self.app, self.host_json)
+        host_json = load_host_json(env=self.env) if self.host_json is None else self.host_json
+        web_app = build_web_app(self.app, host_json)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         # "localhost" may resolve to ::1 first (FACTS.md): bind every address it names.
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
-        options = EventHubOptions.from_host_json(self.host_json)
+        options = EventHubOptions.from_host_json(host_json)
         for spec in function_specs(self.app):
             if spec.trigger["type"] == "eventHubTrigger":
                 self.runners.append(EventHubTriggerRunner(spec, options, self.env))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import azure.functions as func
@@ -18,6 +19,7 @@ from devstack.host import (
     build_trigger_input,
     build_web_app,
     function_specs,
+    load_host_json,
     resolve_setting_refs,
 )
 
@@ -217,3 +219,19 @@ def test_trigger_input_decodes_with_the_functions_library_converter() -> None:
         second.metadata["PartitionContext"]["PartitionId"],
         second.metadata["PropertiesArray"][1]["schema"],
     ) == (b"body1", 8, 101, "k", when, "3", "hubcap.envelope.v1")
+
+
+def test_app_settings_override_host_json(tmp_path: Path) -> None:
+    path = tmp_path / "host.json"
+    path.write_text(
+        json.dumps({"extensions": {"eventHubs": {"maxWaitTime": "00:00:30", "maxEventBatchSize": 9}}})
+    )
+    env = {
+        "AzureFunctionsJobHost__extensions__eventHubs__maxWaitTime": "00:00:01",
+        "AzureFunctionsJobHost__extensions__eventhubs__minEventBatchSize": "1",
+    }
+    assert load_host_json(path, env)["extensions"]["eventHubs"] == {
+        "maxWaitTime": "00:00:01",
+        "maxEventBatchSize": 9,
+        "minEventBatchSize": 1,
+    }
