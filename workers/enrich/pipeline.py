@@ -21,20 +21,24 @@ from workers.enrich.campaign import campaign_step
 from workers.enrich.geo import geo_step
 from workers.enrich.language import language_step
 from workers.enrich.page import PageParser, page_step
-from workers.enrich.referrer import RefererDatabase, ReferrerParser, referrer_step
+from workers.enrich.referrer import LOCAL_REFERERS_FILE, RefererDatabase, ReferrerParser, referrer_step
 from workers.enrich.ua import UserAgentClassifier, ua_rules_version, ua_step
 
 DATA = Path(__file__).resolve().parent / "data"
 VERSIONS_FILE = DATA / "VERSIONS.json"
 
 
-def reference_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
-    """Lineage values, `package@version` of where each reference data set came from."""
+def reference_versions(
+    path: Path = VERSIONS_FILE, local_referers: Path = LOCAL_REFERERS_FILE
+) -> dict[str, str]:
+    """Lineage values: `package@version` of where each reference data set came from (the referrer
+    database also names the version of hubcap's curated additions)."""
     stamp = json.loads(path.read_bytes())
+    local = json.loads(local_referers.read_bytes())["version"]
     return {
         "ua_rules": f"ua-parser-builtins@{ua_rules_version()}",
         "bot_list": f"{stamp['bot_list']['name']}@{stamp['bot_list']['version']}",
-        "referrer_db": f"{stamp['referrer_db']['name']}@{stamp['referrer_db']['version']}",
+        "referrer_db": f"{stamp['referrer_db']['name']}@{stamp['referrer_db']['version']}+hubcap.{local}",
     }
 
 

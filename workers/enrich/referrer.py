@@ -31,6 +31,9 @@ from workers.enrich.base import EnrichContext, Row, Step
 
 DATA = Path(__file__).resolve().parent / "data"
 REFERERS_FILE = DATA / "referers.json"
+# Curated additions (sites newer than the Snowplow snapshot, e.g. x.com, AI assistants); they take
+# precedence, so a subdomain such as gemini.google.com is not taken for Google search.
+LOCAL_REFERERS_FILE = DATA / "referers.local.json"
 CATEGORY_OF_MEDIUM = {
     "unknown": "other",
     "email": "email",
@@ -57,24 +60,33 @@ class ParsedReferrer:
     term: str | None
 
 
+Media = dict[
+    str, dict[str, dict[str, Any]]
+]  # medium -> source name -> {"domains": [...], "parameters": [...]}
+
+
 class RefererDatabase:
-    def __init__(self, media: dict[str, dict[str, dict[str, Any]]]) -> None:
+    def __init__(self, *databases: Media) -> None:
+        """`databases` in order of precedence: the first listing of a domain wins."""
         self._by_domain: dict[str, RefererSource] = {}
         self._hosts_with_paths: set[str] = set()
+        for media in databases:
+            self._add(media)
+
+    def _add(self, media: Media) -> None:
         for medium, sources in media.items():
             category = CATEGORY_OF_MEDIUM[medium]
             for name, spec in sources.items():
                 entry = RefererSource(category, name, tuple(spec.get("parameters", ())))
                 for domain in spec["domains"]:
-                    # The first listing of a domain wins, as in the reference implementations.
                     self._by_domain.setdefault(domain, entry)
                     host, slash, _ = domain.partition("/")
                     if slash:
                         self._hosts_with_paths.add(host)
 
     @classmethod
-    def load(cls, path: Path = REFERERS_FILE) -> RefererDatabase:
-        return cls(json.loads(path.read_bytes()))
+    def load(cls, path: Path = REFERERS_FILE, local: Path = LOCAL_REFERERS_FILE) -> RefererDatabase:
+        return cls(json.loads(local.read_bytes())["media"], json.loads(path.read_bytes()))
 
     def __len__(self) -> int:
         return len(self._by_domain)

@@ -87,7 +87,7 @@ class UserAgentClassifier:
 
     def __init__(self, crawlers: CrawlerPatterns, cache_size: int = 16384) -> None:
         self._resolver = NativeResolver(ua_parser.load_lazy_builtins())
-        self._crawlers = crawlers
+        self.crawlers = crawlers
         self._cached: Callable[[str], UAInfo] = functools.lru_cache(maxsize=cache_size)(self._classify)
 
     def __call__(self, user_agent: str | None) -> UAInfo:
@@ -108,7 +108,7 @@ class UserAgentClassifier:
         indicators = []
         if agent.is_bot:
             indicators.append("ua_bot_flag")
-        if self._crawlers.match(user_agent) is not None:
+        if self.crawlers.match(user_agent) is not None:
             indicators.append("crawler_list")
         if HEADLESS.search(user_agent):
             indicators.append("headless")
