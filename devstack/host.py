@@ -30,6 +30,7 @@ import os
 import re
 import signal
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,17 @@ class FunctionSpec:
         return inspect.iscoroutinefunction(self.user_function)
 
 
+_INDEXED: weakref.WeakKeyDictionary[func.FunctionApp, list[FunctionSpec]] = weakref.WeakKeyDictionary()
+
+
 def function_specs(app: func.FunctionApp) -> list[FunctionSpec]:
+    """The app's functions, indexed once: FunctionApp.get_functions() refuses a second call."""
+    if app not in _INDEXED:
+        _INDEXED[app] = _index(app)
+    return _INDEXED[app]
+
+
+def _index(app: func.FunctionApp) -> list[FunctionSpec]:
     specs = []
     for fn in app.get_functions():
         doc = json.loads(fn.get_function_json())
@@ -518,6 +529,7 @@ class DevHost:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     host_json: Mapping[str, Any] | None = None
     runners: list[EventHubTriggerRunner] = field(default_factory=list)
+    failed: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
@@ -533,6 +545,8 @@ class DevHost:
             if spec.trigger["type"] == "eventHubTrigger":
                 self.runners.append(EventHubTriggerRunner(spec, options, self.env))
         tasks = [asyncio.create_task(r.run(self._stop)) for r in self.runners]
+        for task in tasks:
+            task.add_done_callback(self._runner_done)
         log.info("dev host listening on http://%s:%d", self.host, self.port)
         if ready:
             ready()
@@ -541,6 +555,15 @@ class DevHost:
         finally:
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
+        if self.failed:
+            raise RuntimeError("an Event Hubs trigger could not run; see the log above")
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        """A trigger that cannot run (bad settings, no storage) stops the host instead of idling."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event hubs trigger stopped", exc_info=task.exception())
+            self.failed = True
+            self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -235,3 +235,10 @@ def test_app_settings_override_host_json(tmp_path: Path) -> None:
         "maxEventBatchSize": 9,
         "minEventBatchSize": 1,
     }
+
+
+def test_an_app_is_indexed_once_and_served_twice() -> None:
+    app = make_app()
+    first = build_web_app(app, {})
+    second = build_web_app(app, {})
+    assert len(list(first.router.routes())) == len(list(second.router.routes())) > 0
