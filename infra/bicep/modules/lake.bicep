@@ -1,0 +1,212 @@
+// The data lake: an ADLS Gen2 (hierarchical namespace) account with the lake filesystem, the state
+// container (daily visitor-hash salts) and the state table (partition bookkeeping). A lifecycle
+// policy expires rejected/ and failed/ events, which exist for inspection and replay, not forever.
+
+@description('Azure region of the resources.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Name of the storage account (3-24 lowercase letters and digits, globally unique).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Replication of the lake account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param skuName string
+
+@description('Filesystem (container) that holds events/, rejected/ and failed/.')
+param lakeFilesystemName string
+
+@description('Container that holds the daily visitor-hash salts.')
+param stateContainerName string
+
+@description('Table that holds the capture state.')
+param stateTableName string
+
+@description('Days after which blobs under rejected/ are deleted.')
+@minValue(1)
+param rejectedRetentionDays int
+
+@description('Days after which blobs under failed/ are deleted.')
+@minValue(1)
+param failedRetentionDays int
+
+@description('Days a deleted blob or container stays recoverable. Destroyed salts stay recoverable this long too.')
+@minValue(1)
+@maxValue(365)
+param softDeleteDays int
+
+@description('Resource ID of the Log Analytics workspace that receives the diagnostic logs.')
+param workspaceId string
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration and the analysts' engines reach the lake over its public endpoint; shared keys are off, so only Entra ID principals with a data role get in
+  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; a private endpoint needs a VNet-integrated app and private DNS, beyond this template
+  // checkov:skip=CKV_AZURE_206: replication is the lakeSku parameter (default Standard_ZRS, Standard_GZRS allowed), which checkov cannot resolve in a module
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    isHnsEnabled: true
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    dnsEndpointType: 'Standard'
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+  }
+}
+
+resource lakeContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: lakeFilesystemName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: stateContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: stateTableName
+}
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-rejected'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${lakeFilesystemName}/rejected/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: rejectedRetentionDays
+                }
+              }
+            }
+          }
+        }
+        {
+          name: 'expire-failed'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${lakeFilesystemName}/failed/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: failedRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
+// Writes and deletes, not reads: one write per captured batch is cheap to log, while reads by
+// analysts' engines would dominate the log volume.
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = account.name
+output id string = account.id
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+output dfsEndpoint string = account.properties.primaryEndpoints.dfs
