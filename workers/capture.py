@@ -226,6 +226,8 @@ class Capture:
         for kind, path, rows, data in encoded:
             self.lake.write(path, data)
             result.files.append(WrittenFile(path, kind, rows, len(data)))
+            if kind == "clickstream":
+                result.counts["events_written"] += rows
         for partition_id, batch, last in commits:
             changes = batch.commit()
             if self.store is not None:

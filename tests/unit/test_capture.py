@@ -1,0 +1,318 @@
+"""The capture worker on Azurite (Blob lake, Table state), with a pipeline made from the contract."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from azure.data.tables import TableClient
+from azure.storage.blob import BlobLeaseClient, ContainerClient
+
+from devstack.services import Azurite
+from tests.capture_support import (
+    RECEIVED_AT,
+    VISITOR,
+    client_event,
+    contract_pipeline,
+    hub_message,
+    make_envelope,
+)
+from workers import envelope
+from workers.apps import AppRegistry
+from workers.capture import Capture, CaptureResult, HubMessage
+from workers.errors import LakeWriteError
+from workers.lake import BlobLake, read_rows
+from workers.settings import Settings
+from workers.state import TableStateStore
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = AppRegistry.from_json(
+    orjson.dumps(
+        {
+            "apps": [
+                {"app_id": "shop"},
+                {"app_id": "strict", "bot_policy": "drop", "dedup_policy": "drop"},
+            ]
+        }
+    )
+)
+HOUR = "date=2026-01-01/hour=13"
+BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+class Stack:
+    """A lake container and a state table of its own, and Capture instances wired to them."""
+
+    def __init__(self, azurite: Azurite) -> None:
+        suffix = uuid.uuid4().hex[:12]
+        self.container = ContainerClient.from_connection_string(azurite.connection_string, f"lake{suffix}")
+        self.table = TableClient.from_connection_string(azurite.connection_string, f"state{suffix}")
+        self.lake = BlobLake(self.container)
+
+    def capture(self, **settings: Any) -> Capture:
+        return Capture(
+            pipeline=contract_pipeline(),
+            registry=REGISTRY,
+            lake=self.lake,
+            store=TableStateStore(self.table, hub="clicks", consumer_group="capture"),
+            settings=Settings(avro_codec="snappy", dedup_window=1000, **settings),
+        )
+
+    def rows(self, path: str) -> list[dict[str, Any]]:
+        return read_rows(self.lake, path)
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.lake.list()]
+
+
+@pytest.fixture
+def stack(azurite: Azurite) -> Stack:
+    return Stack(azurite)
+
+
+def _events(result: CaptureResult) -> dict[str, int]:
+    return {k: v for k, v in result.counts.items() if v}
+
+
+def test_events_land_in_their_lake_partition_named_by_the_batch(stack: Stack) -> None:
+    messages = [hub_message(make_envelope([client_event(f"e{seq}")]), seq) for seq in (10, 11, 12)]
+    stack.capture().process(messages)
+    assert stack.paths() == [f"events/v1/app_id=shop/{HOUR}/p0-10-12.avro"]
+
+
+def test_rows_carry_client_envelope_enrichment_session_and_lineage_fields(stack: Stack) -> None:
+    stack.capture().process([hub_message(make_envelope([client_event("e1")]), 5)])
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
+    fields = ("event_id", "page_title", "visitor_hash", "geo_country", "session_start", "hub_offset")
+    assert {k: row[k] for k in (*fields, "ua_rules_version", "collector_version")} == {
+        "event_id": "e1",
+        "page_title": "Product 1",
+        "visitor_hash": VISITOR,
+        "geo_country": "DE",
+        "session_start": True,
+        "hub_offset": "5000",
+        "ua_rules_version": "rules-1",
+        "collector_version": "0.1.0",
+    }
+
+
+def test_every_event_is_counted_where_it_went(stack: Stack) -> None:
+    env = make_envelope(
+        [client_event("ok"), client_event("boom", event_type="explode"), client_event("ok")],
+        rejected=[{"event": {"event_id": 1}, "errors": [{"path": "/event_id", "message": "not a string"}]}],
+    )
+    result = stack.capture().process([hub_message(env, 1), HubMessage(b"junk", {}, "0", 2, "9", _enqueued())])
+    assert _events(result) == {
+        "messages": 2,
+        "events": 3,
+        "events_written": 2,
+        "duplicates_flagged": 1,
+        "failed_enrichment": 1,
+        "rejected": 1,
+        "envelopes_failed": 1,
+    }
+
+
+def _enqueued() -> datetime:
+    return datetime.fromtimestamp(RECEIVED_AT / 1000, tz=UTC)
+
+
+BAD_BODIES = {
+    "not json": (b"{nope", {"app_id": "shop"}, "not JSON"),
+    "bad gzip": (b"\x1f\x8bxx", {"app_id": "shop", "content-encoding": "gzip"}, "not valid gzip"),
+    "wrong version": (orjson.dumps({"v": 9}), {"app_id": "shop"}, "version"),
+    "foreign schema": (b"{}", {"schema": "other.v1", "app_id": "shop"}, "unsupported envelope schema"),
+    "no app property": (b"[]", {}, "not a JSON object"),
+}
+
+
+@pytest.mark.parametrize(("body", "properties", "error"), BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_an_undecodable_envelope_goes_to_failed_with_its_bytes(
+    stack: Stack, body: bytes, properties: dict[str, str], error: str
+) -> None:
+    stack.capture().process([HubMessage(body, properties, "2", 7, "70", _enqueued())])
+    app = properties.get("app_id", "unknown")
+    [row] = stack.rows(f"failed/v1/app_id={app}/{HOUR}/p2-7-7.avro")
+    assert (
+        row["stage"],
+        error in row["error"],
+        row["raw"],
+        row["raw_properties"],
+        row["hub_sequence_number"],
+    ) == (
+        "envelope",
+        True,
+        body,
+        properties,
+        7,
+    )
+
+
+def test_an_event_failing_a_step_goes_to_failed_and_the_rest_goes_on(stack: Stack) -> None:
+    env = make_envelope([client_event("a"), client_event("b", event_type="explode"), client_event("c")])
+    stack.capture().process([hub_message(env, 3)])
+    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3-3.avro")
+    written = [r["event_id"] for r in stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3-3.avro")]
+    sent = orjson.loads(failed["event_json"])["event_id"]
+    assert (failed["stage"], failed["step"], failed["event_id"], sent, written) == (
+        "enrichment",
+        "explode",
+        "b",
+        "b",
+        ["a", "c"],
+    )
+
+
+def test_a_row_the_schema_refuses_goes_to_failed_as_encoding(stack: Stack) -> None:
+    env = make_envelope([client_event("a"), client_event("b", attributes={"nested": {"x": 1}})])
+    result = stack.capture().process([hub_message(env, 3)])
+    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3-3.avro")
+    assert (
+        failed["stage"],
+        failed["event_id"],
+        result.counts["failed_encoding"],
+        result.counts["events_written"],
+    ) == (
+        "encoding",
+        "b",
+        1,
+        1,
+    )
+
+
+def test_rejected_events_go_to_rejected_with_their_errors(stack: Stack) -> None:
+    errors = [{"path": "/timestamp", "message": "is not an integer"}]
+    bad = {"event_id": "r1", "event_type": "click", "timestamp": "soon"}
+    stack.capture().process([hub_message(make_envelope([], rejected=[{"event": bad, "errors": errors}]), 4)])
+    [row] = stack.rows(f"rejected/v1/app_id=shop/{HOUR}/p0-4-4.avro")
+    assert (
+        row["event_id"],
+        row["event_type"],
+        orjson.loads(row["event_json"]),
+        row["errors"],
+        row["request_id"],
+    ) == (
+        "r1",
+        "click",
+        bad,
+        errors,
+        "req-1",
+    )
+
+
+POLICY_CASES = {
+    "bot flagged by default": ("shop", BOT_UA, ["e1"], {"bots_flagged": 1, "events_written": 1}),
+    "bot dropped by policy, counted": ("strict", BOT_UA, ["e1"], {"bots_dropped": 1}),
+    "duplicate flagged by default": (
+        "shop",
+        None,
+        ["e1", "e1"],
+        {"duplicates_flagged": 1, "events_written": 2},
+    ),
+    "duplicate dropped by policy, counted": (
+        "strict",
+        None,
+        ["e1", "e1"],
+        {"duplicates_dropped": 1, "events_written": 1},
+    ),
+    "unknown app: flag": ("nobody", BOT_UA, ["e1"], {"bots_flagged": 1, "events_written": 1}),
+}
+
+
+@pytest.mark.parametrize(("app", "agent", "ids", "expected"), POLICY_CASES.values(), ids=POLICY_CASES.keys())
+def test_bot_and_dedup_policies(
+    stack: Stack, app: str, agent: str | None, ids: list[str], expected: dict[str, int]
+) -> None:
+    env = make_envelope([client_event(i, app_id=app) for i in ids], app_id=app)
+    if agent:
+        env = replace(env, user_agent=agent)
+    result = stack.capture().process([hub_message(env, 1)])
+    counted = {k: v for k, v in result.counts.items() if v and k not in ("messages", "events")}
+    assert counted == expected
+
+
+def test_flagged_duplicates_are_marked_in_the_lake(stack: Stack) -> None:
+    stack.capture().process([hub_message(make_envelope([client_event("e1"), client_event("e1")]), 1)])
+    rows = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1-1.avro")
+    assert [(r["is_duplicate"], r["session_id"] == rows[0]["session_id"]) for r in rows] == [
+        (False, True),
+        (True, True),
+    ]
+
+
+def test_replaying_a_written_batch_rewrites_the_same_file_with_the_same_bytes(stack: Stack) -> None:
+    messages = [hub_message(make_envelope([client_event(f"e{seq}")]), seq) for seq in (1, 2)]
+    stack.capture().process(messages)
+    before = {p: stack.lake.read(p) for p in stack.paths()}
+    replay = stack.capture().process(messages)
+    after = {p: stack.lake.read(p) for p in stack.paths()}
+    assert (after == before, replay.counts["duplicates_flagged"]) == (True, 0)
+
+
+def test_a_restarted_worker_continues_sessions_from_the_table(stack: Stack) -> None:
+    stack.capture().process([hub_message(make_envelope([client_event("e1")]), 1)])
+    later = make_envelope([client_event("e2")], received_at=RECEIVED_AT + 60_000)
+    stack.capture().process([hub_message(later, 2)])
+    first, second = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}-{s}.avro")[0] for s in (1, 2))
+    assert (second["session_id"], second["session_index"], second["session_start"]) == (
+        first["session_id"],
+        2,
+        False,
+    )
+
+
+def test_a_worker_reloads_a_partition_another_instance_moved_on(stack: Stack) -> None:
+    mine, other = stack.capture(), stack.capture()
+    mine.process([hub_message(make_envelope([client_event("e1")]), 1)])
+    other.process([hub_message(make_envelope([client_event("e2")]), 2)])
+    mine.process([hub_message(make_envelope([client_event("e3")]), 3)])
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3-3.avro")
+    assert row["session_index"] == 3
+
+
+def test_each_hub_partition_gets_its_own_file(stack: Stack) -> None:
+    messages = [hub_message(make_envelope([client_event(f"e{p}")]), 5, partition=p) for p in ("0", "1")]
+    stack.capture().process(messages)
+    assert [p.rpartition("/")[2] for p in stack.paths()] == ["p0-5-5.avro", "p1-5-5.avro"]
+
+
+def test_gzip_envelopes_decode(stack: Stack) -> None:
+    env = make_envelope([client_event(f"e{i}", page_title="x" * 300) for i in range(20)])
+    encoded = envelope.encode(env)
+    message = HubMessage(encoded.body, encoded.properties, "0", 1, "0", _enqueued())
+    result = stack.capture().process([message])
+    assert (
+        encoded.properties["content-encoding"],
+        gzip.decompress(encoded.body)[:1],
+        result.counts["events_written"],
+    ) == (
+        "gzip",
+        b"{",
+        20,
+    )
+
+
+def _lease(stack: Stack, path: str) -> BlobLeaseClient:
+    """A real reason for the lake to refuse a write: an infinite lease on the file's blob."""
+    stack.lake.write(path, b"placeholder")
+    lease = BlobLeaseClient(stack.container.get_blob_client(path))
+    lease.acquire(lease_duration=-1)
+    return lease
+
+
+def test_a_failed_lake_write_raises_and_commits_no_state(stack: Stack) -> None:
+    capture = stack.capture()
+    messages = [hub_message(make_envelope([client_event("e1")]), 1)]
+    lease = _lease(stack, f"events/v1/app_id=shop/{HOUR}/p0-1-1.avro")
+    with pytest.raises(LakeWriteError):
+        capture.process(messages)
+    lease.release()
+    capture.process(messages)
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1-1.avro")
+    assert (row["is_duplicate"], row["session_index"]) == (False, 1)
