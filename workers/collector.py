@@ -62,8 +62,8 @@ MAX_EVENTS_PER_REQUEST = 10_000
 MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
 MEDIA_TYPES = ("application/json", "text/plain")
 JSON = "application/json"
-# The classic 1x1 transparent GIF89a, 43 bytes.
-PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+# A 1x1 transparent GIF89a, 43 bytes (white and black palette, colour 0 transparent).
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type, Content-Encoding",
@@ -158,6 +158,14 @@ def _gzipped(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
     if encoding not in ("", "identity", "gzip"):
         raise UnsupportedMediaType(f"content encoding {encoding!r} is not supported; use gzip")
     return compression == "gzip" or encoding == "gzip"
+
+
+def summary(admitted: Admitted) -> dict[str, Any]:
+    """The 200 body: counts, plus each rejected event's errors when the client asks with ?debug=1."""
+    result: dict[str, Any] = {"accepted": len(admitted.accepted), "rejected": len(admitted.rejected)}
+    if admitted.query.get("debug") == "1":
+        result["errors"] = [{"index": r["index"], "errors": r["errors"]} for r in admitted.rejected]
+    return result
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -383,10 +391,7 @@ class Collector:
 
     async def _deliver(self, admitted: Admitted, cors: Mapping[str, str]) -> HttpOut:
         await self._send(admitted)
-        result: dict[str, Any] = {"accepted": len(admitted.accepted), "rejected": len(admitted.rejected)}
-        if admitted.query.get("debug") == "1":
-            result["errors"] = [{"index": r["index"], "errors": r["errors"]} for r in admitted.rejected]
-        return _json(200, result, {**cors, "Cache-Control": "no-store"})
+        return _json(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
 
     # -- pixel -------------------------------------------------------------------------------------
 

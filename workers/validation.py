@@ -24,6 +24,7 @@ import orjson
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "event.schema.json"
 # Bounds what one hostile event (say 500 bad attributes) adds to the envelope's rejected list.
 MAX_ERRORS_PER_EVENT = 10
+MAX_MESSAGE_CHARS = 300
 
 
 @functools.cache
@@ -68,7 +69,8 @@ class AppValidator:
     def errors(self, event: Any) -> list[dict[str, str]]:
         found = []
         for error in self._event.iter_errors(event):
-            found.append({"path": pointer(error.instance_path), "message": error.message})
+            # messages quote the offending value, which may be up to a body's size
+            found.append({"path": pointer(error.instance_path), "message": error.message[:MAX_MESSAGE_CHARS]})
             if len(found) == MAX_ERRORS_PER_EVENT:
                 break
         return found
