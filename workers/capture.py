@@ -129,6 +129,23 @@ class CaptureResult:
     files: list[WrittenFile] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EncodedFile:
+    kind: str
+    path: str
+    rows: list[Row]
+    data: bytes
+
+
+@dataclass
+class Prepared:
+    """A batch ready to write: its files, its counts so far, and the state batches to commit after."""
+
+    files: list[EncodedFile] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    commits: list[tuple[str, Batch, int]] = field(default_factory=list)
+
+
 def _ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -205,44 +222,43 @@ class Capture:
         self._next_sequence: dict[str, int] = {}
 
     def process(self, messages: Sequence[HubMessage]) -> CaptureResult:
-        result = CaptureResult()
-        by_partition: dict[str, list[HubMessage]] = defaultdict(list)
-        for message in messages:
-            by_partition[message.partition_id].append(message)
-        commits: list[tuple[str, Batch, int]] = []
-        encoded: list[tuple[str, str, int, bytes]] = []
-        for partition_id, batch_messages in by_partition.items():
-            batch_messages.sort(key=lambda m: m.sequence_number)
-            batch = Batch(
-                self._state(partition_id, batch_messages[0]), timeout_ms=self.timeout_ms, window=self.window
-            )
-            groups = _Groups()
-            for message in batch_messages:
-                self._message(message, batch, groups, result.counts)
-            first, last = batch_messages[0].sequence_number, batch_messages[-1].sequence_number
-            name = file_name(partition_id, first, last)
-            encoded += self._encode(groups, name, result.counts)
-            commits.append((partition_id, batch, last))
-        for kind, path, rows, data in encoded:
-            self.lake.write(path, data)
-            result.files.append(WrittenFile(path, kind, rows, len(data)))
-            if kind == "clickstream":
-                result.counts["events_written"] += rows
-        for partition_id, batch, last in commits:
+        """Prepare, write every file, then commit the state: a write that raises commits nothing."""
+        prepared = self.prepare(messages)
+        result = CaptureResult(counts=prepared.counts)
+        for file in prepared.files:
+            self.lake.write(file.path, file.data)
+            result.files.append(WrittenFile(file.path, file.kind, len(file.rows), len(file.data)))
+            if file.kind == "clickstream":
+                result.counts["events_written"] += len(file.rows)
+        for partition_id, batch, last in prepared.commits:
             changes = batch.commit()
             if self.store is not None:
                 self.store.save(partition_id, batch.state, changes, self.window)
             self._next_sequence[partition_id] = last + 1
-        result.counts["messages"] += len(messages)
         log.info(
             "captured batch",
-            extra={
-                "partitions": sorted(by_partition),
-                "counts": dict(result.counts),
-                "files": len(result.files),
-            },
+            extra={"counts": dict(result.counts), "files": [f.path for f in result.files]},
         )
         return result
+
+    def prepare(self, messages: Sequence[HubMessage]) -> Prepared:
+        """Everything but I/O after the state load: decode, enrich, sessionize, encode."""
+        prepared = Prepared()
+        prepared.counts["messages"] += len(messages)
+        by_partition: dict[str, list[HubMessage]] = defaultdict(list)
+        for message in messages:
+            by_partition[message.partition_id].append(message)
+        for partition_id, batch_messages in by_partition.items():
+            batch_messages.sort(key=lambda m: m.sequence_number)
+            state = self._state(partition_id, batch_messages[0])
+            batch = Batch(state, timeout_ms=self.timeout_ms, window=self.window)
+            groups = _Groups()
+            for message in batch_messages:
+                self._message(message, batch, groups, prepared.counts)
+            first, last = batch_messages[0].sequence_number, batch_messages[-1].sequence_number
+            prepared.files += self._encode(groups, file_name(partition_id, first, last), prepared.counts)
+            prepared.commits.append((partition_id, batch, last))
+        return prepared
 
     def _state(self, partition_id: str, first: HubMessage) -> PartitionState:
         """Loaded when the batch does not follow the last one this process wrote for the partition:
@@ -255,7 +271,11 @@ class Capture:
         return state
 
     def _lineage(
-        self, message: HubMessage, enqueued_ms: int, collector_version: str | None
+        self,
+        message: HubMessage,
+        enqueued_ms: int,
+        collector_version: str | None,
+        geo_db_version: str | None = None,
     ) -> dict[str, Any]:
         return {
             "hub_partition": message.partition_id,
@@ -265,6 +285,8 @@ class Capture:
             "collector_version": collector_version,
             "capture_version": CAPTURE_VERSION,
             **self.versions,
+            # The collector looked the IP up, so its database is the one that counts.
+            **({"geo_db_version": geo_db_version} if geo_db_version else {}),
         }
 
     def _message(self, message: HubMessage, batch: Batch, groups: _Groups, counts: Counter[str]) -> None:
@@ -281,7 +303,7 @@ class Capture:
             row["raw_properties"] = {str(k): str(v) for k, v in message.properties.items()}
             groups.add("failed", app_id, enqueued_ms, row)
             return
-        lineage = self._lineage(message, enqueued_ms, env.collector_version)
+        lineage = self._lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
         base = {
             "app_id": env.app_id,
             "received_at": env.received_at,
@@ -404,23 +426,25 @@ class Capture:
             "event_json": None if event is None else _json(event),
         }
 
-    def _encode(self, groups: _Groups, name: str, counts: Counter[str]) -> list[tuple[str, str, int, bytes]]:
-        out: list[tuple[str, str, int, bytes]] = []
+    def _encode(self, groups: _Groups, name: str, counts: Counter[str]) -> list[EncodedFile]:
+        out: list[EncodedFile] = []
         for (kind, folder), rows in list(groups.rows.items()):
             if kind != "clickstream":
                 continue
             path = f"{folder}/{name}"
             try:
-                out.append((kind, path, len(rows), avro.encode(kind, rows, codec=self.codec, key=path)))
+                out.append(EncodedFile(kind, path, rows, avro.encode(kind, rows, codec=self.codec, key=path)))
             except Exception:
                 good = self._refit(kind, folder, rows, groups, counts)
                 if good:
-                    out.append((kind, path, len(good), avro.encode(kind, good, codec=self.codec, key=path)))
+                    out.append(
+                        EncodedFile(kind, path, good, avro.encode(kind, good, codec=self.codec, key=path))
+                    )
         for (kind, folder), rows in groups.rows.items():
             if kind == "clickstream":
                 continue
             path = f"{folder}/{name}"
-            out.append((kind, path, len(rows), avro.encode(kind, rows, codec=self.codec, key=path)))
+            out.append(EncodedFile(kind, path, rows, avro.encode(kind, rows, codec=self.codec, key=path)))
         return out
 
     def _refit(
