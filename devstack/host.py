@@ -212,7 +212,9 @@ def build_web_app(app: func.FunctionApp, host_json: Mapping[str, Any] | None = N
     """An aiohttp application serving every HTTP trigger of `app`, as `func start` would."""
     host_json = load_host_json() if host_json is None else host_json
     prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api").strip("/")
-    web_app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    # The Functions front end hands the body over as sent (ASP.NET Core does not inflate request
+    # bodies unless told to), so Content-Encoding: gzip reaches the function still compressed.
+    web_app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args={"auto_decompress": False})
     for spec in function_specs(app):
         if spec.trigger["type"] != "httpTrigger":
             continue
@@ -397,6 +399,7 @@ class EventHubTriggerRunner:
         storage = self.env.get("AzureWebJobsStorage")
         if not storage:
             raise RuntimeError("AzureWebJobsStorage must be set: the checkpoint store lives there")
+        self._ensure_checkpoint_container(storage)
         store = BlobCheckpointStore.from_connection_string(storage, CHECKPOINT_CONTAINER)
         if connection in self.env:
             return EventHubConsumerClient.from_connection_string(
@@ -412,6 +415,18 @@ class EventHubTriggerRunner:
         from azure.identity.aio import DefaultAzureCredential
 
         return EventHubConsumerClient(namespace, hub, group, DefaultAzureCredential(), checkpoint_store=store)
+
+    @staticmethod
+    def _ensure_checkpoint_container(storage: str) -> None:
+        """The Functions host creates its checkpoint container on first use; so does this one."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import ContainerClient
+
+        with (
+            ContainerClient.from_connection_string(storage, CHECKPOINT_CONTAINER) as container,
+            contextlib.suppress(ResourceExistsError),
+        ):
+            container.create_container()
 
     async def _call_with_retry(self, events: Sequence[Any], partition: Mapping[str, str]) -> None:
         data, metadata = build_trigger_input(events, partition)

@@ -376,6 +376,7 @@ class Collector:
             platform=(admitted.query.get("platform") or None),
             bundle_sequence_id=_int_or_none(admitted.query.get("event_bundle_sequence_id")),
             geo=self.geo.lookup(ip),
+            geo_db_version=self.geo.version,
             user_agent=user_agent,
             accept_language=self._header(headers, "accept-language"),
             referer=self._header(headers, "referer"),

@@ -17,6 +17,7 @@ Fields of the JSON object (all present; optional ones may be null):
     accept_language     str | null
     referer             str | null   (the Referer header of the request)
     collector_version   str
+    geo_db_version      str | null   the geo database's type and build date, for lineage
     events              list[dict]   accepted events, as the client sent them
     rejected            list[{"event": any, "errors": [{"path": str, "message": str}]}]
     part                [index, count] when a request was split to stay under the message limit
@@ -56,6 +57,7 @@ class Envelope:
     events: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     part: tuple[int, int] | None = None
+    geo_db_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class Envelope:
             "accept_language": self.accept_language,
             "referer": self.referer,
             "collector_version": self.collector_version,
+            "geo_db_version": self.geo_db_version,
             "events": self.events,
             "rejected": self.rejected,
             "part": list(self.part) if self.part else None,
@@ -149,6 +152,7 @@ def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
             events=list(data.get("events") or []),
             rejected=list(data.get("rejected") or []),
             part=(int(part[0]), int(part[1])) if part else None,
+            geo_db_version=data.get("geo_db_version"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnvelopeError(f"envelope field missing or malformed: {exc}") from exc

@@ -85,7 +85,12 @@ class BlobLake:
             raise LakeWriteError(f"blob write of {path} failed: {type(exc).__name__}: {exc}") from exc
 
     def list(self, prefix: str = "") -> list[LakeFile]:
-        blobs = self._container.list_blobs(name_starts_with=prefix or None)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            blobs = list(self._container.list_blobs(name_starts_with=prefix or None))
+        except ResourceNotFoundError:
+            return []  # nothing captured yet: the container comes with the first write
         return sorted((LakeFile(b.name, int(b.size), b.last_modified) for b in blobs), key=lambda f: f.path)
 
     def read(self, path: str) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -153,6 +154,15 @@ class GeoReader:
     @property
     def available(self) -> bool:
         return self._reader is not None
+
+    @functools.cached_property
+    def version(self) -> str | None:
+        """`<database type> <build date>`, e.g. `DBIP-City-Lite 2026-06-05`, for the rows' lineage."""
+        if self._reader is None:
+            return None
+        meta = self._reader.metadata()
+        built = datetime.fromtimestamp(meta.build_epoch, tz=UTC).date().isoformat()
+        return f"{meta.database_type} {built}"
 
     def lookup(self, ip: str | None) -> dict[str, Any] | None:
         if self._reader is None or ip is None:

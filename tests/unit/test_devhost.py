@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,7 +35,7 @@ def make_app() -> func.FunctionApp:
                 {
                     "name": req.route_params["name"],
                     "q": req.params.get("q"),
-                    "body": req.get_body().decode(),
+                    "body": req.get_body().decode("latin-1"),
                     "xff": req.headers.get("x-forwarded-for"),
                     "method": req.method,
                 }
@@ -89,6 +90,12 @@ async def test_peer_address_is_appended_to_x_forwarded_for(client: TestClient) -
     client_written, appended = [p.strip() for p in xff.split(",")]
     assert client_written == "203.0.113.9"
     assert appended.startswith("127.0.0.1:")
+
+
+async def test_a_gzip_body_reaches_the_function_as_sent(client: TestClient) -> None:
+    compressed = gzip.compress(b"hello")
+    resp = await client.post("/api/echo/x", data=compressed, headers={"Content-Encoding": "gzip"})
+    assert (await resp.json())["body"] == compressed.decode("latin-1")
 
 
 async def test_sync_functions_run(client: TestClient) -> None:
