@@ -1,0 +1,148 @@
+"""The hub producer without a hub: packing and splitting envelopes, connection settings, and what a
+send or a health check does when nothing listens (the real SDK against a closed port)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from typing import Any
+
+import pytest
+
+from devstack.services import free_port
+from workers.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, decode
+from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
+from workers.hub import RETRY_AFTER_S, HubProducer, _sends, client_from_settings, pack
+from workers.settings import Settings
+
+
+def incompressible_event(i: int, size: int = 1000) -> dict[str, Any]:
+    noise = base64.b64encode(os.urandom(size * 3 // 4)).decode()
+    return {
+        "event_type": "e",
+        "event_id": str(i),
+        "timestamp": 1667877566697,
+        "app_id": "a",
+        "attributes": {"n": noise},
+    }
+
+
+def envelope(events: list[dict[str, Any]], rejected: list[dict[str, Any]] | None = None) -> Envelope:
+    return Envelope(
+        request_id="r",
+        received_at=1,
+        app_id="a",
+        visitor_hash="0" * 32,
+        collector_version="t",
+        events=events,
+        rejected=rejected or [],
+    )
+
+
+def test_a_small_envelope_is_one_message() -> None:
+    messages = pack(envelope([incompressible_event(0)]))
+    assert [decode(m.body, m.properties).part for m in messages] == [None]
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[EncodedEnvelope]]:
+    events = [incompressible_event(i) for i in range(1500)]
+    rejected = [
+        {"event": incompressible_event(i), "errors": [{"path": "", "message": "m"}]} for i in range(300)
+    ]
+    return events, rejected, pack(envelope(events, rejected))
+
+
+def test_a_large_envelope_is_split_under_the_message_limit(split: Any) -> None:
+    _, _, messages = split
+    assert (len(messages) > 1, max(len(m.body) for m in messages) <= MAX_MESSAGE_BYTES) == (True, True)
+
+
+def test_split_parts_are_numbered(split: Any) -> None:
+    _, _, messages = split
+    parts = [decode(m.body, m.properties).part for m in messages]
+    assert parts == [(i, len(messages)) for i in range(len(messages))]
+
+
+def test_split_keeps_every_event_in_order(split: Any) -> None:
+    events, rejected, messages = split
+    decoded = [decode(m.body, m.properties) for m in messages]
+    assert ([e for d in decoded for e in d.events], [r for d in decoded for r in d.rejected]) == (
+        events,
+        rejected,
+    )
+
+
+def test_one_event_over_the_limit_cannot_be_split() -> None:
+    with pytest.raises(PayloadTooLarge):
+        pack(envelope([incompressible_event(0, size=2 * MAX_MESSAGE_BYTES)]))
+
+
+def test_sends_group_messages_under_the_batch_limit() -> None:
+    big = EncodedEnvelope(b"x" * (MAX_MESSAGE_BYTES // 2), {})
+    small = EncodedEnvelope(b"x" * 100, {})
+    assert [len(g) for g in _sends([big, small, big, small, small])] == [2, 3]
+
+
+# -- connection settings -------------------------------------------------------------------------------
+
+CONN = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true"
+
+CONNECTIONS = [
+    (
+        "connection string + hub setting",
+        {"EventHubConnection": CONN, "HUBCAP_EVENTHUB_NAME": "clicks"},
+        "clicks",
+    ),
+    ("hub named by EntityPath", {"EventHubConnection": CONN + ";EntityPath=other"}, "other"),
+    (
+        "namespace + managed identity",
+        {
+            "EventHubConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
+            "HUBCAP_EVENTHUB_NAME": "h",
+        },
+        "h",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "hub"), [c[1:] for c in CONNECTIONS], ids=[c[0] for c in CONNECTIONS])
+async def test_the_client_follows_the_settings(env: dict[str, str], hub: str) -> None:
+    client = client_from_settings(Settings.from_env(env))
+    try:
+        assert client.eventhub_name == hub
+    finally:
+        await client.close()
+
+
+def test_no_connection_setting_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="EventHubConnection"):
+        client_from_settings(Settings.from_env({}))
+
+
+# -- failures against a closed port ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dead_hub() -> Any:
+    conn = f"Endpoint=sb://127.0.0.1:{free_port()};SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true"
+    producer = HubProducer.from_settings(Settings.from_env({"EventHubConnection": conn}))
+    yield producer
+    await producer.close()
+
+
+async def test_a_failed_send_is_hub_unavailable_with_retry_after(dead_hub: HubProducer) -> None:
+    started = time.monotonic()
+    with pytest.raises(HubUnavailable) as failed:
+        await dead_hub.send([EncodedEnvelope(b"{}", {"schema": "s"})], "0" * 32)
+    assert (failed.value.status, failed.value.retry_after, time.monotonic() - started < 30) == (
+        503,
+        RETRY_AFTER_S,
+        True,
+    )
+
+
+async def test_an_unreachable_hub_fails_the_health_check(dead_hub: HubProducer) -> None:
+    with pytest.raises(HubUnavailable):
+        await dead_hub.check()

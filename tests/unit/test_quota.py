@@ -1,0 +1,77 @@
+"""Token buckets per app: burst, refill, Retry-After, isolation between apps."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.apps import Quota
+from workers.errors import QuotaExceeded
+from workers.quota import QuotaBook
+
+QUOTA = Quota(rate_per_s=2.0, burst=3.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def granted(book: QuotaBook, app: str, quota: Quota, n: int) -> int:
+    count = 0
+    for _ in range(n):
+        try:
+            book.take(app, quota)
+        except QuotaExceeded:
+            continue
+        count += 1
+    return count
+
+
+def test_a_full_bucket_grants_the_burst() -> None:
+    assert granted(QuotaBook(clock=Clock()), "a", QUOTA, 10) == 3
+
+
+def test_an_empty_bucket_refuses_with_retry_after() -> None:
+    book = QuotaBook(clock=Clock())
+    granted(book, "a", QUOTA, 3)
+    with pytest.raises(QuotaExceeded) as refused:
+        book.take("a", QUOTA)
+    assert (refused.value.status, refused.value.retry_after) == (429, 1)
+
+
+def test_retry_after_rounds_up_to_whole_seconds() -> None:
+    book = QuotaBook(clock=Clock())
+    slow = Quota(rate_per_s=0.25, burst=1)
+    book.take("a", slow)
+    with pytest.raises(QuotaExceeded) as refused:
+        book.take("a", slow)
+    assert refused.value.retry_after == 4
+
+
+REFILLS = [(0.49, 0), (0.5, 1), (1.0, 2), (60.0, 3)]
+
+
+@pytest.mark.parametrize(("elapsed", "grants"), REFILLS, ids=[f"{r[0]}s" for r in REFILLS])
+def test_the_bucket_refills_at_the_rate_up_to_the_burst(elapsed: float, grants: int) -> None:
+    clock = Clock()
+    book = QuotaBook(clock=clock)
+    granted(book, "a", QUOTA, 3)
+    clock.now += elapsed
+    assert granted(book, "a", QUOTA, 10) == grants
+
+
+def test_apps_have_their_own_buckets() -> None:
+    book = QuotaBook(clock=Clock())
+    granted(book, "a", QUOTA, 3)
+    assert granted(book, "b", QUOTA, 10) == 3
+
+
+def test_refused_requests_cost_nothing() -> None:
+    clock = Clock()
+    book = QuotaBook(clock=clock)
+    granted(book, "a", QUOTA, 50)
+    clock.now += 0.5
+    assert granted(book, "a", QUOTA, 10) == 1
