@@ -177,7 +177,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: the collector is a public endpoint: browsers anywhere post events to it
   // checkov:skip=CKV_AZURE_17: browsers sending events cannot present client certificates; apps authenticate with the registry (origin, server key)
-  // checkov:skip=CKV_AZURE_212: scale to zero is intended (idle cost); Flex Consumption spreads instances itself, always-ready instances are an opt-in
+  // checkov:skip=CKV_AZURE_212: scale to zero is intended (no cost at idle); always-ready instances are an opt-in that bills around the clock
   // checkov:skip=CKV_AZURE_213: the platform health check steers traffic within a fixed instance pool; this app scales to zero, and GET /api/health serves external availability tests
   name: name
   location: location

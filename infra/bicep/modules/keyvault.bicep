@@ -29,7 +29,7 @@ param workspaceId string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: Key Vault references from a Function App without VNet integration use the public endpoint, and App Service is not a trusted service for the vault firewall; RBAC mode limits access to the two role holders
-  // checkov:skip=CKV_AZURE_189: same reason as CKV_AZURE_109
+  // checkov:skip=CKV_AZURE_189: Key Vault references from an app without VNet integration need the public endpoint (see CKV_AZURE_109)
   name: name
   location: location
   tags: tags

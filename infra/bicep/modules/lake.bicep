@@ -49,7 +49,7 @@ param workspaceId string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration and the analysts' engines reach the lake over its public endpoint; shared keys are off, so only Entra ID principals with a data role get in
-  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; a private endpoint needs a VNet-integrated app and private DNS, beyond this template
+  // checkov:skip=CKV_AZURE_59: the app (no VNet integration) needs the public endpoint, as for CKV_AZURE_35; a private endpoint needs a VNet-integrated app and private DNS, beyond this template
   // checkov:skip=CKV_AZURE_206: replication is the lakeSku parameter (default Standard_ZRS, Standard_GZRS allowed), which checkov cannot resolve in a module
   name: name
   location: location

@@ -20,7 +20,7 @@ param workspaceId string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches the account over its public endpoint; shared keys are off, so only Entra ID principals with a data role get in
-  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; a private endpoint needs a VNet-integrated app and private DNS, beyond this template
+  // checkov:skip=CKV_AZURE_59: the app (no VNet integration) needs the public endpoint, as for CKV_AZURE_35; a private endpoint needs a VNet-integrated app and private DNS, beyond this template
   // checkov:skip=CKV_AZURE_206: the host account holds leases, checkpoints and the package, all recreated by a redeploy; geo-replication buys nothing here
   name: name
   location: location
