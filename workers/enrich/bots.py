@@ -14,62 +14,26 @@ Indicators (a fixed vocabulary, so analysts can group by them):
 `is_bot` is true when any deciding indicator fired. The app's bot_policy (flag or drop) is applied by the
 capture worker, not here. Datacenter IP ranges are not an indicator: the client IP never reaches capture
 (privacy invariant), so such a check would belong in the collector.
-
-The ~1,500 crawler patterns are compiled once into ua-parser-rs's extractor (the Rust regex crate with a
-literal prefilter over the whole set: ~500k UAs/s, where one combined Python `re` alternation manages
-~2k/s); its first-match result tells which pattern fired. Both engines agree on every example UA the list
-ships (tests/unit/enrich/test_bots.py checks it).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import ua_parser_rs
-
 from workers.enrich.base import EnrichContext, Row, Step
+from workers.enrich.ua import MAX_CACHED_UA_LENGTH, NO_USER_AGENT, UserAgentClassifier
 
-if TYPE_CHECKING:
-    from workers.enrich.ua import UAInfo
-
-DATA = Path(__file__).resolve().parent / "data"
-CRAWLERS_FILE = DATA / "crawler-user-agents.json"
 WEBDRIVER_ATTRIBUTE = "_webdriver"
-HEADLESS = re.compile(r"HeadlessChrome|PhantomJS|SlimerJS|HtmlUnit|Cypress/")
 
 
-class CrawlerPatterns:
-    def __init__(self, entries: list[dict[str, Any]]) -> None:
-        self.patterns: tuple[str, ...] = tuple(str(e["pattern"]) for e in entries)
-        # The extractor reports the "family" of the first matching rule: the pattern's index here.
-        self._extractor = ua_parser_rs.UserAgentExtractor(
-            (pattern, str(index), None, None, None, None) for index, pattern in enumerate(self.patterns)
-        )
+def bot_step(classifier: UserAgentClassifier) -> Step:
+    cached, uncached = classifier.cached, classifier.classify
 
-    @classmethod
-    def load(cls, path: Path = CRAWLERS_FILE) -> CrawlerPatterns:
-        return cls(json.loads(path.read_bytes()))
-
-    def match(self, user_agent: str) -> str | None:
-        """The first crawler pattern that matches, or None."""
-        found = self._extractor.extract(user_agent)
-        return None if found is None else self.patterns[int(found.family)]
-
-
-def _webdriver(row: Row) -> bool:
-    attributes = row.get("attributes")
-    return attributes is not None and attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
-
-
-def bot_step(classify: Callable[[str | None], UAInfo]) -> Step:
     def bots(row: Row, context: EnrichContext) -> Row:
-        indicators = list(classify(context.user_agent).indicators)
+        ua = context.user_agent
+        info = (cached(ua) if len(ua) <= MAX_CACHED_UA_LENGTH else uncached(ua)) if ua else NO_USER_AGENT
+        indicators = list(info.indicators)
         decided = bool(indicators)
-        if _webdriver(row):
+        attributes = row.get("attributes")
+        if attributes and attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true"):
             indicators.append("webdriver")
             decided = True
         if not context.accept_language:

@@ -25,11 +25,11 @@ def is_paid(campaign: dict[str, str | None]) -> bool:
     return medium in PAID_MEDIA or medium.startswith("paid")
 
 
-def campaign_step(parse: PageParser) -> Step:
+def campaign_step(parser: PageParser) -> Step:
     """Runs after the referrer step, whose category it may upgrade to `paid`."""
 
     def campaign(row: Row, context: EnrichContext) -> Row:
-        fields = parse(row.get("page_url")).campaign
+        fields = parser(row.get("page_url")).campaign
         row.update(fields)
         if fields is not NO_CAMPAIGN and row.get("referrer_category") != "internal" and is_paid(fields):
             row["referrer_category"] = "paid"

@@ -10,13 +10,9 @@ from workers.enrich.base import EnrichContext, Row, Step
 _NO_GEO = {"geo_country": None, "geo_region": None, "geo_city": None, "geo_lat": None, "geo_lon": None}
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _coordinate(value: Any) -> float | None:
     # bool is an int subclass; a JSON true is no coordinate.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if value.__class__ is float or (value.__class__ is int):
         return float(value)
     return None
 
@@ -27,11 +23,13 @@ def geo_step() -> Step:
         if not found:
             row.update(_NO_GEO)
             return row
-        row["geo_country"] = _text(found.get("country"))
-        row["geo_region"] = _text(found.get("region"))
-        row["geo_city"] = _text(found.get("city"))
-        row["geo_lat"] = _coordinate(found.get("lat"))
-        row["geo_lon"] = _coordinate(found.get("lon"))
+        get = found.get
+        # The collector writes strings or null; "or None" turns an empty string into null.
+        row["geo_country"] = get("country") or None
+        row["geo_region"] = get("region") or None
+        row["geo_city"] = get("city") or None
+        row["geo_lat"] = _coordinate(get("lat"))
+        row["geo_lon"] = _coordinate(get("lon"))
         return row
 
     return geo

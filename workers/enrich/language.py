@@ -54,17 +54,19 @@ def from_accept_language(header: str | None) -> str | None:
     return _cached_accept_language(header)
 
 
-def _from_event(value: object) -> str | None:
-    return primary_subtag(value) if isinstance(value, str) and value else None
-
-
 def language_step() -> Step:
     def language(row: Row, context: EnrichContext) -> Row:
-        row["language"] = (
-            _from_event(row.get("system_language"))
-            or _from_event(row.get("locale"))
-            or from_accept_language(context.accept_language)
-        )
+        found = None
+        value = row.get("system_language")
+        if value and value.__class__ is str:
+            found = primary_subtag(value)
+        if found is None:
+            value = row.get("locale")
+            if value and value.__class__ is str:
+                found = primary_subtag(value)
+        if found is None:
+            found = from_accept_language(context.accept_language)
+        row["language"] = found
         return row
 
     return language

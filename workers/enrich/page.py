@@ -58,19 +58,23 @@ def _parse(url: str) -> PageInfo:
 
 class PageParser:
     def __init__(self, cache_size: int = 16384) -> None:
-        self._cached: Callable[[str], PageInfo] = functools.lru_cache(maxsize=cache_size)(_parse)
+        self.cached: Callable[[str], PageInfo] = functools.lru_cache(maxsize=cache_size)(_parse)
 
     def __call__(self, url: str | None) -> PageInfo:
         if not url:
             return NO_PAGE
-        if len(url) > MAX_CACHED_URL_LENGTH:
-            return _parse(url)
-        return self._cached(url)
+        return self.cached(url) if len(url) <= MAX_CACHED_URL_LENGTH else _parse(url)
 
 
-def page_step(parse: PageParser) -> Step:
+def page_step(parser: PageParser) -> Step:
+    cached = parser.cached
+
     def page(row: Row, context: EnrichContext) -> Row:
-        row.update(parse(row.get("page_url")).fields)
+        url = row.get("page_url")
+        if not url:
+            row.update(NO_PAGE.fields)
+        else:
+            row.update((cached(url) if len(url) <= MAX_CACHED_URL_LENGTH else _parse(url)).fields)
         return row
 
     return page

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.enrich.base import Pipeline
-from workers.enrich.bots import CrawlerPatterns, bot_step
+from workers.enrich.bots import bot_step
 from workers.enrich.campaign import campaign_step
+from workers.enrich.crawlers import CrawlerPatterns
 from workers.enrich.geo import geo_step
 from workers.enrich.language import language_step
 from workers.enrich.page import PageParser, page_step

@@ -53,11 +53,34 @@ class RefererSource:
 
 @dataclass(frozen=True, slots=True)
 class ParsedReferrer:
-    url: str
+    """Cached per URL, so treat `fields` as read-only."""
+
     host: str | None
-    category: str
-    source: str | None
-    term: str | None
+    suffixes: frozenset[str]  # the host and its parent domains, for the internal check
+    fields: dict[str, Any]  # REFERRER_FIELDS, before the internal check
+
+    @classmethod
+    def of(
+        cls, url: str, host: str | None, category: str, source: str | None, term: str | None
+    ) -> ParsedReferrer:
+        suffixes = set()
+        rest = host
+        while rest:
+            suffixes.add(rest)
+            rest = rest.partition(".")[2]
+        fields = {
+            "referrer_url": url,
+            "referrer_host": host,
+            "referrer_category": category,
+            "referrer_source": source,
+            "referrer_term": term,
+        }
+        return cls(host, frozenset(suffixes), fields)
+
+
+REFERRER_FIELDS = ("referrer_url", "referrer_host", "referrer_category", "referrer_source", "referrer_term")
+_UNKNOWN = dict.fromkeys(REFERRER_FIELDS)
+_DIRECT = {**_UNKNOWN, "referrer_category": "direct"}
 
 
 Media = dict[
@@ -113,40 +136,29 @@ class ReferrerParser:
 
     def __init__(self, database: RefererDatabase, cache_size: int = 16384) -> None:
         self.database = database
-        self._cached: Callable[[str], ParsedReferrer] = functools.lru_cache(maxsize=cache_size)(self._parse)
+        self.cached: Callable[[str], ParsedReferrer] = functools.lru_cache(maxsize=cache_size)(self.parse)
 
     def __call__(self, url: str) -> ParsedReferrer:
-        if len(url) > MAX_CACHED_URL_LENGTH:
-            return self._parse(url)
-        return self._cached(url)
+        return self.cached(url) if len(url) <= MAX_CACHED_URL_LENGTH else self.parse(url)
 
-    def _parse(self, url: str) -> ParsedReferrer:
+    def parse(self, url: str) -> ParsedReferrer:
         try:
             parts = urlsplit(url)
             host = parts.hostname
         except ValueError:  # e.g. an unbalanced IPv6 bracket: client data, not our failure
-            return ParsedReferrer(url, None, "other", None, None)
+            return ParsedReferrer.of(url, None, "other", None, None)
         if not host:
-            return ParsedReferrer(url, None, "other", None, None)
+            return ParsedReferrer.of(url, None, "other", None, None)
         host = host.rstrip(".")
         # An empty path is "/"; lookup relies on a leading slash.
         known = self.database.lookup(host, parts.path or "/")
         if known is None:
-            return ParsedReferrer(url, host, "other", None, None)
+            return ParsedReferrer.of(url, host, "other", None, None)
         term = None
         if known.category == "search" and known.parameters and parts.query:
             query = parse_qs(parts.query)
             term = next((query[p][0] for p in known.parameters if p in query), None)
-        return ParsedReferrer(url, host, known.category, known.source, term)
-
-
-def _is_subdomain_or_same(host: str, hosts: frozenset[str]) -> bool:
-    while True:
-        if host in hosts:
-            return True
-        if "." not in host:
-            return False
-        host = host.partition(".")[2]
+        return ParsedReferrer.of(url, host, known.category, known.source, term)
 
 
 class OwnHosts:
@@ -163,15 +175,10 @@ class OwnHosts:
         return entry[1]
 
 
-_UNKNOWN = dict.fromkeys(
-    ("referrer_url", "referrer_host", "referrer_category", "referrer_source", "referrer_term")
-)
-_DIRECT = {**_UNKNOWN, "referrer_category": "direct"}
-
-
-def referrer_step(parse: ReferrerParser) -> Step:
+def referrer_step(parser: ReferrerParser) -> Step:
     """Needs `page_host` in the row: the page step runs first."""
     own_hosts = OwnHosts()
+    cached, uncached = parser.cached, parser.parse
 
     def referrer(row: Row, context: EnrichContext) -> Row:
         url = row.get("page_referrer")
@@ -184,19 +191,14 @@ def referrer_step(parse: ReferrerParser) -> Step:
         if not url:
             row.update(_DIRECT)
             return row
-        parsed = parse(url)
-        category = parsed.category
+        parsed = cached(url) if len(url) <= MAX_CACHED_URL_LENGTH else uncached(url)
+        row.update(parsed.fields)
         host = parsed.host
         if host is not None and (
             host == row.get("page_host")
-            or (context.app is not None and _is_subdomain_or_same(host, own_hosts(context.app)))
+            or (context.app is not None and not own_hosts(context.app).isdisjoint(parsed.suffixes))
         ):
-            category = "internal"
-        row["referrer_url"] = url
-        row["referrer_host"] = host
-        row["referrer_category"] = category
-        row["referrer_source"] = parsed.source
-        row["referrer_term"] = parsed.term
+            row["referrer_category"] = "internal"
         return row
 
     return referrer

@@ -21,7 +21,7 @@ from ua_parser.regex import Resolver as NativeResolver
 from user_agents.parsers import UserAgent, parse_browser, parse_device, parse_operating_system
 
 from workers.enrich.base import EnrichContext, Row, Step
-from workers.enrich.bots import HEADLESS, CrawlerPatterns
+from workers.enrich.crawlers import HEADLESS, CrawlerPatterns
 
 UA_FIELDS = (
     "ua_browser_family",
@@ -88,22 +88,23 @@ class UserAgentClassifier:
     def __init__(self, crawlers: CrawlerPatterns, cache_size: int = 16384) -> None:
         self._resolver = NativeResolver(ua_parser.load_lazy_builtins())
         self.crawlers = crawlers
-        self._cached: Callable[[str], UAInfo] = functools.lru_cache(maxsize=cache_size)(self._classify)
+        self.cached: Callable[[str], UAInfo] = functools.lru_cache(maxsize=cache_size)(self.classify)
 
     def __call__(self, user_agent: str | None) -> UAInfo:
         if not user_agent:
             return NO_USER_AGENT
-        if len(user_agent) > MAX_CACHED_UA_LENGTH:
-            return self._classify(user_agent)
-        return self._cached(user_agent)
+        return (
+            self.cached(user_agent) if len(user_agent) <= MAX_CACHED_UA_LENGTH else self.classify(user_agent)
+        )
 
     def parse(self, user_agent: str) -> NativeUserAgent:
         return NativeUserAgent(user_agent, self._resolver(user_agent, Domain.ALL).complete().with_defaults())
 
     def cache_info(self) -> Any:
-        return self._cached.cache_info()  # type: ignore[attr-defined]
+        return self.cached.cache_info()  # type: ignore[attr-defined]
 
-    def _classify(self, user_agent: str) -> UAInfo:
+    def classify(self, user_agent: str) -> UAInfo:
+        """Uncached."""
         agent = self.parse(user_agent)
         indicators = []
         if agent.is_bot:
@@ -125,9 +126,16 @@ class UserAgentClassifier:
         return UAInfo(fields, tuple(indicators))
 
 
-def ua_step(classify: Callable[[str | None], UAInfo]) -> Step:
+def ua_step(classifier: UserAgentClassifier) -> Step:
+    # The classifier's guards are inlined here and in the bots step: these run for every event.
+    cached, uncached = classifier.cached, classifier.classify
+
     def user_agent(row: Row, context: EnrichContext) -> Row:
-        row.update(classify(context.user_agent).fields)
+        ua = context.user_agent
+        if not ua:
+            row.update(NO_USER_AGENT.fields)
+        else:
+            row.update((cached(ua) if len(ua) <= MAX_CACHED_UA_LENGTH else uncached(ua)).fields)
         return row
 
     return user_agent

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from workers.enrich.bots import CRAWLERS_FILE, CrawlerPatterns, bot_step
+from workers.enrich.bots import bot_step
+from workers.enrich.crawlers import CRAWLERS_FILE, CrawlerPatterns
 from workers.enrich.pipeline import Resources
 
 from .helpers import context
