@@ -185,6 +185,15 @@ class _Message:
     lineage: dict[str, Any]
 
 
+HOUR_MS = 3_600_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _folder(kind: str, app_id: str, hour: int) -> str:
+    """Lake folders per UTC hour; cached because every event of a batch asks, and few hours recur."""
+    return partition_path(kind, app_id, hour * HOUR_MS)
+
+
 @dataclass
 class _Groups:
     """Rows per (kind, lake folder), with the client's event beside each events/ row."""
@@ -193,7 +202,7 @@ class _Groups:
     sources: defaultdict[tuple[str, str], list[Any]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, kind: str, app_id: str, received_at: int, row: Row, source: Any = None) -> None:
-        key = (kind, partition_path(kind, app_id, received_at))
+        key = (kind, _folder(kind, app_id, received_at // HOUR_MS))
         self.rows[key].append(row)
         self.sources[key].append(source)
 

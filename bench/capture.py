@@ -1,0 +1,119 @@
+"""Capture throughput per core: decode + enrich + session/dedup + Avro encode, no network.
+
+Workload: workers.synthetic traffic (real user agents incl. bots, referrers, UTM tags), packed as the
+collector packs it (one envelope per request of up to 5 events, gzip above 4 KB), in trigger batches of
+256 messages on one partition. Capture runs with the real enrichment pipeline (build_pipeline) and the
+configured codec; its `prepare` step is everything capture does except the lake write and the state save.
+Next to it, in the same run, fastavro alone writes the same already-enriched rows into the same files.
+
+Each figure is the median of --repeats runs over the whole workload (caches warm after the first run,
+as in a long-lived worker). Last line: one JSON object with `events_per_s`, `avro_only_records_per_s`,
+`ratio_vs_avro_only` and the parameters.
+
+    .venv/bin/python bench/capture.py [--events 50000] [--repeats 5] [--codec snappy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workers import avro, envelope, synthetic  # noqa: E402
+from workers.apps import AppRegistry  # noqa: E402
+from workers.capture import Capture, HubMessage  # noqa: E402
+from workers.enrich.pipeline import build_pipeline  # noqa: E402
+from workers.lake import open_lake  # noqa: E402
+from workers.settings import Settings, get_settings  # noqa: E402
+
+BATCH = 256
+GEO = {"country": "DE", "region": "Berlin", "city": "Berlin", "lat": 52.52, "lon": 13.4}
+
+
+def workload(total_events: int) -> list[list[HubMessage]]:
+    """Trigger batches of hub messages, as the collector would have produced them."""
+    received = int(time.time() * 1000)
+    messages = []
+    for seq, request in enumerate(synthetic.traffic("demo", total_events, seed=7)):
+        visitor = request.visitor
+        env = envelope.Envelope(
+            request_id=uuid.uuid4().hex,
+            received_at=received + seq,
+            app_id="demo",
+            visitor_hash=hashlib.sha256(f"{visitor.ip}|{visitor.user_agent}".encode()).hexdigest()[:32],
+            collector_version="bench",
+            platform="Web",
+            geo=GEO,
+            user_agent=visitor.user_agent,
+            accept_language=visitor.language,
+            referer=request.events[0].get("page_referrer"),
+            events=request.events,
+        )
+        encoded = envelope.encode(env)
+        enqueued = datetime.fromtimestamp((received + seq) / 1000, tz=UTC)
+        messages.append(HubMessage(encoded.body, encoded.properties, "0", seq, str(seq * 1000), enqueued))
+    return [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--codec", choices=avro.CODECS, default=get_settings().avro_codec)
+    args = parser.parse_args()
+
+    settings = Settings(avro_codec=args.codec, lake_connection="UseDevelopmentStorage=true")
+    capture = Capture(
+        pipeline=build_pipeline(),
+        registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
+        lake=open_lake(settings),  # clients only: prepare() never touches the lake
+        store=None,
+        settings=settings,
+    )
+    batches = workload(args.events)
+    events = sum(len(envelope.decode(m.body, dict(m.properties)).events) for b in batches for m in b)
+
+    capture_times, avro_times = [], []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        prepared = [capture.prepare(batch) for batch in batches]
+        capture_times.append(time.perf_counter() - started)
+        files = [f for p in prepared for f in p.files if f.kind == "clickstream"]
+        rows = sum(len(f.rows) for f in files)
+        started = time.perf_counter()
+        for file in files:
+            avro.encode("clickstream", file.rows, codec=args.codec, key=file.path)
+        avro_times.append(time.perf_counter() - started)
+
+    events_per_s = events / statistics.median(capture_times)
+    avro_per_s = rows / statistics.median(avro_times)
+    print(f"capture (decode+enrich+session+avro): {events_per_s:,.0f} events/s")
+    print(f"fastavro alone, same rows:            {avro_per_s:,.0f} records/s")
+    print(
+        json.dumps(
+            {
+                "events_per_s": round(events_per_s),
+                "avro_only_records_per_s": round(avro_per_s),
+                "ratio_vs_avro_only": round(events_per_s / avro_per_s, 3),
+                "events": events,
+                "rows_written": rows,
+                "messages": sum(len(b) for b in batches),
+                "batch_messages": BATCH,
+                "codec": args.codec,
+                "repeats": args.repeats,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
