@@ -52,6 +52,14 @@ param functionInstanceMemoryMB int = 2048
 @maxValue(1000)
 param functionMaximumInstanceCount int = 40
 
+@description('Concurrent HTTP requests per Function App instance before another is added (the collector is async).')
+@minValue(1)
+@maxValue(1000)
+param functionHttpPerInstanceConcurrency int = 16
+
+@description('Send FunctionAppLogs to Log Analytics as well. Application Insights already has these logs; this doubles their ingestion cost.')
+param sendFunctionAppLogs bool = false
+
 @description('Origins the platform itself answers CORS for. Keep empty: the collector answers preflights with the allowed origins of each registered app.')
 param corsAllowedOrigins array = []
 
@@ -256,6 +264,8 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerName: deploymentContainerName
     instanceMemoryMB: functionInstanceMemoryMB
     maximumInstanceCount: functionMaximumInstanceCount
+    httpPerInstanceConcurrency: functionHttpPerInstanceConcurrency
+    sendFunctionAppLogs: sendFunctionAppLogs
     corsAllowedOrigins: corsAllowedOrigins
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace

@@ -16,9 +16,12 @@ param eventHubMaxThroughputUnits = 0
 param eventHubPartitionCount = 4
 param eventHubRetentionHours = 72
 
-// Function App (Flex Consumption): instance memory, scale-out ceiling, platform CORS (keep empty).
+// Function App (Flex Consumption): instance memory, scale-out ceiling, HTTP concurrency per instance,
+// FunctionAppLogs to Log Analytics (off: Application Insights has them), platform CORS (keep empty).
 param functionInstanceMemoryMB = 2048
 param functionMaximumInstanceCount = 40
+param functionHttpPerInstanceConcurrency = 16
+param sendFunctionAppLogs = false
 param corsAllowedOrigins = []
 
 // Lake: replication, expiry of rejected/ and failed/, soft delete.

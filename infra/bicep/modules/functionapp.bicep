@@ -45,6 +45,14 @@ param instanceMemoryMB int
 @maxValue(1000)
 param maximumInstanceCount int
 
+@description('Concurrent HTTP requests one instance takes before Flex Consumption adds another. The collector is async and mostly waits on Event Hubs.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
+
+@description('Also send FunctionAppLogs to Log Analytics. Application Insights already receives the same logs, so this doubles log ingestion.')
+param sendFunctionAppLogs bool
+
 @description('Origins the platform answers CORS requests for. Empty leaves CORS to the collector, which checks the allowed origins of each app.')
 param corsAllowedOrigins array
 
@@ -159,6 +167,13 @@ var appSettings = {
   HUBCAP_LOG_LEVEL: logLevel
 }
 
+var functionAppLogs = [
+  {
+    category: 'FunctionAppLogs'
+    enabled: true
+  }
+]
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy for Flex Consumption depends on the region; set zoneRedundant on the plan where the region offers it
   name: planName
@@ -208,6 +223,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -255,12 +275,7 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   scope: site
   properties: {
     workspaceId: workspaceId
-    logs: [
-      {
-        category: 'FunctionAppLogs'
-        enabled: true
-      }
-    ]
+    logs: sendFunctionAppLogs ? functionAppLogs : []
     metrics: [
       {
         category: 'AllMetrics'
