@@ -18,7 +18,12 @@ async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
         body=req.get_body(),
     )
     response = await handle(request)
-    return func.HttpResponse(body=response.body, status_code=response.status, headers=response.headers)
+    return func.HttpResponse(
+        body=response.body,
+        status_code=response.status,
+        headers=response.headers,
+        mimetype=response.headers.get("Content-Type"),
+    )
 
 
 # Every method, so that anything but POST and OPTIONS gets the collector's 405 with an Allow header.

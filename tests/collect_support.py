@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
+import pytest
 
-from workers.apps import AppRegistry
-from workers.collector import Collector, HttpIn
-from workers.settings import Settings
+from workers.apps import AppRegistry, get_registry
+from workers.collector import Collector, HttpIn, reset_collector
+from workers.settings import SETTING_NAMES, Settings, get_settings
 
 # The Clickstream Analytics on AWS HTTP API example, byte for byte as in the issue's curl command.
 AWS_EXAMPLE_BODY = (
@@ -117,3 +119,22 @@ def gzip_bomb(inflated_bytes: int) -> bytes:
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
     trailer = struct.pack("<II", crc, (count * mib) & 0xFFFFFFFF)
     return header + segment * count + final + trailer
+
+
+@contextlib.asynccontextmanager
+async def process_env(env: Mapping[str, str]) -> AsyncIterator[None]:
+    """Run the process-wide collector (what the functions use) on exactly these settings."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SETTING_NAMES:
+            patch.delenv(name, raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        await reset_collector()
+        get_settings.cache_clear()
+        get_registry.cache_clear()
+        try:
+            yield
+        finally:
+            await reset_collector()
+            get_settings.cache_clear()
+            get_registry.cache_clear()
