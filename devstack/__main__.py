@@ -23,8 +23,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
-from workers.cli import send
-from workers.lake import open_lake
+from workers.cli import send, server_key
+from workers.lake import open_lake, read_rows
 from workers.settings import Settings
 
 STATE = ROOT / ".devstack"
@@ -94,16 +94,39 @@ def post_aws_example(base_url: str) -> int:
         return int(resp.status)
 
 
-def wait_for_rows(settings: Settings, timeout: float) -> list[str]:
-    lake = open_lake(settings)
+def lake_files(settings: Settings) -> set[str]:
+    return {f.path for f in open_lake(settings).list("events/v1/") if f.path.endswith(".avro")}
+
+
+def wait_for_new_files(settings: Settings, before: set[str], timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            files = [f.path for f in lake.list("events/v1/") if f.path.endswith(".avro")]
-            if files:
-                return files
+        fresh = sorted(lake_files(settings) - before)
+        if fresh:
+            time.sleep(2)  # let the rest of the first wave land too
+            return sorted(lake_files(settings) - before)
         time.sleep(0.5)
     return []
+
+
+def show_rows(settings: Settings, files: list[str], limit: int = 8) -> None:
+    lake = open_lake(settings)
+    columns = (
+        "event_type",
+        "ua_browser_family",
+        "device_class",
+        "geo_country",
+        "geo_city",
+        "referrer_category",
+    )
+    print("  " + "  ".join(f"{c:<18}" for c in columns))
+    shown = 0
+    for path in files:
+        for row in read_rows(lake, path):
+            print("  " + "  ".join(f"{row.get(c)!s:<18}" for c in columns))
+            shown += 1
+            if shown >= limit:
+                return
 
 
 def main() -> int:
@@ -124,6 +147,13 @@ def main() -> int:
 
     STATE.mkdir(exist_ok=True)
     stop_leftovers()
+    try:
+        return run(args)
+    finally:
+        PIDS.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     print("starting Azurite, the Event Hubs endpoint and the dev host (state and logs in .devstack/)")
@@ -142,16 +172,19 @@ def main() -> int:
             print(f"  demo page   {demo_url}")
             print(f"  Azurite     {stack.azurite.connection_string}")
             print(f"  Event Hubs  {stack.eventhubs.connection_string};EntityPath={stack.eventhubs.hub}")
+            before = lake_files(settings)
             print(f"AWS example → HTTP {post_aws_example(stack.base_url)}")
-            statuses = asyncio.run(send(f"{stack.base_url}/api/collect", "demo", args.events, seed=7))
-            print(f"{args.events} synthetic events → {dict(statuses)}")
-            files = wait_for_rows(settings, timeout=60)
-            print(f"{len(files)} Avro files in the lake so far, e.g. {files[0] if files else '(none yet)'}")
+            key = server_key("demo", None)  # signed like a server-side sender, so visitor IPs count
+            statuses = asyncio.run(send(f"{stack.base_url}/api/collect", "demo", args.events, server_key=key))
+            print(f"{args.events} synthetic events → HTTP status counts {dict(statuses)}")
+            files = wait_for_new_files(settings, before, timeout=60)
+            print(f"{len(files)} new Avro files in the lake, e.g. {files[0] if files else '(none yet)'}:")
+            show_rows(settings, files)
             print("look: .venv/bin/hubcap lake ls | lake cat --app demo | lake sql 'SELECT …' | tail")
             if args.once:
                 return 0 if files else 1
             print("following new lake files; Ctrl-C stops everything")
-            seen = set(files)
+            seen = before | set(files)
             lake = open_lake(settings)
             try:
                 while not stop_event.is_set():
@@ -163,7 +196,6 @@ def main() -> int:
                     stop_event.wait(2)
             except KeyboardInterrupt:
                 pass
-    PIDS.unlink(missing_ok=True)
     print("stopped")
     return 0
 

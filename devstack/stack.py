@@ -54,6 +54,32 @@ def app_env(azurite: Azurite, eventhubs: EventHubsEndpoint, **overrides: str) ->
     return env
 
 
+def provision(env: dict[str, str]) -> list[str]:
+    """Create the lake and state containers, the checkpoint container and the state table.
+
+    The app creates each on first use too; doing it up front makes a fresh stack browsable at once.
+    """
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    from devstack.host import CHECKPOINT_CONTAINER
+    from workers.settings import Settings
+
+    settings = Settings.from_env(env)
+    made = []
+    blobs = BlobServiceClient.from_connection_string(env["HUBCAP_LAKE_CONNECTION"])
+    for name in (settings.lake_filesystem, settings.state_container, CHECKPOINT_CONTAINER):
+        with contextlib.suppress(ResourceExistsError):
+            blobs.create_container(name)
+            made.append(f"container {name}")
+    tables = TableServiceClient.from_connection_string(env["HUBCAP_LAKE_CONNECTION"])
+    with contextlib.suppress(ResourceExistsError):
+        tables.create_table(settings.state_table)
+        made.append(f"table {settings.state_table}")
+    return made
+
+
 @dataclass
 class DevHostProcess:
     env: dict[str, str]
@@ -131,6 +157,7 @@ def run_stack(
         ) as eventhubs,
     ):
         env = app_env(azurite, eventhubs, **(env_overrides or {}))
+        provision(env)
         host = DevHostProcess(env, host_name or bind, http_port or free_port(bind), logs / "devhost.log")
         host.start()
         try:

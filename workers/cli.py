@@ -159,7 +159,7 @@ def sign(server_key: str, timestamp: str, body: bytes) -> str:
     return hmac.new(server_key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def _server_key(app_id: str, given: str | None) -> str | None:
+def server_key(app_id: str, given: str | None) -> str | None:
     if given:
         return given
     if APPS_FILE.exists():
@@ -243,7 +243,7 @@ def _progress(total: int) -> Any:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    key = None if args.no_sign else _server_key(args.app, args.server_key)
+    key = None if args.no_sign else server_key(args.app, args.server_key)
     started = time.monotonic()
     statuses = asyncio.run(
         send(args.url, args.app, args.events, concurrency=args.concurrency, server_key=key, seed=args.seed)
