@@ -59,7 +59,7 @@ typecheck: $(VENV)/.installed ## mypy on workers/ and devstack/
 test: install install-infra install-browser tracker lint typecheck ## install everything, lint, typecheck, run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install ## unit + function tests only (no services)
+test-fast: install install-infra ## unit + function tests only (no services; the Bicep checks need .venv-infra)
 	$(BIN)/pytest tests/unit tests/functions $(PYTEST_ARGS)
 
 bench: install tracker ## run every benchmark under bench/ (each prints one JSON object last)
