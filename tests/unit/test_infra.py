@@ -7,6 +7,7 @@ apart from `.venv`). `make test` builds that venv; without it these tests fail, 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
@@ -315,3 +316,40 @@ def test_role_comments_name_the_role_actually_assigned() -> None:
         if f"roles.{key})" not in block:
             mismatched.append(f"{symbol}: comment says {role}")
     assert mismatched == []
+
+
+def funcignore_excludes(path: str) -> bool:
+    """Whether a .funcignore pattern (gitignore-style, no negations here) matches path or a parent of it."""
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (ROOT / ".funcignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes for pattern in patterns)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "functions/collect.py",
+        "workers/settings.py",
+        "workers/enrich/data/crawler-user-agents.json",
+        "schemas/event.schema.json",
+        "tracker/dist/hubcap.min.js",
+    ],
+)
+def test_deployment_package_keeps(path: str) -> None:
+    assert not funcignore_excludes(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["node_modules/azurite/package.json", ".venv/bin/python", "tests/conftest.py", "infra/bicep/main.bicep"],
+)
+def test_deployment_package_leaves_out(path: str) -> None:
+    assert funcignore_excludes(path)
