@@ -42,7 +42,9 @@ def _campaign(query: str) -> dict[str, Any]:
     if not query:
         return NO_CAMPAIGN
     values = parse_qs(query)
-    # Repeated parameters: the first wins, as in Google Analytics.
+    if values.keys().isdisjoint(CAMPAIGN_FIELDS):
+        return NO_CAMPAIGN  # shared, so the campaign step can skip its paid check by identity
+    # A repeated parameter: the first one counts.
     return {name: values[name][0] if name in values else None for name in CAMPAIGN_FIELDS}
 
 

@@ -5,6 +5,12 @@ pure-Python function (~2k UAs/s). `NativeUserAgent` keeps user-agents' classific
 a result from ua-parser 1.x's native resolver (ua-parser-rs, ~60k/s) over the same rules
 (ua-parser-builtins), and `UserAgentClassifier` puts an LRU cache in front: real traffic repeats a few
 thousand UA strings, so nearly every event is a cache hit (> 1M/s, see bench/enrich.py).
+
+Values follow ua-parser: an unknown family is "Other"; versions are user-agents' "major.minor.patch"
+strings (null when the UA has none). device_class is "bot" when the UA itself shows automation
+(ua_bot_flag, crawler_list or headless; see bots.py), else tablet, mobile, desktop (user-agents' is_pc)
+or other. Known limit: iPadOS Safari asks for desktop sites with a Mac UA by default, so it counts as
+desktop; no UA rule can tell them apart.
 """
 
 from __future__ import annotations
