@@ -48,7 +48,7 @@ param eventHubRetentionHours int = 72
 param functionInstanceMemoryMB int = 2048
 
 @description('Most Function App instances at once, across the collector and capture; the upper bound of the compute bill.')
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 40
 

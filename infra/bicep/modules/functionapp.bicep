@@ -41,7 +41,7 @@ param deploymentContainerName string
 param instanceMemoryMB int
 
 @description('Most instances the app scales out to, across all its functions; caps the bill.')
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 
