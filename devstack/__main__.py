@@ -47,12 +47,28 @@ def stop_leftovers() -> None:
     """Processes of a run that crashed (its children have their own sessions) hold the ports: stop them."""
     if not PIDS.exists():
         return
-    for pid in json.loads(PIDS.read_text()):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-            print(f"stopped a leftover process group {pid} from an earlier run")
+    groups = json.loads(PIDS.read_text())
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        alive = []
+        for pid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+                alive.append(pid)
+        deadline = time.monotonic() + grace
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in alive if _group_alive(pid)]
+            time.sleep(0.1)
+        groups = alive
+    print("stopped the processes left over by an earlier run")
     PIDS.unlink()
-    time.sleep(1)
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def record_pids(stack: Stack) -> None:
