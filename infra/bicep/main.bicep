@@ -134,7 +134,7 @@ param dedupWindow int = 100000
   'snappy'
   'zstandard'
 ])
-param avroCodec string = 'zstandard'
+param avroCodec string = 'snappy'
 
 @description('Log level of the hubcap workers (HUBCAP_LOG_LEVEL).')
 @allowed([

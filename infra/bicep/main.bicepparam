@@ -48,5 +48,5 @@ param trustedProxies = ''
 param maxBodyBytes = 1048576
 param sessionTimeoutSeconds = 1800
 param dedupWindow = 100000
-param avroCodec = 'zstandard'
+param avroCodec = 'snappy'
 param logLevel = 'INFO'

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.settings import SETTING_NAMES
+from workers.settings import SETTING_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_APP_BICEP = ROOT / "infra" / "bicep" / "modules" / "functionapp.bicep"
@@ -129,3 +129,45 @@ def test_allow_listed_setting_still_has_its_reader(name: str, evidence: tuple[st
 
 def test_allow_lists_do_not_shadow_code_settings() -> None:
     assert set(SETTING_NAMES) & (set(BICEP_PLATFORM_SETTINGS) | set(LOCAL_PLATFORM_SETTINGS)) == set()
+
+
+# Tuning settings are spelled out in three places (main.bicep defaults, main.bicepparam and the example
+# file) so that operators see them; all three must say what the code does when the setting is unset.
+CODE_DEFAULTS = Settings()
+TUNING = [
+    ("HUBCAP_TRUSTED_HOPS", "trustedHops", str(CODE_DEFAULTS.trusted_hops)),
+    ("HUBCAP_TRUSTED_PROXIES", "trustedProxies", ",".join(CODE_DEFAULTS.trusted_proxies)),
+    ("HUBCAP_MAX_BODY_BYTES", "maxBodyBytes", str(CODE_DEFAULTS.max_body_bytes)),
+    ("HUBCAP_SESSION_TIMEOUT_S", "sessionTimeoutSeconds", str(CODE_DEFAULTS.session_timeout_s)),
+    ("HUBCAP_DEDUP_WINDOW", "dedupWindow", str(CODE_DEFAULTS.dedup_window)),
+    ("HUBCAP_AVRO_CODEC", "avroCodec", CODE_DEFAULTS.avro_codec),
+    ("HUBCAP_LOG_LEVEL", "logLevel", CODE_DEFAULTS.log_level),
+]
+
+
+def bicep_value(text: str, pattern: str) -> str:
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    assert match, f"no match for {pattern!r}"
+    return match[1].strip().strip("'")
+
+
+def test_code_defaults_are_what_settings_reads_from_an_empty_environment() -> None:
+    assert Settings.from_env({}) == CODE_DEFAULTS
+
+
+@pytest.mark.parametrize(("name", "param", "default"), TUNING)
+def test_local_settings_example_tuning_is_the_code_default(name: str, param: str, default: str) -> None:
+    values = json.loads(LOCAL_SETTINGS.read_text())["Values"]
+    assert values[name] == default
+
+
+@pytest.mark.parametrize(("name", "param", "default"), TUNING)
+def test_bicep_default_is_the_code_default(name: str, param: str, default: str) -> None:
+    text = (ROOT / "infra" / "bicep" / "main.bicep").read_text()
+    assert bicep_value(text, rf"^param {param} \w+ = (.+)$") == default
+
+
+@pytest.mark.parametrize(("name", "param", "default"), TUNING)
+def test_bicepparam_tuning_is_the_code_default(name: str, param: str, default: str) -> None:
+    text = (ROOT / "infra" / "bicep" / "main.bicepparam").read_text()
+    assert bicep_value(text, rf"^param {param} = (.+)$") == default
