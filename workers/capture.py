@@ -73,6 +73,8 @@ CLIENT_FIELDS = (
     "page_title",
     "page_referrer",
 )
+CLIENT_FIELD_SET = frozenset(CLIENT_FIELDS)
+CLIENT_TEMPLATE = dict.fromkeys(CLIENT_FIELDS)
 ITEM_FIELDS = frozenset(
     (
         "id",
@@ -313,7 +315,7 @@ class Capture:
             groups.add("failed", app_id, enqueued_ms, row)
             return
         lineage = self._lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
-        base = {
+        shared = {
             "app_id": env.app_id,
             "received_at": env.received_at,
             "request_id": env.request_id,
@@ -322,7 +324,7 @@ class Capture:
             **lineage,
         }
         for rejected in env.rejected:
-            groups.add("rejected", env.app_id, env.received_at, self._rejected(rejected, base))
+            groups.add("rejected", env.app_id, env.received_at, self._rejected(rejected, shared))
             counts["rejected"] += 1
         app = self.registry.get(env.app_id)
         context = EnrichContext(
@@ -332,6 +334,7 @@ class Capture:
             referer_header=env.referer,
             geo=env.geo,
         )
+        base = {**CLIENT_TEMPLATE, **shared}
         for event in env.events:
             counts["events"] += 1
             self._event(event, env, base, context, app, message.sequence_number, batch, groups, counts)
@@ -348,19 +351,21 @@ class Capture:
         groups: _Groups,
         counts: Counter[str],
     ) -> None:
-        row: Row = {
-            "event_id": event.get("event_id"),
-            "event_type": event.get("event_type"),
-            "event_timestamp": event.get("timestamp"),
-            "platform": event.get("platform") or env.platform,
-            "client_session_id": event.get("session_id"),
-            "attributes": event.get("attributes") or {},
-            "user": _user(event.get("user")),
-            "items": [_item(item) for item in event.get("items") or ()],
-        }
-        for name in CLIENT_FIELDS:
-            row[name] = event.get(name)
-        row.update(base)
+        # A copy of the message's template plus the client fields this event has: set operations and
+        # dict copies run in C, where 24 `event.get` calls per event showed in the profile.
+        row: Row = base.copy()
+        for name in event.keys() & CLIENT_FIELD_SET:
+            row[name] = event[name]
+        row["event_id"] = event.get("event_id")
+        row["event_type"] = event.get("event_type")
+        row["event_timestamp"] = event.get("timestamp")
+        row["platform"] = event.get("platform") or env.platform
+        row["client_session_id"] = event.get("session_id")
+        row["attributes"] = event.get("attributes") or {}
+        user = event.get("user")
+        row["user"] = _user(user) if user else {}
+        items = event.get("items")
+        row["items"] = [_item(item) for item in items] if items else []
         try:
             row = self.pipeline.run(row, context)
         except EnrichmentError as exc:
