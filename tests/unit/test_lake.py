@@ -1,18 +1,22 @@
-"""The lake writers: paths, the choice of API, DFS write-then-rename at the SDK boundary, Blob on Azurite."""
+"""The lake writers: paths, the API choice, DFS write-then-rename as the SDK sends it, Blob on Azurite."""
 
 from __future__ import annotations
 
+import http.server
+import re
+import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
-from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.storage.blob import ContainerClient
+from azure.storage.filedatalake import FileSystemClient
 
-from devstack.services import Azurite
+from devstack.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
 from workers import avro
 from workers.errors import LakeWriteError
 from workers.lake import BlobLake, DfsLake, choose_api, file_name, open_lake, partition_path, read_rows
@@ -94,35 +98,123 @@ def test_open_lake_builds_the_client_for_the_chosen_api(
     assert (type(lake), endpoint in client.url) == (kind, True)
 
 
-# --- DFS: a recording fake of azure-storage-file-datalake's FileSystemClient (Azurite has no DFS) ------
+# --- DFS: Azurite has no DFS endpoint, so the real DataLake SDK talks HTTP to a recording server --------
 
 
 @dataclass
-class RecordingFile:
-    fs: RecordingFileSystem
+class Recorded:
+    method: str
     path: str
+    query: str
+    rename_source: str | None
+    body: bytes
 
-    def upload_data(self, data: bytes, overwrite: bool = False) -> None:
-        self.fs.calls.append(("upload_data", self.path, len(data), overwrite))
-        if self.fs.fail == "upload":
-            raise HttpResponseError("upload refused")
-        self.fs.files[self.path] = data
 
-    def rename_file(self, new_name: str) -> None:
-        self.fs.calls.append(("rename_file", self.path, new_name))
-        if self.fs.fail == "rename":
-            raise ServiceRequestError("connection reset")
-        filesystem, _, target = new_name.partition("/")
-        assert filesystem == self.fs.file_system_name
-        self.fs.files[target] = self.fs.files.pop(self.path)
+class DfsRecorder(http.server.ThreadingHTTPServer):
+    """Answers the DFS REST calls the SDK makes as an HNS account would, and records them.
+    `refuse` names an operation (create, append, flush, rename) to answer with 403 instead."""
 
-    def delete_file(self) -> None:
-        self.fs.calls.append(("delete_file", self.path))
-        self.fs.files.pop(self.path, None)
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _DfsHandler)
+        self.calls: list[Recorded] = []
+        self.refuse: str | None = None
 
-    def download_file(self) -> Any:
-        data = self.fs.files[self.path]
-        return type("Downloader", (), {"readall": lambda _self: data})()
+
+class _DfsHandler(http.server.BaseHTTPRequestHandler):
+    server: DfsRecorder
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        path, _, query = self.path.partition("?")
+        source = self.headers.get("x-ms-rename-source")
+        call = Recorded(self.command, unquote(path), query, unquote(source) if source else None, b"")
+        call.body = self.rfile.read(length) if length else b""
+        self.server.calls.append(call)
+        operation = {"PUT": "rename" if call.rename_source else "create", "DELETE": "delete"}.get(
+            self.command, "append" if "action=append" in query else "flush"
+        )
+        status = {"create": 201, "rename": 201, "append": 202}.get(operation, 200)
+        self.send_response(403 if operation == self.server.refuse else status)
+        for name, value in (
+            ("ETag", '"0x8D"'),
+            ("Last-Modified", "Mon, 23 Nov 2026 13:00:00 GMT"),
+            ("x-ms-request-id", "1"),
+            ("x-ms-version", "2025-01-05"),
+            ("Content-Length", "0"),
+        ):
+            self.send_header(name, value)
+        self.end_headers()
+
+    do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet: the test reads `calls`."""
+
+
+@pytest.fixture
+def dfs() -> Iterator[tuple[DfsRecorder, DfsLake]]:
+    server = DfsRecorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = FileSystemClient(
+        f"http://127.0.0.1:{server.server_port}/devstoreaccount1",
+        "lake",
+        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+        retry_total=0,
+    )
+    yield server, DfsLake(client)
+    server.shutdown()
+    thread.join(5)
+
+
+PATH = "events/v1/app_id=shop/date=2026-01-01/hour=13/p0-1-9.avro"
+FOLDER = "/devstoreaccount1/lake/events/v1/app_id=shop/date=2026-01-01/hour=13"
+
+
+def _temporary(calls: list[Recorded]) -> str:
+    return calls[0].path.rpartition("/")[2]
+
+
+def test_dfs_writes_a_hidden_temporary_then_renames_it_over_the_file(
+    dfs: tuple[DfsRecorder, DfsLake],
+) -> None:
+    server, lake = dfs
+    lake.write(PATH, b"avro")
+    temporary = _temporary(server.calls)
+    assert [(c.method, c.path, c.query.split("&")[0], c.rename_source, c.body) for c in server.calls] == [
+        ("PUT", f"{FOLDER}/{temporary}", "resource=file", None, b""),
+        ("PATCH", f"{FOLDER}/{temporary}", "action=append", None, b"avro"),
+        ("PATCH", f"{FOLDER}/{temporary}", "action=flush", None, b""),
+        (
+            "PUT",
+            f"{FOLDER}/p0-1-9.avro",
+            "mode=legacy",
+            f"{FOLDER.removeprefix('/devstoreaccount1')}/{temporary}",
+            b"",
+        ),
+    ]
+
+
+def test_dfs_temporary_is_hidden_beside_the_file(dfs: tuple[DfsRecorder, DfsLake]) -> None:
+    server, lake = dfs
+    lake.write(PATH, b"avro")
+    assert re.fullmatch(r"\.p0-1-9\.avro\.[0-9a-f]{32}\.tmp", _temporary(server.calls))
+
+
+def test_dfs_temporary_names_differ_between_attempts() -> None:
+    assert DfsLake.temporary_name(PATH) != DfsLake.temporary_name(PATH)
+
+
+@pytest.mark.parametrize("refused", ["append", "flush", "rename"])
+def test_dfs_failure_raises_lake_write_error_and_deletes_the_temporary(
+    dfs: tuple[DfsRecorder, DfsLake], refused: str
+) -> None:
+    server, lake = dfs
+    server.refuse = refused
+    with pytest.raises(LakeWriteError, match=PATH):
+        lake.write(PATH, b"avro")
+    last = server.calls[-1]
+    assert (last.method, last.path) == ("DELETE", f"{FOLDER}/{_temporary(server.calls)}")
 
 
 @dataclass
@@ -134,63 +226,21 @@ class PathProperties:
 
 
 @dataclass
-class RecordingFileSystem:
-    file_system_name: str = "lake"
-    fail: str | None = None
-    files: dict[str, bytes] = field(default_factory=dict)
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
+class ListingFileSystem:
+    """`get_paths` as FileSystemClient yields it: folders, files and a leftover hidden temporary."""
 
-    def get_file_client(self, path: str) -> RecordingFile:
-        return RecordingFile(self, path)
+    files: dict[str, bytes]
 
     def get_paths(self, path: str | None = None, recursive: bool = True) -> Iterator[PathProperties]:
-        self.calls.append(("get_paths", path, recursive))
-        folders = {name.rpartition("/")[0] for name in self.files}
-        for folder in sorted(folders):
+        for folder in sorted({name.rpartition("/")[0] for name in self.files}):
             yield PathProperties(folder, True, 0)
         for name, data in self.files.items():
             if path is None or name.startswith(path + "/"):
                 yield PathProperties(name, False, len(data))
 
 
-PATH = "events/v1/app_id=shop/date=2026-01-01/hour=13/p0-1-9.avro"
-
-
-def test_dfs_writes_a_hidden_temporary_beside_the_file_then_renames_it() -> None:
-    fs = RecordingFileSystem()
-    DfsLake(fs).write(PATH, b"avro")
-    (_, temporary, size, overwrite), rename = fs.calls
-    folder, _, hidden = temporary.rpartition("/")
-    assert (folder, hidden.startswith(".p0-1-9.avro."), hidden.endswith(".tmp"), size, overwrite, rename) == (
-        PATH.rpartition("/")[0],
-        True,
-        True,
-        4,
-        True,
-        ("rename_file", temporary, f"lake/{PATH}"),
-    )
-
-
-def test_dfs_leaves_only_the_final_file() -> None:
-    fs = RecordingFileSystem()
-    DfsLake(fs).write(PATH, b"avro")
-    assert fs.files == {PATH: b"avro"}
-
-
-def test_dfs_temporary_names_differ_between_attempts() -> None:
-    assert DfsLake.temporary_name(PATH) != DfsLake.temporary_name(PATH)
-
-
-@pytest.mark.parametrize("failing", ["upload", "rename"])
-def test_dfs_failure_raises_lake_write_error_and_removes_the_temporary(failing: str) -> None:
-    fs = RecordingFileSystem(fail=failing)
-    with pytest.raises(LakeWriteError, match=PATH):
-        DfsLake(fs).write(PATH, b"avro")
-    assert (fs.calls[-1][0], fs.files) == ("delete_file", {})
-
-
 def test_dfs_list_skips_folders_and_hidden_temporaries() -> None:
-    fs = RecordingFileSystem(files={PATH: b"12", PATH.replace("p0-1-9", ".p0-1-9.avro.x.tmp"): b"1"})
+    fs = ListingFileSystem({PATH: b"12", PATH.replace("p0-1-9", ".p0-1-9.avro.x.tmp"): b"1"})
     assert [(f.path, f.size) for f in DfsLake(fs).list("events/v1/")] == [(PATH, 2)]
 
 
