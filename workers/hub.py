@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from azure.eventhub import EventData
+
+# The SDK's buffered producer maps keys to partitions with this (the service's rule for keys); pinned SDK.
+from azure.eventhub._buffered_producer._partition_resolver import generate_hash_code
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.exceptions import EventHubError
@@ -37,6 +40,7 @@ SEND_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 5.0
 # Room for each message's AMQP framing and properties inside one send.
 MESSAGE_OVERHEAD = 1024
+PARTITION_KEY_ANNOTATION = b"x-opt-partition-key"
 
 
 def _split(envelope: Envelope) -> list[Envelope]:
@@ -66,7 +70,7 @@ def pack(envelope: Envelope) -> list[EncodedEnvelope]:
 
 
 def _sends(messages: list[EncodedEnvelope]) -> list[list[EncodedEnvelope]]:
-    """Group messages into sends that each fit one Event Hubs batch."""
+    """Group one request's messages (the parts of a split envelope) into sends that each fit a batch."""
     groups: list[list[EncodedEnvelope]] = [[]]
     size = 0
     for message in messages:
@@ -76,6 +80,19 @@ def _sends(messages: list[EncodedEnvelope]) -> list[list[EncodedEnvelope]]:
             size = 0
         groups[-1].append(message)
         size += cost
+    return groups
+
+
+def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
+    """Group queued requests into sends that each fit one Event Hubs batch, in queue order."""
+    groups: list[list[_Pending]] = [[]]
+    size = 0
+    for item in pending:
+        if groups[-1] and size + item.size > MAX_MESSAGE_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += item.size
     return groups
 
 
@@ -96,32 +113,100 @@ def client_from_settings(settings: Settings) -> EventHubProducerClient:
     )
 
 
+@dataclass
+class _Pending:
+    events: list[EventData | AmqpAnnotatedMessage]
+    size: int
+    done: asyncio.Future[None]
+
+
 class HubProducer:
+    """Sends each request's messages to the partition its key hashes to, coalescing concurrent requests.
+
+    The SDK's producer holds a lock for a whole send (one round trip), so sending each request with
+    `partition_key=` admits one request per round trip per process. Instead, as the SDK's own buffered
+    mode does, the key is hashed to a partition here with the SDK's rule (the one the service uses for
+    keys) and set on each message; one flusher per partition sends everything that queued up while the
+    previous send was in flight, in one batch. A visitor's requests still land on one partition in
+    order; partitions send concurrently; each request's future resolves only when Event Hubs has
+    acknowledged the batch holding its messages.
+    """
+
     def __init__(self, client: EventHubProducerClient) -> None:
         self.client = client
+        self._partition_ids: list[str] = []
+        self._queues: dict[str, list[_Pending]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubProducer:
         return cls(client_from_settings(settings))
 
+    async def partition_for(self, partition_key: str) -> str:
+        if not self._partition_ids:
+            self._partition_ids = list(
+                await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S)
+            )
+        return self._partition_ids[abs(generate_hash_code(partition_key) % len(self._partition_ids))]
+
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         try:
-            for group in _sends(messages):
-                batch: list[EventData | AmqpAnnotatedMessage] = []
-                for message in group:
-                    event = EventData(message.body)
-                    properties: dict[str | bytes, Any] = {}
-                    properties.update(message.properties)
-                    event.properties = properties
-                    batch.append(event)
-                await asyncio.wait_for(
-                    self.client.send_batch(batch, partition_key=partition_key), SEND_TIMEOUT_S
-                )
+            partition = await self.partition_for(partition_key)
         except (EventHubError, OSError, TimeoutError) as exc:
-            emit(log, logging.WARNING, "hub_send_failed", error=type(exc).__name__, detail=str(exc)[:300])
-            raise HubUnavailable(
-                "the event hub cannot take events right now; retry later", retry_after=RETRY_AFTER_S
-            ) from exc
+            raise self._unavailable(exc) from exc
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(partition, [])
+        waits = []
+        for chunk in _sends(messages):
+            done: asyncio.Future[None] = loop.create_future()
+            events: list[EventData | AmqpAnnotatedMessage] = [self._event(m, partition_key) for m in chunk]
+            queue.append(_Pending(events, sum(len(m.body) + MESSAGE_OVERHEAD for m in chunk), done))
+            waits.append(done)
+        if partition not in self._flushers:
+            self._flushers[partition] = asyncio.create_task(self._flush(partition))
+        await asyncio.gather(*waits)
+
+    @staticmethod
+    def _event(message: EncodedEnvelope, partition_key: str) -> EventData:
+        event = EventData(message.body)
+        properties: dict[str | bytes, Any] = {}
+        properties.update(message.properties)
+        event.properties = properties
+        annotations = event.raw_amqp_message.annotations
+        if annotations is not None:
+            annotations[PARTITION_KEY_ANNOTATION] = partition_key
+        return event
+
+    async def _flush(self, partition: str) -> None:
+        try:
+            while self._queues.get(partition):
+                pending = self._queues.pop(partition)
+                for group in _batches(pending):
+                    await self._send_group(partition, group)
+        finally:
+            del self._flushers[partition]
+
+    async def _send_group(self, partition: str, group: list[_Pending]) -> None:
+        events = [event for item in group for event in item.events]
+        error: HubUnavailable | None = None
+        try:
+            await asyncio.wait_for(self.client.send_batch(events, partition_id=partition), SEND_TIMEOUT_S)
+        except Exception as exc:  # whatever went wrong, every waiting request must get its answer
+            error = self._unavailable(exc)
+        for item in group:
+            if item.done.done():  # the request was cancelled (its client went away)
+                continue
+            if error is None:
+                item.done.set_result(None)
+            else:
+                item.done.set_exception(error)
+
+    @staticmethod
+    def _unavailable(exc: BaseException) -> HubUnavailable:
+        emit(log, logging.WARNING, "hub_send_failed", error=type(exc).__name__, detail=str(exc)[:300])
+        return HubUnavailable(
+            "the event hub cannot take events right now; retry later", retry_after=RETRY_AFTER_S
+        )
 
     async def check(self) -> dict[str, Any]:
         """Hub reachability for /api/health: the hub's name and partition count, or HubUnavailable."""

@@ -44,18 +44,23 @@ async def collector(azurite: Azurite, eventhubs: EventHubsEndpoint) -> AsyncIter
     await c.close()
 
 
+PARTITION_OF: dict[int, str] = {}  # id(EventData) -> partition it was read from, for the last read_hub
+
+
 async def read_hub(
     eventhubs: EventHubsEndpoint, done: Callable[[list[EventData]], bool], within: float = 30.0
 ) -> list[EventData]:
     """Every message in the hub from the start of each partition, until `done` says enough."""
     received: list[EventData] = []
     enough = asyncio.Event()
+    PARTITION_OF.clear()
     consumer = EventHubConsumerClient.from_connection_string(
         eventhubs.connection_string, consumer_group="$Default", eventhub_name=eventhubs.hub
     )
 
-    async def on_batch(_context: Any, events: list[EventData]) -> None:
+    async def on_batch(context: Any, events: list[EventData]) -> None:
         received.extend(events)
+        PARTITION_OF.update((id(e), context.partition_id) for e in events)
         if done(received):
             enough.set()
 
@@ -192,6 +197,25 @@ def test_split_messages_fit_the_hub_limit() -> None:
         events=events,
     )
     assert max(len(m.body) for m in pack(big)) <= MAX_MESSAGE_BYTES
+
+
+async def test_concurrent_requests_each_land_on_their_keys_partition(
+    collector: Collector, eventhubs: EventHubsEndpoint
+) -> None:
+    reqs = [
+        request(body_of([event(i)]), headers={"x-forwarded-for": f"81.2.{i}.9:1", "user-agent": f"UA/{i}"})
+        for i in range(40)
+    ]
+    responses = await asyncio.gather(*(collector.handle(r) for r in reqs))
+    request_ids = {r.headers["X-Request-Id"] for r in responses}
+    received = await read_hub(eventhubs, with_request_ids(request_ids))
+    ours = [m for m in received if envelope_of(m).request_id in request_ids]
+    expected = [await collector.hub.partition_for(envelope_of(m).visitor_hash) for m in ours]
+    assert (
+        [r.status for r in responses],
+        [PARTITION_OF[id(m)] for m in ours] == expected,
+        len({PARTITION_OF[id(m)] for m in ours}) > 1,
+    ) == ([200] * 40, True, True)
 
 
 # -- the raw IP never reaches the hub ------------------------------------------------------------------

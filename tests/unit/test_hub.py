@@ -3,6 +3,7 @@ send or a health check does when nothing listens (the real SDK against a closed 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -13,7 +14,7 @@ import pytest
 from devstack.services import free_port
 from workers.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, decode
 from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
-from workers.hub import RETRY_AFTER_S, HubProducer, _sends, client_from_settings, pack
+from workers.hub import RETRY_AFTER_S, HubProducer, _batches, _Pending, _sends, client_from_settings, pack
 from workers.settings import Settings
 
 
@@ -83,6 +84,13 @@ def test_sends_group_messages_under_the_batch_limit() -> None:
     big = EncodedEnvelope(b"x" * (MAX_MESSAGE_BYTES // 2), {})
     small = EncodedEnvelope(b"x" * 100, {})
     assert [len(g) for g in _sends([big, small, big, small, small])] == [2, 3]
+
+
+async def test_queued_requests_are_grouped_in_order_under_the_batch_limit() -> None:
+    loop = asyncio.get_running_loop()
+    sizes = [MAX_MESSAGE_BYTES // 2, 100, MAX_MESSAGE_BYTES // 2, 100, 100]
+    pending = [_Pending([], size, loop.create_future()) for size in sizes]
+    assert [[pending.index(p) for p in group] for group in _batches(pending)] == [[0, 1], [2, 3, 4]]
 
 
 # -- connection settings -------------------------------------------------------------------------------

@@ -1,0 +1,235 @@
+"""Collector throughput: in-process events/s per core, and HTTP requests/s through the dev host.
+
+1. In-process: the collector core on 20-event bodies (text/plain, as the tracker's sendBeacon sends
+   them): every check, JSON parse, per-app jsonschema-rs validation, client IP, geo lookup, visitor hash,
+   envelope + gzip: `Collector.admit` + `Collector.messages`, no network. The salt is the cached
+   day salt, as in a warm worker. Timed in this process's CPU time (the machine is shared; CPU time is
+   what "per core" means), median of --repeats runs; wall-clock beside.
+2. HTTP: the dev host (devstack/host.py build_web_app on aiohttp + uvloop) serving function_app.py in
+   a child process, with a bare no-op aiohttp handler added to the same server; Azurite and the
+   project's Event Hubs endpoint run as in `make dev`. A load generator in this process posts the same
+   20-event bodies to each route with --concurrency requests in flight for --seconds; only 200s count.
+   Every collect request goes all the way to Event Hubs (a 200 means the events are in the hub).
+
+Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
+`http_ratio_vs_noop` and the parameters.
+
+    .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from devstack.services import free_port, run_azurite, run_eventhubs, wait_for_port  # noqa: E402
+from devstack.stack import GEO_DB, app_env  # noqa: E402
+from workers.apps import AppRegistry  # noqa: E402
+from workers.collector import Collector, HttpIn  # noqa: E402
+from workers.settings import Settings  # noqa: E402
+
+EVENTS_PER_BODY = 20
+APP = "bench"
+APPS_JSON = json.dumps(
+    {"apps": [{"app_id": APP, "allowed_origins": ["*"], "quota": {"rate_per_s": 1e9, "burst": 1e9}}]}
+)
+UAS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+]
+
+
+def event(request_no: int, i: int) -> dict[str, Any]:
+    return {
+        "event_type": "page_view" if i == 0 else "button_click",
+        "event_id": f"{request_no:08x}-0717-4385-8f2e-{i:012d}",
+        "timestamp": 1767225600000 + request_no * 1000 + i,
+        "app_id": APP,
+        "platform": "Web",
+        "locale": "en-US",
+        "screen_width": 1920,
+        "screen_height": 1080,
+        "viewport_width": 1280,
+        "viewport_height": 720,
+        "sdk_name": "hubcap-web",
+        "sdk_version": "0.1.0",
+        "page_url": f"https://shop.example/products/{request_no % 500}?utm_source=newsletter",
+        "page_title": "Running shoes",
+        "page_referrer": "https://www.google.com/",
+        "session_id": f"s-{request_no % 97}",
+        "attributes": {"productName": "shoes", "Price": 99.9, "in_stock": True, "position": i},
+    }
+
+
+def body(request_no: int) -> bytes:
+    return orjson.dumps([event(request_no, i) for i in range(EVENTS_PER_BODY)])
+
+
+def requests(count: int) -> list[HttpIn]:
+    out = []
+    for n in range(count):
+        headers = {
+            "content-type": "text/plain;charset=UTF-8",
+            "user-agent": UAS[n % len(UAS)],
+            "accept-language": "en-US,en;q=0.9",
+            "origin": "https://shop.example",
+            "referer": "https://shop.example/",
+            "x-forwarded-for": f"81.{n % 200}.{(n // 200) % 250}.{n % 250 + 1}:50123",
+        }
+        out.append(HttpIn("POST", "collect", {"appId": APP, "platform": "Web"}, headers, body(n)))
+    return out
+
+
+def in_process(count: int, repeats: int) -> dict[str, float]:
+    # Settings that name services admit()/messages() never reach; the geo database is the dev one.
+    env = {
+        "EventHubConnection": "Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v",
+        "HUBCAP_LAKE_CONNECTION": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/a;",
+        "HUBCAP_APPS_JSON": APPS_JSON,
+        "HUBCAP_GEO_DB": str(GEO_DB),
+    }
+    settings = Settings.from_env(env)
+    collector = Collector.from_settings(settings, AppRegistry.from_settings(settings))
+    app = collector.registry.get(APP)
+    assert app is not None
+    salt = secrets.token_bytes(32)
+    workload = requests(count)
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        for req in workload:
+            admitted = collector.admit(req, "bench", app)
+            collector.messages(admitted, salt)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    assert len(admitted.accepted) == EVENTS_PER_BODY
+    events = count * EVENTS_PER_BODY
+    return {
+        "events_per_s": round(events / statistics.median(cpu)),
+        "events_per_s_wall": round(events / statistics.median(wall)),
+    }
+
+
+# -- HTTP --------------------------------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """The child process: the dev host's web app plus a bare no-op handler, on one aiohttp server."""
+    import uvloop
+    from aiohttp import web
+
+    from devstack.host import build_web_app, load_function_app
+
+    async def noop(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"accepted": EVENTS_PER_BODY, "rejected": 0})
+
+    web_app = build_web_app(load_function_app())
+    web_app.router.add_post("/bench/noop", noop)
+    uvloop.install()
+    web.run_app(web_app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def load(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> dict[str, Any]:
+    import aiohttp
+
+    statuses: dict[int, int] = {}
+    deadline = 0.0
+    headers = {"Content-Type": "text/plain;charset=UTF-8", "User-Agent": UAS[0]}
+
+    async def worker(offset: int, session: aiohttp.ClientSession, counting: bool) -> None:
+        n = offset
+        while time.perf_counter() < deadline:
+            async with session.post(url, data=bodies[n % len(bodies)], headers=headers) as response:
+                await response.read()
+                if counting:
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+            n += concurrency
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.perf_counter() + 1.0  # warm-up: connections, the salt, the hub link
+        await asyncio.gather(*(worker(i, session, False) for i in range(concurrency)))
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(worker(i, session, True) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"ok_per_s": statuses.get(200, 0) / elapsed, "statuses": statuses}
+
+
+def over_http(seconds: float, concurrency: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        with run_azurite(base / "azurite") as azurite, run_eventhubs(base / "eventhubs") as eventhubs:
+            env: Mapping[str, str] = {
+                **os.environ,
+                **app_env(azurite, eventhubs, HUBCAP_APPS_JSON=APPS_JSON, HUBCAP_LOG_LEVEL="WARNING"),
+            }
+            port = free_port()
+            child = subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(port)], env=env, cwd=ROOT, start_new_session=True
+            )
+            try:
+                wait_for_port("127.0.0.1", port, 60, child)
+                bodies = [body(n) for n in range(200)]
+                collect = asyncio.run(
+                    load(f"http://127.0.0.1:{port}/api/collect?appId={APP}", bodies, seconds, concurrency)
+                )
+                noop = asyncio.run(load(f"http://127.0.0.1:{port}/bench/noop", bodies, seconds, concurrency))
+            finally:
+                child.terminate()
+                child.wait(10)
+    return {
+        "http_requests_per_s": round(collect["ok_per_s"]),
+        "noop_requests_per_s": round(noop["ok_per_s"]),
+        "http_ratio_vs_noop": round(collect["ok_per_s"] / noop["ok_per_s"], 3) if noop["ok_per_s"] else 0.0,
+        "http_statuses": collect["statuses"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="distinct 20-event requests in-process")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per HTTP route")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    result: dict[str, Any] = in_process(args.requests, args.repeats)
+    print(f"in-process: {result['events_per_s']:,} events/s per core (CPU time)", file=sys.stderr)
+    result.update(over_http(args.seconds, args.concurrency))
+    collect, noop = result["http_requests_per_s"], result["noop_requests_per_s"]
+    print(f"HTTP: collect {collect:,} req/s, no-op {noop:,} req/s", file=sys.stderr)
+    result.update(
+        events_per_body=EVENTS_PER_BODY,
+        requests=args.requests,
+        repeats=args.repeats,
+        seconds=args.seconds,
+        concurrency=args.concurrency,
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
