@@ -125,7 +125,8 @@ class WrittenFile:
 class CaptureResult:
     """What one call did. `counts` keys: messages, envelopes_failed, events, events_written,
     failed_enrichment, failed_encoding, rejected, bots_flagged, bots_dropped, duplicates_flagged,
-    duplicates_dropped, replayed. events = events_written + failed_* + *_dropped."""
+    duplicates_dropped, replayed (events of a batch written before, delivered again).
+    events = events_written + failed_* + *_dropped."""
 
     counts: Counter[str] = field(default_factory=Counter)
     files: list[WrittenFile] = field(default_factory=list)
@@ -158,22 +159,25 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _item(raw: Any) -> dict[str, Any]:
+def _item(raw: Any) -> Any:
+    """The known item fields; the item's other fields in its `attributes` map. Anything but an object
+    passes through unchanged, so the Avro schema refuses it and the event goes to failed/."""
     if not isinstance(raw, dict):
-        return {"attributes": {"value": raw}}
+        return raw
     item = {key: raw.get(key) for key in ITEM_FIELDS}
     extra = {key: value for key, value in raw.items() if key not in ITEM_FIELDS}
     item["attributes"] = extra or None
     return item
 
 
-def _user(raw: Any) -> dict[str, Any]:
+def _user(raw: Any) -> Any:
+    """{name: {value, set_timestamp}}; other shapes pass through for the schema to refuse."""
     if not isinstance(raw, dict):
-        return {}
+        return raw
     return {
         name: {"value": attr.get("value"), "set_timestamp": attr.get("set_timestamp")}
         if isinstance(attr, dict)
-        else {"value": attr, "set_timestamp": None}
+        else attr
         for name, attr in raw.items()
     }
 
@@ -386,6 +390,8 @@ class Capture:
         row["session_start"] = assignment.session_start
         row["session_index"] = assignment.session_index
         row["is_duplicate"] = assignment.is_duplicate
+        if assignment.replayed:
+            counts["replayed"] += 1
         if assignment.is_duplicate:
             if app is not None and app.dedup_policy == "drop":
                 counts["duplicates_dropped"] += 1

@@ -59,6 +59,7 @@ class Assignment:
     session_start: bool
     session_index: int
     is_duplicate: bool
+    replayed: bool = False
 
 
 @dataclass
@@ -123,7 +124,9 @@ class Batch:
             replay = earlier.sequence_number == sequence_number
             if replay:
                 self.seen[event_key] = earlier
-            return Assignment(earlier.session_id, earlier.session_start, earlier.session_index, not replay)
+            return Assignment(
+                earlier.session_id, earlier.session_start, earlier.session_index, not replay, replay
+            )
         key = (app_id, visitor_hash)
         current = self._session(key)
         if client_session_id:

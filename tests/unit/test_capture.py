@@ -169,8 +169,17 @@ def test_an_event_failing_a_step_goes_to_failed_and_the_rest_goes_on(stack: Stac
     )
 
 
-def test_a_row_the_schema_refuses_goes_to_failed_as_encoding(stack: Stack) -> None:
-    env = make_envelope([client_event("a"), client_event("b", attributes={"nested": {"x": 1}})])
+MISFITS = {
+    "nested attribute": {"attributes": {"nested": {"x": 1}}},
+    "item not an object": {"items": ["sku-1"]},
+    "user attribute not an object": {"user": {"_user_id": "alice"}},
+    "timestamp not a number": {"timestamp": "soon"},
+}
+
+
+@pytest.mark.parametrize("misfit", MISFITS.values(), ids=MISFITS.keys())
+def test_a_row_the_schema_refuses_goes_to_failed_as_encoding(stack: Stack, misfit: dict[str, Any]) -> None:
+    env = make_envelope([client_event("a"), client_event("b", **misfit)])
     result = stack.capture().process([hub_message(env, 3)])
     [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3-3.avro")
     assert (
@@ -252,7 +261,7 @@ def test_replaying_a_written_batch_rewrites_the_same_file_with_the_same_bytes(st
     before = {p: stack.lake.read(p) for p in stack.paths()}
     replay = stack.capture().process(messages)
     after = {p: stack.lake.read(p) for p in stack.paths()}
-    assert (after == before, replay.counts["duplicates_flagged"]) == (True, 0)
+    assert (after == before, replay.counts["duplicates_flagged"], replay.counts["replayed"]) == (True, 0, 2)
 
 
 def test_a_restarted_worker_continues_sessions_from_the_table(stack: Stack) -> None:
