@@ -41,7 +41,7 @@ import orjson  # noqa: E402
 from devstack.services import free_port, run_azurite, run_eventhubs, wait_for_port  # noqa: E402
 from devstack.stack import GEO_DB, app_env  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.collector import Collector, HttpIn  # noqa: E402
+from workers.collector import Collector, HttpIn, reset_collector  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 EVENTS_PER_BODY = 20
@@ -142,8 +142,12 @@ def serve(port: int) -> None:
         await request.read()
         return web.json_response({"accepted": EVENTS_PER_BODY, "rejected": 0})
 
+    async def close_collector(_app: web.Application) -> None:
+        await reset_collector()
+
     web_app = build_web_app(load_function_app())
     web_app.router.add_post("/bench/noop", noop)
+    web_app.on_cleanup.append(close_collector)
     uvloop.install()
     web.run_app(web_app, host="127.0.0.1", port=port, print=None, access_log=None)
 

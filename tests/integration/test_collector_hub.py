@@ -8,6 +8,7 @@ import base64
 import contextlib
 import gzip
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient
 
 from devstack.services import Azurite, EventHubsEndpoint
-from devstack.stack import app_env
+from devstack.stack import DevHostProcess, app_env
 from tests.collect_support import (
     AWS_EXAMPLE_BODY,
     AWS_EXAMPLE_HEADERS,
@@ -271,3 +272,28 @@ async def test_no_client_ip_in_any_byte_sent_to_the_hub(
         ip for ip in (CLIENT_WRITTEN, PLATFORM_SEEN, NAMED_BY_SERVER, IPV6_PEER) if ip.encode() in everything
     ]
     assert (found, all(rid.encode() in everything for rid in request_ids)) == ([], True)
+
+
+# -- the curl command against the dev host ---------------------------------------------------
+
+AWS_CURL = [
+    "curl",
+    "-sS",
+    "-o",
+    "-",
+    "-w",
+    "\\n%{http_code}",
+    "-H",
+    "Content-Type: application/json; charset=utf-8",
+    "-H",
+    "X-Forwarded-For: 101.188.67.134",
+    "--data",
+    AWS_EXAMPLE_BODY.decode(),
+]
+
+
+def test_the_aws_curl_example_returns_200_through_the_dev_host(devhost: DevHostProcess) -> None:
+    url = f"{devhost.base_url}/api/collect?appId=test_release&platform=Android&event_bundle_sequence_id=1"
+    done = subprocess.run([*AWS_CURL[:1], url, *AWS_CURL[1:]], capture_output=True, timeout=30, check=True)
+    body, status = done.stdout.decode().rsplit("\n", 1)
+    assert (status, orjson.loads(body)) == ("200", {"accepted": 2, "rejected": 0})
