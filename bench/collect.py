@@ -14,7 +14,7 @@
 Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
 `http_ratio_vs_noop` and the parameters.
 
-    .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--concurrency 32]
+    .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="distinct 20-event requests in-process")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per HTTP route")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

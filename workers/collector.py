@@ -3,9 +3,14 @@
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
   method (405) → app (403) → server key, if the sender signs (403) → Origin (403) → quota (429)
   → body size as received (413) → content type and compression (415) → hashCode (400)
-  → gunzip, capped while inflating (413) → JSON array (400) → per-event validation (valid events are
-  accepted, invalid ones travel in the envelope's rejected list) → privacy (the raw IP stops here)
+  → gunzip, capped while inflating (413) → JSON array (400) of at most MAX_EVENTS_PER_REQUEST events
+  (413: bounds what a body of tiny invalid events costs in error reports) → per-event validation
+  (valid events are accepted, invalid ones travel in the envelope's rejected list) → privacy (the raw
+  IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
+
+GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path, but the
+answer is always the 43-byte GIF. GET /api/health: 200 with the hub's name and partition count, or 503.
 
 hashCode is checked over the body as received, i.e. the compressed bytes when the body is gzipped:
 the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
