@@ -239,7 +239,7 @@ class Collector:
             "request",
             route=request.route,
             method=request.method,
-            app_id=request.query.get("appId"),
+            app_id=request.query.get("appId", "")[:64] or None,
             status=response.status,
             ms=round((time.perf_counter() - started) * 1000, 3),
         )

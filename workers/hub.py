@@ -152,7 +152,7 @@ class HubProducer:
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         try:
             partition = await self.partition_for(partition_key)
-        except (EventHubError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # a transport failure of any kind: the client retries later
             raise self._unavailable(exc) from exc
         loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(partition, [])
