@@ -6,7 +6,7 @@ from workers.collector import HttpIn, handle
 
 bp = func.Blueprint()
 
-EVERY_METHOD = [m for m in func.HttpMethod]
+EVERY_METHOD = list(func.HttpMethod)
 
 
 async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:

@@ -1,11 +1,12 @@
 """The hub producer: one azure-eventhub aio producer per process, one message per accepted request.
 
 `pack` turns a request's envelope into messages (one, or several parts when the encoded envelope would
-pass the Event Hubs message limit). `HubProducer.send` sends them with the visitor hash as partition
-key, so one visitor's requests stay in order on one partition, and returns only once Event Hubs has
-acknowledged them: the collector answers 200 only after that. Any failure is HubUnavailable (503 with
-Retry-After); the client retries, and a request split in parts may then repeat parts already sent,
-which capture's (app_id, event_id) dedup absorbs.
+pass the Event Hubs message limit). `HubProducer.send` sends them keyed by the visitor hash, so one
+visitor's requests stay in order on one partition, and returns only once Event Hubs has acknowledged
+them: the collector answers 200 only after that. Concurrent requests to the same partition share one
+send (see HubProducer). Any failure is HubUnavailable (503 with Retry-After); the client retries, and a
+request split in parts may then repeat parts already sent, which capture's (app_id, event_id) dedup
+absorbs.
 
 Connection (setting names shared with the infra): `EventHubConnection` holds a connection string (the
 local endpoint, Microsoft's emulator); in Azure `EventHubConnection__fullyQualifiedNamespace` plus
