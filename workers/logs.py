@@ -22,10 +22,10 @@ FORBIDDEN_FIELDS = frozenset({"ip", "client_ip", "x_forwarded_for", "forwarded_f
 
 
 def emit(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    leaked = FORBIDDEN_FIELDS.intersection(fields)
+    if leaked:  # checked before the level, so a careless debug call fails in tests too
+        raise ValueError(f"refusing to log {sorted(leaked)}: logs never carry IPs or bodies")
     if not logger.isEnabledFor(level):
         return
-    leaked = FORBIDDEN_FIELDS.intersection(fields)
-    if leaked:
-        raise ValueError(f"refusing to log {sorted(leaked)}: logs never carry IPs or bodies")
     record = {"event": event, "request_id": request_id.get(), **fields}
     logger.log(level, orjson.dumps(record, default=str).decode())

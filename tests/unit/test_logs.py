@@ -1,0 +1,38 @@
+"""Structured logs: one JSON object per record, the request id in each, never an IP or a body."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from workers import logs
+
+log = logging.getLogger("hubcap.test")
+
+
+def test_a_record_is_json_with_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    token = logs.request_id.set("abc123")
+    try:
+        with caplog.at_level(logging.INFO, logger="hubcap.test"):
+            logs.emit(log, logging.INFO, "request", status=200)
+    finally:
+        logs.request_id.reset(token)
+    assert json.loads(caplog.records[0].getMessage()) == {
+        "event": "request",
+        "request_id": "abc123",
+        "status": 200,
+    }
+
+
+@pytest.mark.parametrize("field", sorted(logs.FORBIDDEN_FIELDS))
+def test_fields_that_would_carry_an_ip_or_a_body_are_refused(field: str) -> None:
+    with pytest.raises(ValueError, match="never carry IPs or bodies"):
+        logs.emit(log, logging.DEBUG, "oops", **{field: "x"})
+
+
+def test_nothing_is_formatted_below_the_level(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="hubcap.test"):
+        logs.emit(log, logging.DEBUG, "noise", detail="x")
+    assert caplog.records == []
