@@ -129,13 +129,21 @@ class DfsLake:
             log.warning("could not delete temporary lake file %s: %s", temporary, type(exc).__name__)
 
     def list(self, prefix: str = "") -> list[LakeFile]:
-        folder = prefix.rstrip("/") or None
-        paths = self._filesystem.get_paths(path=folder, recursive=True)
+        """DFS lists folders, not name prefixes: list the prefix's folder, then keep the matching names."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        folder = prefix if prefix.endswith("/") else prefix.rpartition("/")[0]
+        try:
+            paths = list(self._filesystem.get_paths(path=folder.rstrip("/") or None, recursive=True))
+        except ResourceNotFoundError:
+            return []
         return sorted(
             (
                 LakeFile(p.name, int(p.content_length or 0), p.last_modified)
                 for p in paths
-                if not p.is_directory and not p.name.rpartition("/")[2].startswith(".")
+                if not p.is_directory
+                and p.name.startswith(prefix)
+                and not p.name.rpartition("/")[2].startswith(".")
             ),
             key=lambda f: f.path,
         )

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 from azure.storage.filedatalake import FileSystemClient
 
@@ -232,16 +233,40 @@ class ListingFileSystem:
     files: dict[str, bytes]
 
     def get_paths(self, path: str | None = None, recursive: bool = True) -> Iterator[PathProperties]:
-        for folder in sorted({name.rpartition("/")[0] for name in self.files}):
+        folders = {name.rpartition("/")[0] for name in self.files}
+        if path is not None and not any(f == path or f.startswith(path + "/") for f in folders):
+            raise ResourceNotFoundError("The specified path does not exist.")
+        for folder in sorted(folders):
             yield PathProperties(folder, True, 0)
         for name, data in self.files.items():
             if path is None or name.startswith(path + "/"):
                 yield PathProperties(name, False, len(data))
 
 
-def test_dfs_list_skips_folders_and_hidden_temporaries() -> None:
-    fs = ListingFileSystem({PATH: b"12", PATH.replace("p0-1-9", ".p0-1-9.avro.x.tmp"): b"1"})
-    assert [(f.path, f.size) for f in DfsLake(fs).list("events/v1/")] == [(PATH, 2)]
+LISTING = ListingFileSystem(
+    {
+        PATH: b"12",
+        PATH.replace("p0-1-9", ".p0-1-9.avro.x.tmp"): b"1",
+        PATH.replace("hour=13", "hour=14"): b"123",
+        PATH.replace("hour=13", "hour=21"): b"1234",
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("events/v1/app_id=shop/date=2026-01-01/hour=13/", [PATH]),
+        ("events/v1/app_id=shop/date=2026-01-01/hour=1", [PATH, PATH.replace("hour=13", "hour=14")]),
+        ("events/v1/app_id=other/", []),
+        ("", sorted([PATH, PATH.replace("hour=13", "hour=14"), PATH.replace("hour=13", "hour=21")])),
+    ],
+    ids=["folder", "name prefix", "missing folder", "everything"],
+)
+def test_dfs_list_matches_prefixes_and_skips_folders_and_hidden_temporaries(
+    prefix: str, expected: list[str]
+) -> None:
+    assert [f.path for f in DfsLake(LISTING).list(prefix)] == expected
 
 
 # --- Blob: for real, on Azurite -------------------------------------------------------------------------
