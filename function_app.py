@@ -5,8 +5,10 @@ import azure.functions as func
 from functions.assets import bp as assets_bp
 from functions.capture import bp as capture_bp
 from functions.collect import bp as collect_bp
+from functions.compact import bp as compact_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(collect_bp)
 app.register_functions(capture_bp)
 app.register_functions(assets_bp)
+app.register_functions(compact_bp)

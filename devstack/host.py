@@ -41,6 +41,7 @@ import azure.functions as func
 from aiohttp import web
 from azure.functions import meta
 from azure.functions.eventhub import EventHubTriggerConverter
+from azure.functions.timer import TimerRequest
 
 log = logging.getLogger("devstack.host")
 
@@ -533,6 +534,92 @@ class EventHubTriggerRunner:
                 await task
 
 
+# --- Timers ---------------------------------------------------------------------------------------
+
+_CRON_RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6))  # sec min hour day month dow
+
+
+def _cron_field(text: str, low: int, high: int) -> frozenset[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        body, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if body == "*":
+            start, end = low, high
+        elif "-" in body:
+            start, end = (int(v) for v in body.split("-", 1))
+        else:
+            start = int(body)
+            end = high if step_text else start
+        if not (low <= start <= end <= high) or step < 1:
+            raise ValueError(f"NCRONTAB field {text!r} is outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A six-field NCRONTAB expression (`sec min hour day month day-of-week`), as timer triggers use."""
+
+    fields: tuple[frozenset[int], ...]
+
+    @classmethod
+    def parse(cls, expression: str) -> Schedule:
+        parts = expression.split()
+        if len(parts) != 6:
+            raise ValueError(f"NCRONTAB needs six fields (sec min hour day month dow): {expression!r}")
+        return cls(tuple(_cron_field(p, lo, hi) for p, (lo, hi) in zip(parts, _CRON_RANGES, strict=True)))
+
+    def matches(self, moment: dt.datetime) -> bool:
+        values = (
+            moment.second,
+            moment.minute,
+            moment.hour,
+            moment.day,
+            moment.month,
+            moment.isoweekday() % 7,
+        )
+        return all(v in allowed for v, allowed in zip(values, self.fields, strict=True))
+
+
+@dataclass
+class TimerRunner:
+    """Fires a timer function at each second its schedule matches (UTC), one run at a time."""
+
+    spec: FunctionSpec
+    env: Mapping[str, str]
+    runs: int = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        schedule = Schedule.parse(resolve_setting_refs(self.spec.trigger["schedule"], self.env))
+        retry = RetryPolicy.from_setting(self.spec.retry)
+        if self.spec.trigger.get("runOnStartup"):
+            await self._fire(retry, past_due=False)
+        log.info("timer function %s: %s", self.spec.name, self.spec.trigger["schedule"])
+        while not stop.is_set():
+            now = dt.datetime.now(dt.UTC)
+            wait = 1 - now.microsecond / 1_000_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            tick = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            if not stop.is_set() and schedule.matches(tick):
+                await self._fire(retry, past_due=False)
+
+    async def _fire(self, retry: RetryPolicy, past_due: bool) -> None:
+        attempt = 0
+        while True:
+            self.runs += 1
+            try:
+                await invoke(self.spec, {self.spec.trigger["name"]: TimerRequest(past_due=past_due)})
+                return
+            except Exception:
+                attempt += 1
+                if not retry.allows(attempt):
+                    log.exception("timer function %s failed", self.spec.name)
+                    return
+                await asyncio.sleep(retry.delay(attempt))
+
+
 # --- The host -------------------------------------------------------------------------------------
 
 
@@ -543,7 +630,7 @@ class DevHost:
     port: int = 7071
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     host_json: Mapping[str, Any] | None = None
-    runners: list[EventHubTriggerRunner] = field(default_factory=list)
+    runners: list[EventHubTriggerRunner | TimerRunner] = field(default_factory=list)
     failed: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -559,6 +646,8 @@ class DevHost:
         for spec in function_specs(self.app):
             if spec.trigger["type"] == "eventHubTrigger":
                 self.runners.append(EventHubTriggerRunner(spec, options, self.env))
+            elif spec.trigger["type"] == "timerTrigger":
+                self.runners.append(TimerRunner(spec, self.env))
         tasks = [asyncio.create_task(r.run(self._stop)) for r in self.runners]
         for task in tasks:
             task.add_done_callback(self._runner_done)
@@ -571,12 +660,12 @@ class DevHost:
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
         if self.failed:
-            raise RuntimeError("an Event Hubs trigger could not run; see the log above")
+            raise RuntimeError("a trigger could not run; see the log above")
 
     def _runner_done(self, task: asyncio.Task[None]) -> None:
-        """A trigger that cannot run (bad settings, no storage) stops the host instead of idling."""
+        """A trigger that cannot run (bad settings, no storage, bad schedule) stops the host loudly."""
         if not task.cancelled() and task.exception() is not None:
-            log.error("event hubs trigger stopped", exc_info=task.exception())
+            log.error("a trigger stopped", exc_info=task.exception())
             self.failed = True
             self._stop.set()
 

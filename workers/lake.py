@@ -60,6 +60,9 @@ class Lake(Protocol):
 
     def read(self, path: str) -> bytes: ...
 
+    def delete(self, path: str) -> None:
+        """Remove `path`; a file already gone is not an error (compaction may be re-run)."""
+
 
 class BlobLake:
     api = "blob"
@@ -96,6 +99,12 @@ class BlobLake:
     def read(self, path: str) -> bytes:
         data: bytes = self._container.download_blob(path).readall()
         return data
+
+    def delete(self, path: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.delete_blob(path)
 
 
 class DfsLake:
@@ -151,6 +160,12 @@ class DfsLake:
     def read(self, path: str) -> bytes:
         data: bytes = self._filesystem.get_file_client(path).download_file().readall()
         return data
+
+    def delete(self, path: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self._filesystem.get_file_client(path).delete_file()
 
 
 def choose_api(settings: Settings) -> str:

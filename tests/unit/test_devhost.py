@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gzip
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +19,8 @@ from azure.functions.eventhub import EventHubTriggerConverter
 from devstack.host import (
     EventHubOptions,
     RetryPolicy,
+    Schedule,
+    TimerRunner,
     build_trigger_input,
     build_web_app,
     function_specs,
@@ -249,3 +253,43 @@ def test_an_app_is_indexed_once_and_served_twice() -> None:
     first = build_web_app(app, {})
     second = build_web_app(app, {})
     assert len(list(first.router.routes())) == len(list(second.router.routes())) > 0
+
+
+@pytest.mark.parametrize(
+    ("expression", "moment", "expected"),
+    [
+        ("0 20 * * * *", dt.datetime(2026, 11, 23, 14, 20, 0, tzinfo=dt.UTC), True),
+        ("0 20 * * * *", dt.datetime(2026, 11, 23, 14, 20, 1, tzinfo=dt.UTC), False),
+        ("*/15 * * * * *", dt.datetime(2026, 11, 23, 14, 3, 45, tzinfo=dt.UTC), True),
+        ("0 0 9-17 * * 1-5", dt.datetime(2026, 11, 23, 9, 0, 0, tzinfo=dt.UTC), True),  # a Monday
+        ("0 0 9-17 * * 1-5", dt.datetime(2026, 11, 22, 9, 0, 0, tzinfo=dt.UTC), False),  # a Sunday
+        ("0 0 0 1,15 * *", dt.datetime(2026, 11, 15, 0, 0, 0, tzinfo=dt.UTC), True),
+    ],
+)
+def test_ncrontab_schedules(expression: str, moment: dt.datetime, expected: bool) -> None:
+    assert Schedule.parse(expression).matches(moment) is expected
+
+
+@pytest.mark.parametrize("expression", ["* * * * *", "61 * * * * *", "0 0 25 * * *", "*/0 * * * * *"])
+def test_bad_ncrontab_is_refused(expression: str) -> None:
+    with pytest.raises(ValueError, match="NCRONTAB"):
+        Schedule.parse(expression)
+
+
+async def test_a_timer_function_fires_on_schedule() -> None:
+    app = func.FunctionApp()
+    fired: list[bool] = []
+    ran = threading.Event()
+
+    @app.timer_trigger(arg_name="timer", schedule="* * * * * *")
+    def tick(timer: func.TimerRequest) -> None:
+        fired.append(timer.past_due)
+        ran.set()
+
+    (spec,) = function_specs(app)
+    stop = asyncio.Event()
+    task = asyncio.create_task(TimerRunner(spec, {}).run(stop))
+    await asyncio.to_thread(ran.wait, 10)
+    stop.set()
+    await task
+    assert fired[:1] == [False]
