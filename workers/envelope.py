@@ -90,7 +90,8 @@ def encode(envelope: Envelope) -> EncodedEnvelope:
     raw = orjson.dumps(envelope.to_dict())
     encoding = "identity"
     if len(raw) > GZIP_THRESHOLD:
-        raw = gzip.compress(raw, compresslevel=5)
+        # Level 1: about half the CPU of level 5 for messages ~3% larger (measured on 20-event bodies).
+        raw = gzip.compress(raw, compresslevel=1)
         encoding = "gzip"
     return EncodedEnvelope(
         body=raw,
