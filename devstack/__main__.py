@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
@@ -98,6 +99,36 @@ def demo_site(port: int) -> Iterator[str]:
         yield f"http://localhost:{port}/"
     finally:
         server.shutdown()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def visit_demo(demo_url: str, base_url: str) -> bool:
+    """Browse the demo page in headless chromium so the real tracker sends events; False if unavailable."""
+    if not CHROMIUM.exists():
+        print("  (no /usr/bin/chromium: `make install-browser` adds it; skipping the tracker demo)")
+        return False
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        sent = lambda r: "/api/collect" in r.url and r.method == "POST"  # noqa: E731
+        with page.expect_request(sent, timeout=15_000):  # the page view, flushed within 2 s
+            page.goto(f"{demo_url}?collector={base_url}")
+        page.click("text=Shoes")
+        page.click("[data-hubcap-event=add_to_cart] >> nth=0")
+        page.close(run_before_unload=True)  # pagehide: the tracker flushes with sendBeacon
+        browser.close()
+    return True
 
 
 def post_aws_example(base_url: str) -> int:
@@ -196,6 +227,13 @@ def run(args: argparse.Namespace) -> int:
             files = wait_for_new_files(settings, before, timeout=60)
             print(f"{len(files)} new Avro files in the lake, e.g. {files[0] if files else '(none yet)'}:")
             show_rows(settings, files)
+            before = lake_files(settings)
+            print(f"opening {demo_url} in headless chromium: the tracker sends a page view, a click, …")
+            if visit_demo(demo_url, stack.base_url):
+                tracked = wait_for_new_files(settings, before, timeout=30)
+                print(f"tracker events → {len(tracked)} new Avro files:")
+                show_rows(settings, tracked)
+                files += tracked
             print("look: .venv/bin/hubcap lake ls | lake cat --app demo | lake sql 'SELECT …' | tail")
             if args.once:
                 return 0 if files else 1
