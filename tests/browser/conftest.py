@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -62,6 +63,9 @@ class Hit:
 @dataclass
 class Site:
     base_url: str = ""
+    # The same site on this machine's own address: plain http there is not a secure context, so the
+    # tracker's fallbacks (no randomUUID, no SubtleCrypto) run. Empty when there is no such address.
+    plain_url: str = ""
     hits: list[Hit] = field(default_factory=list)
     # (status, headers) for the next requests to /api/collect, in order; 200 once they run out.
     replies: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
@@ -76,6 +80,7 @@ class Site:
         body: str = "",
         title: str = "hubcap test page",
         script_src: str | None = None,
+        base: str | None = None,
     ) -> str:
         """A page with the snippet (init with `config`, then `calls`) and `body`; returns its URL."""
         self.serial += 1
@@ -84,14 +89,14 @@ class Site:
         self.pages[name] = (
             f"<!doctype html><html><head><title>{title}</title>"
             f"<script>{STUB}{queued}</script>"
-            f'<script async src="{script_src or self.base_url + "/hubcap.js"}"></script>'
+            f'<script async src="{script_src or "/hubcap.js"}"></script>'
             f"</head><body>{body}</body></html>"
         )
-        return f"{self.base_url}/{name}"
+        return f"{base or self.base_url}/{name}"
 
-    def config(self, app_id: str, **options: Any) -> dict[str, Any]:
+    def config(self, app_id: str, base: str | None = None, **options: Any) -> dict[str, Any]:
         """Init options for a tracker that sends to this site (which is on 127.0.0.1: `local`)."""
-        return {"endpoint": f"{self.base_url}/api/collect", "appId": app_id, "local": True, **options}
+        return {"endpoint": f"{base or self.base_url}/api/collect", "appId": app_id, "local": True, **options}
 
     def for_app(self, app_id: str) -> list[Hit]:
         return [h for h in self.hits if h.query.get("appId") == app_id]
@@ -142,7 +147,23 @@ async def _start_site(site: Site, script: bytes) -> web.AppRunner:
     await tcp.start()
     port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     site.base_url = f"http://127.0.0.1:{port}"
+    address = own_address()
+    if address:
+        plain = web.TCPSite(runner, address, 0)
+        await plain.start()
+        site.plain_url = f"http://{address}:{plain._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     return runner
+
+
+def own_address() -> str:
+    """The address this machine would send from, if it has one besides loopback (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # TEST-NET-3: only the route matters
+        except OSError:
+            return ""
+        address: str = probe.getsockname()[0]
+    return "" if address.startswith("127.") else address
 
 
 @pytest.fixture(scope="session")

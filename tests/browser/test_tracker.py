@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,20 @@ async def test_request_is_gzipped_text_plain_with_hash_and_sequence(
     )
 
 
+async def test_plain_http_page_uses_the_fallbacks(context: BrowserContext, site: Site, app_id: str) -> None:
+    if not site.plain_url:
+        pytest.skip("this machine has no address besides loopback")
+    page = await visit(context, site.page(site.config(app_id, site.plain_url), base=site.plain_url))
+    (hit,) = await site.wait(app_id, 1)
+    got = (
+        await page.evaluate("isSecureContext"),
+        re.fullmatch("[0-9a-f]{32}", hit.events[0]["event_id"]) is not None,
+        "hashCode" in hit.query,
+        hit.query.get("compression"),
+    )
+    assert got == (False, True, False, "gzip")
+
+
 async def test_spa_navigation_sends_page_views(context: BrowserContext, site: Site, app_id: str) -> None:
     url = site.page(site.config(app_id))
     page = await visit(context, url)
@@ -131,7 +146,7 @@ async def test_ten_events_flush_at_once_and_fewer_after_two_seconds(
         [h.query["event_bundle_sequence_id"] for h in (first, second)],
     )
     assert got == (10, 3, ["1", "2"])
-    assert 1.8 < waited < 3.5, waited
+    assert 1.8 < waited < 5, waited  # generous above: the machine is shared
 
 
 async def test_beacon_on_pagehide_carries_the_queue(context: BrowserContext, site: Site, app_id: str) -> None:
@@ -175,13 +190,12 @@ async def test_client_errors_are_never_retried(
     assert (len(hits), await stored_batches(page)) == (1, [])
 
 
-async def test_network_error_is_retried_when_back_online(
-    context: BrowserContext, site: Site, app_id: str
-) -> None:
+async def test_network_error_is_retried_once_online(context: BrowserContext, site: Site, app_id: str) -> None:
     page = await visit(context, site.page(site.config(app_id)))
     await context.set_offline(True)
-    await until(page, "JSON.parse(localStorage.hubcap_q || '[]').length == 1")  # the failed send waits
+    await until(page, "JSON.parse(localStorage.hubcap_q || '[]').length == 1")  # written ahead of the send
     (batch,) = await stored_batches(page)
+    await asyncio.sleep(0.5)  # offline, the send fails at once
     await context.set_offline(False)
     (hit,) = await site.wait(app_id, 1)
     assert hit.event_ids == [e["event_id"] for e in batch]
