@@ -218,6 +218,15 @@ async def test_opt_out_sends_nothing_now_or_later(context: BrowserContext, site:
     assert await site.quiet(app_id, QUIET_S) == []
 
 
+async def test_opt_out_stops_pending_retries(context: BrowserContext, site: Site, app_id: str) -> None:
+    site.replies.append((503, {"Retry-After": "1"}))
+    page = await visit(context, site.page(site.config(app_id)))
+    await site.wait(app_id, 1)
+    await page.evaluate("hubcap('optout')")
+    hits = await site.quiet(app_id, QUIET_S)
+    assert (len(hits), await stored_batches(page)) == (1, None)
+
+
 async def test_opt_out_can_be_lifted(context: BrowserContext, site: Site, app_id: str) -> None:
     page = await visit(context, site.page(site.config(app_id), calls=(["optout"], ["optout", False])))
     await page.goto(site.page(site.config(app_id)))

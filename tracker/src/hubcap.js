@@ -5,11 +5,11 @@ const d = document;
 const n = navigator;
 const loc = location;
 const now = Date.now;
-const on = (type, fn, opts) => addEventListener(type, fn, opts);
-const Q = 'hubcap_q'; // localStorage: batches the collector has not answered yet (write-ahead, bounded)
-const D = 'hubcap_d'; // localStorage: device id, only with consent
-const O = 'hubcap_o'; // localStorage: the visitor opted out
-const S = 'hubcap_s'; // sessionStorage: session id, last activity, bundle sequence, identified user
+// Storage keys (written inline, which gzips smaller):
+//   localStorage   hubcap_q  batches the collector has not answered yet (write-ahead, bounded)
+//                  hubcap_d  device id, only with consent
+//                  hubcap_o  the visitor opted out
+//   sessionStorage hubcap_s  session id, last activity, bundle sequence, identified user
 
 let cfg;
 let off = 1; // nothing is collected until init has checked opt-out, DNT, GPC and localhost
@@ -41,14 +41,14 @@ const session = () => {
   const t = now();
   if (!(t - ses.t < 18e5)) ses.i = uuid();
   ses.t = t;
-  st(1, S, ses);
+  st(1, 'hubcap_s', ses);
   return ses.i;
 };
 
 const device = () => {
-  if (!cfg.consent?.device) return void st(0, D, null);
-  const id = st(0, D) || uuid();
-  st(0, D, id);
+  if (!cfg.consent?.device) return void st(0, 'hubcap_d', null);
+  const id = st(0, 'hubcap_d') || uuid();
+  st(0, 'hubcap_d', id);
   return id;
 };
 
@@ -85,7 +85,7 @@ const track = (type, attrs) => {
 
 const endpoint = () => {
   ses.n = ~~ses.n + 1;
-  st(1, S, ses);
+  st(1, 'hubcap_s', ses);
   return cfg.endpoint + '?appId=' + cfg.appId + '&platform=Web&event_bundle_sequence_id=' + ses.n;
 };
 
@@ -93,13 +93,14 @@ const endpoint = () => {
 // crash or an outage resends it with the same event_ids (the pipeline dedups on them). When the store
 // would pass 256 KB the oldest batches go.
 const save = (b, done) => {
-  const s = (st(0, Q) || []).filter((x) => x[0].event_id != b[0].event_id);
+  const s = (st(0, 'hubcap_q') || []).filter((x) => x[0].event_id != b[0].event_id);
   done || s.push(b);
   while (JSON.stringify(s).length > 262144) s.shift();
-  st(0, Q, s);
+  st(0, 'hubcap_q', s);
 };
 
 const send = async (b, tries) => {
+  if (off) return; // opted out meanwhile: pending retries stop too
   const id = b[0].event_id;
   let body = new TextEncoder().encode(JSON.stringify(b));
   const keepalive = body.length < 6e4; // browsers refuse keepalive bodies over 64 KB
@@ -124,7 +125,7 @@ const send = async (b, tries) => {
   delete busy[id];
 };
 
-const resend = () => off || (st(0, Q) || []).map((b) => busy[b[0].event_id] || send(b, 0));
+const resend = () => (st(0, 'hubcap_q') || []).map((b) => busy[b[0].event_id] || send(b, 0));
 
 // On the way out (pagehide, tab hidden) only sendBeacon is sure to leave; it cannot wait for the async
 // hash and gzip steps, so it carries plain JSON. What it refuses (over 64 KB) waits in the store.
@@ -184,20 +185,20 @@ const api = {
     if (cfg) return;
     cfg = o;
     off =
-      st(0, O) ||
+      st(0, 'hubcap_o') ||
       (o.dnt !== false && (n.doNotTrack == '1' || n.globalPrivacyControl)) ||
       (!o.local && /^(localhost|127\.|\[::1\]|$)/.test(loc.hostname));
     if (off) return;
-    ses = st(1, S) || ses;
+    ses = st(1, 'hubcap_s') || ses;
     // Routers change the URL with pushState, replaceState, popstate or the hash and set the title
     // afterwards: comparing the URL four times a second catches all of them, with the new title.
     setInterval(nav, 250);
-    on('scroll', scroll, { passive: true });
-    on('pagehide', leave);
-    on('online', resend);
-    on('click', click, true);
+    addEventListener('scroll', scroll, { passive: true });
+    addEventListener('pagehide', leave);
+    addEventListener('online', resend);
+    addEventListener('click', click, true);
     // visibilitychange bubbles from the document to the window.
-    on('visibilitychange', () => (d.hidden ? ((act += now() - shown), leave()) : (shown = now())));
+    addEventListener('visibilitychange', () => (d.hidden ? ((act += now() - shown), leave()) : (shown = now())));
     resend();
     page();
   },
@@ -209,7 +210,7 @@ const api = {
     const u = id == null ? undefined : { _user_id: id, ...traits };
     for (const k in u) u[k] = { value: u[k], set_timestamp: t };
     ses.u = u;
-    st(1, S, ses);
+    st(1, 'hubcap_s', ses);
   },
   consent(c) {
     cfg.consent = { ...cfg.consent, ...c };
@@ -217,12 +218,12 @@ const api = {
   },
   // optout(false) lifts the opt-out; collection resumes on the next page load.
   optout(v) {
-    st(0, O, v !== false || null);
+    st(0, 'hubcap_o', v !== false || null);
     if (v !== false) {
       off = 1;
       q = [];
-      st(0, Q, null);
-      st(0, D, null);
+      st(0, 'hubcap_q', null);
+      st(0, 'hubcap_d', null);
     }
   },
 };
