@@ -23,7 +23,7 @@ from playwright.async_api import BrowserContext, Route
 from devstack.stack import DevHostProcess
 from tests.browser.conftest import POLL_S, Site
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 APP = "test_release"
 T = TypeVar("T")
