@@ -47,7 +47,17 @@ from workers.settings import Settings  # noqa: E402
 EVENTS_PER_BODY = 20
 APP = "bench"
 APPS_JSON = json.dumps(
-    {"apps": [{"app_id": APP, "allowed_origins": ["*"], "quota": {"rate_per_s": 1e9, "burst": 1e9}}]}
+    {
+        "apps": [
+            {
+                "app_id": APP,
+                "allowed_origins": ["*"],
+                "quota": {"rate_per_s": 1e9, "burst": 1e9},
+                # the HTTP half sends from one address and browser: as one sender it would meet its 429
+                "sender_quota": None,
+            }
+        ]
+    }
 )
 UAS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0",

@@ -5,6 +5,7 @@ server keys) or else the file named by HUBCAP_APPS_FILE. Shape (see devstack/app
 
     {"apps": [{"app_id": "shop", "allowed_origins": ["https://shop.example"],
                "server_key": "…", "quota": {"rate_per_s": 200, "burst": 1000},
+               "sender_quota": {"rate_per_s": 20, "burst": 200},
                "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag"}]}
 """
 
@@ -31,12 +32,18 @@ class Quota:
     burst: float = 5000.0
 
 
+# Per sender (the visitor: app, client IP, user agent): far above what a person's browser sends, so it
+# only stops a runaway client. `"sender_quota": null` in the registry turns it off for an app.
+DEFAULT_SENDER_QUOTA = Quota(rate_per_s=20.0, burst=200.0)
+
+
 @dataclass(frozen=True)
 class AppConfig:
     app_id: str
     allowed_origins: tuple[str, ...] = ()
     server_key: str | None = None
     quota: Quota = Quota()
+    sender_quota: Quota | None = DEFAULT_SENDER_QUOTA
     domains: tuple[str, ...] = ()
     bot_policy: str = "flag"
     dedup_policy: str = "flag"
@@ -64,17 +71,24 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
         if raw.get(key, "flag") not in POLICIES:
             raise ConfigError(f"app registry: {app_id}.{key} must be one of {POLICIES}")
     quota = raw.get("quota") or {}
+    sender = raw.get("sender_quota", {})
     try:
         return AppConfig(
             app_id=app_id,
             allowed_origins=tuple(str(o).rstrip("/") for o in raw.get("allowed_origins", ())),
             server_key=raw.get("server_key") or None,
             quota=Quota(float(quota.get("rate_per_s", 1000)), float(quota.get("burst", 5000))),
+            sender_quota=None
+            if sender is None
+            else Quota(
+                float(sender.get("rate_per_s", DEFAULT_SENDER_QUOTA.rate_per_s)),
+                float(sender.get("burst", DEFAULT_SENDER_QUOTA.burst)),
+            ),
             domains=tuple(str(d) for d in raw.get("domains", ())),
             bot_policy=raw.get("bot_policy", "flag"),
             dedup_policy=raw.get("dedup_policy", "flag"),
         )
-    except (TypeError, ValueError) as exc:
+    except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"app registry: app {app_id} is malformed: {exc}") from exc
 
 

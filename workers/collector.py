@@ -1,7 +1,9 @@
 """The collector: HTTP request in (plain data), response out. functions/collect.py only converts types.
 
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
-  method (405) → app (403) → server key, if the sender signs (403) → Origin (403) → quota (429)
+  method (405) → app (403) → server key, if the sender signs (403) → Origin (403)
+  → quota of the sender, then of the app (429; the sender's first, so a flooding client does not drain
+  its app's bucket)
   → body size as received (413) → content type and compression (415) → hashCode (400)
   → gunzip, capped while inflating (413) → JSON array (400) of at most MAX_EVENTS_PER_REQUEST events
   (413: bounds what a body of tiny invalid events costs in error reports) → per-event validation
@@ -63,6 +65,8 @@ from workers.validation import Validators
 log = logging.getLogger("hubcap.collector")
 
 SIGNATURE_MAX_SKEW_S = 300
+# Buckets of distinct senders one instance remembers (~150 bytes each).
+MAX_SENDERS = 100_000
 MAX_EVENTS_PER_REQUEST = 10_000
 MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
 MEDIA_TYPES = ("application/json", "text/plain")
@@ -102,6 +106,7 @@ class Admitted:
     received_at: int
     app: AppConfig
     authenticated: bool
+    client_ip: str | None  # held in memory for geo and the visitor hash; never written
     headers: Mapping[str, str]
     query: Mapping[str, str]
     accepted: list[Any]
@@ -198,6 +203,9 @@ class Collector:
         self.hub = hub
         self.clock = clock
         self.quota = QuotaBook()
+        self.sender_quota = QuotaBook(max_keys=MAX_SENDERS)
+        # Keys the sender buckets, so the book holds no IP; per process, never stored.
+        self._sender_secret = secrets.token_bytes(32)
         self.validators = Validators()
         self.trusted_proxies: tuple[Network, ...] = parse_networks(settings.trusted_proxies)
         self.version = workers.__version__
@@ -329,7 +337,16 @@ class Collector:
         authenticated = self._authenticated(app, headers, body)
         if not authenticated:
             self._check_origin(app, headers)
-        self.quota.take(app.app_id, app.quota)
+        ip = client_ip(
+            headers.get("x-forwarded-for"),
+            trusted_hops=self.settings.trusted_hops,
+            trusted_proxies=self.trusted_proxies,
+            authenticated=authenticated,
+        )
+        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
+        if app.sender_quota is not None and ip is not None:
+            self.sender_quota.take(self._sender(app, ip, headers), app.sender_quota, what="this sender")
+        self.quota.take(app.app_id, app.quota, what=f"app {app.app_id}")
         limit = self.settings.max_body_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the {limit}-byte limit")
@@ -346,6 +363,7 @@ class Collector:
             received_at=int(self.clock() * 1000),
             app=app,
             authenticated=authenticated,
+            client_ip=ip,
             headers=headers,
             query=query,
             accepted=verdict.accepted,
@@ -358,18 +376,18 @@ class Collector:
         value = headers.get(name)
         return value[: MAX_HEADER_CHARS[name]] if value else None
 
+    def _sender(self, app: AppConfig, ip: str, headers: Mapping[str, str]) -> str:
+        """The sender's bucket key: like the visitor hash (app, IP, user agent), keyed by a process secret."""
+        message = f"{app.app_id}|{ip}|{self._header(headers, 'user-agent') or ''}".encode()
+        return hashlib.blake2b(message, key=self._sender_secret, digest_size=16).hexdigest()
+
     def messages(self, admitted: Admitted, salt: bytes) -> tuple[list[EncodedEnvelope], str]:
         """The hub messages for an admitted request and their partition key (the visitor hash).
 
         The client IP is looked up and hashed here and goes no further.
         """
         headers = admitted.headers
-        ip = client_ip(
-            headers.get("x-forwarded-for"),
-            trusted_hops=self.settings.trusted_hops,
-            trusted_proxies=self.trusted_proxies,
-            authenticated=admitted.authenticated,
-        )
+        ip = admitted.client_ip
         user_agent = self._header(headers, "user-agent")
         visitor = visitor_hash(salt, admitted.app.app_id, ip, user_agent)
         envelope = Envelope(

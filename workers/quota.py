@@ -1,33 +1,58 @@
-"""Per-app token buckets, per instance (no shared state: each instance enforces its own share).
+"""Token buckets, per instance (no shared state: each instance enforces its own share).
+
+Two books in the collector: one bucket per app, and one per sender of each app, so a single runaway
+client (a tracker stuck in a loop, a replay script) meets its own 429 before it spends its app's quota.
 
 A request costs one token. A bucket holds up to `burst` tokens and refills at `rate_per_s`. An empty
-bucket raises QuotaExceeded (429) with Retry-After = seconds until one token is back.
+bucket raises QuotaExceeded (429) with Retry-After = seconds until one token is back. A book given
+`max_keys` keeps only that many buckets, evicting the least recently used: an evicted sender starts
+again with a full bucket, which errs towards letting traffic in while bounding the memory a flood of
+distinct senders can take.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
-from workers.apps import Quota
 from workers.errors import QuotaExceeded
 
 
-class QuotaBook:
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # app_id -> (tokens, last refill time)
+class Rate(Protocol):
+    @property
+    def rate_per_s(self) -> float: ...
 
-    def take(self, app_id: str, quota: Quota, cost: float = 1.0) -> None:
+    @property
+    def burst(self) -> float: ...
+
+
+class QuotaBook:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, max_keys: int | None = None) -> None:
+        self.clock = clock
+        self.max_keys = max_keys
+        # key -> (tokens, last refill time); ordered by last use when max_keys bounds the book
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str, quota: Rate, cost: float = 1.0, *, what: str | None = None) -> None:
+        """Take `cost` tokens from `key`'s bucket or raise QuotaExceeded naming `what` (default: the key)."""
         now = self.clock()
-        tokens, last = self._buckets.get(app_id, (quota.burst, now))
+        tokens, last = self._buckets.get(key, (quota.burst, now))
         tokens = min(quota.burst, tokens + (now - last) * quota.rate_per_s)
-        if tokens < cost:
-            self._buckets[app_id] = (tokens, now)
+        granted = tokens >= cost
+        self._buckets[key] = (tokens - cost if granted else tokens, now)
+        if self.max_keys is not None:
+            self._buckets.move_to_end(key)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        if not granted:
             wait = (cost - tokens) / quota.rate_per_s if quota.rate_per_s > 0 else 3600.0
             raise QuotaExceeded(
-                f"app {app_id} is over its quota of {quota.rate_per_s:g} requests/s",
+                f"{what or key} is over its quota of {quota.rate_per_s:g} requests/s",
                 retry_after=max(1, math.ceil(wait)),
             )
-        self._buckets[app_id] = (tokens - cost, now)

@@ -236,6 +236,98 @@ async def test_quota_exceeded_is_429_with_retry_after() -> None:
     assert (statuses, last.status, last.headers["Retry-After"]) == ([400, 400, 429], 429, "2")
 
 
+SENDER_APPS = orjson.dumps(
+    {
+        "apps": [
+            {
+                "app_id": "shop",
+                "allowed_origins": ["*"],
+                "server_key": "k",
+                "quota": {"rate_per_s": 0.001, "burst": 4},
+                "sender_quota": {"rate_per_s": 0.001, "burst": 2},
+            },
+            {"app_id": "open", "allowed_origins": ["*"], "sender_quota": None},
+        ]
+    }
+).decode()
+
+
+def sender_statuses(c: Collector, senders: list[dict[str, str]], app: str = "shop") -> list[int]:
+    """The status of admitting one request from each sender in turn (refusals caught as statuses)."""
+    statuses = []
+    for headers in senders:
+        req = request(body_of([event(app_id=app)]), query={"appId": app}, headers=headers)
+        try:
+            admit(c, req)
+        except QuotaExceeded as refused:
+            statuses.append(refused.status)
+        else:
+            statuses.append(200)
+    return statuses
+
+
+A = {"x-forwarded-for": "81.2.69.1:50000"}
+B = {"x-forwarded-for": "81.2.69.2:50000"}
+A_OTHER_BROWSER = {**A, "user-agent": "Mozilla/5.0 (iPhone) Safari/604.1"}
+SENDER_CASES = [
+    ("a sender past its burst is refused, others are not", [A, A, A, B], [200, 200, 429, 200]),
+    ("the same address with another browser is another sender", [A, A, A_OTHER_BROWSER], [200, 200, 200]),
+    (
+        "a refused sender spends none of its app's quota",
+        [A, A, A, A, A, B, B],
+        [200, 200] + [429] * 3 + [200] * 2,
+    ),
+    ("the app's quota still caps all senders together", [A, A, B, B, A_OTHER_BROWSER], [200] * 4 + [429]),
+    ("without a client IP only the app's quota applies", [{"x-forwarded-for": None}] * 5, [200] * 4 + [429]),
+]
+
+
+@pytest.mark.parametrize(
+    ("senders", "statuses"), [c[1:] for c in SENDER_CASES], ids=[c[0] for c in SENDER_CASES]
+)
+async def test_quota_per_sender(senders: list[dict[str, str]], statuses: list[int]) -> None:
+    c = collector_for(unit_env(HUBCAP_APPS_JSON=SENDER_APPS))
+    try:
+        assert sender_statuses(c, senders) == statuses
+    finally:
+        await c.close()
+
+
+async def test_signed_senders_are_limited_per_named_client() -> None:
+    c = collector_for(unit_env(HUBCAP_APPS_JSON=SENDER_APPS))
+    body = body_of([event(app_id="shop")])
+    statuses = []
+    try:
+        for client in ("8.8.8.8", "8.8.8.8", "8.8.8.8", "8.8.4.4"):
+            headers = {**sign("k", int(time.time()), body), "x-forwarded-for": f"{client}, 81.2.69.1:1"}
+            try:
+                admit(c, request(body, query={"appId": "shop"}, headers=headers))
+                statuses.append(200)
+            except QuotaExceeded as refused:
+                statuses.append(refused.status)
+    finally:
+        await c.close()
+    assert statuses == [200, 200, 429, 200]
+
+
+async def test_sender_quota_null_turns_it_off() -> None:
+    c = collector_for(unit_env(HUBCAP_APPS_JSON=SENDER_APPS))
+    try:
+        assert sender_statuses(c, [A] * 300, app="open") == [200] * 300
+    finally:
+        await c.close()
+
+
+async def test_the_sender_book_holds_no_ip() -> None:
+    c = collector_for(unit_env(HUBCAP_APPS_JSON=SENDER_APPS))
+    try:
+        sender_statuses(c, [A, B])
+        keys = list(c.sender_quota._buckets)
+    finally:
+        await c.close()
+    assert (len(keys), any("81.2.69" in k for k in keys)) == (2, False)
+
+
 # -- what is admitted --------------------------------------------------------------------------------
 
 

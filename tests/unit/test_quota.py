@@ -75,3 +75,20 @@ def test_refused_requests_cost_nothing() -> None:
     granted(book, "a", QUOTA, 50)
     clock.now += 0.5
     assert granted(book, "a", QUOTA, 10) == 1
+
+
+def test_a_bounded_book_forgets_the_least_recently_used_bucket() -> None:
+    book = QuotaBook(clock=Clock(), max_keys=2)
+    granted(book, "a", QUOTA, 3)
+    granted(book, "b", QUOTA, 3)
+    granted(book, "a", QUOTA, 1)  # a is now the most recently used: c's bucket evicts b's
+    granted(book, "c", QUOTA, 3)
+    assert (len(book), granted(book, "a", QUOTA, 10), granted(book, "b", QUOTA, 10)) == (2, 0, 3)
+
+
+def test_the_refusal_names_what_is_over_quota() -> None:
+    book = QuotaBook(clock=Clock())
+    granted(book, "9f86d081", QUOTA, 3)
+    with pytest.raises(QuotaExceeded) as refused:
+        book.take("9f86d081", QUOTA, what="this sender")
+    assert refused.value.message == "this sender is over its quota of 2 requests/s"
