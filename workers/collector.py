@@ -18,6 +18,10 @@ hashCode is checked over the body as received, i.e. the compressed bytes when th
 the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
 means a corrupted gzip body costs no inflation.
 
+A gzipped body is either the gzip bytes (Content-Encoding senders, the tracker) or, as the Clickstream
+Analytics on AWS SDKs send `compression=gzip` (Android's StringUtil.compressForGzip, the Unity SDK), the
+base64 text of them; the gzip magic number tells which.
+
 Server key: a server-to-server sender (e.g. a link redirector) signs with the app's key:
   X-Hubcap-Timestamp: <unix seconds>
   X-Hubcap-Signature: hex(HMAC-SHA256(key, "<timestamp>." + body as sent))
@@ -132,6 +136,19 @@ def http_error_response(error: HubcapError, headers: Mapping[str, str] | None = 
 
 def _json(status: int, payload: Any, headers: Mapping[str, str]) -> HttpOut:
     return HttpOut(status, orjson.dumps(payload), {"Content-Type": JSON, **headers})
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_bytes(body: bytes) -> bytes:
+    """The gzip member of a gzipped body: as sent, or decoded from the base64 text the AWS SDKs send."""
+    if body[:2] == GZIP_MAGIC:
+        return body
+    try:
+        return base64.b64decode(body.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBody("a gzip body must be gzip bytes or their base64 text") from None
 
 
 def inflate(body: bytes, limit: int) -> bytes:
@@ -356,7 +373,7 @@ class Collector:
         if expected and hashlib.sha256(body).hexdigest()[:8] != expected.strip().lower():
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if gzipped:
-            body = inflate(body, limit)
+            body = inflate(gzip_bytes(body), limit)
         verdict = self.validators.for_app(app.app_id).check(self._events(body))
         return Admitted(
             request_id=request_id,

@@ -159,6 +159,12 @@ REFUSALS = [
     ("a string", request(b'"[]"'), 400, "invalid_body"),
     ("not gzip", request(b"[]", query={"appId": "demo", "compression": "gzip"}), 400, "invalid_body"),
     (
+        "base64 of something else than gzip",
+        request(base64.b64encode(b"[]"), query={"appId": "demo", "compression": "gzip"}),
+        400,
+        "invalid_body",
+    ),
+    (
         "truncated gzip",
         request(gzip.compress(b"[]" * 100)[:-12], headers={"content-encoding": "gzip"}),
         400,
@@ -343,6 +349,12 @@ BODIES = [
     ("compression=gzip", {}, {"compression": "gzip"}, gzip.compress),
     ("Content-Encoding: gzip", {"content-encoding": "gzip"}, {}, gzip.compress),
     ("both say gzip", {"content-encoding": "gzip"}, {"compression": "gzip"}, gzip.compress),
+    (
+        "compression=gzip as the AWS SDKs send it: base64 of the gzip bytes",
+        {"content-type": "application/json; charset=utf-8"},
+        {"compression": "gzip"},
+        lambda b: base64.b64encode(gzip.compress(b)),
+    ),
 ]
 
 
@@ -359,6 +371,18 @@ def test_hashcode_is_over_the_body_as_sent(collector: Collector) -> None:
     sent = gzip.compress(body_of([event()]))
     query = {"appId": "demo", "compression": "gzip", "hashCode": hashlib.sha256(sent).hexdigest()[:8].upper()}
     assert len(admit(collector, request(sent, query=query)).accepted) == 1
+
+
+def test_hashcode_is_over_the_base64_text_the_aws_sdks_send(collector: Collector) -> None:
+    sent = base64.b64encode(gzip.compress(body_of([event()])))
+    query = {"appId": "demo", "compression": "gzip", "hashCode": hashlib.sha256(sent).hexdigest()[:8]}
+    assert len(admit(collector, request(sent, query=query)).accepted) == 1
+
+
+def test_a_base64_gzip_bomb_is_413(collector: Collector) -> None:
+    bomb = base64.b64encode(gzip_bomb(64 << 20))
+    with pytest.raises(PayloadTooLarge):
+        admit(collector, request(bomb, query={"appId": "demo", "compression": "gzip"}))
 
 
 def test_hashcode_of_the_inflated_body_is_refused(collector: Collector) -> None:
