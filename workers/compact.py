@@ -53,12 +53,20 @@ def _hour_of(folder: str) -> datetime | None:
 
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells a row apart from the other rows of its hub message, even across capture versions.
+
+    The event id alone does not: rejected and failed events often have none (a missing event_id is a
+    common reason to reject one), so their event as sent (`event_json`) is part of the key; and two
+    copies of one event in a message are two rows, the second flagged `is_duplicate`.
+    """
     return (
         row.get("hub_partition"),
         row.get("hub_sequence_number"),
         row.get("event_id"),
         row.get("stage"),
         row.get("step"),
+        row.get("event_json"),
+        row.get("is_duplicate"),
     )
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from azure.functions.timer import TimerRequest
 
@@ -110,6 +111,43 @@ def test_a_batch_replayed_after_compaction_is_merged_without_doubles(lake: Lake)
     counts = ids_in(lake)
     assert (len(files_in(lake, CLOSED)), set(counts.values()), len(counts)) == (1, {1}, 8)
     assert {r["event_id"] for r in late} <= counts.keys()
+
+
+def rejected(received_at: int, seq: int, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "app_id": "shop",
+        "received_at": received_at,
+        "request_id": "r",
+        "visitor_hash": "ab" * 16,
+        "event_json": orjson.dumps(event).decode(),
+        "errors": [{"path": "", "message": "'event_id' is a required property"}],
+        "hub_partition": "0",
+        "hub_sequence_number": seq,
+        "hub_offset": str(seq),
+        "hub_enqueued_time": received_at,
+        "capture_version": "test",
+    }
+
+
+def test_rejected_events_without_an_event_id_are_all_kept(lake: Lake) -> None:
+    folder = partition_path("rejected", "shop", CLOSED)
+    one_message = [rejected(CLOSED, 7, {"event_type": "click", "n": n}) for n in range(3)]
+    for first, rows in ((7, one_message), (8, [rejected(CLOSED, 8, {"event_type": "view"})])):
+        path = f"{folder}/{file_name('0', first, first)}"
+        lake.write(path, avro.encode("rejected", rows, codec="snappy", key=path))
+    compact.compact_closed_hours(lake, now=NOW, codec="snappy")
+    kept = sorted(r["event_json"] for _, r in iter_rows(lake, "rejected/v1/"))
+    assert (len(lake.list(folder + "/")), len(kept)) == (1, 4)
+
+
+def test_two_copies_of_an_event_in_one_message_stay_two_rows(lake: Lake) -> None:
+    first, second = row(CLOSED, "0", 4, "same-id"), {**row(CLOSED, "0", 4, "same-id"), "is_duplicate": True}
+    folder = partition_path("clickstream", "shop", CLOSED)
+    for n, rows in enumerate(([first, second], [row(CLOSED, "0", 5)])):
+        path = f"{folder}/{file_name('0', 4 + n, 4 + n)}"
+        lake.write(path, avro.encode("clickstream", rows, codec="snappy", key=path))
+    compact.compact_closed_hours(lake, now=NOW, codec="snappy")
+    assert ids_in(lake)["same-id"] == 2
 
 
 def test_a_rerun_changes_nothing(lake: Lake) -> None:
