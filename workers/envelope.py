@@ -100,6 +100,17 @@ def encode(envelope: Envelope) -> EncodedEnvelope:
 
 
 _MAX_INFLATED = 64 * 1024 * 1024
+# received_at must name a day the lake's date= partitions can hold (years 2000 to 2099).
+_RECEIVED_AT_RANGE = range(946_684_800_000, 4_102_444_800_000)
+_TEXT = ("request_id", "app_id", "visitor_hash")
+_OPTIONAL_TEXT = (
+    "platform",
+    "user_agent",
+    "accept_language",
+    "referer",
+    "collector_version",
+    "geo_db_version",
+)
 
 
 def _get(props: dict[Any, Any], key: str) -> str | None:
@@ -107,6 +118,29 @@ def _get(props: dict[Any, Any], key: str) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if value is None else str(value)
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Refuse a mistyped field here, where the message goes to failed/ whole: further on, a value of the
+    wrong type would fail the Avro encoding of the batch's failed/ or rejected/ file, and capture would
+    retry that batch forever."""
+    for name in _TEXT:
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise EnvelopeError(f"envelope field {name} must be a non-empty string")
+    for name in _OPTIONAL_TEXT:
+        if not isinstance(data.get(name), str | None):
+            raise EnvelopeError(f"envelope field {name} must be a string or null")
+    received_at = data.get("received_at")
+    if type(received_at) is not int or received_at not in _RECEIVED_AT_RANGE:
+        raise EnvelopeError("envelope field received_at must be ms since the epoch, years 2000 to 2099")
+    sequence = data.get("bundle_sequence_id")
+    if sequence is not None and type(sequence) is not int:
+        raise EnvelopeError("envelope field bundle_sequence_id must be an integer or null")
+    if not isinstance(data.get("geo"), dict | None):
+        raise EnvelopeError("envelope field geo must be an object or null")
+    for name in ("events", "rejected"):
+        if not isinstance(data.get(name), list | None):
+            raise EnvelopeError(f"envelope field {name} must be a list")
 
 
 def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
@@ -136,6 +170,7 @@ def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
         raise EnvelopeError("envelope is not a JSON object")
     if data.get("v") != VERSION:
         raise EnvelopeError(f"unsupported envelope version {data.get('v')!r}")
+    _check_types(data)
     try:
         part = data.get("part")
         envelope = Envelope(

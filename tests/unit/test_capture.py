@@ -129,6 +129,18 @@ BAD_BODIES = {
     "wrong version": (orjson.dumps({"v": 9}), {"app_id": "shop"}, "version"),
     "foreign schema": (b"{}", {"schema": "other.v1", "app_id": "shop"}, "unsupported envelope schema"),
     "no app property": (b"[]", {}, "not a JSON object"),
+    # Mistyped fields that used to reach the Avro encoding of failed/ or the lake path, and raise there:
+    # the batch was retried forever.
+    "mistyped geo_db_version": (
+        orjson.dumps({**make_envelope([client_event("e1")]).to_dict(), "geo_db_version": 20260605}),
+        {"app_id": "shop"},
+        "geo_db_version",
+    ),
+    "received_at past the year 9999": (
+        orjson.dumps({**make_envelope([client_event("e1")]).to_dict(), "received_at": 10**17}),
+        {"app_id": "shop"},
+        "received_at",
+    ),
 }
 
 

@@ -32,7 +32,7 @@ def incompressible_event(i: int, size: int = 1000) -> dict[str, Any]:
 def envelope(events: list[dict[str, Any]], rejected: list[dict[str, Any]] | None = None) -> Envelope:
     return Envelope(
         request_id="r",
-        received_at=1,
+        received_at=1667877566697,
         app_id="a",
         visitor_hash="0" * 32,
         collector_version="t",
