@@ -86,6 +86,20 @@ def test_events_land_in_their_lake_partition_named_by_the_batch(stack: Stack) ->
     assert stack.paths() == [f"events/v1/app_id=shop/{HOUR}/p0-10-12.avro"]
 
 
+def test_every_event_the_collector_accepts_fits_the_avro_schema(stack: Stack) -> None:
+    """The two contracts agree: no event valid under event.schema.json ends in failed/ (encoding)."""
+    from tests.unit.test_schema import CORPUS, FAST
+
+    valid = [{**e, "app_id": "shop"} for _, e, ok in CORPUS if ok and FAST.check([e]).accepted]
+    env = make_envelope([{**e, "event_id": f"e{i}"} for i, e in enumerate(valid)])
+    counts = _events(stack.capture().process([hub_message(env, 1)]))
+    assert (len(valid) >= 10, counts.get("events_written"), counts.get("failed_encoding")) == (
+        True,
+        len(valid),
+        None,
+    )
+
+
 def test_rows_carry_client_envelope_enrichment_session_and_lineage_fields(stack: Stack) -> None:
     stack.capture().process([hub_message(make_envelope([client_event("e1")]), 5)])
     [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")

@@ -72,6 +72,7 @@ CORPUS: list[tuple[str, Any, bool]] = [
     ("null user attribute value", event(user={"_user_name": {"value": None, "set_timestamp": 1}}), True),
     ("item with nested value", event(items=[{"id": "a", "meta": {"x": 1}}]), False),
     ("item price as a string", event(items=[{"id": "a", "price": "9.5"}]), False),
+    ("fractional item quantity", event(items=[{"id": "a", "quantity": 1.5}]), False),
     ("unknown scalar top-level field", event(host_name2="x"), True),
     ("unknown object top-level field", event(extra={"x": 1}), False),
     ("negative screen width", event(screen_width=-1), False),
