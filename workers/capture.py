@@ -50,6 +50,8 @@ UNKNOWN_APP = "unknown"
 CLIENT_FIELDS = (
     "unique_id",
     "device_id",
+    "device_unique_id",
+    "os_name",
     "os_version",
     "make",
     "brand",
@@ -69,6 +71,7 @@ CLIENT_FIELDS = (
     "app_package_name",
     "app_version",
     "app_title",
+    "host_name",
     "page_url",
     "page_title",
     "page_referrer",

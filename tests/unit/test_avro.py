@@ -135,6 +135,9 @@ def test_fields_added_since_the_previous_schema_all_have_defaults() -> None:
         "session_start": True,
         "session_index": True,
         "referrer_db_version": True,
+        "os_name": True,
+        "device_unique_id": True,
+        "host_name": True,
     }
 
 

@@ -100,6 +100,13 @@ def test_every_event_the_collector_accepts_fits_the_avro_schema(stack: Stack) ->
     )
 
 
+def test_the_aws_sdks_device_and_host_fields_reach_the_row(stack: Stack) -> None:
+    sdk = {"os_name": "Android", "device_unique_id": "a1b2", "host_name": "shop.example"}
+    stack.capture().process([hub_message(make_envelope([client_event("e1", **sdk)]), 5)])
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
+    assert {k: row[k] for k in sdk} == sdk
+
+
 def test_rows_carry_client_envelope_enrichment_session_and_lineage_fields(stack: Stack) -> None:
     stack.capture().process([hub_message(make_envelope([client_event("e1")]), 5)])
     [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
