@@ -77,6 +77,10 @@ CLIENT_FIELDS = (
     "page_referrer",
 )
 CLIENT_FIELD_SET = frozenset(CLIENT_FIELDS)
+# JSON Schema's "integer" admits 1920.0, which orjson reads as a float and Avro's long refuses.
+WHOLE_NUMBER_FIELDS = frozenset(
+    ("zone_offset", "screen_height", "screen_width", "viewport_height", "viewport_width")
+)
 CLIENT_TEMPLATE = dict.fromkeys(CLIENT_FIELDS)
 ITEM_FIELDS = frozenset(
     (
@@ -162,12 +166,18 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+def _whole(value: Any) -> Any:
+    """A whole number written as a float (1920.0) as the int it is; any other value unchanged."""
+    return int(value) if value.__class__ is float and value.is_integer() else value
+
+
 def _item(raw: Any) -> Any:
     """The known item fields; the item's other fields in its `attributes` map. Anything but an object
     passes through unchanged, so the Avro schema refuses it and the event goes to failed/."""
     if not isinstance(raw, dict):
         return raw
     item = {key: raw.get(key) for key in ITEM_FIELDS}
+    item["quantity"] = _whole(item["quantity"])
     extra = {key: value for key, value in raw.items() if key not in ITEM_FIELDS}
     item["attributes"] = extra or None
     return item
@@ -178,7 +188,7 @@ def _user(raw: Any) -> Any:
     if not isinstance(raw, dict):
         return raw
     return {
-        name: {"value": attr.get("value"), "set_timestamp": attr.get("set_timestamp")}
+        name: {"value": attr.get("value"), "set_timestamp": _whole(attr.get("set_timestamp"))}
         if isinstance(attr, dict)
         else attr
         for name, attr in raw.items()
@@ -363,9 +373,11 @@ class Capture:
         row: Row = base.copy()
         for name in event.keys() & CLIENT_FIELD_SET:
             row[name] = event[name]
+        for name in event.keys() & WHOLE_NUMBER_FIELDS:
+            row[name] = _whole(event[name])
         row["event_id"] = event.get("event_id")
         row["event_type"] = event.get("event_type")
-        row["event_timestamp"] = event.get("timestamp")
+        row["event_timestamp"] = _whole(event.get("timestamp"))
         row["platform"] = event.get("platform") or env.platform
         row["client_session_id"] = event.get("session_id")
         row["attributes"] = event.get("attributes") or {}

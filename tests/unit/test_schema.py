@@ -65,6 +65,17 @@ CORPUS: list[tuple[str, Any, bool]] = [
     ("timestamp in 2101", event(timestamp=4133980800000), False),
     ("timestamp as a string", event(timestamp="1667877566697"), False),
     ("timestamp as a float", event(timestamp=1667877566697.5), False),
+    (
+        "whole numbers written as floats",
+        event(
+            timestamp=1667877566697.0,
+            screen_width=1920.0,
+            zone_offset=-3600000.0,
+            items=[{"id": "a", "quantity": 2.0}],
+            user={"_user_id": {"value": "u", "set_timestamp": 1667877566697.0}},
+        ),
+        True,
+    ),
     ("app_id of another app", event(app_id="other"), False),
     ("empty event_id", event(event_id=""), False),
     ("user attribute without value", event(user={"_user_id": {"set_timestamp": 1}}), False),
