@@ -79,7 +79,9 @@ JSON = "application/json"
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type, Content-Encoding",
+    # User-Agent: the Clickstream Analytics on AWS web SDK sets it on its fetch; browsers that let a
+    # script set it (Firefox) then ask for it in the preflight and refuse the POST unless it is allowed.
+    "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, User-Agent",
     "Access-Control-Max-Age": "86400",
 }
 

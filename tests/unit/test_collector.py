@@ -565,7 +565,7 @@ async def test_preflight_answers_204_with_cors_headers(collector: Collector) -> 
         response.headers["Access-Control-Allow-Origin"],
         response.headers["Access-Control-Allow-Methods"],
         response.headers["Access-Control-Allow-Headers"],
-    ) == (204, DEMO_ORIGIN, "POST, OPTIONS", "Content-Type, Content-Encoding")
+    ) == (204, DEMO_ORIGIN, "POST, OPTIONS", "Content-Type, Content-Encoding, User-Agent")
 
 
 async def test_errors_to_an_allowed_origin_are_readable_by_it(collector: Collector) -> None:
