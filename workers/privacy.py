@@ -50,9 +50,12 @@ def parse_forwarded_entry(entry: str) -> IPAddress | None:
     elif entry.count(":") == 1:
         entry = entry.split(":", 1)[0]
     try:
-        return ipaddress.ip_address(entry)
+        address = ipaddress.ip_address(entry)
     except ValueError:
         return None
+    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d; as IPv4 it finds its geo and its hash.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return mapped or address
 
 
 def parse_networks(ranges: Iterable[str]) -> tuple[Network, ...]:

@@ -38,6 +38,7 @@ CLIENT_IPS: list[tuple[str, str | None, dict[str, Any], str | None]] = [
     ("spaces around entries", " 1.1.1.1 ,101.188.67.134:443 ", {}, "101.188.67.134"),
     ("IPv6 with port", "[2001:db8::7]:50123", {}, "2001:db8::7"),
     ("IPv6 without port", "2001:db8::7", {}, "2001:db8::7"),
+    ("IPv4-mapped IPv6 is the IPv4 address", "[::ffff:101.188.67.134]:50123", {}, "101.188.67.134"),
     ("no header", None, {}, None),
     ("empty header", "", {}, None),
     ("garbage platform entry", "1.1.1.1, not-an-ip", {}, None),
