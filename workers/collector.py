@@ -307,7 +307,12 @@ class Collector:
     def _cors(app: AppConfig, headers: Mapping[str, str]) -> dict[str, str]:
         origin = headers.get("origin")
         if origin and app.origin_allowed(origin):
-            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+            # Retry-After on a 429/503 must be readable by the tracker, which honours it.
+            return {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Expose-Headers": "Retry-After",
+                "Vary": "Origin",
+            }
         return {}
 
     def _check_origin(self, app: AppConfig, headers: Mapping[str, str]) -> None:

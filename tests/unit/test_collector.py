@@ -568,6 +568,11 @@ async def test_preflight_answers_204_with_cors_headers(collector: Collector) -> 
     ) == (204, DEMO_ORIGIN, "POST, OPTIONS", "Content-Type, Content-Encoding, User-Agent")
 
 
+async def test_retry_after_is_exposed_to_an_allowed_origin(collector: Collector) -> None:
+    response = await collector.handle(request(b"[{", headers={"origin": DEMO_ORIGIN}))
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+
+
 async def test_errors_to_an_allowed_origin_are_readable_by_it(collector: Collector) -> None:
     response = await collector.handle(request(b"[{", headers={"origin": DEMO_ORIGIN}))
     assert (response.status, response.headers["Access-Control-Allow-Origin"]) == (400, DEMO_ORIGIN)
