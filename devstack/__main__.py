@@ -20,8 +20,8 @@ import urllib.request
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
+from devstack.browser import CHROMIUM, CHROMIUM_ARGS
 from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
 from workers.cli import send, server_key
@@ -99,16 +99,6 @@ def demo_site(port: int) -> Iterator[str]:
         yield f"http://localhost:{port}/"
     finally:
         server.shutdown()
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 def visit_demo(demo_url: str, base_url: str) -> bool:

@@ -27,15 +27,9 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
+from devstack.browser import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 # The snippet's queue stub, as in tracker/snippet.html (test_snippet checks they agree).
 POLL_S = 0.05
 STUB = "window.hubcap=window.hubcap||function(){(hubcap.q=hubcap.q||[]).push(arguments)};"
