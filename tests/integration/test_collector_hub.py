@@ -164,7 +164,7 @@ async def test_a_split_envelope_arrives_in_numbered_parts(
     noise = [base64.b64encode(os.urandom(750)).decode() for _ in range(1500)]
     big = Envelope(
         request_id=f"split-{time.time_ns()}",
-        received_at=0,
+        received_at=1_667_877_566_697,
         app_id="demo",
         visitor_hash="ab" * 16,
         collector_version="test",
@@ -191,7 +191,7 @@ def test_split_messages_fit_the_hub_limit() -> None:
     events = [event(i, attributes={"n": n}) for i, n in enumerate(noise)]
     big = Envelope(
         request_id="r",
-        received_at=0,
+        received_at=1_667_877_566_697,
         app_id="demo",
         visitor_hash="ab" * 16,
         collector_version="t",
