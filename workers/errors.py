@@ -73,6 +73,13 @@ class HubUnavailable(HubcapError):
     code = "hub_unavailable"
 
 
+class StorageUnavailable(HubcapError):
+    """Storage the request needs (the daily salt) cannot be reached; the client retries later."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
 class ConfigError(HubcapError):
     """A setting or a configuration file is missing or malformed (an operator's error)."""
 

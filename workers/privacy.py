@@ -30,9 +30,9 @@ from typing import Any
 
 import maxminddb
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import ContainerClient, LinearRetry
 
-from workers.errors import ConfigError
+from workers.errors import ConfigError, HubcapError, StorageUnavailable
 from workers.logs import emit
 from workers.settings import Settings
 
@@ -183,6 +183,14 @@ class GeoReader:
 
 SALT_BYTES = 32
 SALT_PREFIX = "salts/"
+SALT_RETRY_AFTER_S = 5
+# A request waits for the salt: the storage SDK's default retries (15 s backoff, ~85 s against a dead
+# endpoint) would hold every request of the instance that long before answering.
+SALT_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_policy": LinearRetry(backoff=1, retry_total=2, random_jitter_range=1),
+    "connection_timeout": 5,
+    "read_timeout": 10,
+}
 
 
 def _day(now: float) -> date:
@@ -203,13 +211,16 @@ class SaltStore:
     def from_settings(cls, settings: Settings) -> SaltStore:
         if settings.lake_connection:
             container = ContainerClient.from_connection_string(
-                settings.lake_connection, settings.state_container
+                settings.lake_connection, settings.state_container, **SALT_CLIENT_OPTIONS
             )
         elif settings.lake_account_url:
             from azure.identity.aio import DefaultAzureCredential
 
             container = ContainerClient(
-                settings.lake_account_url, settings.state_container, credential=DefaultAzureCredential()
+                settings.lake_account_url,
+                settings.state_container,
+                credential=DefaultAzureCredential(),
+                **SALT_CLIENT_OPTIONS,
             )
         else:
             raise ConfigError("salts need storage: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
@@ -220,13 +231,23 @@ class SaltStore:
         return f"{SALT_PREFIX}{day.isoformat()}.bin"
 
     async def current(self) -> bytes:
-        """Today's salt; touches storage only on the first call of each UTC day."""
+        """Today's salt; touches storage only on the first call of each UTC day.
+
+        Raises StorageUnavailable (503 with Retry-After) when storage cannot be reached."""
         today = _day(self.clock())
         if today == self._day:
             return self._salt
         async with self._lock:
             if today != self._day:
-                self._salt = await self._rotate(today)
+                try:
+                    self._salt = await self._rotate(today)
+                except HubcapError:
+                    raise
+                except Exception as exc:  # any transport or service error: the client retries later
+                    emit(log, logging.WARNING, "salt_unavailable", error=type(exc).__name__)
+                    raise StorageUnavailable(
+                        "the salt store cannot be reached; retry later", retry_after=SALT_RETRY_AFTER_S
+                    ) from exc
                 self._day = today
         return self._salt
 

@@ -334,6 +334,18 @@ async def test_the_sender_book_holds_no_ip() -> None:
     assert (len(keys), any("81.2.69" in k for k in keys)) == (2, False)
 
 
+async def test_unreachable_salt_storage_is_503_with_retry_after_within_seconds() -> None:
+    c = collector_for(unit_env())  # its storage endpoint is the discard port: nothing answers
+    started = time.monotonic()
+    try:
+        response = await c.handle(request(body_of([event()])))
+    finally:
+        await c.close()
+    waited = time.monotonic() - started
+    status = (response.status, error_body(response)["error"], response.headers["Retry-After"], waited < 10)
+    assert status == (503, "storage_unavailable", "5", True)
+
+
 # -- what is admitted --------------------------------------------------------------------------------
 
 
