@@ -574,7 +574,9 @@ class Connection:
         """One delivery, split into frames no larger than the client accepts; always sent settled."""
         session = link.session
         delivery_id = session.next_outgoing_id
-        room = self.remote_max_frame - 8 - 64
+        # Frames of at most 64 KiB even when the client accepts more: the SDK reads a frame under a short
+        # socket timeout, and a 1 MB frame arriving in pieces can outlast it.
+        room = min(self.remote_max_frame, OUR_MAX_FRAME) - 8 - 64
         chunks = [payload[i : i + room] for i in range(0, len(payload), room)] or [b""]
         for i, chunk in enumerate(chunks):
             more = i < len(chunks) - 1
