@@ -23,9 +23,12 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         yield service
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def eventhubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventHubsEndpoint]:
-    """The project's Event Hubs endpoint (default config: hub `clicks`, 4 partitions)."""
+    """The project's Event Hubs endpoint (default config: hub `clicks`, 4 partitions).
+
+    One per test module: modules read whole partitions and consumer groups, so sharing a hub lets one
+    module's messages or consumers disturb another's. Starting one takes about a second."""
     base = tmp_path_factory.mktemp("eventhubs")
     with run_eventhubs(base / "data", log=base / "eventhubs.log") as service:
         yield service
@@ -39,7 +42,7 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPat
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def devhost(
     azurite: Azurite, eventhubs: EventHubsEndpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevHostProcess]:
