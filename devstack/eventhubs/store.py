@@ -256,6 +256,9 @@ class Partition:
     def apply_retention(self, cutoff_ms: int) -> int:
         """Drop closed segments whose newest event is older than `cutoff_ms`; return events dropped."""
         dropped = 0
+        if self.offsets and self.segments[-1].last_enqueued_ms < cutoff_ms:
+            # Everything has expired: roll the active segment so the whole old one can go.
+            self._new_segment(self.end_offset, self.next_sequence)
         while len(self.segments) > 1 and self.segments[0].last_enqueued_ms < cutoff_ms:
             old = self.segments.pop(0)
             next_base = self.segments[0].base_sequence
@@ -352,8 +355,9 @@ class Store:
                 )
 
     async def _retention_loop(self) -> None:
+        interval = min(60.0, max(0.5, self.config.retention_hours * 3600 / 4))
         while True:
-            await asyncio.sleep(60)
+            await asyncio.sleep(interval)
             self.enforce_retention()
 
     async def close(self) -> None:
