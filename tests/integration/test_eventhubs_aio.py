@@ -121,73 +121,122 @@ async def test_partition_properties_follow_sends(producer: EventHubProducerClien
 # ------------------------------------------------------------------------------------ sending
 
 
+async def find(hub: EventHubsEndpoint, name: str, marker: str, count: int) -> list[tuple[str, EventData]]:
+    """(partition id, event) of the events whose marker property is `marker`, read from every partition."""
+    found: list[tuple[str, EventData]] = []
+
+    async def on_batch(context: Any, batch: list[EventData]) -> None:
+        found.extend(
+            (context.partition_id, e) for e in batch if e.properties.get(b"marker") == marker.encode()
+        )
+
+    client = consumer_for(hub, name)
+    task = asyncio.create_task(client.receive_batch(on_batch, starting_position="-1"))
+    await wait_until(lambda: len(found) >= count, timeout=20)
+    await client.close()
+    await task
+    return found
+
+
+def marked(marker: str, count: int, key: str | None = None) -> list[EventData]:
+    events = []
+    for index in range(count):
+        event = EventData(f"{marker}-{index}")
+        event.properties = {"marker": marker, "index": index}
+        events.append(event)
+    return events
+
+
+SEND_CASES = [
+    ("send_event", {"partition_id": "2"}),
+    ("send_event", {"partition_key": "visitor-42"}),
+    ("send_event", {}),
+    ("send_batch_list", {"partition_id": "1"}),
+    ("send_batch_list", {"partition_key": "visitor-7"}),
+    ("send_batch_object", {"partition_id": "0"}),
+    ("send_batch_object", {"partition_key": "visitor-1"}),
+    ("send_batch_object", {}),
+]
+
+
+@pytest.fixture(scope="module")
+async def sent_cases(
+    hub: EventHubsEndpoint, producer: EventHubProducerClient
+) -> dict[int, list[tuple[str, EventData]]]:
+    """Every SEND_CASES send done once; then everything read back in one pass over all partitions."""
+    markers = []
+    for index, (how, kwargs) in enumerate(SEND_CASES):
+        marker = f"case{index}-{uuid.uuid4().hex}"
+        markers.append(marker)
+        events = marked(marker, 1 if how == "send_event" else 3)
+        if how == "send_event":
+            await producer.send_event(events[0], **kwargs)
+        elif how == "send_batch_list":
+            await producer.send_batch(events, **kwargs)
+        else:
+            batch = await producer.create_batch(**kwargs)
+            for event in events:
+                batch.add(event)
+            await producer.send_batch(batch)
+    found: list[tuple[str, EventData]] = []
+
+    async def on_batch(context: Any, batch: list[EventData]) -> None:
+        found.extend((context.partition_id, e) for e in batch)
+
+    client = consumer_for(hub, "clicks")
+    task = asyncio.create_task(client.receive_batch(on_batch, starting_position="-1"))
+    total = sum(1 if how == "send_event" else 3 for how, _ in SEND_CASES)
+    await wait_until(
+        lambda: (
+            sum(1 for _, e in found if e.properties.get(b"marker") in {m.encode() for m in markers}) >= total
+        )
+    )
+    await client.close()
+    await task
+    return {
+        index: [(p, e) for p, e in found if e.properties.get(b"marker") == marker.encode()]
+        for index, marker in enumerate(markers)
+    }
+
+
 @pytest.mark.parametrize(
-    ("how", "kwargs"),
-    [
-        ("send_event", {"partition_id": "2"}),
-        ("send_event", {"partition_key": "visitor-42"}),
-        ("send_event", {}),
-        ("send_batch_list", {"partition_id": "1"}),
-        ("send_batch_list", {"partition_key": "visitor-7"}),
-        ("send_batch_object", {"partition_id": "0"}),
-        ("send_batch_object", {"partition_key": "visitor-1"}),
-        ("send_batch_object", {}),
-    ],
+    "case", range(len(SEND_CASES)), ids=[f"{h}-{'-'.join(k) or 'none'}" for h, k in SEND_CASES]
 )
 async def test_send_keeps_body_properties_key_and_lands_on_the_right_partition(
-    hub: EventHubsEndpoint, producer: EventHubProducerClient, how: str, kwargs: dict[str, str]
+    sent_cases: dict[int, list[tuple[str, EventData]]], case: int
 ) -> None:
-    marker = uuid.uuid4().hex
-    events = [EventData(f"{marker}-{i}") for i in range(3 if how != "send_event" else 1)]
-    for index, event in enumerate(events):
-        event.properties = {"marker": marker, "index": index}
-    starts = {
-        p: (await producer.get_partition_properties(p))["last_enqueued_sequence_number"] for p in "0123"
-    }
-    if how == "send_event":
-        await producer.send_event(events[0], **kwargs)
-    elif how == "send_batch_list":
-        await producer.send_batch(events, **kwargs)
-    else:
-        batch = await producer.create_batch(**kwargs)
-        for event in events:
-            batch.add(event)
-        await producer.send_batch(batch)
-    grown = [
-        p
-        for p in "0123"
-        if (await producer.get_partition_properties(p))["last_enqueued_sequence_number"] > starts[p]
-    ]
-    assert len(grown) == 1, "one send lands on one partition"
+    how, kwargs = SEND_CASES[case]
+    arrived = sent_cases[case]
+    count = 1 if how == "send_event" else 3
+    partitions = {p for p, _ in arrived}
+    assert len(partitions) == 1, "one send lands on one partition"
     if "partition_id" in kwargs:
-        assert grown == [kwargs["partition_id"]]
+        assert partitions == {kwargs["partition_id"]}
     if "partition_key" in kwargs:
-        expected = PartitionResolver(["0", "1", "2", "3"]).get_partition_id_by_partition_key(
-            kwargs["partition_key"]
-        )
-        assert grown == [expected]
-    received = await receive(hub, "clicks", grown[0], len(events), starting_position=starts[grown[0]])
-    ours = [e for e in received if e.properties.get(b"marker") == marker.encode()]
-    assert [e.body_as_str() for e in ours] == [e.body_as_str() for e in events]
-    assert [e.properties[b"index"] for e in ours] == list(range(len(events)))
+        resolver = PartitionResolver(["0", "1", "2", "3"])
+        assert partitions == {resolver.get_partition_id_by_partition_key(kwargs["partition_key"])}
+    events = [e for _, e in arrived]
+    assert [e.properties[b"index"] for e in events] == list(range(count))
+    assert [e.body_as_str() for e in events] == [
+        f"{e.properties[b'marker'].decode()}-{i}" for i, e in enumerate(events)
+    ]
     expected_key = kwargs.get("partition_key")
-    assert {e.partition_key for e in ours} == {expected_key.encode() if expected_key else None}
+    assert {e.partition_key for e in events} == {expected_key.encode() if expected_key else None}
 
 
-async def test_same_partition_key_always_maps_to_the_same_partition(producer: EventHubProducerClient) -> None:
+async def test_same_partition_key_always_maps_to_the_same_partition(
+    hub: EventHubsEndpoint, producer: EventHubProducerClient
+) -> None:
     resolver = PartitionResolver(["0", "1", "2", "3"])
-    keys = [f"k{i}" for i in range(12)]
-    placed = {}
+    marker = uuid.uuid4().hex
+    keys = [f"k{i}" for i in range(12)] * 2
     for key in keys:
-        before = {
-            p: (await producer.get_partition_properties(p))["last_enqueued_sequence_number"] for p in "0123"
-        }
-        await producer.send_event(EventData(key), partition_key=key)
-        after = {
-            p: (await producer.get_partition_properties(p))["last_enqueued_sequence_number"] for p in "0123"
-        }
-        placed[key] = next(p for p in "0123" if after[p] > before[p])
-    assert placed == {key: resolver.get_partition_id_by_partition_key(key) for key in keys}
+        event = EventData(key)
+        event.properties = {"marker": marker}
+        await producer.send_event(event, partition_key=key)
+    found = await find(hub, "clicks", marker, len(keys))
+    placed = {(e.body_as_str(), p) for p, e in found}
+    assert placed == {(key, resolver.get_partition_id_by_partition_key(key)) for key in keys}
 
 
 # ------------------------------------------------------------------------------------ annotations and positions
