@@ -247,7 +247,11 @@ class Connection:
         self.container = ""
         self.closed = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.write = writer.write
+
+    def write(self, data: bytes) -> None:
+        # A connection the client dropped may still have a delivery or settle task about to write.
+        if not self.writer.is_closing():
+            self.writer.write(data)
 
     async def run(self) -> None:
         try:

@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the endpoint with the real SDK: own endpoint per config, polling, collecting."""
+"""Helpers for tests that drive the endpoint with the real SDK: an endpoint per config, polling."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def endpoint_with(base: Path, config: dict[str, Any], port: int | None = None) -
         yield endpoint
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
+async def wait_until(condition: Callable[[], bool], within: float = 20.0, interval: float = 0.05) -> bool:
+    """Poll `condition` until it holds or `within` seconds pass; return whether it held."""
+    deadline = time.monotonic() + within
     while True:
         if condition():
             return True

@@ -75,7 +75,7 @@ async def receive(
             starting_position_inclusive=inclusive,
         )
     )
-    await wait_until(lambda: len(events) >= count, timeout=20)
+    await wait_until(lambda: len(events) >= count, within=20)
     if settle:
         await asyncio.sleep(settle)
     await client.close()
@@ -132,7 +132,7 @@ async def find(hub: EventHubsEndpoint, name: str, marker: str, count: int) -> li
 
     client = consumer_for(hub, name)
     task = asyncio.create_task(client.receive_batch(on_batch, starting_position="-1"))
-    await wait_until(lambda: len(found) >= count, timeout=20)
+    await wait_until(lambda: len(found) >= count, within=20)
     await client.close()
     await task
     return found
@@ -239,7 +239,7 @@ async def test_same_partition_key_always_maps_to_the_same_partition(
     assert placed == {(key, resolver.get_partition_id_by_partition_key(key)) for key in keys}
 
 
-# ------------------------------------------------------------------------------------ annotations and positions
+# ------------------------------------------------------------------------------ annotations and positions
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,8 @@ async def test_annotations_are_consecutive_sequence_numbers_growing_offsets_rece
 ) -> None:
     assert [e.sequence_number for e in positioned] == [0, 1, 2, 3, 4]
     offsets = [int(e.offset) for e in positioned]
-    assert offsets == sorted(set(offsets)) and offsets[0] == 0
+    assert offsets == sorted(set(offsets))
+    assert offsets[0] == 0
     assert all(dt.datetime.now(dt.UTC) - e.enqueued_time < dt.timedelta(minutes=5) for e in positioned)
     times = [e.enqueued_time for e in positioned]
     assert times == sorted(set(times))
@@ -356,7 +357,8 @@ async def test_higher_owner_level_takes_the_partition_over(hub: EventHubsEndpoin
     await low.close()
     await high.close()
     await asyncio.gather(low_task, high_task)
-    assert isinstance(errors[0], EventHubError) and "stolen" in str(errors[0]).lower()
+    assert isinstance(errors[0], EventHubError)
+    assert "stolen" in str(errors[0]).lower()
     assert "after takeover" not in seen["low"]
 
 

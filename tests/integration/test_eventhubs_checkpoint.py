@@ -96,7 +96,7 @@ async def test_checkpoint_store_balances_partitions_and_resumes_after_restarts(
         await send_round(endpoint, "second", 2)
         resumed = Recorder(endpoint, store)
         resumed.start()
-        assert await wait_until(lambda: len(resumed.bodies) >= 8, timeout=45)
+        assert await wait_until(lambda: len(resumed.bodies) >= 8, within=45)
         await asyncio.sleep(0.5)  # a re-delivered checkpointed event would arrive right behind the new ones
         await resumed.stop()
     assert sorted(resumed.bodies) == sorted(f"second-{p}-{i}" for p in "0123" for i in range(2))

@@ -41,7 +41,7 @@ async def receive_all(endpoint: EventHubsEndpoint, count: int, partition_id: str
     task = asyncio.create_task(
         client.receive_batch(on_batch, partition_id=partition_id, starting_position="-1")
     )
-    await wait_until(lambda: len(events) >= count, timeout=20)
+    await wait_until(lambda: len(events) >= count, within=20)
     await client.close()
     await task
     return events
@@ -96,15 +96,13 @@ async def test_retention_drops_events_older_than_the_retention_period(tmp_path: 
     with endpoint_with(tmp_path, config) as endpoint:
         await send(endpoint, ["old-1", "old-2"])
         assert (await partition_properties(endpoint))["is_empty"] is False
-        emptied = await wait_until_async_property(endpoint, lambda p: p["is_empty"] is True, timeout=15)
+        emptied = await wait_until_async_property(endpoint, lambda p: p["is_empty"] is True, within=15)
     assert emptied["beginning_sequence_number"] == 2
     assert emptied["last_enqueued_sequence_number"] == 1
 
 
-async def wait_until_async_property(
-    endpoint: EventHubsEndpoint, check: Any, timeout: float
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until_async_property(endpoint: EventHubsEndpoint, check: Any, within: float) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         properties = await partition_properties(endpoint)
         if check(properties) or asyncio.get_running_loop().time() > deadline:
@@ -121,7 +119,7 @@ async def test_every_fsync_policy_acknowledges_and_keeps_events(tmp_path: Path, 
     assert [e.body_as_str() for e in events] == ["a", "b", "c"]
 
 
-async def test_sigterm_stops_the_endpoint_cleanly(tmp_path: Path) -> None:
+def test_sigterm_stops_the_endpoint_cleanly(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.json"
     config.write_text(json.dumps(hub_config()), encoding="utf-8")
@@ -133,9 +131,9 @@ async def test_sigterm_stops_the_endpoint_cleanly(tmp_path: Path) -> None:
         )
     try:
         wait_for_port("127.0.0.1", port, 30, proc)
-        await send(EventHubsEndpoint("127.0.0.1", port), ["before stop"])
+        asyncio.run(send(EventHubsEndpoint("127.0.0.1", port), ["before stop"]))
         os.kill(proc.pid, signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, 10)
+        code = proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()

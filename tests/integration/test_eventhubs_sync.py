@@ -1,4 +1,4 @@
-"""The Event Hubs endpoint against the unmodified azure-eventhub sync SDK (threads, as applications use it)."""
+"""The Event Hubs endpoint against the unmodified azure-eventhub sync SDK (threads, as apps use it)."""
 
 from __future__ import annotations
 
@@ -118,16 +118,20 @@ def test_sync_receive_batch_takes_over_with_a_higher_owner_level(hub: EventHubsE
 
 
 def test_sync_oversized_message_raises_the_send_error(hub: EventHubsEndpoint) -> None:
-    with EventHubProducerClient.from_connection_string(
-        hub.connection_string_for("clicks"), retry_total=0
-    ) as client:
-        with pytest.raises(EventDataSendError, match="exceeds the limit"):
-            client.send_event(EventData(b"x" * (1024 * 1024 + 1)), partition_id="0")
+    with (
+        EventHubProducerClient.from_connection_string(
+            hub.connection_string_for("clicks"), retry_total=0
+        ) as client,
+        pytest.raises(EventDataSendError, match="exceeds the limit"),
+    ):
+        client.send_event(EventData(b"x" * (1024 * 1024 + 1)), partition_id="0")
 
 
 def test_sync_unknown_hub_raises_connect_error(hub: EventHubsEndpoint) -> None:
-    with EventHubProducerClient.from_connection_string(
-        hub.connection_string_for("nope"), retry_total=0
-    ) as client:
-        with pytest.raises(ConnectError, match="404"):
-            client.get_eventhub_properties()
+    with (
+        EventHubProducerClient.from_connection_string(
+            hub.connection_string_for("nope"), retry_total=0
+        ) as client,
+        pytest.raises(ConnectError, match="404"),
+    ):
+        client.get_eventhub_properties()
