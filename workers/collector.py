@@ -197,11 +197,18 @@ def summary(admitted: Admitted) -> dict[str, Any]:
     return result
 
 
+INT64 = range(-(2**63), 2**63)
+
+
 def _int_or_none(value: str | None) -> int | None:
+    """A query integer that fits the lake's Avro long, else None (a bigger one would fail the encoding)."""
+    if not value:
+        return None
     try:
-        return int(value) if value else None
+        number = int(value)
     except ValueError:
         return None
+    return number if number in INT64 else None
 
 
 class Collector:

@@ -134,8 +134,8 @@ def _check_types(data: dict[str, Any]) -> None:
     if type(received_at) is not int or received_at not in _RECEIVED_AT_RANGE:
         raise EnvelopeError("envelope field received_at must be ms since the epoch, years 2000 to 2099")
     sequence = data.get("bundle_sequence_id")
-    if sequence is not None and type(sequence) is not int:
-        raise EnvelopeError("envelope field bundle_sequence_id must be an integer or null")
+    if sequence is not None and (type(sequence) is not int or not -(2**63) <= sequence < 2**63):
+        raise EnvelopeError("envelope field bundle_sequence_id must be a 64-bit integer or null")
     if not isinstance(data.get("geo"), dict | None):
         raise EnvelopeError("envelope field geo must be an object or null")
     for name in ("events", "rejected"):

@@ -567,6 +567,26 @@ def test_the_envelope_carries_the_request_context(collector: Collector) -> None:
     ) == ("Web", 7, UA, "de-CH", "https://shop.example/a", "req-1")
 
 
+SEQUENCE_IDS = [
+    ("7", 7),
+    ("-1", -1),
+    (str(2**63 - 1), 2**63 - 1),
+    (str(2**63), None),
+    ("seven", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("sent", "kept"), SEQUENCE_IDS, ids=[s[0][:12] or "empty" for s in SEQUENCE_IDS])
+def test_bundle_sequence_id_is_kept_only_when_it_fits_a_long(
+    collector: Collector, sent: str, kept: int | None
+) -> None:
+    # A bigger one once made the capture batch holding it fail its Avro encoding on every retry.
+    req = request(body_of([event()]), query={"appId": "demo", "event_bundle_sequence_id": sent})
+    envelope, _ = envelope_of(collector, req)
+    assert envelope.bundle_sequence_id == kept
+
+
 # -- CORS --------------------------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ MISTYPED = [
     ("received_at", -1),
     ("bundle_sequence_id", "7"),
     ("bundle_sequence_id", False),
+    ("bundle_sequence_id", 2**63),
     ("platform", 5),
     ("user_agent", {"ua": "x"}),
     ("accept_language", 1),
