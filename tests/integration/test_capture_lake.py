@@ -23,7 +23,7 @@ from azure.functions import meta
 from azure.functions.eventhub import EventHubTriggerConverter
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-from devstack.services import Azurite, EventHubsEndpoint, run_eventhubs
+from devstack.services import Azurite, EventHubsEndpoint
 from functions.capture import bp
 from tests.capture_support import RECEIVED_AT, VISITOR, client_event, make_envelope
 from workers import envelope
@@ -49,15 +49,7 @@ REJECTED = {
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventHubsEndpoint]:
-    """An endpoint of this module's own, so the partition holds exactly the messages sent here."""
-    base = tmp_path_factory.mktemp("capture-hub")
-    with run_eventhubs(base / "data", log=base / "eventhubs.log") as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-async def received(hub: EventHubsEndpoint) -> list[EventData]:
+async def received(eventhubs: EventHubsEndpoint) -> list[EventData]:
     """Three messages on partition 2: two envelopes (one with a rejected event) and one that is junk."""
     first = envelope.encode(
         make_envelope([client_event("e1"), client_event("e2", event_type="add_to_cart")], user_agent=CHROME)
@@ -67,7 +59,7 @@ async def received(hub: EventHubsEndpoint) -> list[EventData]:
             [client_event("e3")], rejected=[REJECTED], user_agent=CHROME, received_at=RECEIVED_AT + 1000
         )
     )
-    producer = EventHubProducerClient.from_connection_string(hub.connection_string_for())
+    producer = EventHubProducerClient.from_connection_string(eventhubs.connection_string_for())
     async with producer:
         batch = await producer.create_batch(partition_id=PARTITION)
         for body, properties in ((first.body, first.properties), (second.body, second.properties)):
@@ -78,7 +70,7 @@ async def received(hub: EventHubsEndpoint) -> list[EventData]:
         junk.properties = {"app_id": "shop", "schema": envelope.SCHEMA}
         batch.add(junk)
         await producer.send_batch(batch)
-    return await _receive(hub, 3)
+    return await _receive(eventhubs, 3)
 
 
 async def _receive(hub: EventHubsEndpoint, count: int) -> list[EventData]:
