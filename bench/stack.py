@@ -31,12 +31,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack.stack import Stack, run_stack
-from workers.cli import sign
+from workers.cli import server_key, signed_headers
 from workers.lake import Lake, open_lake, read_rows
 from workers.settings import Settings
 from workers.synthetic import traffic
 
-DEMO_KEY = "dev-server-key-demo-not-secret"
+DEMO_KEY = server_key("demo", None) or ""
 
 
 class LakeWatcher:
@@ -67,14 +67,11 @@ class LakeWatcher:
 
 
 def _headers(body: bytes, user_agent: str, ip: str) -> dict[str, str]:
-    stamp = str(int(time.time()))
     return {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
         "Accept-Language": "en-US,en;q=0.9",
-        "X-Forwarded-For": ip,
-        "X-Hubcap-Timestamp": stamp,
-        "X-Hubcap-Signature": sign(DEMO_KEY, stamp, body),
+        **signed_headers(DEMO_KEY, body, ip),
     }
 
 

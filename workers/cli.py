@@ -159,6 +159,16 @@ def sign(server_key: str, timestamp: str, body: bytes) -> str:
     return hmac.new(server_key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+def signed_headers(key: str, body: bytes, client_ip: str) -> dict[str, str]:
+    """What a server-side sender adds to name its visitor's IP: X-Forwarded-For plus the signature."""
+    stamp = str(int(time.time()))
+    return {
+        "X-Forwarded-For": client_ip,
+        "X-Hubcap-Timestamp": stamp,
+        "X-Hubcap-Signature": sign(key, stamp, body),
+    }
+
+
 def server_key(app_id: str, given: str | None) -> str | None:
     if given:
         return given
@@ -197,12 +207,7 @@ async def send(
                 "Accept-Language": request.visitor.language,
             }
             if server_key:
-                stamp = str(int(time.time()))
-                headers |= {
-                    "X-Forwarded-For": request.visitor.ip,
-                    "X-Hubcap-Timestamp": stamp,
-                    "X-Hubcap-Signature": sign(server_key, stamp, body),
-                }
+                headers |= signed_headers(server_key, body, request.visitor.ip)
             if request.events[0].get("page_referrer"):
                 headers["Referer"] = request.events[0]["page_referrer"]
             try:

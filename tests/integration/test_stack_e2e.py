@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from devstack.stack import Stack, run_stack
-from workers.cli import sign
+from workers.cli import server_key, signed_headers
 from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
 
@@ -29,7 +29,7 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
 )
-DEMO_KEY = "dev-server-key-demo-not-secret"
+DEMO_KEY = server_key("demo", None) or ""
 GB_IP = "81.2.69.160"
 DEADLINE_S = 60
 
@@ -58,15 +58,6 @@ def post(
             return resp.status, orjson.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as err:
         return err.code, orjson.loads(err.read() or b"{}")
-
-
-def signed(body: bytes, ip: str) -> dict[str, str]:
-    stamp = str(int(time.time()))
-    return {
-        "X-Forwarded-For": ip,
-        "X-Hubcap-Timestamp": stamp,
-        "X-Hubcap-Signature": sign(DEMO_KEY, stamp, body),
-    }
 
 
 def event(app_id: str, event_type: str = "page_view", **fields: Any) -> dict[str, Any]:
@@ -138,7 +129,7 @@ def enriched_row(stack: Stack) -> dict[str, Any]:
         attributes={"price": 12.5, "in_stock": True, "count": 3},
     )
     body = orjson.dumps([ev])
-    headers = {**signed(body, GB_IP), "Accept-Language": "en-GB,en;q=0.8"}
+    headers = {**signed_headers(DEMO_KEY, body, GB_IP), "Accept-Language": "en-GB,en;q=0.8"}
     status, reply = post(stack, "demo", body, headers=headers)
     assert (status, reply.get("accepted")) == (200, 1)
     return wait_for(stack, {ev["event_id"]})[ev["event_id"]][0]
