@@ -89,9 +89,21 @@ class EventHubsEndpoint:
         return f"{self.connection_string};EntityPath={hub or self.hub}"
 
 
-def _spawn(cmd: list[str], log: Path | None) -> subprocess.Popen[bytes]:
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+def spawn(cmd: list[str], log: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child in its own session (so `stop` ends its whole group), output appended to `log`."""
+    if log is None:
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 @contextlib.contextmanager
@@ -126,7 +138,7 @@ def run_azurite(
         "--tablePort",
         str(table),
     ]
-    proc = _spawn(cmd, log)
+    proc = spawn(cmd, log)
     try:
         for port in (blob, queue, table):
             wait_for_port(host, port, 60, proc)
@@ -151,13 +163,7 @@ def run_eventhubs(
     cmd += ["--data", str(data), *extra_args]
     if config:
         cmd += ["--config", str(config)]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=open(log, "ab") if log else subprocess.DEVNULL,  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = spawn(cmd, log)
     try:
         wait_for_port(host, port, 30, proc)
         yield EventHubsEndpoint(host, port, pid=proc.pid)

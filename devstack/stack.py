@@ -25,6 +25,7 @@ from devstack.services import (
     free_port,
     run_azurite,
     run_eventhubs,
+    spawn,
     stop,
 )
 
@@ -94,15 +95,7 @@ class DevHostProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         cmd = [sys.executable, "-m", "devstack.host", "--host", self.host, "--port", str(self.port)]
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - child owns it
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = spawn(cmd, self.log, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
