@@ -221,12 +221,6 @@ def _encode_array(out: bytearray, array: Array) -> None:
     out += body
 
 
-def encode_value(value: Any) -> bytes:
-    out = bytearray()
-    encode(out, value)
-    return bytes(out)
-
-
 # ---------------------------------------------------------------------------------------------- decode
 
 _FIXED_WIDTH = {
