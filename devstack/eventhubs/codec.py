@@ -365,8 +365,14 @@ def _items(buf: Buffer, pos: int, count: int) -> list[Any]:
     return items
 
 
-def _as_map(items: list[Any]) -> dict[Any, Any]:
-    return dict(zip(items[0::2], items[1::2], strict=True))
+def _as_map(items: list[Any], at: int) -> dict[Any, Any]:
+    # Both are bytes a peer sent, so they must close the connection with decode-error, not crash it.
+    if len(items) % 2:
+        raise CodecError(f"the map at {at} holds {len(items)} items, not key-value pairs")
+    try:
+        return dict(zip(items[0::2], items[1::2], strict=True))
+    except TypeError as exc:
+        raise CodecError(f"the map at {at} has a key that is not hashable: {exc}") from exc
 
 
 def _small_list(buf: Buffer, pos: int) -> tuple[Any, int]:
@@ -379,12 +385,12 @@ def _large_list(buf: Buffer, pos: int) -> tuple[Any, int]:
 
 
 def _small_map(buf: Buffer, pos: int) -> tuple[Any, int]:
-    return _as_map(_items(buf, pos + 2, buf[pos + 1])), pos + 1 + buf[pos]
+    return _as_map(_items(buf, pos + 2, buf[pos + 1]), pos - 1), pos + 1 + buf[pos]
 
 
 def _large_map(buf: Buffer, pos: int) -> tuple[Any, int]:
     size, count = _U32_PAIR.unpack_from(buf, pos)
-    return _as_map(_items(buf, pos + 8, count)), pos + 4 + size
+    return _as_map(_items(buf, pos + 8, count), pos - 1), pos + 4 + size
 
 
 def _small_array(buf: Buffer, pos: int) -> tuple[Any, int]:

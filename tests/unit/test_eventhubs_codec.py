@@ -135,6 +135,8 @@ def test_constructors_the_codec_never_writes_decode(data: bytes, expected: Any) 
         (b"\xc0\x05\x02\x52", "cannot decode value at 0"),
         (b"\xa1\x02\xff\xfe", "cannot decode value at 0"),
         (b"\xa3\x01\xc3", "cannot decode value at 0"),
+        (b"\xc1\x02\x01\x40", "the map at 0 holds 1 items, not key-value pairs"),
+        (b"\xc1\x03\x02\x45\x40", "the map at 0 has a key that is not hashable"),
     ],
     ids=[
         "unknown",
@@ -145,6 +147,8 @@ def test_constructors_the_codec_never_writes_decode(data: bytes, expected: Any) 
         "list-shorter-than-its-count",
         "string-not-utf8",
         "symbol-not-ascii",
+        "map-with-odd-count",
+        "map-with-list-key",
     ],
 )
 def test_bad_bytes_are_a_codec_error_naming_the_position(data: bytes, message: str) -> None:
