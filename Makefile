@@ -53,7 +53,7 @@ format: $(VENV)/.installed ## ruff fix + format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: $(VENV)/.installed ## mypy on workers/ and devstack/
+typecheck: $(VENV)/.installed ## mypy on workers/, devstack/, functions/ and function_app.py
 	$(BIN)/mypy
 
 test: install install-infra install-browser tracker lint typecheck ## install everything, lint, typecheck, run every test
