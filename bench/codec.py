@@ -7,9 +7,11 @@ round decodes the corpus `--repeat` times as the connection does (descriptor, th
 as the baseline in the same round, with the azure-eventhub SDK's own pure-Python decoder
 (`_pyamqp._decode.decode_frame`) on the same bytes. Prints one line per round and, last, one JSON
 object: {"decode_ns_per_performative": median, "sdk_decode_ns_per_performative": median, "ratio_to_sdk": ...}
-(ratio < 1 means faster than the SDK's decoder).
+(ratio < 1 means faster than the SDK's decoder). With `--rev REV`, the codec as it was at git revision
+REV is timed in the same rounds too, and the object adds `rev_decode_ns_per_performative` and
+`ratio_to_rev`: how a change to the codec compares with what it replaced, on the same machine and load.
 
-    .venv/bin/python bench/codec.py [--repeat 2000] [--rounds 7]
+    .venv/bin/python bench/codec.py [--repeat 2000] [--rounds 7] [--rev aea4311]
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -120,12 +124,25 @@ def corpus() -> list[bytes]:
     ]
 
 
-def ours(bodies: list[memoryview], repeat: int) -> float:
+def codec_at(rev: str) -> types.ModuleType:
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:devstack/eventhubs/codec.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    module = types.ModuleType(f"codec_at_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up while the class is built
+    exec(compile(source, f"{rev}:codec.py", "exec"), module.__dict__)  # noqa: S102 - the repo's own code
+    return module
+
+
+def ours(bodies: list[memoryview], repeat: int, decoder: Any = codec) -> float:
     start = time.perf_counter_ns()
     for _ in range(repeat):
         for body in bodies:
-            _descriptor, pos = codec.decode(body, 1)
-            codec.decode(body, pos)
+            _descriptor, pos = decoder.decode(body, 1)
+            decoder.decode(body, pos)
     return (time.perf_counter_ns() - start) / (repeat * len(bodies))
 
 
@@ -141,30 +158,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rev", help="also time the codec of this git revision")
     args = parser.parse_args()
     bodies = [memoryview(body) for body in corpus()]
+    earlier = codec_at(args.rev) if args.rev else None
     ours(bodies, 100)  # warm-up
     sdk(bodies, 100)
-    our_ns, sdk_ns = [], []
+    our_ns, sdk_ns, rev_ns = [], [], []
     for round_number in range(args.rounds):
         our_ns.append(ours(bodies, args.repeat))
         sdk_ns.append(sdk(bodies, args.repeat))
-        print(
-            f"round {round_number + 1}: codec {our_ns[-1]:.0f} ns, sdk {sdk_ns[-1]:.0f} ns per performative"
-        )
+        line = f"round {round_number + 1}: codec {our_ns[-1]:.0f} ns, sdk {sdk_ns[-1]:.0f} ns"
+        if earlier is not None:
+            rev_ns.append(ours(bodies, args.repeat, earlier))
+            line += f", {args.rev} {rev_ns[-1]:.0f} ns"
+        print(line + " per performative")
     ours_median, sdk_median = statistics.median(our_ns), statistics.median(sdk_ns)
-    print(
-        json.dumps(
-            {
-                "decode_ns_per_performative": round(ours_median),
-                "sdk_decode_ns_per_performative": round(sdk_median),
-                "ratio_to_sdk": round(ours_median / sdk_median, 3),
-                "performatives": len(bodies),
-                "repeat": args.repeat,
-                "rounds": args.rounds,
-            }
-        )
-    )
+    result: dict[str, Any] = {
+        "decode_ns_per_performative": round(ours_median),
+        "sdk_decode_ns_per_performative": round(sdk_median),
+        "ratio_to_sdk": round(ours_median / sdk_median, 3),
+    }
+    if rev_ns:
+        result["rev"] = args.rev
+        result["rev_decode_ns_per_performative"] = round(statistics.median(rev_ns))
+        result["ratio_to_rev"] = round(ours_median / statistics.median(rev_ns), 3)
+    result.update(performatives=len(bodies), repeat=args.repeat, rounds=args.rounds)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
