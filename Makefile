@@ -40,7 +40,7 @@ install-browser: ## Debian's chromium for the browser tests (a Playwright browse
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 tracker: node_modules/.installed ## build tracker/dist/hubcap.min.js
-	@if [ -f tracker/build.mjs ]; then node tracker/build.mjs; fi
+	node tracker/build.mjs
 
 dev: install tracker ## start Azurite, the Event Hubs endpoint and the dev host on :7071; Ctrl-C stops all
 	$(BIN)/python -m devstack
@@ -53,7 +53,7 @@ format: $(VENV)/.installed ## ruff fix + format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: $(VENV)/.installed ## mypy on workers/ and devstack/
+typecheck: $(VENV)/.installed ## mypy on workers/, devstack/, functions/ and function_app.py
 	$(BIN)/mypy
 
 test: install install-infra install-browser tracker lint typecheck ## install everything, lint, typecheck, run every test

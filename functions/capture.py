@@ -8,6 +8,7 @@ until its files are in the lake. Events that are bad on their own never raise; t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ def to_messages(events: list[func.EventHubEvent]) -> list[HubMessage]:
     """Cardinality many: per-event system properties are on the events; the partition and the
     application properties are in the batch's shared trigger metadata (`PartitionContext`,
     `PropertiesArray`, one entry per event)."""
-    metadata: dict[str, Any] = (events[0].metadata or {}) if events else {}
+    metadata: Mapping[str, Any] = (events[0].metadata or {}) if events else {}
     partition_id = str((metadata.get("PartitionContext") or {}).get("PartitionId", ""))
     properties = metadata.get("PropertiesArray") or [{} for _ in events]
     return [

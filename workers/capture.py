@@ -1,4 +1,4 @@
-"""Capture: a batch of hub messages → Avro files in the lake (DESIGN.md §1).
+"""Capture: a batch of hub messages → Avro files in the lake (docs/architecture.md §1).
 
 For each message: decode the envelope → one row per event → enrichment pipeline → session and dedup
 (state per hub partition) → the app's bot and dedup policies → grouped by lake partition → Avro → lake.

@@ -1,4 +1,4 @@
-"""The hub envelope: one Event Hubs message per accepted request (DESIGN.md §2).
+"""The hub envelope: one Event Hubs message per accepted request (docs/architecture.md §2).
 
 Wire form: compact JSON (orjson), gzip-compressed when larger than `GZIP_THRESHOLD`. The message
 properties say which: `schema` = `hubcap.envelope.v1`, `app_id`, `content-encoding` = `gzip` or

@@ -1,4 +1,4 @@
-"""The privacy step: the raw client IP stops here (DESIGN.md §3, invariant 1).
+"""The privacy step: the raw client IP stops here (docs/architecture.md §3, invariant 1).
 
 - `client_ip`: which X-Forwarded-For entry is the client. In Azure Functions the Python worker never
   sees the socket peer; the platform's front end appends the caller's address (`ip:port`) to
