@@ -1,7 +1,7 @@
 """The collector: HTTP request in (plain data), response out. functions/collect.py only converts types.
 
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
-  method (405) → app (403) → server key, if the sender signs (403) → Origin (403)
+  method (405) → app (403) → server key, if the sender signs (403, see workers/signing.py) → Origin (403)
   → quota of the sender, then of the app (429; the sender's first, so a flooding client does not drain
   its app's bucket)
   → body size as received (413) → content type and compression (415) → hashCode (400)
@@ -22,11 +22,9 @@ A gzipped body is either the gzip bytes (Content-Encoding senders, the tracker) 
 Analytics on AWS SDKs send `compression=gzip` (Android's StringUtil.compressForGzip, the Unity SDK), the
 base64 text of them; the gzip magic number tells which.
 
-Server key: a server-to-server sender (e.g. a link redirector) signs with the app's key:
-  X-Hubcap-Timestamp: <unix seconds>
-  X-Hubcap-Signature: hex(HMAC-SHA256(key, "<timestamp>." + body as sent))
-A timestamp more than SIGNATURE_MAX_SKEW_S away from the server clock is refused. Only such a sender
-may name the client in X-Forwarded-For.
+Server key: a server-to-server sender (e.g. a link redirector) signs the request with the app's key
+(method, path, query, the X-Forwarded-For it writes, body, timestamp; workers/signing.py has the
+canonical string). Only such a sender may name the client in X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -61,14 +58,22 @@ from workers.errors import (
     UnsupportedMediaType,
 )
 from workers.hub import HubProducer, pack
-from workers.privacy import GeoReader, Network, SaltStore, client_ip, parse_networks, visitor_hash
+from workers.privacy import (
+    GeoReader,
+    Network,
+    SaltStore,
+    client_ip,
+    forwarded_by_sender,
+    parse_networks,
+    visitor_hash,
+)
 from workers.quota import QuotaBook
 from workers.settings import Settings, get_settings
+from workers.signing import Verifier
 from workers.validation import Validators
 
 log = logging.getLogger("hubcap.collector")
 
-SIGNATURE_MAX_SKEW_S = 300
 # Buckets of distinct senders one instance remembers (~150 bytes each).
 MAX_SENDERS = 100_000
 MAX_EVENTS_PER_REQUEST = 10_000
@@ -95,6 +100,7 @@ class HttpIn:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes = b""
+    path: str = ""  # the URL path as requested, e.g. /api/collect (a signature covers it)
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,7 @@ class Collector:
         self.clock = clock
         self.quota = QuotaBook()
         self.sender_quota = QuotaBook(max_keys=MAX_SENDERS)
+        self.signatures = Verifier(clock=lambda: self.clock())
         # Keys the sender buckets, so the book holds no IP; per process, never stored.
         self._sender_secret = secrets.token_bytes(32)
         self.validators = Validators()
@@ -327,22 +334,27 @@ class Collector:
         if origin is not None and not app.origin_allowed(origin):
             raise OriginNotAllowed(f"origin {origin[:200]!r} may not send events for app {app.app_id}")
 
-    def _authenticated(self, app: AppConfig, headers: Mapping[str, str], body: bytes) -> bool:
-        signature = headers.get("x-hubcap-signature")
-        if signature is None:
+    def _authenticated(self, app: AppConfig, request: HttpIn) -> bool:
+        """Whether the request is signed with the app's server key; raises BadSignature if it is
+        signed badly, stale, from the future, or a replay."""
+        headers = request.headers
+        if "x-hubcap-signature" not in headers:
             return False
         if not app.server_key:
             raise BadSignature(f"app {app.app_id} has no server key; do not sign its requests")
-        stamp = headers.get("x-hubcap-timestamp", "")
-        try:
-            skew = abs(self.clock() - int(stamp))
-        except ValueError:
-            raise BadSignature("X-Hubcap-Timestamp must be unix seconds") from None
-        if skew > SIGNATURE_MAX_SKEW_S:
-            raise BadSignature(f"stale X-Hubcap-Timestamp: more than {SIGNATURE_MAX_SKEW_S}s off")
-        expected = hmac.new(app.server_key.encode(), stamp.encode() + b"." + body, hashlib.sha256)
-        if not hmac.compare_digest(expected.hexdigest(), signature.strip().lower()):
-            raise BadSignature("X-Hubcap-Signature does not match")
+        self.signatures.verify(
+            app.server_key,
+            headers,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            forwarded_for=forwarded_by_sender(
+                headers.get("x-forwarded-for"),
+                trusted_hops=self.settings.trusted_hops,
+                trusted_proxies=self.trusted_proxies,
+            ),
+            body=request.body,
+        )
         return True
 
     def _preflight(self, request: HttpIn) -> HttpOut:
@@ -365,7 +377,7 @@ class Collector:
     def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
         """Every check up to and including validation; raises the HubcapError that answers the request."""
         headers, query, body = request.headers, request.query, request.body
-        authenticated = self._authenticated(app, headers, body)
+        authenticated = self._authenticated(app, request)
         if not authenticated:
             self._check_origin(app, headers)
         ip = client_ip(
@@ -465,11 +477,14 @@ class Collector:
                 event = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise InvalidBody("parameter e is not base64url JSON") from None
+            # An <img> is never signed: the signature headers are dropped, not checked against a body
+            # the pixel never had.
+            headers = {k: v for k, v in request.headers.items() if not k.startswith("x-hubcap-")}
             pixel = HttpIn(
                 "POST",
                 "pixel",
                 {**request.query, "hashCode": "", "compression": ""},
-                {**request.headers, "content-type": JSON, "content-encoding": ""},
+                {**headers, "content-type": JSON, "content-encoding": ""},
                 orjson.dumps(event if isinstance(event, list) else [event]),
             )
             await self._send(self.admit(pixel, request_id, app))
