@@ -7,6 +7,8 @@ server keys) or else the file named by HUBCAP_APPS_FILE. Shape (see devstack/app
                "server_key": "…", "quota": {"rate_per_s": 200, "burst": 1000},
                "sender_quota": {"rate_per_s": 20, "burst": 200},
                "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag"}]}
+
+Quotas count events (a request costs its number of events, at least one).
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ class Quota:
     burst: float = 5000.0
 
 
-# Per sender (the visitor: app, client IP, user agent): far above what a person's browser sends, so it
-# only stops a runaway client. `"sender_quota": null` in the registry turns it off for an app.
-DEFAULT_SENDER_QUOTA = Quota(rate_per_s=20.0, burst=200.0)
+# Per sender (app and client address; an IPv6 address by its /64, which one subscriber gets), in events
+# per instance. One address can be a whole office or a mobile carrier's NAT: 1,000 people browsing
+# actively send ~0.1 event/s each (a page view, a few clicks a minute), 100 events/s, and everyone
+# opening the intranet at 9:00 is a burst of a few thousand page views over minutes. So the default is
+# twice that, 200 events/s with a burst of 2,000, yet a fifth of an app's default quota: one address
+# alone cannot drain its app's bucket. `"sender_quota": null` in the registry turns it off for an app.
+DEFAULT_SENDER_QUOTA = Quota(rate_per_s=200.0, burst=2000.0)
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,15 @@
 
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
   method (405) → app (403) → server key, if the sender signs (403, see workers/signing.py) → Origin (403)
-  → quota of the sender, then of the app (429; the sender's first, so a flooding client does not drain
-  its app's bucket)
   → body size as received (413) → content type and compression (415) → hashCode (400)
   → gunzip, capped while inflating (413) → JSON array (400) of at most MAX_EVENTS_PER_REQUEST events
-  (413: bounds what a body of tiny invalid events costs in error reports) → per-event validation
-  (valid events are accepted, invalid ones travel in the envelope's rejected list) → privacy (the raw
-  IP stops here)
+  (413: bounds what a body of tiny invalid events costs in error reports)
+  → quota of the sender, then of the app, each charged the number of events (429). Only requests that
+  passed the cheap checks above are charged, so malformed traffic spends nobody's quota; the sender's
+  bucket comes first and is keyed by the client address (an IPv6 address by its /64), not by anything
+  the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
+  → per-event validation (valid events are accepted, invalid ones travel in the envelope's rejected
+  list) → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
 GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path, but the
@@ -32,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import logging
 import secrets
 import time
@@ -89,6 +92,8 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, User-Agent",
     "Access-Control-Max-Age": "86400",
 }
+# The prefix of an IPv6 client address that names one sender: what one subscriber is given.
+IPV6_SENDER_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -386,10 +391,6 @@ class Collector:
             trusted_proxies=self.trusted_proxies,
             authenticated=authenticated,
         )
-        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
-        if app.sender_quota is not None and ip is not None:
-            self.sender_quota.take(self._sender(app, ip, headers), app.sender_quota, what="this sender")
-        self.quota.take(app.app_id, app.quota, what=f"app {app.app_id}")
         limit = self.settings.max_body_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the {limit}-byte limit")
@@ -400,7 +401,13 @@ class Collector:
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if gzipped:
             body = inflate(gzip_bytes(body), limit)
-        verdict = self.validators.for_app(app.app_id).check(self._events(body))
+        events = self._events(body)
+        cost = max(1, len(events))
+        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
+        if app.sender_quota is not None and ip is not None:
+            self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
+        self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
+        verdict = self.validators.for_app(app.app_id).check(events)
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -419,9 +426,13 @@ class Collector:
         value = headers.get(name)
         return value[: MAX_HEADER_CHARS[name]] if value else None
 
-    def _sender(self, app: AppConfig, ip: str, headers: Mapping[str, str]) -> str:
-        """The sender's bucket key: like the visitor hash (app, IP, user agent), keyed by a process secret."""
-        message = f"{app.app_id}|{ip}|{self._header(headers, 'user-agent') or ''}".encode()
+    def _sender(self, app: AppConfig, ip: str) -> str:
+        """The sender's bucket key: app and client address (an IPv6 one by its /64), keyed by a process
+        secret so the book holds no IP. Nothing the client writes (say its User-Agent) is part of it."""
+        address = ipaddress.ip_address(ip)
+        if address.version == 6:
+            ip = str(ipaddress.ip_network(f"{ip}/{IPV6_SENDER_PREFIX}", strict=False))
+        message = f"{app.app_id}|{ip}".encode()
         return hashlib.blake2b(message, key=self._sender_secret, digest_size=16).hexdigest()
 
     def messages(self, admitted: Admitted, salt: bytes) -> tuple[list[EncodedEnvelope], str]:
