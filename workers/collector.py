@@ -13,8 +13,18 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   list) → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
-GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path, but the
-answer is always the 43-byte GIF. GET /api/health: 200 with the hub's name and partition count, or 503.
+GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path after
+the app's pixel mode (workers/apps.py: off, or only with a Referer from an allowed origin, or open),
+but the answer is always the 43-byte GIF. GET /api/health: 200 with the hub's name and partition
+count, or 503.
+
+CORS: an allowed Origin is echoed (never `*`) with Access-Control-Allow-Credentials: true, on the
+preflight and the answer, because the Clickstream Analytics on AWS web SDK fetches with credentials
+and a browser refuses such an answer otherwise. The collector sets and reads no cookies, so allowing
+credentials exposes nothing.
+
+Logs carry no client-typed text: an appId that is not registered is logged as "unknown", and errors
+are logged by their code, not their message (which may quote the request).
 
 hashCode is checked over the body as received, i.e. the compressed bytes when the body is gzipped:
 the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
@@ -42,6 +52,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -57,6 +68,8 @@ from workers.errors import (
     MethodNotAllowed,
     OriginNotAllowed,
     PayloadTooLarge,
+    PixelOff,
+    RefererNotAllowed,
     UnknownApp,
     UnsupportedMediaType,
 )
@@ -285,7 +298,7 @@ class Collector:
             "request",
             route=request.route,
             method=request.method,
-            app_id=request.query.get("appId", "")[:64] or None,
+            app_id=self._logged_app_id(request.query.get("appId")),
             status=response.status,
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
@@ -313,6 +326,12 @@ class Collector:
         except HubcapError as error:
             return http_error_response(error, cors)
 
+    def _logged_app_id(self, app_id: str | None) -> str | None:
+        """A registered app id as is; anything else a client typed there only as "unknown"."""
+        if not app_id:
+            return None
+        return app_id if self.registry.get(app_id) is not None else "unknown"
+
     # -- checks ------------------------------------------------------------------------------------
 
     def _app(self, query: Mapping[str, str]) -> AppConfig:
@@ -329,6 +348,7 @@ class Collector:
             # Retry-After on a 429/503 must be readable by the tracker, which honours it.
             return {
                 "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
                 "Access-Control-Expose-Headers": "Retry-After",
                 "Vary": "Origin",
             }
@@ -473,12 +493,26 @@ class Collector:
 
     # -- pixel -------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_pixel(app: AppConfig, headers: Mapping[str, str]) -> None:
+        if app.pixel == "open":
+            return
+        if app.pixel != "referer":
+            raise PixelOff(f"app {app.app_id} does not take pixel events")
+        try:
+            parts = urlsplit(headers.get("referer", ""))
+        except ValueError:  # e.g. an unclosed [ in the host
+            parts = urlsplit("")
+        if not (parts.scheme and parts.netloc and app.origin_allowed(f"{parts.scheme}://{parts.netloc}")):
+            raise RefererNotAllowed(f"app {app.app_id} takes pixel events only from its allowed origins")
+
     async def _pixel(self, request: HttpIn, request_id: str) -> HttpOut:
         """Always the GIF: a mail client or <noscript> image has nobody to read an error."""
         try:
             if request.method != "GET":
                 raise NotAllowed(request.method, "GET")
             app = self._app(request.query)
+            self._check_pixel(app, request.headers)
             encoded = request.query.get("e", "")
             try:
                 raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
@@ -500,7 +534,8 @@ class Collector:
             )
             await self._send(self.admit(pixel, request_id, app))
         except HubcapError as error:
-            logs.emit(log, logging.INFO, "pixel_dropped", error=error.code, message=error.message[:200])
+            # The code only: messages may quote what the client sent (an origin, an app id).
+            logs.emit(log, logging.INFO, "pixel_dropped", error=error.code)
         headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
         return HttpOut(200, PIXEL_GIF, headers)
 

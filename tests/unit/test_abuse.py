@@ -5,13 +5,15 @@ hub)."""
 
 from __future__ import annotations
 
+import base64
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
-from tests.collect_support import body_of, collector_for, event, request, unit_env
-from workers.collector import Collector, HttpIn
+from tests.collect_support import DEMO_ORIGIN, body_of, collector_for, event, request, unit_env
+from workers.collector import PIXEL_GIF, Collector, HttpIn
 from workers.errors import HubcapError
 
 PEER = "50123"
@@ -120,3 +122,168 @@ async def test_an_over_quota_answer_carries_retry_after(quota_collector: Collect
         int(last.headers["Retry-After"]) > 0,
     )
     assert got == ([200, 200, 429], "quota_exceeded", True)
+
+
+# -- pixel -------------------------------------------------------------------------------------------
+
+SHOP = "https://shop.example"
+PIXEL_APPS = orjson.dumps(
+    {
+        "apps": [
+            {"app_id": "quiet", "allowed_origins": [SHOP]},
+            {"app_id": "own", "allowed_origins": [SHOP], "pixel": "referer"},
+            {"app_id": "mail", "allowed_origins": [SHOP], "pixel": "open"},
+        ]
+    }
+).decode()
+
+
+@pytest.fixture
+async def pixel_collector() -> AsyncIterator[Collector]:
+    c = collector_for(unit_env(HUBCAP_APPS_JSON=PIXEL_APPS))
+    yield c
+    await c.close()
+
+
+def pixel(app: str, **headers: str) -> HttpIn:
+    e = base64.urlsafe_b64encode(body_of([event(app_id=app)])).decode()
+    return request(method="GET", route="pixel", query={"appId": app, "e": e}, headers=headers)
+
+
+PIXELS = [
+    # (app, Referer, the code it is dropped with, or None when it is taken)
+    ("off unless the app turns it on", "quiet", f"{SHOP}/", "pixel_off"),
+    ("referer: from an allowed origin", "own", f"{SHOP}/cart?step=2", None),
+    ("referer: from a foreign site", "own", "https://evil.example/", "referer_not_allowed"),
+    (
+        "referer: a foreign site under an allowed name",
+        "own",
+        "https://shop.example.evil.example/",
+        "referer_not_allowed",
+    ),
+    ("referer: another scheme", "own", "http://shop.example/", "referer_not_allowed"),
+    ("referer: none", "own", None, "referer_not_allowed"),
+    ("referer: not a URL", "own", "shop.example", "referer_not_allowed"),
+    ("referer: an unclosed IPv6 host", "own", "http://[::1/", "referer_not_allowed"),
+    ("open: from a foreign site", "mail", "https://evil.example/", None),
+    ("open: none (a mail client)", "mail", None, None),
+]
+
+
+@pytest.mark.parametrize(("app", "referer", "dropped"), [p[1:] for p in PIXELS], ids=[p[0] for p in PIXELS])
+def test_the_pixel_follows_the_apps_pixel_mode(
+    pixel_collector: Collector, app: str, referer: str | None, dropped: str | None
+) -> None:
+    req = pixel(app, **({"referer": referer} if referer else {}))
+    try:
+        pixel_collector._check_pixel(pixel_collector._app(req.query), req.headers)
+        outcome = None
+    except HubcapError as refused:
+        outcome = refused.code
+    assert outcome == dropped
+
+
+DROPPED = [
+    ("pixel off", pixel("quiet", referer=f"{SHOP}/"), "pixel_off"),
+    ("foreign referer", pixel("own", referer="https://evil.example/"), "referer_not_allowed"),
+]
+
+
+@pytest.mark.parametrize(("req", "code"), [d[1:] for d in DROPPED], ids=[d[0] for d in DROPPED])
+async def test_a_dropped_pixel_still_answers_the_gif_and_logs_its_code(
+    pixel_collector: Collector, caplog: pytest.LogCaptureFixture, req: HttpIn, code: str
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="hubcap"):
+        response = await pixel_collector.handle(req)
+    dropped = [orjson.loads(r.message) for r in caplog.records if '"pixel_dropped"' in r.message]
+    assert (response.status, response.body, [d["error"] for d in dropped]) == (200, PIXEL_GIF, [code])
+
+
+# -- logs --------------------------------------------------------------------------------------------
+
+TYPED = [
+    # (what a client typed where, the request) — none of it may reach a log line
+    ("an IP-looking appId", "203.0.113.77", request(b"[]", query={"appId": "203.0.113.77"})),
+    (
+        "a refused origin",
+        "198.51.100.23",
+        request(b"[]", headers={"origin": "https://198.51.100.23.example"}),
+    ),
+    (
+        "a refused origin on the pixel",
+        "198.51.100.24",
+        pixel("demo", referer=f"{DEMO_ORIGIN}/", origin="https://198.51.100.24.example"),
+    ),
+    (
+        "a foreign referer on the pixel",
+        "198.51.100.25",
+        pixel("demo", referer="https://198.51.100.25.example/"),
+    ),
+    ("an unknown appId on the pixel", "203.0.113.78", pixel("203.0.113.78")),
+]
+
+
+@pytest.fixture(scope="module")
+async def collector() -> AsyncIterator[Collector]:
+    c = collector_for(unit_env())
+    yield c
+    await c.close()
+
+
+@pytest.mark.parametrize(("typed", "req"), [t[1:] for t in TYPED], ids=[t[0] for t in TYPED])
+async def test_client_typed_text_never_reaches_the_logs(
+    collector: Collector, caplog: pytest.LogCaptureFixture, typed: str, req: HttpIn
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="hubcap"):
+        await collector.handle(req)
+    assert (bool(caplog.records), typed in caplog.text) == (True, False)
+
+
+LOGGED_APP_IDS = [
+    ("a registered app id as is", {"appId": "demo"}, "demo"),
+    ("an unknown one as unknown", {"appId": "203.0.113.77"}, "unknown"),
+    ("none when there is none", {}, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "logged"), [a[1:] for a in LOGGED_APP_IDS], ids=[a[0] for a in LOGGED_APP_IDS]
+)
+async def test_the_request_line_logs_only_registered_app_ids(
+    collector: Collector, caplog: pytest.LogCaptureFixture, query: dict[str, str], logged: str | None
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="hubcap"):
+        await collector.handle(request(b"[]", query=query))
+    lines = [orjson.loads(r.message) for r in caplog.records if '"event":"request"' in r.message]
+    assert [line["app_id"] for line in lines] == [logged]
+
+
+# -- CORS --------------------------------------------------------------------------------------------
+
+CREDENTIALED = [
+    ("preflight, listed origin", request(method="OPTIONS", headers={"origin": DEMO_ORIGIN}), DEMO_ORIGIN),
+    ("answer, listed origin", request(b"[]", headers={"origin": DEMO_ORIGIN}), DEMO_ORIGIN),
+    ("error answer, listed origin", request(b"[{", headers={"origin": DEMO_ORIGIN}), DEMO_ORIGIN),
+    (
+        "preflight, an app allowing any origin",
+        request(method="OPTIONS", query={"appId": "test_release"}, headers={"origin": "https://a.example"}),
+        "https://a.example",
+    ),
+]
+
+
+@pytest.mark.parametrize(("req", "origin"), [c[1:] for c in CREDENTIALED], ids=[c[0] for c in CREDENTIALED])
+async def test_cors_allows_credentials_for_the_echoed_origin(
+    collector: Collector, req: HttpIn, origin: str
+) -> None:
+    response = await collector.handle(req)
+    got = (
+        response.headers["Access-Control-Allow-Origin"],
+        response.headers["Access-Control-Allow-Credentials"],
+    )
+    assert got == (origin, "true")
+
+
+async def test_a_refused_origin_gets_no_cors_headers(collector: Collector) -> None:
+    response = await collector.handle(request(b"[]", headers={"origin": "https://evil.example"}))
+    assert [h for h in response.headers if h.startswith("Access-Control-")] == []
