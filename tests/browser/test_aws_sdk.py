@@ -145,8 +145,9 @@ async def test_the_aws_web_sdk_events_land_as_rows(
     rejected = await asyncio.to_thread(rejected_rows, sdk_host)
     got = (
         sorted(str(r["event_type"]) for r in rows),
+        {(r["page_url"], r["page_title"]) for r in rows},
         {status for method, status in answers if method == "POST"},
         rejected,
     )
     # The SDK's own events (_first_open, _session_start, _page_view, …) pass validation too.
-    assert got == (["button_click", "item_view"], {200}, [])
+    assert got == (["button_click", "item_view"], {(page_url, "SDK")}, {200}, [])
