@@ -118,11 +118,19 @@ def test_the_replay_cache_refuses_a_second_use() -> None:
         cache.claim(b"a", expires=NOW + 300, now=NOW + 299)
 
 
-def test_the_replay_cache_forgets_a_signature_once_it_expires() -> None:
+EXPIRY = [("at its expiry second", 300, BadSignature), ("a second later", 301, None)]
+
+
+@pytest.mark.parametrize(("later", "refused"), [e[1:] for e in EXPIRY], ids=[e[0] for e in EXPIRY])
+def test_the_replay_cache_holds_a_signature_through_its_expiry(later: int, refused: type | None) -> None:
     cache = ReplayCache(10)
     cache.claim(b"a", expires=NOW + 300, now=NOW)
-    cache.claim(b"b", expires=NOW + 400, now=NOW + 300)
-    assert len(cache) == 1
+    try:
+        cache.claim(b"a", expires=NOW + 300, now=NOW + later)
+        outcome = None
+    except BadSignature as error:
+        outcome = type(error)
+    assert (outcome, len(cache)) == (refused, 1)
 
 
 def test_a_full_replay_cache_refuses_with_retry_after_until_the_oldest_expires() -> None:
@@ -131,11 +139,11 @@ def test_a_full_replay_cache_refuses_with_retry_after_until_the_oldest_expires()
         cache.claim(digest, expires=NOW + 300 + i, now=NOW)
     with pytest.raises(QuotaExceeded) as refused:
         cache.claim(b"d", expires=NOW + 310, now=NOW + 10)
-    assert (len(cache), refused.value.status, refused.value.retry_after) == (3, 429, 290)
+    assert (len(cache), refused.value.status, refused.value.retry_after) == (3, 429, 291)
 
 
 async def test_a_signed_request_with_a_full_replay_cache_is_429(collector: Collector) -> None:
     collector.signatures.replays.max_signatures = 1
     first = await collector.handle(signed(stamp=NOW - 1))
     second = await collector.handle(signed())
-    assert (first.status, second.status, second.headers["Retry-After"]) == (200, 429, "299")
+    assert (first.status, second.status, second.headers["Retry-After"]) == (200, 429, "300")
