@@ -31,9 +31,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key, signed_headers
+from workers.cli import server_key
 from workers.lake import Lake, open_lake, read_rows
 from workers.settings import Settings
+from workers.signing import signed_headers
 from workers.synthetic import traffic
 
 DEMO_KEY = server_key("demo", None) or ""
@@ -66,12 +67,12 @@ class LakeWatcher:
             await asyncio.sleep(self.interval)
 
 
-def _headers(body: bytes, user_agent: str, ip: str) -> dict[str, str]:
+def _headers(url: str, body: bytes, user_agent: str, ip: str) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
         "Accept-Language": "en-US,en;q=0.9",
-        **signed_headers(DEMO_KEY, body, ip),
+        **signed_headers(DEMO_KEY, url, body, ip),
     }
 
 
@@ -82,7 +83,7 @@ async def measure_latency(stack: Stack, watcher: LakeWatcher, total: int) -> lis
         for request in traffic("demo", total, seed=1, per_request=5):
             body = orjson.dumps(request.events)
             started = time.monotonic()
-            headers = _headers(body, request.visitor.user_agent, request.visitor.ip)
+            headers = _headers(url, body, request.visitor.user_agent, request.visitor.ip)
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 if resp.status == 200:
@@ -106,7 +107,7 @@ async def measure_throughput(stack: Stack, watcher: LakeWatcher, duration: float
             request = next(requests)
             body = orjson.dumps(request.events)
             try:
-                headers = _headers(body, request.visitor.user_agent, request.visitor.ip)
+                headers = _headers(url, body, request.visitor.user_agent, request.visitor.ip)
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
                     statuses[resp.status] += 1

@@ -1,5 +1,7 @@
 """HTTP triggers of the collector: convert func.HttpRequest to plain data, await workers, convert back."""
 
+from urllib.parse import urlsplit
+
 import azure.functions as func
 
 from workers.collector import HttpIn, handle
@@ -16,6 +18,7 @@ async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
         query=dict(req.params),
         headers={name.lower(): value for name, value in req.headers.items()},
         body=req.get_body(),
+        path=urlsplit(req.url).path,
     )
     response = await handle(request)
     return func.HttpResponse(

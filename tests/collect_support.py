@@ -9,6 +9,7 @@ import struct
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -61,8 +62,38 @@ def body_of(events: list[Any]) -> bytes:
     return orjson.dumps(events)
 
 
-def sign(key: str, timestamp: int, body: bytes) -> dict[str, str]:
-    signature = hmac.new(key.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+ROUTE_PATHS = {"collect": "/api/collect", "pixel": "/api/collect/pixel.gif", "health": "/api/health"}
+
+
+def sign(
+    key: str,
+    timestamp: int,
+    body: bytes,
+    *,
+    query: Mapping[str, str] | None = None,
+    forwarded_for: str = "",
+    method: str = "POST",
+    path: str = "/api/collect",
+) -> dict[str, str]:
+    """Signature headers computed as a third-party sender would from the README, not with
+    workers/signing.py. `query` defaults to request()'s; `forwarded_for` is the X-Forwarded-For the
+    sender writes (what request() gets is that plus the platform's hop)."""
+    pairs = sorted(
+        (quote(name, safe="-_.~"), quote(value, safe="-_.~"))
+        for name, value in ({"appId": "demo"} if query is None else query).items()
+    )
+    canonical = "\n".join(
+        [
+            "HUBCAP1-HMAC-SHA256",
+            str(timestamp),
+            method,
+            path,
+            "&".join(f"{name}={value}" for name, value in pairs),
+            forwarded_for,
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
+    signature = hmac.new(key.encode(), canonical.encode(), hashlib.sha256).hexdigest()
     return {"x-hubcap-timestamp": str(timestamp), "x-hubcap-signature": signature}
 
 
@@ -77,7 +108,7 @@ def request(
     q = {"appId": "demo"} if query is None else dict(query)
     h = {"content-type": "application/json", "user-agent": UA, "x-forwarded-for": "101.188.67.134:50123"}
     h.update(headers or {})
-    return HttpIn(method, route, q, {k: v for k, v in h.items() if v is not None}, body)
+    return HttpIn(method, route, q, {k: v for k, v in h.items() if v is not None}, body, ROUTE_PATHS[route])
 
 
 def unit_env(**overrides: str) -> dict[str, str]:

@@ -5,8 +5,12 @@ server keys) or else the file named by HUBCAP_APPS_FILE. Shape (see devstack/app
 
     {"apps": [{"app_id": "shop", "allowed_origins": ["https://shop.example"],
                "server_key": "…", "quota": {"rate_per_s": 200, "burst": 1000},
-               "sender_quota": {"rate_per_s": 20, "burst": 200},
+               "sender_quota": {"rate_per_s": 20, "burst": 200}, "pixel": "referer",
                "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag"}]}
+
+Quotas count events (a request costs its number of events, at least one). `pixel` is one of
+PIXEL_MODES: "off" (the default), "referer" (only from the app's own pages: a Referer whose origin is
+allowed) or "open" (any sender, e.g. e-mail, where there is no Referer).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from workers.errors import ConfigError
 from workers.settings import Settings, get_settings
 
 POLICIES = ("flag", "drop")
+# Off by default: most apps send with the tracker, and an open GET endpoint lets any web page make its
+# visitors' browsers send events (an <img> carries no Origin to refuse). "referer" suits <noscript>
+# images on the app's own pages (browsers send the page's origin as Referer by default); "open" suits
+# e-mail, whose clients and image proxies send no Referer, and accepts whatever anyone sends.
+PIXEL_MODES = ("off", "referer", "open")
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,13 @@ class Quota:
     burst: float = 5000.0
 
 
-# Per sender (the visitor: app, client IP, user agent): far above what a person's browser sends, so it
-# only stops a runaway client. `"sender_quota": null` in the registry turns it off for an app.
-DEFAULT_SENDER_QUOTA = Quota(rate_per_s=20.0, burst=200.0)
+# Per sender (app and client address; an IPv6 address by its /64, which one subscriber gets), in events
+# per instance. One address can be a whole office or a mobile carrier's NAT: 1,000 people browsing
+# actively send ~0.1 event/s each (a page view, a few clicks a minute), 100 events/s, and everyone
+# opening the intranet at 9:00 is a burst of a few thousand page views over minutes. So the default is
+# twice that, 200 events/s with a burst of 2,000, yet a fifth of an app's default quota: one address
+# alone cannot drain its app's bucket. `"sender_quota": null` in the registry turns it off for an app.
+DEFAULT_SENDER_QUOTA = Quota(rate_per_s=200.0, burst=2000.0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class AppConfig:
     domains: tuple[str, ...] = ()
     bot_policy: str = "flag"
     dedup_policy: str = "flag"
+    pixel: str = "off"
 
     def origin_allowed(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
@@ -70,6 +84,8 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
     for key in ("bot_policy", "dedup_policy"):
         if raw.get(key, "flag") not in POLICIES:
             raise ConfigError(f"app registry: {app_id}.{key} must be one of {POLICIES}")
+    if raw.get("pixel", "off") not in PIXEL_MODES:
+        raise ConfigError(f"app registry: {app_id}.pixel must be one of {PIXEL_MODES}")
     quota = raw.get("quota") or {}
     sender = raw.get("sender_quota", {})
     try:
@@ -87,6 +103,7 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
             domains=tuple(str(d) for d in raw.get("domains", ())),
             bot_policy=raw.get("bot_policy", "flag"),
             dedup_policy=raw.get("dedup_policy", "flag"),
+            pixel=raw.get("pixel", "off"),
         )
     except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"app registry: app {app_id} is malformed: {exc}") from exc

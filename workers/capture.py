@@ -82,6 +82,13 @@ WHOLE_NUMBER_FIELDS = frozenset(
     ("zone_offset", "screen_height", "screen_width", "viewport_height", "viewport_width")
 )
 CLIENT_TEMPLATE = dict.fromkeys(CLIENT_FIELDS)
+# The Clickstream Analytics on AWS web SDK sends the page and its session as reserved attributes, not
+# as the top-level fields: they fill the row's fields the event leaves empty.
+AWS_WEB_ATTRIBUTES = (
+    ("_page_url", "page_url"),
+    ("_page_title", "page_title"),
+    ("_session_id", "client_session_id"),
+)
 ITEM_FIELDS = frozenset(
     (
         "id",
@@ -380,7 +387,12 @@ class Capture:
         row["event_timestamp"] = _whole(event.get("timestamp"))
         row["platform"] = event.get("platform") or env.platform
         row["client_session_id"] = event.get("session_id")
-        row["attributes"] = event.get("attributes") or {}
+        attributes = event.get("attributes") or {}
+        row["attributes"] = attributes
+        if "_page_url" in attributes:
+            for reserved, column in AWS_WEB_ATTRIBUTES:
+                if row.get(column) is None and isinstance(attributes.get(reserved), str):
+                    row[column] = attributes[reserved]
         user = event.get("user")
         row["user"] = _user(user) if user else {}
         items = event.get("items")

@@ -16,8 +16,6 @@ import argparse
 import asyncio
 import collections
 import datetime as dt
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -26,11 +24,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
 from workers.lake import AREAS, Lake, LakeFile, open_lake, read_rows
 from workers.settings import Settings
+from workers.signing import signed_headers
 
 LOCAL_LAKE = "UseDevelopmentStorage=true"
 LOCAL_COLLECTOR = "http://localhost:7071/api/collect"
@@ -154,21 +154,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def sign(server_key: str, timestamp: str, body: bytes) -> str:
-    """The server-key signature the collector checks: HMAC-SHA256(key, "<timestamp>." + body), hex."""
-    return hmac.new(server_key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def signed_headers(key: str, body: bytes, client_ip: str) -> dict[str, str]:
-    """What a server-side sender adds to name its visitor's IP: X-Forwarded-For plus the signature."""
-    stamp = str(int(time.time()))
-    return {
-        "X-Forwarded-For": client_ip,
-        "X-Hubcap-Timestamp": stamp,
-        "X-Hubcap-Signature": sign(key, stamp, body),
-    }
-
-
 def server_key(app_id: str, given: str | None) -> str | None:
     if given:
         return given
@@ -194,6 +179,8 @@ async def send(
 
     from workers.synthetic import traffic
 
+    # The exact URL requested, since a signature covers its path and query.
+    target = f"{url}?{urlencode({'appId': app_id, 'platform': 'Web'})}"
     statuses: collections.Counter[int] = collections.Counter()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency * 2)
     progress = _progress(total)
@@ -207,13 +194,11 @@ async def send(
                 "Accept-Language": request.visitor.language,
             }
             if server_key:
-                headers |= signed_headers(server_key, body, request.visitor.ip)
+                headers |= signed_headers(server_key, target, body, request.visitor.ip)
             if request.events[0].get("page_referrer"):
                 headers["Referer"] = request.events[0]["page_referrer"]
             try:
-                async with session.post(
-                    url, params={"appId": app_id, "platform": "Web"}, data=body, headers=headers
-                ) as resp:
+                async with session.post(target, data=body, headers=headers) as resp:
                     await resp.read()
                     statuses[resp.status] += 1
             except aiohttp.ClientError:

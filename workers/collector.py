@@ -1,18 +1,30 @@
 """The collector: HTTP request in (plain data), response out. functions/collect.py only converts types.
 
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
-  method (405) → app (403) → server key, if the sender signs (403) → Origin (403)
-  → quota of the sender, then of the app (429; the sender's first, so a flooding client does not drain
-  its app's bucket)
+  method (405) → app (403) → server key, if the sender signs (403, see workers/signing.py) → Origin (403)
   → body size as received (413) → content type and compression (415) → hashCode (400)
   → gunzip, capped while inflating (413) → JSON array (400) of at most MAX_EVENTS_PER_REQUEST events
-  (413: bounds what a body of tiny invalid events costs in error reports) → per-event validation
-  (valid events are accepted, invalid ones travel in the envelope's rejected list) → privacy (the raw
-  IP stops here)
+  (413: bounds what a body of tiny invalid events costs in error reports)
+  → quota of the sender, then of the app, each charged the number of events (429). Only requests that
+  passed the cheap checks above are charged, so malformed traffic spends nobody's quota; the sender's
+  bucket comes first and is keyed by the client address (an IPv6 address by its /64), not by anything
+  the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
+  → per-event validation (valid events are accepted, invalid ones travel in the envelope's rejected
+  list) → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
-GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path, but the
-answer is always the 43-byte GIF. GET /api/health: 200 with the hub's name and partition count, or 503.
+GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path after
+the app's pixel mode (workers/apps.py: off, or only with a Referer from an allowed origin, or open),
+but the answer is always the 43-byte GIF. GET /api/health: 200 with the hub's name and partition
+count, or 503.
+
+CORS: an allowed Origin is echoed (never `*`) with Access-Control-Allow-Credentials: true, on the
+preflight and the answer, because the Clickstream Analytics on AWS web SDK fetches with credentials
+and a browser refuses such an answer otherwise. The collector sets and reads no cookies, so allowing
+credentials exposes nothing.
+
+Logs carry no client-typed text: an appId that is not registered is logged as "unknown", and errors
+are logged by their code, not their message (which may quote the request).
 
 hashCode is checked over the body as received, i.e. the compressed bytes when the body is gzipped:
 the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
@@ -22,11 +34,9 @@ A gzipped body is either the gzip bytes (Content-Encoding senders, the tracker) 
 Analytics on AWS SDKs send `compression=gzip` (Android's StringUtil.compressForGzip, the Unity SDK), the
 base64 text of them; the gzip magic number tells which.
 
-Server key: a server-to-server sender (e.g. a link redirector) signs with the app's key:
-  X-Hubcap-Timestamp: <unix seconds>
-  X-Hubcap-Signature: hex(HMAC-SHA256(key, "<timestamp>." + body as sent))
-A timestamp more than SIGNATURE_MAX_SKEW_S away from the server clock is refused. Only such a sender
-may name the client in X-Forwarded-For.
+Server key: a server-to-server sender (e.g. a link redirector) signs the request with the app's key
+(method, path, query, the X-Forwarded-For it writes, body, timestamp; workers/signing.py has the
+canonical string). Only such a sender may name the client in X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -42,6 +52,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -57,18 +68,28 @@ from workers.errors import (
     MethodNotAllowed,
     OriginNotAllowed,
     PayloadTooLarge,
+    PixelOff,
+    RefererNotAllowed,
     UnknownApp,
     UnsupportedMediaType,
 )
 from workers.hub import HubProducer, pack
-from workers.privacy import GeoReader, Network, SaltStore, client_ip, parse_networks, visitor_hash
+from workers.privacy import (
+    GeoReader,
+    Network,
+    SaltStore,
+    client_ip,
+    forwarded_by_sender,
+    parse_networks,
+    visitor_hash,
+)
 from workers.quota import QuotaBook
 from workers.settings import Settings, get_settings
+from workers.signing import Verifier
 from workers.validation import Validators
 
 log = logging.getLogger("hubcap.collector")
 
-SIGNATURE_MAX_SKEW_S = 300
 # Buckets of distinct senders one instance remembers (~150 bytes each).
 MAX_SENDERS = 100_000
 MAX_EVENTS_PER_REQUEST = 10_000
@@ -84,6 +105,8 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, User-Agent",
     "Access-Control-Max-Age": "86400",
 }
+# The prefix of an IPv6 client address that names one sender: what one subscriber is given.
+IPV6_SENDER_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,7 @@ class HttpIn:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes = b""
+    path: str = ""  # the URL path as requested, e.g. /api/collect (a signature covers it)
 
 
 @dataclass(frozen=True)
@@ -230,6 +254,7 @@ class Collector:
         self.clock = clock
         self.quota = QuotaBook()
         self.sender_quota = QuotaBook(max_keys=MAX_SENDERS)
+        self.signatures = Verifier(clock=lambda: self.clock())
         # Keys the sender buckets, so the book holds no IP; per process, never stored.
         self._sender_secret = secrets.token_bytes(32)
         self.validators = Validators()
@@ -273,7 +298,7 @@ class Collector:
             "request",
             route=request.route,
             method=request.method,
-            app_id=request.query.get("appId", "")[:64] or None,
+            app_id=self._logged_app_id(request.query.get("appId")),
             status=response.status,
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
@@ -301,6 +326,12 @@ class Collector:
         except HubcapError as error:
             return http_error_response(error, cors)
 
+    def _logged_app_id(self, app_id: str | None) -> str | None:
+        """A registered app id as is; anything else a client typed there only as "unknown"."""
+        if not app_id:
+            return None
+        return app_id if self.registry.get(app_id) is not None else "unknown"
+
     # -- checks ------------------------------------------------------------------------------------
 
     def _app(self, query: Mapping[str, str]) -> AppConfig:
@@ -317,6 +348,7 @@ class Collector:
             # Retry-After on a 429/503 must be readable by the tracker, which honours it.
             return {
                 "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
                 "Access-Control-Expose-Headers": "Retry-After",
                 "Vary": "Origin",
             }
@@ -327,22 +359,27 @@ class Collector:
         if origin is not None and not app.origin_allowed(origin):
             raise OriginNotAllowed(f"origin {origin[:200]!r} may not send events for app {app.app_id}")
 
-    def _authenticated(self, app: AppConfig, headers: Mapping[str, str], body: bytes) -> bool:
-        signature = headers.get("x-hubcap-signature")
-        if signature is None:
+    def _authenticated(self, app: AppConfig, request: HttpIn) -> bool:
+        """Whether the request is signed with the app's server key; raises BadSignature if it is
+        signed badly, stale, from the future, or a replay."""
+        headers = request.headers
+        if "x-hubcap-signature" not in headers:
             return False
         if not app.server_key:
             raise BadSignature(f"app {app.app_id} has no server key; do not sign its requests")
-        stamp = headers.get("x-hubcap-timestamp", "")
-        try:
-            skew = abs(self.clock() - int(stamp))
-        except ValueError:
-            raise BadSignature("X-Hubcap-Timestamp must be unix seconds") from None
-        if skew > SIGNATURE_MAX_SKEW_S:
-            raise BadSignature(f"stale X-Hubcap-Timestamp: more than {SIGNATURE_MAX_SKEW_S}s off")
-        expected = hmac.new(app.server_key.encode(), stamp.encode() + b"." + body, hashlib.sha256)
-        if not hmac.compare_digest(expected.hexdigest(), signature.strip().lower()):
-            raise BadSignature("X-Hubcap-Signature does not match")
+        self.signatures.verify(
+            app.server_key,
+            headers,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            forwarded_for=forwarded_by_sender(
+                headers.get("x-forwarded-for"),
+                trusted_hops=self.settings.trusted_hops,
+                trusted_proxies=self.trusted_proxies,
+            ),
+            body=request.body,
+        )
         return True
 
     def _preflight(self, request: HttpIn) -> HttpOut:
@@ -365,7 +402,7 @@ class Collector:
     def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
         """Every check up to and including validation; raises the HubcapError that answers the request."""
         headers, query, body = request.headers, request.query, request.body
-        authenticated = self._authenticated(app, headers, body)
+        authenticated = self._authenticated(app, request)
         if not authenticated:
             self._check_origin(app, headers)
         ip = client_ip(
@@ -374,10 +411,6 @@ class Collector:
             trusted_proxies=self.trusted_proxies,
             authenticated=authenticated,
         )
-        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
-        if app.sender_quota is not None and ip is not None:
-            self.sender_quota.take(self._sender(app, ip, headers), app.sender_quota, what="this sender")
-        self.quota.take(app.app_id, app.quota, what=f"app {app.app_id}")
         limit = self.settings.max_body_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the {limit}-byte limit")
@@ -388,7 +421,13 @@ class Collector:
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if gzipped:
             body = inflate(gzip_bytes(body), limit)
-        verdict = self.validators.for_app(app.app_id).check(self._events(body))
+        events = self._events(body)
+        cost = max(1, len(events))
+        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
+        if app.sender_quota is not None and ip is not None:
+            self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
+        self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
+        verdict = self.validators.for_app(app.app_id).check(events)
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -407,9 +446,13 @@ class Collector:
         value = headers.get(name)
         return value[: MAX_HEADER_CHARS[name]] if value else None
 
-    def _sender(self, app: AppConfig, ip: str, headers: Mapping[str, str]) -> str:
-        """The sender's bucket key: like the visitor hash (app, IP, user agent), keyed by a process secret."""
-        message = f"{app.app_id}|{ip}|{self._header(headers, 'user-agent') or ''}".encode()
+    def _sender(self, app: AppConfig, ip: str) -> str:
+        """The sender's bucket key: app and client address (an IPv6 one by its /64), keyed by a process
+        secret so the book holds no IP. Nothing the client writes (say its User-Agent) is part of it."""
+        address = ipaddress.ip_address(ip)
+        if address.version == 6:
+            ip = str(ipaddress.ip_network(f"{ip}/{IPV6_SENDER_PREFIX}", strict=False))
+        message = f"{app.app_id}|{ip}".encode()
         return hashlib.blake2b(message, key=self._sender_secret, digest_size=16).hexdigest()
 
     def messages(self, admitted: Admitted, salt: bytes) -> tuple[list[EncodedEnvelope], str]:
@@ -450,12 +493,26 @@ class Collector:
 
     # -- pixel -------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_pixel(app: AppConfig, headers: Mapping[str, str]) -> None:
+        if app.pixel == "open":
+            return
+        if app.pixel != "referer":
+            raise PixelOff(f"app {app.app_id} does not take pixel events")
+        try:
+            parts = urlsplit(headers.get("referer", ""))
+        except ValueError:  # e.g. an unclosed [ in the host
+            parts = urlsplit("")
+        if not (parts.scheme and parts.netloc and app.origin_allowed(f"{parts.scheme}://{parts.netloc}")):
+            raise RefererNotAllowed(f"app {app.app_id} takes pixel events only from its allowed origins")
+
     async def _pixel(self, request: HttpIn, request_id: str) -> HttpOut:
         """Always the GIF: a mail client or <noscript> image has nobody to read an error."""
         try:
             if request.method != "GET":
                 raise NotAllowed(request.method, "GET")
             app = self._app(request.query)
+            self._check_pixel(app, request.headers)
             encoded = request.query.get("e", "")
             try:
                 raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
@@ -465,16 +522,20 @@ class Collector:
                 event = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise InvalidBody("parameter e is not base64url JSON") from None
+            # An <img> is never signed: the signature headers are dropped, not checked against a body
+            # the pixel never had.
+            headers = {k: v for k, v in request.headers.items() if not k.startswith("x-hubcap-")}
             pixel = HttpIn(
                 "POST",
                 "pixel",
                 {**request.query, "hashCode": "", "compression": ""},
-                {**request.headers, "content-type": JSON, "content-encoding": ""},
+                {**headers, "content-type": JSON, "content-encoding": ""},
                 orjson.dumps(event if isinstance(event, list) else [event]),
             )
             await self._send(self.admit(pixel, request_id, app))
         except HubcapError as error:
-            logs.emit(log, logging.INFO, "pixel_dropped", error=error.code, message=error.message[:200])
+            # The code only: messages may quote what the client sent (an origin, an app id).
+            logs.emit(log, logging.INFO, "pixel_dropped", error=error.code)
         headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
         return HttpOut(200, PIXEL_GIF, headers)
 

@@ -48,6 +48,14 @@ class OriginNotAllowed(Forbidden):
     code = "origin_not_allowed"
 
 
+class PixelOff(Forbidden):
+    code = "pixel_off"
+
+
+class RefererNotAllowed(Forbidden):
+    code = "referer_not_allowed"
+
+
 class MethodNotAllowed(HubcapError):
     status = 405
     code = "method_not_allowed"

@@ -65,6 +65,18 @@ def parse_networks(ranges: Iterable[str]) -> tuple[Network, ...]:
         raise ConfigError(f"HUBCAP_TRUSTED_PROXIES has an invalid range: {exc}") from exc
 
 
+def _caller_index(entries: list[str], trusted_hops: int, trusted_proxies: tuple[Network, ...]) -> int | None:
+    """The index of the entry our trusted infrastructure appended for the caller, or None."""
+    index = len(entries) - trusted_hops
+    if trusted_hops < 1 or index < 0:
+        return None
+    address = parse_forwarded_entry(entries[index])
+    while address is not None and index > 0 and any(address in net for net in trusted_proxies):
+        index -= 1
+        address = parse_forwarded_entry(entries[index])
+    return index
+
+
 def client_ip(
     forwarded_for: str | None,
     *,
@@ -79,21 +91,30 @@ def client_ip(
     trusted proxy (say Azure Front Door), the entry that proxy appended, one to the left, is used
     instead. An authenticated sender may name its own client: then the entry it wrote last is used.
     """
-    if not forwarded_for or trusted_hops < 1:
+    if not forwarded_for:
         return None
     entries = forwarded_for.split(",")
-    index = len(entries) - trusted_hops
-    if index < 0:
+    index = _caller_index(entries, trusted_hops, trusted_proxies)
+    if index is None:
         return None
     address = parse_forwarded_entry(entries[index])
-    while address is not None and index > 0 and any(address in net for net in trusted_proxies):
-        index -= 1
-        address = parse_forwarded_entry(entries[index])
     if authenticated and index > 0:
         named = parse_forwarded_entry(entries[index - 1])
         if named is not None:
             address = named
     return str(address) if address is not None else None
+
+
+def forwarded_by_sender(
+    forwarded_for: str | None, *, trusted_hops: int = 1, trusted_proxies: tuple[Network, ...] = ()
+) -> str:
+    """The X-Forwarded-For entries the sender wrote itself: those left of what our infrastructure
+    appended (what a signed request's signature covers); all of them when nothing trusted appended one."""
+    if not forwarded_for:
+        return ""
+    entries = forwarded_for.split(",")
+    index = _caller_index(entries, trusted_hops, trusted_proxies)
+    return ",".join(entries if index is None else entries[:index])
 
 
 def visitor_hash(salt: bytes, app_id: str, ip: str | None, user_agent: str | None) -> str:

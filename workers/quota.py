@@ -3,8 +3,11 @@
 Two books in the collector: one bucket per app, and one per sender of each app, so a single runaway
 client (a tracker stuck in a loop, a replay script) meets its own 429 before it spends its app's quota.
 
-A request costs one token. A bucket holds up to `burst` tokens and refills at `rate_per_s`. An empty
-bucket raises QuotaExceeded (429) with Retry-After = seconds until one token is back. A book given
+A request costs one token per event, at least one. A bucket holds up to `burst` tokens and refills at
+`rate_per_s`. A request is granted when the bucket holds its cost, or is full: a request bigger than
+the burst then leaves the bucket in debt, which the refill pays back before the next is granted, so
+over any span a key gets at most burst + rate × span tokens plus one request. A refused request
+raises QuotaExceeded (429) with Retry-After = seconds until it would be granted. A book given
 `max_keys` keeps only that many buckets, evicting the least recently used: an evicted sender starts
 again with a full bucket, which errs towards letting traffic in while bounding the memory a flood of
 distinct senders can take.
@@ -44,15 +47,16 @@ class QuotaBook:
         now = self.clock()
         tokens, last = self._buckets.get(key, (quota.burst, now))
         tokens = min(quota.burst, tokens + (now - last) * quota.rate_per_s)
-        granted = tokens >= cost
+        needed = min(cost, quota.burst)
+        granted = tokens >= needed
         self._buckets[key] = (tokens - cost if granted else tokens, now)
         if self.max_keys is not None:
             self._buckets.move_to_end(key)
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
         if not granted:
-            wait = (cost - tokens) / quota.rate_per_s if quota.rate_per_s > 0 else 3600.0
+            wait = (needed - tokens) / quota.rate_per_s if quota.rate_per_s > 0 else 3600.0
             raise QuotaExceeded(
-                f"{what or key} is over its quota of {quota.rate_per_s:g} requests/s",
+                f"{what or key} is over its quota of {quota.rate_per_s:g} events/s",
                 retry_after=max(1, math.ceil(wait)),
             )

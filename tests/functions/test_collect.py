@@ -129,9 +129,18 @@ async def test_a_partial_batch_reports_its_errors_with_debug(stack: None) -> Non
 
 async def test_a_signed_server_sender_is_accepted(stack: None) -> None:
     body = body_of([event()])
-    headers = {**sign(DEMO_KEY, int(time.time()), body), "X-Forwarded-For": f"8.8.8.8, {PLATFORM_PEER}"}
+    signature = sign(DEMO_KEY, int(time.time()), body, forwarded_for="8.8.8.8")
+    headers = {**signature, "X-Forwarded-For": f"8.8.8.8, {PLATFORM_PEER}"}
     response = await call(http(headers=headers, body=body))
     assert response.status_code == 200
+
+
+async def test_a_signed_request_sent_again_is_refused(stack: None) -> None:
+    body = body_of([event(1)])
+    signature = sign(DEMO_KEY, int(time.time()), body, forwarded_for="8.8.8.8")
+    headers = {**signature, "X-Forwarded-For": f"8.8.8.8, {PLATFORM_PEER}"}
+    statuses = [(await call(http(headers=headers, body=body))).status_code for _ in range(2)]
+    assert statuses == [200, 403]
 
 
 STATUSES = [

@@ -1,4 +1,5 @@
-"""`hubcap lake ls|cat|sql` and `hubcap tail` against Avro files in Azurite."""
+"""`hubcap lake ls|cat|sql` and `hubcap tail` against Avro files in Azurite; `hubcap send` against the
+dev host."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.services import Azurite
+from devstack.stack import DevHostProcess
 from workers import avro
 from workers.cli import main
 from workers.lake import file_name, open_lake, partition_path
@@ -109,3 +111,12 @@ def test_tail_from_start_prints_existing_rows(
     args = ("tail", "--from-start", "--duration", "0.1", "--interval", "0.05", "--app", "shop")
     lines = run(capsys, lake_connection, *args)
     assert len(lines) == 3
+
+
+def test_send_signs_each_request_as_the_collector_checks_it(
+    devhost: DevHostProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Signed with the demo app's key from the dev registry: a wrong path, query or client is a 403.
+    code = main(["send", "--url", f"{devhost.base_url}/api/collect", "--events", "40", "--seed", "3"])
+    statuses = capsys.readouterr().out.rsplit("(", 1)[-1]  # e.g. "200: 14)" or "200: 9, 403: 5)"
+    assert (code, statuses.startswith("200: "), "," in statuses) == (0, True, False)

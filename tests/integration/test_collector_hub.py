@@ -25,6 +25,7 @@ from tests.collect_support import (
     AWS_EXAMPLE_HEADERS,
     AWS_EXAMPLE_QUERY,
     DEMO_KEY,
+    DEMO_ORIGIN,
     body_of,
     collector_for,
     event,
@@ -252,7 +253,7 @@ async def test_no_client_ip_in_any_byte_sent_to_the_hub(
         request(
             signed_body,
             headers={
-                **sign(DEMO_KEY, int(time.time()), signed_body),
+                **sign(DEMO_KEY, int(time.time()), signed_body, forwarded_for=NAMED_BY_SERVER),
                 "x-forwarded-for": f"{NAMED_BY_SERVER}, {PLATFORM_SEEN}:1",
             },
         ),
@@ -260,7 +261,10 @@ async def test_no_client_ip_in_any_byte_sent_to_the_hub(
             method="GET",
             route="pixel",
             query={"appId": "demo", "e": pixel_event},
-            headers={"x-forwarded-for": f"{CLIENT_WRITTEN}, {PLATFORM_SEEN}:50124"},
+            headers={
+                "x-forwarded-for": f"{CLIENT_WRITTEN}, {PLATFORM_SEEN}:50124",
+                "referer": f"{DEMO_ORIGIN}/newsletter",
+            },
         ),
     ]
     request_ids = set()

@@ -19,9 +19,10 @@ import orjson
 import pytest
 
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key, signed_headers
+from workers.cli import server_key
 from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
+from workers.signing import signed_headers
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +130,8 @@ def enriched_row(stack: Stack) -> dict[str, Any]:
         attributes={"price": 12.5, "in_stock": True, "count": 3},
     )
     body = orjson.dumps([ev])
-    headers = {**signed_headers(DEMO_KEY, body, GB_IP), "Accept-Language": "en-GB,en;q=0.8"}
+    url = f"{stack.base_url}/api/collect?appId=demo&platform=Web"
+    headers = {**signed_headers(DEMO_KEY, url, body, GB_IP), "Accept-Language": "en-GB,en;q=0.8"}
     status, reply = post(stack, "demo", body, headers=headers)
     assert (status, reply.get("accepted")) == (200, 1)
     return wait_for(stack, {ev["event_id"]})[ev["event_id"]][0]

@@ -107,6 +107,37 @@ def test_the_aws_sdks_device_and_host_fields_reach_the_row(stack: Stack) -> None
     assert {k: row[k] for k in sdk} == sdk
 
 
+AWS_WEB_PAGE = {
+    "_page_url": "https://shop.example/p?utm_source=x",
+    "_page_title": "Shoes",
+    "_session_id": "s-9",
+}
+AWS_WEB_CASES = [
+    # (the event's own page fields, what the row's page_url, page_title, client_session_id hold)
+    ("filled from the SDK's attributes", {}, ("https://shop.example/p?utm_source=x", "Shoes", "s-9")),
+    (
+        "the event's own fields win",
+        {"page_url": "https://shop.example/own", "page_title": "Own", "session_id": "s-1"},
+        ("https://shop.example/own", "Own", "s-1"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"), [c[1:] for c in AWS_WEB_CASES], ids=[c[0] for c in AWS_WEB_CASES]
+)
+def test_the_aws_web_sdks_page_attributes_fill_the_page_fields(
+    stack: Stack, own: dict[str, str], expected: tuple[str, str, str]
+) -> None:
+    event = client_event("e1", attributes=AWS_WEB_PAGE, **own)
+    for name in ("page_url", "page_title", "session_id"):
+        if name not in own:
+            event.pop(name, None)
+    stack.capture().process([hub_message(make_envelope([event]), 5)])
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
+    assert (row["page_url"], row["page_title"], row["client_session_id"]) == expected
+
+
 def test_rows_carry_client_envelope_enrichment_session_and_lineage_fields(stack: Stack) -> None:
     stack.capture().process([hub_message(make_envelope([client_event("e1")]), 5)])
     [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")

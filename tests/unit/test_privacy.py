@@ -23,6 +23,7 @@ from workers.privacy import (
     GeoReader,
     SaltStore,
     client_ip,
+    forwarded_by_sender,
     geo_from_record,
     parse_forwarded_entry,
     parse_networks,
@@ -84,6 +85,28 @@ CLIENT_IPS: list[tuple[str, str | None, dict[str, Any], str | None]] = [
 )
 def test_client_ip(xff: str | None, options: dict[str, Any], expected: str | None) -> None:
     assert client_ip(xff, **options) == expected
+
+
+WRITTEN_BY_SENDER: list[tuple[str, str | None, dict[str, Any], str]] = [
+    ("what is left of the platform's entry", "8.8.8.8, 101.188.67.134:1", {}, "8.8.8.8"),
+    ("several entries, as written", "8.8.8.8,  9.9.9.9, 101.188.67.134:1", {}, "8.8.8.8,  9.9.9.9"),
+    ("nothing when only the platform wrote", "101.188.67.134:1", {}, ""),
+    ("nothing without a header", None, {}, ""),
+    (
+        "left of a trusted proxy's hop",
+        "8.8.8.8, 101.188.67.134, 147.243.1.2:443",
+        {"trusted_proxies": FRONT_DOOR},
+        "8.8.8.8",
+    ),
+    ("all of it when nothing trusted appended", "8.8.8.8, 9.9.9.9", {"trusted_hops": 0}, "8.8.8.8, 9.9.9.9"),
+]
+
+
+@pytest.mark.parametrize(
+    ("xff", "options", "expected"), [c[1:] for c in WRITTEN_BY_SENDER], ids=[c[0] for c in WRITTEN_BY_SENDER]
+)
+def test_forwarded_by_sender(xff: str | None, options: dict[str, Any], expected: str) -> None:
+    assert forwarded_by_sender(xff, **options) == expected
 
 
 def test_parse_forwarded_entry_normalises_ipv6() -> None:

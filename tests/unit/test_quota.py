@@ -91,4 +91,38 @@ def test_the_refusal_names_what_is_over_quota() -> None:
     granted(book, "9f86d081", QUOTA, 3)
     with pytest.raises(QuotaExceeded) as refused:
         book.take("9f86d081", QUOTA, what="this sender")
-    assert refused.value.message == "this sender is over its quota of 2 requests/s"
+    assert refused.value.message == "this sender is over its quota of 2 events/s"
+
+
+COSTS = [
+    # (tokens taken first, cost of the next request, granted?, Retry-After when refused)
+    ("a cost within what is left", 1, 2, True, None),
+    ("a cost above what is left waits for it", 2, 2, False, 1),
+    ("a cost above the burst from a full bucket", 0, 10, True, None),
+    ("a cost above the burst waits for a full bucket", 1, 10, False, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("taken", "cost", "granted_", "retry_after"), [c[1:] for c in COSTS], ids=[c[0] for c in COSTS]
+)
+def test_a_request_costs_its_events(taken: int, cost: int, granted_: bool, retry_after: int | None) -> None:
+    book = QuotaBook(clock=Clock())
+    if taken:
+        book.take("a", QUOTA, taken)
+    try:
+        book.take("a", QUOTA, cost)
+        outcome = (True, None)
+    except QuotaExceeded as refused:
+        outcome = (False, refused.retry_after)
+    assert outcome == (granted_, retry_after)
+
+
+def test_a_request_above_the_burst_leaves_a_debt_the_refill_pays_first() -> None:
+    clock = Clock()
+    book = QuotaBook(clock=clock)
+    book.take("a", QUOTA, 10)  # 3 - 10: 7 tokens owed
+    clock.now += 3.5  # refills 7: back to zero
+    with pytest.raises(QuotaExceeded) as refused:
+        book.take("a", QUOTA)
+    assert refused.value.retry_after == 1
