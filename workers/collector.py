@@ -5,14 +5,21 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   → quota of the sender, then of the app (429; the sender's first, so a flooding client does not drain
   its app's bucket)
   → body size as received (413) → content type and compression (415) → hashCode (400)
-  → gunzip, capped while inflating (413) → JSON array (400) of at most MAX_EVENTS_PER_REQUEST events
-  (413: bounds what a body of tiny invalid events costs in error reports) → per-event validation
-  (valid events are accepted, invalid ones travel in the envelope's rejected list) → privacy (the raw
-  IP stops here)
+  → gunzip, capped while inflating (413) → JSON array (400; a lone UTF-16 surrogate escape becomes
+  U+FFFD rather than failing the body) of at most limits.MAX_EVENTS_PER_REQUEST events (413)
+  → validation (workers/validation.py): a body the schema accepts whole costs one native call;
+  otherwise each event meets the structural limits of workers/limits.py (depth, width, key and string
+  length), then the schema. Valid events are accepted; the first MAX_STORED_REJECTED invalid ones
+  travel in the envelope's rejected list with at most MAX_ERRORS_PER_EVENT errors each, the rest are
+  counted in one more record → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
+No input answers 5xx: every check above raises a HubcapError with a 4xx status, and the cost of a
+request is linear in its size (tests/unit/test_hostile.py, tests/fuzz/, bench/hostile.py).
+
 GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path, but the
-answer is always the 43-byte GIF. GET /api/health: 200 with the hub's name and partition count, or 503.
+answer is always the 43-byte GIF (the decoded `e` is wrapped as text, never re-serialised).
+GET /api/health: 200 with the hub's name and partition count, or 503.
 
 hashCode is checked over the body as received, i.e. the compressed bytes when the body is gzipped:
 the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
@@ -25,8 +32,9 @@ base64 text of them; the gzip magic number tells which.
 Server key: a server-to-server sender (e.g. a link redirector) signs with the app's key:
   X-Hubcap-Timestamp: <unix seconds>
   X-Hubcap-Signature: hex(HMAC-SHA256(key, "<timestamp>." + body as sent))
-A timestamp more than SIGNATURE_MAX_SKEW_S away from the server clock is refused. Only such a sender
-may name the client in X-Forwarded-For.
+A timestamp more than SIGNATURE_MAX_SKEW_S away from the server clock, or not 1 to 12 ASCII digits, or
+a signature that is not ASCII, is refused (403). Only such a sender may name the client in
+X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 import zlib
@@ -46,7 +55,7 @@ from typing import Any
 import orjson
 
 import workers
-from workers import logs
+from workers import limits, logs
 from workers.apps import AppConfig, AppRegistry, get_registry
 from workers.envelope import EncodedEnvelope, Envelope
 from workers.errors import (
@@ -71,7 +80,10 @@ log = logging.getLogger("hubcap.collector")
 SIGNATURE_MAX_SKEW_S = 300
 # Buckets of distinct senders one instance remembers (~150 bytes each).
 MAX_SENDERS = 100_000
-MAX_EVENTS_PER_REQUEST = 10_000
+# Unix seconds until the year 33658: any longer X-Hubcap-Timestamp is refused before arithmetic.
+MAX_TIMESTAMP_DIGITS = 12
+# Like the schema's short strings; the query value goes into the envelope as sent.
+MAX_PLATFORM_CHARS = 256
 MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
 MEDIA_TYPES = ("application/json", "text/plain")
 JSON = "application/json"
@@ -116,7 +128,8 @@ class Admitted:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     accepted: list[Any]
-    rejected: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]  # the first MAX_STORED_REJECTED rejected events
+    rejected_count: int = 0  # every rejected event, stored or not
 
 
 class NotAllowed(MethodNotAllowed):
@@ -190,11 +203,60 @@ def _gzipped(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
 
 
 def summary(admitted: Admitted) -> dict[str, Any]:
-    """The 200 body: counts, plus each rejected event's errors when the client asks with ?debug=1."""
-    result: dict[str, Any] = {"accepted": len(admitted.accepted), "rejected": len(admitted.rejected)}
+    """The 200 body: counts, plus with ?debug=1 the errors of the first MAX_STORED_REJECTED rejected
+    events and, when there were more, how many were left out (`errors_omitted`)."""
+    result: dict[str, Any] = {"accepted": len(admitted.accepted), "rejected": admitted.rejected_count}
     if admitted.query.get("debug") == "1":
         result["errors"] = [{"index": r["index"], "errors": r["errors"]} for r in admitted.rejected]
+        omitted = admitted.rejected_count - len(admitted.rejected)
+        if omitted:
+            result["errors_omitted"] = omitted
     return result
+
+
+def stored_rejected(admitted: Admitted) -> list[dict[str, Any]]:
+    """The envelope's rejected list: the stored rejected events, then, when some were only counted, one
+    record without an event whose error says how many (so rejected/ shows that events are missing)."""
+    records = [{"event": r["event"], "errors": r["errors"]} for r in admitted.rejected]
+    omitted = admitted.rejected_count - len(admitted.rejected)
+    if omitted:
+        message = f"{omitted} more rejected events of this request were counted but not stored"
+        records.append({"event": None, "errors": [{"path": "", "message": message}]})
+    return records
+
+
+# A JSON escape: an escaped backslash (kept, so that the "u" after it is not read as an escape), a
+# UTF-16 surrogate pair (kept), or a lone surrogate (replaced).
+_ESCAPE = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+
+
+def _replace_lone_surrogate(match: re.Match[bytes]) -> bytes:
+    escape = match.group()
+    return escape if len(escape) != 6 else b"\\ufffd"
+
+
+def parse_events(body: bytes) -> list[Any]:
+    """The body's JSON array of events.
+
+    A lone UTF-16 surrogate escape (JavaScript's `'😀'.slice(0, 1)` serialises to "\\ud83d") becomes
+    U+FFFD: orjson refuses it, and refusing the body would throw away a whole batch over one character.
+    """
+    try:
+        events = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" not in str(exc):
+            raise InvalidBody(f"body is not JSON: {exc}") from None
+        try:
+            events = orjson.loads(_ESCAPE.sub(_replace_lone_surrogate, body))
+        except orjson.JSONDecodeError as again:
+            raise InvalidBody(f"body is not JSON: {again}") from None
+    if not isinstance(events, list):
+        raise InvalidBody("body must be a JSON array of events")
+    if len(events) > limits.MAX_EVENTS_PER_REQUEST:
+        raise PayloadTooLarge(f"more than {limits.MAX_EVENTS_PER_REQUEST} events in one request")
+    return events
 
 
 INT64 = range(-(2**63), 2**63)
@@ -334,12 +396,17 @@ class Collector:
         if not app.server_key:
             raise BadSignature(f"app {app.app_id} has no server key; do not sign its requests")
         stamp = headers.get("x-hubcap-timestamp", "")
-        try:
-            skew = abs(self.clock() - int(stamp))
-        except ValueError:
-            raise BadSignature("X-Hubcap-Timestamp must be unix seconds") from None
-        if skew > SIGNATURE_MAX_SKEW_S:
+        # isdecimal() alone would let other scripts' digits through to int(); the length bound keeps a
+        # 309-digit number out of float arithmetic (OverflowError)
+        if not (stamp.isascii() and stamp.isdecimal() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+            raise BadSignature(
+                f"X-Hubcap-Timestamp must be unix seconds (at most {MAX_TIMESTAMP_DIGITS} digits)"
+            )
+        if abs(self.clock() - int(stamp)) > SIGNATURE_MAX_SKEW_S:
             raise BadSignature(f"stale X-Hubcap-Timestamp: more than {SIGNATURE_MAX_SKEW_S}s off")
+        if not signature.isascii():
+            # compare_digest refuses non-ASCII text with a TypeError
+            raise BadSignature("X-Hubcap-Signature must be hex digits")
         expected = hmac.new(app.server_key.encode(), stamp.encode() + b"." + body, hashlib.sha256)
         if not hmac.compare_digest(expected.hexdigest(), signature.strip().lower()):
             raise BadSignature("X-Hubcap-Signature does not match")
@@ -350,17 +417,6 @@ class Collector:
         self._check_origin(app, request.headers)
         headers = {**PREFLIGHT_HEADERS, **self._cors(app, request.headers), "Allow": "POST, OPTIONS"}
         return HttpOut(204, b"", headers)
-
-    def _events(self, body: bytes) -> list[Any]:
-        try:
-            events = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidBody(f"body is not JSON: {exc}") from None
-        if not isinstance(events, list):
-            raise InvalidBody("body must be a JSON array of events")
-        if len(events) > MAX_EVENTS_PER_REQUEST:
-            raise PayloadTooLarge(f"more than {MAX_EVENTS_PER_REQUEST} events in one request")
-        return events
 
     def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
         """Every check up to and including validation; raises the HubcapError that answers the request."""
@@ -388,7 +444,7 @@ class Collector:
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if gzipped:
             body = inflate(gzip_bytes(body), limit)
-        verdict = self.validators.for_app(app.app_id).check(self._events(body))
+        verdict = self.validators.for_app(app.app_id).check(parse_events(body))
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -399,6 +455,7 @@ class Collector:
             query=query,
             accepted=verdict.accepted,
             rejected=verdict.rejected,
+            rejected_count=verdict.rejected_count,
         )
 
     # -- privacy, envelope, hub --------------------------------------------------------------------
@@ -427,7 +484,7 @@ class Collector:
             app_id=admitted.app.app_id,
             visitor_hash=visitor,
             collector_version=self.version,
-            platform=(admitted.query.get("platform") or None),
+            platform=(admitted.query.get("platform") or "")[:MAX_PLATFORM_CHARS] or None,
             bundle_sequence_id=_int_or_none(admitted.query.get("event_bundle_sequence_id")),
             geo=self.geo.lookup(ip),
             geo_db_version=self.geo.version,
@@ -435,12 +492,12 @@ class Collector:
             accept_language=self._header(headers, "accept-language"),
             referer=self._header(headers, "referer"),
             events=admitted.accepted,
-            rejected=[{"event": r["event"], "errors": r["errors"]} for r in admitted.rejected],
+            rejected=stored_rejected(admitted),
         )
         return pack(envelope), visitor
 
     async def _send(self, admitted: Admitted) -> None:
-        if admitted.accepted or admitted.rejected:
+        if admitted.accepted or admitted.rejected_count:
             messages, partition_key = self.messages(admitted, await self.salts.current())
             await self.hub.send(messages, partition_key)
 
@@ -461,20 +518,22 @@ class Collector:
                 raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
             except (binascii.Error, ValueError):
                 raise InvalidBody("parameter e is not base64url") from None
-            try:
-                event = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise InvalidBody("parameter e is not base64url JSON") from None
+            # One event or an array of them: wrapped as text, not parsed and re-serialised, so the
+            # body takes the same parse, limits and validation as a POST (orjson cannot write what
+            # nests past 254 levels)
+            body = raw if raw.lstrip()[:1] == b"[" else b"[" + raw + b"]"
             pixel = HttpIn(
                 "POST",
                 "pixel",
                 {**request.query, "hashCode": "", "compression": ""},
                 {**request.headers, "content-type": JSON, "content-encoding": ""},
-                orjson.dumps(event if isinstance(event, list) else [event]),
+                body,
             )
             await self._send(self.admit(pixel, request_id, app))
         except HubcapError as error:
             logs.emit(log, logging.INFO, "pixel_dropped", error=error.code, message=error.message[:200])
+        except Exception as exc:  # the last line of defence, as in handle(): the answer stays the GIF
+            logs.emit(log, logging.ERROR, "unhandled", error=type(exc).__name__, route=request.route)
         headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
         return HttpOut(200, PIXEL_GIF, headers)
 
