@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import hashlib
 import hmac
 import logging
@@ -237,6 +238,19 @@ def _replace_lone_surrogate(match: re.Match[bytes]) -> bytes:
     return escape if len(escape) != 6 else b"\\ufffd"
 
 
+def _loads(body: bytes) -> Any:
+    """orjson.loads with the cyclic garbage collector paused: parsed JSON holds no cycles, yet a body
+    dense in objects and arrays (10,000 events of 12 empty arrays) set off collection after collection
+    while they were built, tripling the parse (measured: 99 ms against 33 ms for 1 MB)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(body)
+    finally:
+        if paused:
+            gc.enable()
+
+
 def parse_events(body: bytes) -> list[Any]:
     """The body's JSON array of events.
 
@@ -244,12 +258,12 @@ def parse_events(body: bytes) -> list[Any]:
     U+FFFD: orjson refuses it, and refusing the body would throw away a whole batch over one character.
     """
     try:
-        events = orjson.loads(body)
+        events = _loads(body)
     except orjson.JSONDecodeError as exc:
         if "surrogate" not in str(exc):
             raise InvalidBody(f"body is not JSON: {exc}") from None
         try:
-            events = orjson.loads(_ESCAPE.sub(_replace_lone_surrogate, body))
+            events = _loads(_ESCAPE.sub(_replace_lone_surrogate, body))
         except orjson.JSONDecodeError as again:
             raise InvalidBody(f"body is not JSON: {again}") from None
     if not isinstance(events, list):

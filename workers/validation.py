@@ -194,9 +194,11 @@ class AppValidator:
     def check(self, events: list[Any]) -> Verdict:
         """Sort events into accepted and rejected.
 
-        A body the schema accepts whole is within every limit of workers/limits.py by construction
-        (the schema's own bounds are tighter), so the common case costs one native call. Otherwise
-        each event is checked against the limits first, then against the schema.
+        An event the schema accepts is within every limit of workers/limits.py by construction (the
+        schema's own bounds are tighter), and `is_valid` stops at the first failure whatever the
+        input, so the verdicts cost one native call per body when all is well and one per event
+        otherwise. The limits are checked before what costs more than that: an invalid event that is
+        stored is walked for the limits first, and only one within them gets its schema errors.
         """
         if self._batch.is_valid(events):
             return Verdict(events)
@@ -204,13 +206,13 @@ class AppValidator:
         rejected: list[dict[str, Any]] = []
         count = 0
         for index, event in enumerate(events):
-            breach = limits.over_limit(event)
-            if breach is None and self._event.is_valid(event):
+            if self._event.is_valid(event):
                 accepted.append(event)
                 continue
             count += 1
             if len(rejected) == MAX_STORED_REJECTED:
                 continue
+            breach = limits.over_limit(event)
             if breach is not None:
                 path, message = breach
                 errors = [{"path": path, "message": message}]
