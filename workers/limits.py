@@ -2,10 +2,16 @@
 
 JSON Schema validation of hostile input can cost far more than the input weighs (an object of many bad
 keys costs the validator the square of its width), and some shapes break the libraries outright (orjson
-writes at most 254 levels of nesting). These limits are checked first, in one pass over the parsed body
-that costs time linear in its size, and no real clickstream reaches them: the schema allows at most 500
-attributes, 100 user attributes, 100 items and strings of at most 4096 characters, and a valid event
-nests 4 levels deep.
+writes at most 254 levels of nesting). No real clickstream reaches these limits: the schema allows at
+most 500 attributes, 100 user attributes, 100 items and strings of at most 4096 characters, and a valid
+event nests 4 levels deep. So an event the schema accepts is within them, except for the names of
+unknown top-level fields, which the schema leaves unchecked for speed (they are bounded by the body
+size, and the lake does not store them).
+
+Where they are checked (workers/validation.py): jsonschema-rs's `is_valid` stops at the first failure
+whatever the input, so it gives each verdict first; an event it refuses, before its errors are
+computed or it is stored, is walked once here, in time linear in its size and without recursion.
+Checking every event here first would cost four times the JSON parse of every valid body.
 
 Whole body (the request is refused, error code `payload_too_large`, status 413):
     MAX_EVENTS_PER_REQUEST  events in the JSON array

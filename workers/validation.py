@@ -6,6 +6,12 @@ Python objects without converting them first, so the common case, a body whose e
 costs one native call for the whole array. Only when that call says no does each event get its own
 check and, when invalid, its errors.
 
+What an invalid body costs is bounded: only the first MAX_STORED_REJECTED rejected events of a request
+are kept (the rest are counted), each is checked against the structural limits of workers/limits.py
+before anything else, and its errors (at most MAX_ERRORS_PER_EVENT, messages cut to MAX_MESSAGE_CHARS)
+come from ErrorFinder in time linear in its size, not from jsonschema-rs's iter_errors, which costs the
+square of an object's width.
+
 Per app, the schema gets `app_id: {"const": <appId query parameter>}`, so "the event's app_id equals
 the appId parameter" is one more schema rule with a JSON pointer like any other.
 """
