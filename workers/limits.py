@@ -47,11 +47,13 @@ def over_limit(event: Any) -> tuple[str, str] | None:
     """Where and why `event` breaks a structural limit (a JSON pointer and a message), or None.
 
     Iterative, so depth costs no recursion; each container carries a link to its parent instead of
-    its path, so the path text is built only for the one error.
+    its path, so the path text is built only for the one error. The members of a container are
+    surveyed in bulk (their types and key lengths through map(), in C) and looped over in Python only
+    when strings or containers are among them: a flat object of 1,000 numbers costs microseconds.
     """
-    if isinstance(event, str):
+    if type(event) is str:
         return _string_error(event, None)
-    if not isinstance(event, dict | list):
+    if type(event) not in _CONTAINERS:
         return None
     stack: list[tuple[Any, int, _Trail]] = [(event, 1, None)]
     while stack:
@@ -59,18 +61,28 @@ def over_limit(event: Any) -> tuple[str, str] | None:
         if depth > MAX_DEPTH:
             return _pointer(trail), f"nested deeper than {MAX_DEPTH} levels"
         if len(value) > MAX_WIDTH:
-            kind = "members" if isinstance(value, dict) else "elements"
+            kind = "members" if type(value) is dict else "elements"
             return _pointer(trail), f"more than {MAX_WIDTH} {kind}"
-        members = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, member in members:
-            if type(key) is str and len(key) > MAX_KEY_CHARS:
+        if type(value) is dict:
+            if value and max(map(len, value)) > MAX_KEY_CHARS:
                 return _pointer(trail), f"a key longer than {MAX_KEY_CHARS} characters"
-            if isinstance(member, str):
+            members: Any = value.values()
+        else:
+            members = value
+        kinds = set(map(type, members))
+        if str not in kinds and not kinds & _CONTAINERS:
+            continue
+        for key, member in value.items() if type(value) is dict else enumerate(value):
+            kind = type(member)
+            if kind is str:
                 if len(member) > MAX_STRING_CHARS:
                     return _string_error(member, (trail, key))
-            elif isinstance(member, dict | list):
+            elif kind in _CONTAINERS:
                 stack.append((member, depth + 1, (trail, key)))
     return None
+
+
+_CONTAINERS = frozenset((dict, list))
 
 
 # A linked list of keys from the event down to a value: (parent's trail, key), None at the event.
