@@ -61,8 +61,8 @@ def over_limit(event: Any) -> tuple[str, str] | None:
         if depth > MAX_DEPTH:
             return _pointer(trail), f"nested deeper than {MAX_DEPTH} levels"
         if len(value) > MAX_WIDTH:
-            kind = "members" if type(value) is dict else "elements"
-            return _pointer(trail), f"more than {MAX_WIDTH} {kind}"
+            noun = "members" if type(value) is dict else "elements"
+            return _pointer(trail), f"more than {MAX_WIDTH} {noun}"
         if type(value) is dict:
             if value and max(map(len, value)) > MAX_KEY_CHARS:
                 return _pointer(trail), f"a key longer than {MAX_KEY_CHARS} characters"
