@@ -273,6 +273,27 @@ def parse_events(body: bytes) -> list[Any]:
     return events
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
+def scrubbed(request: HttpIn) -> HttpIn:
+    """The request with lone surrogates in its query and headers replaced by U+FFFD.
+
+    A host may hand over text that is not valid Unicode: aiohttp (the dev host) decodes a header's
+    non-UTF-8 bytes to lone surrogates. orjson, and so the envelope and every log line, refuses them.
+    """
+    texts = (*request.query, *request.query.values(), *request.headers.values())
+    if all(text.isascii() for text in texts):
+        return request
+    query = {_text(k): _text(v) for k, v in request.query.items()}
+    headers = {k: _text(v) for k, v in request.headers.items()}
+    return HttpIn(request.method, request.route, query, headers, request.body)
+
+
 INT64 = range(-(2**63), 2**63)
 
 
@@ -331,6 +352,7 @@ class Collector:
     # -- entry point -------------------------------------------------------------------------------
 
     async def handle(self, request: HttpIn) -> HttpOut:
+        request = scrubbed(request)
         request_id = secrets.token_hex(8)
         token = logs.request_id.set(request_id)
         started = time.perf_counter()

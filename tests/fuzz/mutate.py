@@ -287,7 +287,8 @@ def _headers(case: Case, rng: random.Random) -> None:
             ]
         )
     elif op == 1:
-        case.headers["user-agent"] = rng.choice(["", "\u00e9" * 10, "x" * 100_000, "\x00"])
+        # "\udcff": how aiohttp (the dev host) decodes a non-UTF-8 header byte
+        case.headers["user-agent"] = rng.choice(["", "\u00e9" * 10, "x" * 100_000, "\x00", "Mozilla \udcff"])
     elif op == 2:
         case.headers["origin"] = rng.choice(["null", "https://evil.example", "", "\u00e9", "x" * 10_000])
     elif op == 3:
@@ -307,7 +308,7 @@ def _headers(case: Case, rng: random.Random) -> None:
 def _query(case: Case, rng: random.Random) -> None:
     name = rng.choice(["appId", "platform", "event_bundle_sequence_id", "hashCode", "debug", "e"])
     case.query[name] = rng.choice(
-        ["", "nope", "x" * 10_000, "9" * 5000, "-1", "1", "\u00e9", "deadbeef", "\x00", APP, "=="]
+        ["", "nope", "x" * 10_000, "9" * 5000, "-1", "1", "\u00e9", "deadbeef", "\x00", APP, "==", "\ud83d"]
     )
 
 

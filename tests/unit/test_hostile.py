@@ -17,8 +17,11 @@ import pytest
 
 from tests.collect_support import DEMO_KEY, body_of, collector_for, event, request, sign, unit_env
 from workers import limits
+from workers.apps import AppRegistry
 from workers.collector import PIXEL_GIF, Collector, HttpIn, summary
 from workers.envelope import decode
+from workers.privacy import GeoReader
+from workers.settings import Settings
 from workers.validation import MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
 
 SALT = bytes(range(32))
@@ -27,6 +30,41 @@ SALT = bytes(range(32))
 @pytest.fixture(scope="module")
 async def collector() -> AsyncIterator[Collector]:
     c = collector_for(unit_env())
+    yield c
+    await c.close()
+
+
+class CachedSalt:
+    async def current(self) -> bytes:
+        return SALT
+
+    async def close(self) -> None:
+        return None
+
+
+class KeepingHub:
+    """Keeps the messages it is given: for the few tests that need handle() to get past the hub."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, messages: list[Any], partition_key: str) -> None:
+        self.sent.extend(decode(m.body, m.properties) for m in messages)
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+async def delivering() -> AsyncIterator[Collector]:
+    settings = Settings.from_env(unit_env())
+    c = Collector(
+        settings,
+        AppRegistry.from_settings(settings),
+        geo=GeoReader(settings.geo_db),
+        salts=CachedSalt(),  # type: ignore[arg-type]
+        hub=KeepingHub(),  # type: ignore[arg-type]
+    )
     yield c
     await c.close()
 
@@ -197,6 +235,29 @@ def test_a_lone_surrogate_in_a_key_is_replaced_too(collector: Collector) -> None
     body = body_of([event(0, attributes={"KEY": 1})]).replace(b"KEY", rb"\ud83d")
     admitted = admit(collector, request(body))
     assert admitted.rejected[0]["event"]["attributes"] == {"\ufffd": 1}
+
+
+UNDECODABLE = [
+    ("platform", {"appId": "demo", "platform": "\ud83d"}, {}),
+    ("unknown appId", {"appId": "demo\udcff"}, {}),
+    ("user agent", {"appId": "demo"}, {"user-agent": "Mozilla \udcff"}),
+    ("accept-language", {"appId": "demo"}, {"accept-language": "\udc80"}),
+    ("referer", {"appId": "demo"}, {"referer": "https://a.example/\udcff"}),
+]
+
+
+@pytest.mark.parametrize(("query", "headers"), [u[1:] for u in UNDECODABLE], ids=[u[0] for u in UNDECODABLE])
+async def test_lone_surrogates_in_the_query_or_headers_are_no_5xx(
+    delivering: Collector, query: dict[str, str], headers: dict[str, str]
+) -> None:
+    # aiohttp (the dev host) decodes a header's non-UTF-8 bytes to lone surrogates, which orjson refuses
+    response = await delivering.handle(request(body_of([event()]), query=query, headers=headers))
+    assert response.status < 500
+
+
+async def test_lone_surrogates_in_headers_reach_the_hub_replaced(delivering: Collector) -> None:
+    await delivering.handle(request(body_of([event()]), headers={"user-agent": "Mozilla \udcff"}))
+    assert delivering.hub.sent[-1].user_agent == "Mozilla \ufffd"  # type: ignore[attr-defined]
 
 
 # -- issue 15: the platform query value is capped ------------------------------------------------
