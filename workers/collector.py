@@ -14,8 +14,9 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   counted in one more record → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
-No input answers 5xx: every check above raises a HubcapError with a 4xx status, and the cost of a
-request is linear in its size (tests/unit/test_hostile.py, tests/fuzz/, bench/hostile.py).
+No input answers 5xx: every check above raises a HubcapError with a 4xx status, lone surrogates in
+the query and headers (how aiohttp decodes non-UTF-8 header bytes) become U+FFFD on entry, and the
+cost of a request is linear in its size (tests/unit/test_hostile.py, tests/fuzz/, bench/hostile.py).
 
 GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path, but the
 answer is always the 43-byte GIF (the decoded `e` is wrapped as text, never re-serialised).

@@ -191,6 +191,21 @@ async def test_the_pixel_answers_the_gif_for_a_deeply_nested_event(collector: Co
     assert (response.status, response.body) == (200, PIXEL_GIF)
 
 
+async def test_the_pixel_answers_the_gif_even_on_an_unexpected_error(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a defect no input should reach")
+
+    monkeypatch.setattr(collector, "admit", broken)
+    e = base64.urlsafe_b64encode(body_of([event()])).decode().rstrip("=")
+    req = request(
+        method="GET", route="pixel", query={"appId": "demo", "e": e}, headers={"content-type": None}
+    )
+    response = await collector.handle(req)
+    assert (response.status, response.body) == (200, PIXEL_GIF)
+
+
 SIGNATURE_HEADERS = [
     ("non-ASCII signature", {"x-hubcap-timestamp": str(int(time.time())), "x-hubcap-signature": "é" * 64}),
     ("309-digit timestamp", {"x-hubcap-timestamp": "9" * 309, "x-hubcap-signature": "00"}),
