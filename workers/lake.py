@@ -38,8 +38,10 @@ def partition_path(kind: str, app_id: str, received_at_ms: int) -> str:
     return f"{AREAS[kind]}/{LAYOUT_VERSION}/app_id={app}/date={moment:%Y-%m-%d}/hour={moment:%H}"
 
 
-def file_name(partition_id: str, first_sequence: int, last_sequence: int) -> str:
-    return f"p{quote(partition_id, safe='')}-{first_sequence}-{last_sequence}.avro"
+def file_name(partition_id: str, first_sequence: int) -> str:
+    """Named by the first sequence number of the file's rows, so a replay of a batch, whatever its
+    boundaries, rewrites the file instead of writing another beside it (workers/capture.py)."""
+    return f"p{quote(partition_id, safe='')}-{first_sequence}.avro"
 
 
 @dataclass(frozen=True)
