@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
@@ -432,3 +434,83 @@ def test_a_failed_lake_write_raises_and_commits_no_state(stack: Stack) -> None:
     capture.process(messages)
     [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1.avro")
     assert (row["is_duplicate"], row["session_index"]) == (False, 1)
+
+
+class FaultyTable:
+    """The real state table, except that the named operations raise as a dropped connection would."""
+
+    def __init__(self, table: TableClient, failing: set[str]) -> None:
+        self._table = table
+        self.failing = failing
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.failing:
+            raise ServiceRequestError(f"injected fault in {name}")
+        return getattr(self._table, name)
+
+
+def _faulty_capture(stack: Stack, failing: set[str]) -> tuple[Capture, FaultyTable]:
+    table = FaultyTable(stack.table, failing)
+    capture = stack.capture()
+    capture.store = TableStateStore(table, hub="clicks", consumer_group="capture")
+    return capture, table
+
+
+def test_a_retry_after_a_failed_session_save_saves_the_sessions(stack: Stack) -> None:
+    # The dedup entries are saved, then the sessions' transaction fails; the host retries the batch.
+    capture, table = _faulty_capture(stack, {"submit_transaction"})
+    first = [hub_message(make_envelope([client_event("e1")]), 1)]
+    with pytest.raises(ServiceRequestError):
+        capture.process(first)
+    table.failing.clear()
+    capture.process(first)
+    later = make_envelope([client_event("e2")], received_at=RECEIVED_AT + 60_000)
+    stack.capture().process([hub_message(later, 2)])
+    e1, e2 = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}.avro")[0] for s in (1, 2))
+    assert (e2["session_id"], e2["session_index"], e2["session_start"]) == (e1["session_id"], 2, False)
+
+
+NEXT_HOUR = RECEIVED_AT + 3_600_000
+# Crashes after the first batch's files are in the lake: before any state is saved, or after the dedup
+# entries and before the sessions and the lake sequence number.
+CRASHES = {"before the state save": {"upsert_entity"}, "between dedup and sessions": {"submit_transaction"}}
+# (sequence numbers in the hour after: the first batch written, the replays), replays shorter, longer,
+# across hours, and from a checkpoint older than the state.
+REPLAYS = {
+    "longer": (set(), [1, 2], [[1, 2, 3, 4]]),
+    "shorter": (set(), [1, 2, 3, 4], [[1, 2], [3, 4, 5]]),
+    "shorter, batch spanning two hours": ({3, 4}, [1, 2, 3, 4], [[1], [2, 3], [4, 5]]),
+    "longer, batch spanning two hours": ({2, 4}, [1, 2], [[1, 2, 3, 4, 5]]),
+    "shorter, then a second crash": ({3}, [1, 2, 3, 4], [[1, 2], [1, 2, 3], [3, 4]]),
+}
+
+
+def _message(seq: int, later: set[int]) -> HubMessage:
+    env = make_envelope([client_event(f"e{seq}")], received_at=NEXT_HOUR if seq in later else RECEIVED_AT)
+    return hub_message(env, seq)
+
+
+@pytest.mark.parametrize("crash", CRASHES.values(), ids=CRASHES.keys())
+@pytest.mark.parametrize(("later", "first", "replays"), REPLAYS.values(), ids=REPLAYS.keys())
+def test_a_batch_replayed_after_a_crash_leaves_each_event_once_in_the_lake(
+    stack: Stack, crash: set[str], later: set[int], first: list[int], replays: list[list[int]]
+) -> None:
+    crashed, _ = _faulty_capture(stack, crash)
+    with pytest.raises(ServiceRequestError):
+        crashed.process([_message(seq, later) for seq in first])
+    restarted = stack.capture()
+    for replay in replays:
+        restarted.process([_message(seq, later) for seq in replay])
+    rows = [row for path in stack.paths() for row in stack.rows(path)]
+    sent = {f"e{seq}" for batch in (first, *replays) for seq in batch}
+    assert (Counter(r["event_id"] for r in rows), [r["event_id"] for r in rows if r["is_duplicate"]]) == (
+        Counter(dict.fromkeys(sent, 1)),
+        [],
+    )
+
+
+def test_a_replay_from_a_checkpoint_older_than_the_state_skips_what_is_in_the_lake(stack: Stack) -> None:
+    stack.capture().process([_message(seq, set()) for seq in (1, 2)])  # the checkpoint did not move
+    result = stack.capture().process([_message(seq, set()) for seq in (1, 2, 3)])
+    ids = Counter(r["event_id"] for path in stack.paths() for r in stack.rows(path))
+    assert (ids, result.counts["messages_skipped"]) == (Counter({"e1": 1, "e2": 1, "e3": 1}), 2)
