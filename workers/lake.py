@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 from workers import avro
@@ -54,13 +54,17 @@ class LakeFile:
 class Lake(Protocol):
     api: str
 
-    def write(self, path: str, data: bytes) -> None:
-        """Store `data` at `path` complete or not at all, replacing what is there. Raises LakeWriteError."""
+    def write(self, path: str, data: bytes | IO[bytes]) -> None:
+        """Store `data` (bytes, or a stream read from its position to its end) at `path` complete or
+        not at all, replacing what is there. Raises LakeWriteError."""
 
     def list(self, prefix: str = "") -> list[LakeFile]:
         """Files under `prefix`, sorted by path."""
 
     def read(self, path: str) -> bytes: ...
+
+    def read_into(self, path: str, stream: IO[bytes]) -> None:
+        """Copy the file into `stream` chunk by chunk, for files too large to hold in memory."""
 
     def delete(self, path: str) -> None:
         """Remove `path`; a file already gone is not an error (compaction may be re-run)."""
@@ -82,7 +86,7 @@ class BlobLake:
             self._container.create_container()
         self._ready = True
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes | IO[bytes]) -> None:
         try:
             self._ensure_container()
             self._container.upload_blob(path, data, overwrite=True)
@@ -101,6 +105,9 @@ class BlobLake:
     def read(self, path: str) -> bytes:
         data: bytes = self._container.download_blob(path).readall()
         return data
+
+    def read_into(self, path: str, stream: IO[bytes]) -> None:
+        self._container.download_blob(path).readinto(stream)
 
     def delete(self, path: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -122,7 +129,7 @@ class DfsLake:
         hidden = f".{name}.{uuid.uuid4().hex}.tmp"
         return f"{folder}/{hidden}" if folder else hidden
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes | IO[bytes]) -> None:
         temporary = self.temporary_name(path)
         client = self._filesystem.get_file_client(temporary)
         try:
@@ -162,6 +169,9 @@ class DfsLake:
     def read(self, path: str) -> bytes:
         data: bytes = self._filesystem.get_file_client(path).download_file().readall()
         return data
+
+    def read_into(self, path: str, stream: IO[bytes]) -> None:
+        self._filesystem.get_file_client(path).download_file().readinto(stream)
 
     def delete(self, path: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
