@@ -63,8 +63,14 @@ def stream_writer(name: str, stream: IO[bytes], *, codec: str, key: str = "") ->
 
 
 def iter_records(stream: IO[bytes], reader_schema: str | None = None) -> Iterator[Record]:
-    """The records of one container file, read block by block."""
-    return iter(fastavro.reader(stream, reader_schema=schema(reader_schema) if reader_schema else None))  # type: ignore[arg-type]
+    """The records of one seekable container file, read block by block; resolved against
+    `reader_schema` only when the file was written with another schema (resolving costs about as much
+    as reading)."""
+    reader = fastavro.reader(stream)
+    if reader_schema and fastavro.parse_schema(reader.writer_schema) != schema(reader_schema):
+        stream.seek(0)
+        reader = fastavro.reader(stream, reader_schema=schema(reader_schema))
+    return iter(reader)  # type: ignore[arg-type]
 
 
 def misfits(name: str, records: Iterable[Record]) -> Iterator[tuple[int, str]]:
