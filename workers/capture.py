@@ -311,9 +311,14 @@ class Capture:
             if file.kind == "clickstream":
                 result.counts["events_written"] += len(file.rows)
         for partition_id, batch, last in prepared.commits:
-            changes = batch.commit(last_sequence=last)
-            if self.store is not None:
-                self.store.save(partition_id, batch.state, changes, self.window)
+            try:
+                changes = batch.commit(last_sequence=last)
+                if self.store is not None:
+                    self.store.save(partition_id, batch.state, changes, self.window)
+            except BaseException:
+                # The state in memory is ahead of the table now: the retry must load it again.
+                self._states.pop(partition_id, None)
+                raise
             self._next_sequence[partition_id] = last + 1
         log.info(
             "captured batch",

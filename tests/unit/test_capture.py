@@ -458,16 +458,18 @@ def _faulty_capture(stack: Stack, failing: set[str]) -> tuple[Capture, FaultyTab
 
 def test_a_retry_after_a_failed_session_save_saves_the_sessions(stack: Stack) -> None:
     # The dedup entries are saved, then the sessions' transaction fails; the host retries the batch.
-    capture, table = _faulty_capture(stack, {"submit_transaction"})
-    first = [hub_message(make_envelope([client_event("e1")]), 1)]
+    capture, table = _faulty_capture(stack, set())
+    capture.process([hub_message(make_envelope([client_event("e1")]), 1)])
+    table.failing.add("submit_transaction")
+    second = [hub_message(make_envelope([client_event("e2")], received_at=RECEIVED_AT + 30_000), 2)]
     with pytest.raises(ServiceRequestError):
-        capture.process(first)
+        capture.process(second)
     table.failing.clear()
-    capture.process(first)
-    later = make_envelope([client_event("e2")], received_at=RECEIVED_AT + 60_000)
-    stack.capture().process([hub_message(later, 2)])
-    e1, e2 = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}.avro")[0] for s in (1, 2))
-    assert (e2["session_id"], e2["session_index"], e2["session_start"]) == (e1["session_id"], 2, False)
+    capture.process(second)
+    later = make_envelope([client_event("e3")], received_at=RECEIVED_AT + 60_000)
+    stack.capture().process([hub_message(later, 3)])
+    e1, e3 = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}.avro")[0] for s in (1, 3))
+    assert (e3["session_id"], e3["session_index"], e3["session_start"]) == (e1["session_id"], 3, False)
 
 
 NEXT_HOUR = RECEIVED_AT + 3_600_000
