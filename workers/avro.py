@@ -11,9 +11,10 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fastavro
+import fastavro.write
 import orjson
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -51,6 +52,25 @@ def encode(name: str, records: Sequence[Record], *, codec: str, key: str = "") -
         strict_allow_default=True,
     )
     return buffer.getvalue()
+
+
+def stream_writer(name: str, stream: IO[bytes], *, codec: str, key: str = "") -> fastavro.write.Writer:
+    """A container file written to `stream` record by record (`write`, then `flush`): memory holds one
+    block, not the file."""
+    options = {"strict_allow_default": True}
+    marker = sync_marker(key)
+    return fastavro.write.Writer(stream, schema(name), codec=codec, sync_marker=marker, options=options)
+
+
+def iter_records(stream: IO[bytes], reader_schema: str | None = None) -> Iterator[Record]:
+    """The records of one seekable container file, read block by block; resolved against
+    `reader_schema` only when the file was written with another schema (resolving costs about as much
+    as reading)."""
+    reader = fastavro.reader(stream)
+    if reader_schema and fastavro.parse_schema(reader.writer_schema) != schema(reader_schema):
+        stream.seek(0)
+        reader = fastavro.reader(stream, reader_schema=schema(reader_schema))
+    return iter(reader)  # type: ignore[arg-type]
 
 
 def misfits(name: str, records: Iterable[Record]) -> Iterator[tuple[int, str]]:

@@ -5,18 +5,29 @@ For each message: decode the envelope → one row per event → enrichment pipel
 Where every input goes:
 - an envelope that does not decode → failed/ (stage `envelope`, the raw bytes and the error);
 - an event a step raises on → failed/ (stage `enrichment`, the step and the error), the batch goes on;
-- an event whose row does not fit the Avro schema → failed/ (stage `encoding`);
+- an event no row can be built from, or whose row does not fit the Avro schema, and a rejected event
+  whose rejected/ record does not fit → failed/ (stage `encoding`);
 - the envelope's rejected events → rejected/ with their validation errors;
 - bots and duplicates the app's policy drops → counted, not written;
 - everything else → events/.
+A failed/ record that does not fit its schema either is replaced by a last-resort record built only
+from the hub message (stage, error text, hub lineage, the message's raw bytes), so no data makes a batch
+raise: a partition never wedges on its content.
+
 A lake or state-store failure raises (LakeWriteError or the SDK's error): the function must fail so its
-retry policy runs the batch again; the files then get the same names, so nothing is duplicated.
+retry policy runs the batch again. Files are named by the hub partition and the first sequence number
+of their rows (`p<partition>-<first>.avro`), and the partition state records the last sequence number
+whose rows are in the lake (saved after the files): a replay, whatever its boundaries, skips what the
+state says is in the lake and rewrites the files of the one batch that may have been written without
+its state, under the same names. So events/ never holds an event twice, before or after compaction.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -137,9 +148,11 @@ class WrittenFile:
 
 @dataclass
 class CaptureResult:
-    """What one call did. `counts` keys: messages, envelopes_failed, events, events_written,
-    failed_enrichment, failed_encoding, rejected, bots_flagged, bots_dropped, duplicates_flagged,
-    duplicates_dropped, replayed (events of a batch written before, delivered again).
+    """What one call did. `counts` keys: messages, messages_skipped (already in the lake, per the
+    partition state), envelopes_failed, events, events_written, failed_enrichment, failed_encoding,
+    rejected, rejected_failed (rejected events whose record did not fit, sent to failed/), bots_flagged,
+    bots_dropped, duplicates_flagged, duplicates_dropped, replayed (events of a batch written before,
+    delivered again), last_resort (failed/ records replaced by the last-resort record).
     events = events_written + failed_* + *_dropped."""
 
     counts: Counter[str] = field(default_factory=Counter)
@@ -169,8 +182,45 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+def _json(value: Any) -> str | None:
+    """The value as JSON text; None when it cannot be (orjson stops at 255 levels of nesting, which its
+    parser accepts, and the standard library at Python's recursion limit)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            return json.dumps(value, default=str, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError):
+            return None
+
+
+def _text(value: Any) -> str:
+    """Any value as a string Avro can encode (a lone surrogate becomes its escape)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _keep_raw(failed: Row, message: HubMessage) -> Row:
+    """An event that cannot be written as JSON text is kept as the whole message's bytes."""
+    if failed["event_json"] is None:
+        failed["raw"] = message.body
+    return failed
+
+
+# Client-chosen values that become state table keys and properties: longer ones would break the
+# table's size limits, so the dedup key holds a digest and the session falls back to the server's.
+MAX_EVENT_KEY = 64
+MAX_CLIENT_SESSION_ID = 128
+
+
+def _dedup_id(event_id: Any) -> str:
+    text = str(event_id)
+    if len(text) <= MAX_EVENT_KEY:
+        return text
+    return "sha256:" + hashlib.sha256(_text(text).encode()).hexdigest()
+
+
+def _client_session(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_SESSION_ID else None
 
 
 def _whole(value: Any) -> Any:
@@ -227,7 +277,9 @@ class _Groups:
     rows: defaultdict[tuple[str, str], list[Row]] = field(default_factory=lambda: defaultdict(list))
     sources: defaultdict[tuple[str, str], list[Any]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, kind: str, app_id: str, received_at: int, row: Row, source: Any = None) -> None:
+    def add(self, kind: str, app_id: str, received_at: int, row: Row, source: Any) -> None:
+        """`source`: the client's event (events/), the rejected entry (rejected/), the HubMessage
+        (failed/), each for the record built from it when the row does not fit its schema."""
         key = (kind, _folder(kind, app_id, received_at // HOUR_MS))
         self.rows[key].append(row)
         self.sources[key].append(source)
@@ -266,9 +318,14 @@ class Capture:
             if file.kind == "clickstream":
                 result.counts["events_written"] += len(file.rows)
         for partition_id, batch, last in prepared.commits:
-            changes = batch.commit()
-            if self.store is not None:
-                self.store.save(partition_id, batch.state, changes, self.window)
+            try:
+                changes = batch.commit(last_sequence=last)
+                if self.store is not None:
+                    self.store.save(partition_id, batch.state, changes, self.window)
+            except BaseException:
+                # The state in memory is ahead of the table now: the retry must load it again.
+                self._states.pop(partition_id, None)
+                raise
             self._next_sequence[partition_id] = last + 1
         log.info(
             "captured batch",
@@ -286,13 +343,18 @@ class Capture:
         for partition_id, batch_messages in by_partition.items():
             batch_messages.sort(key=lambda m: m.sequence_number)
             state = self._state(partition_id, batch_messages[0])
+            fresh = [m for m in batch_messages if m.sequence_number > state.lake_sequence]
+            prepared.counts["messages_skipped"] += len(batch_messages) - len(fresh)
+            if not fresh:
+                self._next_sequence[partition_id] = batch_messages[-1].sequence_number + 1
+                continue
             batch = Batch(state, timeout_ms=self.timeout_ms, window=self.window)
             groups = _Groups()
-            for message in batch_messages:
+            for message in fresh:
                 self._message(message, batch, groups, prepared.counts)
-            first, last = batch_messages[0].sequence_number, batch_messages[-1].sequence_number
-            prepared.files += self._encode(groups, file_name(partition_id, first, last), prepared.counts)
-            prepared.commits.append((partition_id, batch, last))
+            by_sequence = {m.sequence_number: m for m in fresh}
+            prepared.files += self._encode(groups, partition_id, by_sequence, prepared.counts)
+            prepared.commits.append((partition_id, batch, fresh[-1].sequence_number))
         return prepared
 
     def _state(self, partition_id: str, first: HubMessage) -> PartitionState:
@@ -330,13 +392,13 @@ class Capture:
             env = envelope.decode(message.body, dict(message.properties))
         except envelope.EnvelopeError as exc:
             counts["envelopes_failed"] += 1
-            app_id = str(message.properties.get("app_id") or UNKNOWN_APP)
+            app_id = envelope.app_id_property(dict(message.properties)) or UNKNOWN_APP
             row = self._failed(
                 "envelope", str(exc), app_id, enqueued_ms, self._lineage(message, enqueued_ms, None)
             )
             row["raw"] = message.body
             row["raw_properties"] = {str(k): str(v) for k, v in message.properties.items()}
-            groups.add("failed", app_id, enqueued_ms, row)
+            groups.add("failed", app_id, enqueued_ms, row, message)
             return
         lineage = self._lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
         shared = {
@@ -348,7 +410,7 @@ class Capture:
             **lineage,
         }
         for rejected in env.rejected:
-            groups.add("rejected", env.app_id, env.received_at, self._rejected(rejected, shared))
+            groups.add("rejected", env.app_id, env.received_at, self._rejected(rejected, shared), rejected)
             counts["rejected"] += 1
         app = self.registry.get(env.app_id)
         context = EnrichContext(
@@ -361,20 +423,20 @@ class Capture:
         base = {**CLIENT_TEMPLATE, **shared}
         for event in env.events:
             counts["events"] += 1
-            self._event(event, env, base, context, app, message.sequence_number, batch, groups, counts)
+            try:
+                row = self._row(event, env, base)
+            except Exception as exc:
+                # Only a forged or corrupted envelope gets here (the collector's schema admits no such
+                # shape): the event goes to failed/, the batch goes on.
+                counts["failed_encoding"] += 1
+                error = f"no row can be built from the event: {type(exc).__name__}: {exc}"
+                failed = self._failed("encoding", error, env.app_id, env.received_at, base, event)
+                groups.add("failed", env.app_id, env.received_at, _keep_raw(failed, message), message)
+                continue
+            self._event(row, event, env, base, context, app, message, batch, groups, counts)
 
-    def _event(
-        self,
-        event: dict[str, Any],
-        env: envelope.Envelope,
-        base: dict[str, Any],
-        context: EnrichContext,
-        app: AppConfig | None,
-        sequence_number: int,
-        batch: Batch,
-        groups: _Groups,
-        counts: Counter[str],
-    ) -> None:
+    @staticmethod
+    def _row(event: dict[str, Any], env: envelope.Envelope, base: dict[str, Any]) -> Row:
         # A copy of the message's template plus the client fields this event has: set operations and
         # dict copies run in C, where 24 `event.get` calls per event showed in the profile.
         row: Row = base.copy()
@@ -397,21 +459,36 @@ class Capture:
         row["user"] = _user(user) if user else {}
         items = event.get("items")
         row["items"] = [_item(item) for item in items] if items else []
+        return row
+
+    def _event(
+        self,
+        row: Row,
+        event: dict[str, Any],
+        env: envelope.Envelope,
+        base: dict[str, Any],
+        context: EnrichContext,
+        app: AppConfig | None,
+        message: HubMessage,
+        batch: Batch,
+        groups: _Groups,
+        counts: Counter[str],
+    ) -> None:
         try:
             row = self.pipeline.run(row, context)
         except EnrichmentError as exc:
             counts["failed_enrichment"] += 1
             failed = self._failed("enrichment", str(exc), env.app_id, env.received_at, base, event)
             failed["step"] = exc.step
-            groups.add("failed", env.app_id, env.received_at, failed)
+            groups.add("failed", env.app_id, env.received_at, _keep_raw(failed, message), message)
             return
         assignment = batch.assign(
             app_id=env.app_id,
             visitor_hash=env.visitor_hash,
-            event_id=str(row["event_id"]),
-            client_session_id=row["client_session_id"] or None,
+            event_id=_dedup_id(row["event_id"]),
+            client_session_id=_client_session(row["client_session_id"]),
             received_at=env.received_at,
-            sequence_number=sequence_number,
+            sequence_number=message.sequence_number,
         )
         row["session_id"] = assignment.session_id
         row["session_start"] = assignment.session_start
@@ -445,9 +522,9 @@ class Capture:
             "event_type": fields.get("event_type") if isinstance(fields.get("event_type"), str) else None,
             "event_json": _json(event),
             "errors": [
-                {"path": str(e.get("path", "")), "message": str(e.get("message", ""))}
+                {"path": _text(e.get("path", "")), "message": _text(e.get("message", ""))}
                 if isinstance(e, dict)
-                else {"path": "", "message": str(e)}
+                else {"path": "", "message": _text(e)}
                 for e in errors
             ],
         }
@@ -473,38 +550,73 @@ class Capture:
             "event_json": None if event is None else _json(event),
         }
 
-    def _encode(self, groups: _Groups, name: str, counts: Counter[str]) -> list[EncodedFile]:
+    @staticmethod
+    def _last_resort(message: HubMessage, row: Row, reason: str) -> Row:
+        """A failed/ record from the hub message alone, every value coerced to its field's primitive
+        type: what remains when even the failed/ record of an event did not fit its schema."""
+        app_id = row.get("app_id")
+        return {
+            "stage": "encoding",
+            "error": _text(f"{row.get('error')} (then its failed/ record did not fit: {reason})"),
+            "app_id": _text(app_id) if isinstance(app_id, str) else UNKNOWN_APP,
+            "received_at": _ms(message.enqueued_time),
+            "raw": bytes(message.body),
+            "hub_partition": _text(message.partition_id),
+            "hub_sequence_number": int(message.sequence_number),
+            "hub_offset": _text(message.offset),
+            "hub_enqueued_time": _ms(message.enqueued_time),
+            "capture_version": CAPTURE_VERSION,
+        }
+
+    def _encode(
+        self, groups: _Groups, partition_id: str, messages: Mapping[int, HubMessage], counts: Counter[str]
+    ) -> list[EncodedFile]:
+        """events/ first, then rejected/ (each moving what does not fit to failed/), failed/ last."""
         out: list[EncodedFile] = []
-        for (kind, folder), rows in list(groups.rows.items()):
-            if kind != "clickstream":
-                continue
-            path = f"{folder}/{name}"
-            try:
-                out.append(EncodedFile(kind, path, rows, avro.encode(kind, rows, codec=self.codec, key=path)))
-            except Exception:
-                good = self._refit(kind, folder, rows, groups, counts)
-                if good:
-                    out.append(
-                        EncodedFile(kind, path, good, avro.encode(kind, good, codec=self.codec, key=path))
-                    )
-        for (kind, folder), rows in groups.rows.items():
-            if kind == "clickstream":
-                continue
-            path = f"{folder}/{name}"
-            out.append(EncodedFile(kind, path, rows, avro.encode(kind, rows, codec=self.codec, key=path)))
+        for kind in ("clickstream", "rejected", "failed"):
+            for (group_kind, folder), rows in list(groups.rows.items()):
+                if group_kind != kind:
+                    continue
+                sources = groups.sources[(kind, folder)]
+                encoded: EncodedFile | None
+                try:
+                    encoded = self._file(kind, folder, partition_id, rows)
+                except Exception:
+                    rows = self._refit(kind, rows, sources, groups, messages, counts)
+                    encoded = self._file(kind, folder, partition_id, rows) if rows else None
+                if encoded is not None:
+                    out.append(encoded)
         return out
 
+    def _file(self, kind: str, folder: str, partition_id: str, rows: list[Row]) -> EncodedFile:
+        first = min(int(row["hub_sequence_number"]) for row in rows)
+        path = f"{folder}/{file_name(partition_id, first)}"
+        return EncodedFile(kind, path, rows, avro.encode(kind, rows, codec=self.codec, key=path))
+
     def _refit(
-        self, kind: str, folder: str, rows: list[Row], groups: _Groups, counts: Counter[str]
+        self,
+        kind: str,
+        rows: list[Row],
+        sources: list[Any],
+        groups: _Groups,
+        messages: Mapping[int, HubMessage],
+        counts: Counter[str],
     ) -> list[Row]:
-        """Move the rows the schema refuses to failed/ (stage `encoding`); return the others."""
-        sources = groups.sources[(kind, folder)]
+        """The rows of `kind` that fit its schema. Those that do not go to failed/ (stage `encoding`);
+        a failed/ row that does not fit is replaced by its last-resort record."""
         bad = dict(avro.misfits(kind, rows))
+        if kind == "failed":
+            counts["last_resort"] += len(bad)
+            return [
+                self._last_resort(sources[index], row, bad[index]) if index in bad else row
+                for index, row in enumerate(rows)
+            ]
         for index, reason in bad.items():
             row = rows[index]
-            counts["failed_encoding"] += 1
+            counts["failed_encoding" if kind == "clickstream" else "rejected_failed"] += 1
+            message = messages[row["hub_sequence_number"]]
             failed = self._failed("encoding", reason, row["app_id"], row["received_at"], row, sources[index])
-            groups.add("failed", row["app_id"], row["received_at"], failed)
+            groups.add("failed", row["app_id"], row["received_at"], _keep_raw(failed, message), message)
         return [row for index, row in enumerate(rows) if index not in bad]
 
 

@@ -1,25 +1,39 @@
 """Compaction: merge an hour's small Avro files into one once the hour is closed.
 
-Capture writes one file per hub partition per batch (`p<partition>-<first>-<last>.avro`), which keeps
-retries idempotent but leaves many small files; engines read fewer, larger files much faster. Once an
-hour is closed (its end plus a grace period has passed), every file of that hour folder is merged into
-`c-<digest of the merged file names>.avro`, then the merged files are deleted.
+Capture writes one file per hub partition per batch and lake folder (`p<partition>-<first>.avro`),
+which keeps replays idempotent but leaves many small files; engines read fewer, larger files much
+faster. Once an hour is closed (its end plus a grace period has passed), every file of that hour folder
+is merged into `c-<digest of the merged file names>.avro`, then the merged files are deleted.
 
-Safe to re-run and to crash anywhere:
-- rows are de-duplicated on their hub lineage and event id, so a folder that holds a merged file and
-  some of its sources (a crash between write and delete), or a batch capture replayed after the hour
-  was compacted (same `p…` name, same rows), merges back to one copy of each row;
-- the merged file is written complete or not at all (the lake writer's guarantee) before anything is
-  deleted. Between that write and the deletes a reader may briefly see rows twice.
-Late files that land in an already compacted hour are merged with the earlier result on the next run,
-which looks back `lookback_hours`.
+Memory does not grow with the hour: sources are copied one at a time to a local temporary file and read
+block by block, and the merged file is written block by block to another temporary file, then uploaded
+as a stream. What is kept across files is the de-duplication record: for each hub message, how many of
+its rows are already written, 4 bytes per sequence number in blocks of 4096 consecutive numbers (about
+4 MB per million hub messages of a partition's hour; an envelope carries one request's events, so there
+are at most as many messages as rows).
+
+De-duplication never merges distinct rows. A row is told apart by its hub message (partition and
+sequence number) and its position among that message's rows in its file: capture writes a message's
+rows of one kind to one file, in the same order on every run. So a row is a copy exactly when an
+earlier file already held that many rows of its message: a folder holding a merged file and some of its
+sources (a crash between write and delete), or a batch replayed after the hour was compacted, merges
+back to one copy of each row, while the third copy of an event within a message (flagged
+`is_duplicate`) and two identical invalid events of one request stay rows of their own.
+
+The merged file is written complete or not at all (the lake writer's guarantee) before anything is
+deleted. Between that write and the deletes a reader may briefly see rows twice. Late files that land in
+an already compacted hour are merged with the earlier result on the next run, which looks back
+`lookback_hours`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+import re
+import tempfile
+from array import array
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +46,8 @@ log = logging.getLogger(__name__)
 
 MERGED_PREFIX = "c-"
 GRACE = timedelta(minutes=15)
+# `p<quoted partition>-<first>.avro`, and `p<partition>-<first>-<last>.avro` as capture named files before.
+_CAPTURE_FILE = re.compile(r"p(?P<partition>[^-]*)-(?P<first>\d+)(?:-\d+)?\.avro")
 
 
 @dataclass
@@ -52,55 +68,85 @@ def _hour_of(folder: str) -> datetime | None:
         return None
 
 
-def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    """What tells a row apart from the other rows of its hub message, even across capture versions.
-
-    The event id alone does not: rejected and failed events often have none (a missing event_id is a
-    common reason to reject one), so their event as sent (`event_json`) is part of the key; and two
-    copies of one event in a message are two rows, the second flagged `is_duplicate`.
-    """
-    return (
-        row.get("hub_partition"),
-        row.get("hub_sequence_number"),
-        row.get("event_id"),
-        row.get("stage"),
-        row.get("step"),
-        row.get("event_json"),
-        row.get("is_duplicate"),
-    )
-
-
-def _lineage_order(row: dict[str, Any]) -> tuple[str, int]:
-    return str(row.get("hub_partition")), int(row.get("hub_sequence_number") or 0)
-
-
 def merged_name(sources: list[str]) -> str:
     digest = hashlib.sha256("\n".join(sorted(sources)).encode()).hexdigest()[:16]
     return f"{MERGED_PREFIX}{digest}.avro"
 
 
+def _merge_order(path: str) -> tuple[int, str, int, str]:
+    """Merged files first (they hold the earliest copies), then capture files by partition and first
+    sequence number, so the output reads mostly in hub order."""
+    name = path.rpartition("/")[2]
+    if name.startswith(MERGED_PREFIX):
+        return (0, "", 0, name)
+    match = _CAPTURE_FILE.fullmatch(name)
+    if match:
+        return (1, match["partition"], int(match["first"]), name)
+    return (2, "", 0, name)
+
+
+class WrittenRows:
+    """How many rows of each hub message are written: 4 bytes per sequence number, in blocks."""
+
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[Any, int], array[int]] = {}
+
+    def get(self, partition: Any, sequence: int) -> int:
+        block = self._blocks.get((partition, sequence // self.BLOCK))
+        return 0 if block is None else block[sequence % self.BLOCK]
+
+    def raise_to(self, partition: Any, sequence: int, count: int) -> None:
+        key = (partition, sequence // self.BLOCK)
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._blocks[key] = array("I", bytes(4 * self.BLOCK))
+        block[sequence % self.BLOCK] = max(block[sequence % self.BLOCK], count)
+
+    def size_bytes(self) -> int:
+        return len(self._blocks) * self.BLOCK * 4
+
+
 def compact_folder(lake: Lake, kind: str, folder: str, files: list[str], codec: str) -> CompactionResult:
     """Merge `files` (paths under `folder`) into one file of schema `kind`, then delete them."""
     result = CompactionResult(folders=1)
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for path in files:
-        for row in avro.decode(lake.read(path), reader_schema=kind):
-            result.rows_in += 1
-            rows.setdefault(_row_key(row), row)
-    ordered = sorted(
-        rows.values(), key=lambda r: (str(r.get("hub_partition")), r.get("hub_sequence_number") or 0)
-    )
     target = f"{folder}/{merged_name([p.rpartition('/')[2] for p in files])}"
-    lake.write(target, avro.encode(kind, ordered, codec=codec, key=target))
+    written = WrittenRows()
+    with tempfile.TemporaryFile() as merged:
+        writer = avro.stream_writer(kind, merged, codec=codec, key=target)
+        for path in sorted(files, key=_merge_order):
+            in_file: Counter[tuple[Any, int]] = Counter()
+            with tempfile.TemporaryFile() as source:
+                lake.read_into(path, source)
+                source.seek(0)
+                for row in avro.iter_records(source, reader_schema=kind):
+                    result.rows_in += 1
+                    message = (row.get("hub_partition"), int(row.get("hub_sequence_number") or 0))
+                    position = in_file[message]
+                    in_file[message] = position + 1
+                    if position >= written.get(*message):
+                        writer.write(row)
+                        result.rows_out += 1
+            for (partition, sequence), count in in_file.items():
+                written.raise_to(partition, sequence, count)
+        writer.flush()
+        merged.seek(0)
+        lake.write(target, merged)
     for path in files:
         if path != target:
             lake.delete(path)
     result.merged_files = len(files)
-    result.rows_out = len(ordered)
     result.written.append(target)
     log.info(
         "compacted hour folder",
-        extra={"folder": folder, "files": len(files), "rows_in": result.rows_in, "rows_out": len(ordered)},
+        extra={
+            "folder": folder,
+            "files": len(files),
+            "rows_in": result.rows_in,
+            "rows_out": result.rows_out,
+            "dedup_bytes": written.size_bytes(),
+        },
     )
     return result
 

@@ -21,11 +21,17 @@ Fields of the JSON object (all present; optional ones may be null):
     events              list[dict]   accepted events, as the client sent them
     rejected            list[{"event": any, "errors": [{"path": str, "message": str}]}]
     part                [index, count] when a request was split to stay under the message limit
+
+`decode` raises EnvelopeError, and nothing else, on any body: capture sends such a message to failed/ and
+goes on. It also refuses values that are well typed but would break a later write: an app id longer
+than `MAX_APP_ID` (it names a lake folder and a state table row) or a visitor hash that is not 32 hex
+characters (it names a state table row).
 """
 
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +106,9 @@ def encode(envelope: Envelope) -> EncodedEnvelope:
 
 
 _MAX_INFLATED = 64 * 1024 * 1024
+# Blob names stop at 1024 characters and table keys at 1 KiB; an app id is quoted into both.
+MAX_APP_ID = 128
+_VISITOR_HASH = re.compile(r"[0-9a-f]{32}")
 # received_at must name a day the lake's date= partitions can hold (years 2000 to 2099).
 _RECEIVED_AT_RANGE = range(946_684_800_000, 4_102_444_800_000)
 _TEXT = ("request_id", "app_id", "visitor_hash")
@@ -141,11 +150,42 @@ def _check_types(data: dict[str, Any]) -> None:
     for name in ("events", "rejected"):
         if not isinstance(data.get(name), list | None):
             raise EnvelopeError(f"envelope field {name} must be a list")
+    if len(data["app_id"]) > MAX_APP_ID:
+        raise EnvelopeError(f"envelope field app_id is longer than {MAX_APP_ID} characters")
+    if not _VISITOR_HASH.fullmatch(data["visitor_hash"]):
+        raise EnvelopeError("envelope field visitor_hash must be 32 lowercase hex characters")
+    part = data.get("part")
+    if part is not None and not (
+        isinstance(part, list) and len(part) == 2 and all(type(n) is int for n in part)
+    ):
+        raise EnvelopeError("envelope field part must be [index, count] or null")
+
+
+def app_id_property(properties: dict[Any, Any]) -> str | None:
+    """The message's `app_id` property when it can name a lake folder, else None. Properties the
+    Functions host passes as JSON may hold lone surrogates, which no blob name can."""
+    app_id = _get(properties, "app_id")
+    if not app_id or len(app_id) > MAX_APP_ID:
+        return None
+    try:
+        app_id.encode()
+    except UnicodeEncodeError:
+        return None
+    return app_id
 
 
 def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
-    """Decode one hub message. Raises EnvelopeError with a specific reason on any defect."""
-    props = properties or {}
+    """Decode one hub message. Raises EnvelopeError with a specific reason on any defect, and on
+    nothing else: a body this module did not foresee still fails as EnvelopeError."""
+    try:
+        return _decode(body, properties or {})
+    except EnvelopeError:
+        raise
+    except Exception as exc:
+        raise EnvelopeError(f"envelope could not be decoded: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(body: bytes, props: dict[Any, Any]) -> Envelope:
     schema = _get(props, "schema")
     if schema is not None and schema != SCHEMA:
         raise EnvelopeError(f"unsupported envelope schema {schema!r}")

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 from workers import avro
@@ -38,8 +38,10 @@ def partition_path(kind: str, app_id: str, received_at_ms: int) -> str:
     return f"{AREAS[kind]}/{LAYOUT_VERSION}/app_id={app}/date={moment:%Y-%m-%d}/hour={moment:%H}"
 
 
-def file_name(partition_id: str, first_sequence: int, last_sequence: int) -> str:
-    return f"p{quote(partition_id, safe='')}-{first_sequence}-{last_sequence}.avro"
+def file_name(partition_id: str, first_sequence: int) -> str:
+    """Named by the first sequence number of the file's rows, so a replay of a batch, whatever its
+    boundaries, rewrites the file instead of writing another beside it (workers/capture.py)."""
+    return f"p{quote(partition_id, safe='')}-{first_sequence}.avro"
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,17 @@ class LakeFile:
 class Lake(Protocol):
     api: str
 
-    def write(self, path: str, data: bytes) -> None:
-        """Store `data` at `path` complete or not at all, replacing what is there. Raises LakeWriteError."""
+    def write(self, path: str, data: bytes | IO[bytes]) -> None:
+        """Store `data` (bytes, or a stream read from its position to its end) at `path` complete or
+        not at all, replacing what is there. Raises LakeWriteError."""
 
     def list(self, prefix: str = "") -> list[LakeFile]:
         """Files under `prefix`, sorted by path."""
 
     def read(self, path: str) -> bytes: ...
+
+    def read_into(self, path: str, stream: IO[bytes]) -> None:
+        """Copy the file into `stream` chunk by chunk, for files too large to hold in memory."""
 
     def delete(self, path: str) -> None:
         """Remove `path`; a file already gone is not an error (compaction may be re-run)."""
@@ -80,7 +86,7 @@ class BlobLake:
             self._container.create_container()
         self._ready = True
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes | IO[bytes]) -> None:
         try:
             self._ensure_container()
             self._container.upload_blob(path, data, overwrite=True)
@@ -99,6 +105,9 @@ class BlobLake:
     def read(self, path: str) -> bytes:
         data: bytes = self._container.download_blob(path).readall()
         return data
+
+    def read_into(self, path: str, stream: IO[bytes]) -> None:
+        self._container.download_blob(path).readinto(stream)
 
     def delete(self, path: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -120,7 +129,7 @@ class DfsLake:
         hidden = f".{name}.{uuid.uuid4().hex}.tmp"
         return f"{folder}/{hidden}" if folder else hidden
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes | IO[bytes]) -> None:
         temporary = self.temporary_name(path)
         client = self._filesystem.get_file_client(temporary)
         try:
@@ -160,6 +169,9 @@ class DfsLake:
     def read(self, path: str) -> bytes:
         data: bytes = self._filesystem.get_file_client(path).download_file().readall()
         return data
+
+    def read_into(self, path: str, stream: IO[bytes]) -> None:
+        self._filesystem.get_file_client(path).download_file().readinto(stream)
 
     def delete(self, path: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

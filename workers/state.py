@@ -7,11 +7,17 @@ and is retried starts again from the same state.
 
 A batch works on a `Batch` overlay, committed only on success. Every event the window remembers keeps
 the sequence number of the message that carried it and the session it was given, so replaying a batch
-that was written but not checkpointed (the host stopped in between) gives the same rows again instead
-of flagging the whole batch as duplicates.
+that was written but whose state was not (wholly) saved gives the same rows again instead of flagging
+the whole batch as duplicates, and saves those sessions again: the replay's sessions are the first
+run's, even when the first run saved its dedup entries and then failed before its sessions.
+
+`lake_sequence` is the last sequence number whose rows are in the lake; it is saved last, so when it
+is in the table the batch's files, dedup entries and sessions are too. Capture skips messages at or
+below it.
 
 Table layout (PartitionKey `<hub>:<consumer group>:<partition>`):
     s:<app>:<visitor hash>     one session per visitor: session_id, last_seen (ms), idx
+    lake                       last_sequence: the last sequence number whose rows are in the lake
     d:<first seq>:<n>          the dedup entries a batch added, zlib(JSON) in ≤ 64 KiB binary properties
 """
 
@@ -69,6 +75,7 @@ class PartitionState:
     sessions: OrderedDict[VisitorKey, Session] = field(default_factory=OrderedDict)
     seen: OrderedDict[EventKey, Seen] = field(default_factory=OrderedDict)
     chunks: deque[tuple[str, int]] = field(default_factory=deque)
+    lake_sequence: int = -1
 
 
 def server_session_id(app_id: str, visitor_hash: str, received_at: int, event_id: str) -> str:
@@ -85,6 +92,7 @@ class Changes:
     sessions: dict[VisitorKey, Session]
     expired: list[VisitorKey]
     seen: list[tuple[EventKey, Seen]]
+    last_sequence: int = -1
 
 
 class Batch:
@@ -124,6 +132,7 @@ class Batch:
             replay = earlier.sequence_number == sequence_number
             if replay:
                 self.seen[event_key] = earlier
+                self._restore(app_id, visitor_hash, earlier, received_at)
             return Assignment(
                 earlier.session_id, earlier.session_start, earlier.session_index, not replay, replay
             )
@@ -146,9 +155,23 @@ class Batch:
             )
         return assignment
 
-    def commit(self) -> Changes:
-        """Apply the batch to the partition state; what changed, for `StateStore.save`."""
+    def _restore(self, app_id: str, visitor_hash: str, earlier: Seen, received_at: int) -> None:
+        """A replayed event's session, unless the state already holds it or a later one: the first
+        run may have saved the dedup entries and failed before the sessions."""
+        key = (app_id, visitor_hash)
+        current = self._session(key)
+        if current is not None and (
+            current.last_seen > received_at
+            or (current.session_id == earlier.session_id and current.index >= earlier.session_index)
+        ):
+            return
+        self.sessions[key] = Session(earlier.session_id, received_at, earlier.session_index)
+
+    def commit(self, last_sequence: int = -1) -> Changes:
+        """Apply the batch to the partition state; what changed, for `StateStore.save`.
+        `last_sequence`: the batch's last message, whose rows are now in the lake."""
         state = self.state
+        state.lake_sequence = max(state.lake_sequence, last_sequence)
         for key, session in self.sessions.items():
             state.sessions[key] = session
             state.sessions.move_to_end(key)
@@ -164,7 +187,9 @@ class Batch:
         while len(state.seen) > self.window:
             state.seen.popitem(last=False)
         touched = {k: s for k, s in self.sessions.items() if k in state.sessions}
-        return Changes(self.first_sequence or 0, touched, expired, list(self.seen.items()))
+        return Changes(
+            self.first_sequence or 0, touched, expired, list(self.seen.items()), state.lake_sequence
+        )
 
 
 class StateStore(Protocol):
@@ -174,6 +199,7 @@ class StateStore(Protocol):
 
 
 CHUNK_ENTRIES = 4000
+LAKE_ROW = "lake"
 PROPERTY_BYTES = 64 * 1024 - 1
 TRANSACTION_OPS = 100
 
@@ -228,6 +254,8 @@ class TableStateStore:
                 sessions.append(((unquote(app), visitor), session))
             elif row_key.startswith("d:"):
                 chunks.append((row_key, entity))
+            elif row_key == LAKE_ROW:
+                state.lake_sequence = _int(entity["last_sequence"])
         for key, session in sorted(sessions, key=lambda item: item[1].last_seen):
             state.sessions[key] = session
         for row_key, entity in sorted(chunks, key=lambda item: item[0]):
@@ -243,7 +271,8 @@ class TableStateStore:
         return state
 
     def save(self, partition_id: str, state: PartitionState, changes: Changes, window: int) -> None:
-        """Dedup chunks first: if sessions then fail to save, a replay still finds its assignments."""
+        """Dedup chunks first: if sessions then fail to save, a replay still finds its assignments (and
+        saves the sessions then). The lake sequence number last, once the rest is saved."""
         self._ensure_table()
         pk = self._partition_key(partition_id)
         for n, entries in enumerate(_batched(changes.seen, CHUNK_ENTRIES)):
@@ -268,6 +297,9 @@ class TableStateStore:
             total -= count
             stale.append(row_key)
         self._delete(pk, stale)
+        if changes.last_sequence >= 0:
+            last = EntityProperty(changes.last_sequence, EdmType.INT64)
+            self._table.upsert_entity({"PartitionKey": pk, "RowKey": LAKE_ROW, "last_sequence": last})
 
     @staticmethod
     def _session_row_key(key: VisitorKey) -> str:

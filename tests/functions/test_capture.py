@@ -128,14 +128,14 @@ def test_the_function_writes_the_batch_to_the_lake(lake_env: ContainerClient) ->
     _function().get_user_function()(trigger_batch([_encoded("e1"), _encoded("e2")], "1", 10))
     rows = list(iter_rows(get_capture().lake))
     assert [(path, row["event_id"], row["hub_partition"]) for path, row in rows] == [
-        (f"events/v1/app_id=shop/{HOUR}/p1-10-11.avro", "e1", "1"),
-        (f"events/v1/app_id=shop/{HOUR}/p1-10-11.avro", "e2", "1"),
+        (f"events/v1/app_id=shop/{HOUR}/p1-10.avro", "e1", "1"),
+        (f"events/v1/app_id=shop/{HOUR}/p1-10.avro", "e2", "1"),
     ]
 
 
 @pytest.mark.integration
 def test_a_failed_lake_write_fails_the_invocation(lake_env: ContainerClient) -> None:
-    path = f"events/v1/app_id=shop/{HOUR}/p1-10-10.avro"
+    path = f"events/v1/app_id=shop/{HOUR}/p1-10.avro"
     lake_env.create_container()
     lake_env.upload_blob(path, b"placeholder")
     BlobLeaseClient(lake_env.get_blob_client(path)).acquire(lease_duration=-1)

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.integration
 
 PARTITION = "2"
 HOUR = "date=2026-01-01/hour=13"
-EVENTS_FILE = f"events/v1/app_id=shop/{HOUR}/p2-0-2.avro"
-REJECTED_FILE = f"rejected/v1/app_id=shop/{HOUR}/p2-0-2.avro"
+EVENTS_FILE = f"events/v1/app_id=shop/{HOUR}/p2-0.avro"
+REJECTED_FILE = f"rejected/v1/app_id=shop/{HOUR}/p2-1.avro"
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
@@ -123,7 +123,7 @@ def trigger_batch(events: list[EventData]) -> list[func.EventHubEvent]:
 
 def failed_file(junk: EventData) -> str:
     """The junk message has no envelope, hence no receive time: its enqueued time places it."""
-    return f"{partition_path('failed', 'shop', int(junk.enqueued_time.timestamp() * 1000))}/p2-0-2.avro"
+    return f"{partition_path('failed', 'shop', int(junk.enqueued_time.timestamp() * 1000))}/p2-2.avro"
 
 
 def _function() -> Any:

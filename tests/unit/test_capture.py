@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
@@ -83,7 +85,7 @@ def _events(result: CaptureResult) -> dict[str, int]:
 def test_events_land_in_their_lake_partition_named_by_the_batch(stack: Stack) -> None:
     messages = [hub_message(make_envelope([client_event(f"e{seq}")]), seq) for seq in (10, 11, 12)]
     stack.capture().process(messages)
-    assert stack.paths() == [f"events/v1/app_id=shop/{HOUR}/p0-10-12.avro"]
+    assert stack.paths() == [f"events/v1/app_id=shop/{HOUR}/p0-10.avro"]
 
 
 def test_every_event_the_collector_accepts_fits_the_avro_schema(stack: Stack) -> None:
@@ -103,7 +105,7 @@ def test_every_event_the_collector_accepts_fits_the_avro_schema(stack: Stack) ->
 def test_the_aws_sdks_device_and_host_fields_reach_the_row(stack: Stack) -> None:
     sdk = {"os_name": "Android", "device_unique_id": "a1b2", "host_name": "shop.example"}
     stack.capture().process([hub_message(make_envelope([client_event("e1", **sdk)]), 5)])
-    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5.avro")
     assert {k: row[k] for k in sdk} == sdk
 
 
@@ -140,7 +142,7 @@ def test_the_aws_web_sdks_page_attributes_fill_the_page_fields(
 
 def test_rows_carry_client_envelope_enrichment_session_and_lineage_fields(stack: Stack) -> None:
     stack.capture().process([hub_message(make_envelope([client_event("e1")]), 5)])
-    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5.avro")
     fields = ("event_id", "page_title", "visitor_hash", "geo_country", "session_start", "hub_offset")
     assert {k: row[k] for k in (*fields, "ua_rules_version", "collector_version")} == {
         "event_id": "e1",
@@ -188,6 +190,21 @@ BAD_BODIES = {
         {"app_id": "shop"},
         "geo_db_version",
     ),
+    "part not [index, count]": (
+        orjson.dumps({**make_envelope([client_event("e1")]).to_dict(), "part": [1]}),
+        {"app_id": "shop"},
+        "part",
+    ),
+    "visitor hash not 32 hex characters": (
+        orjson.dumps({**make_envelope([client_event("e1")]).to_dict(), "visitor_hash": "a/b#c"}),
+        {"app_id": "shop"},
+        "visitor_hash",
+    ),
+    "app id too long for a blob name": (
+        orjson.dumps({**make_envelope([client_event("e1")]).to_dict(), "app_id": "a" * 400}),
+        {"app_id": "shop"},
+        "app_id",
+    ),
     "received_at past the year 9999": (
         orjson.dumps({**make_envelope([client_event("e1")]).to_dict(), "received_at": 10**17}),
         {"app_id": "shop"},
@@ -202,7 +219,7 @@ def test_an_undecodable_envelope_goes_to_failed_with_its_bytes(
 ) -> None:
     stack.capture().process([HubMessage(body, properties, "2", 7, "70", _enqueued())])
     app = properties.get("app_id", "unknown")
-    [row] = stack.rows(f"failed/v1/app_id={app}/{HOUR}/p2-7-7.avro")
+    [row] = stack.rows(f"failed/v1/app_id={app}/{HOUR}/p2-7.avro")
     assert (
         row["stage"],
         error in row["error"],
@@ -221,8 +238,8 @@ def test_an_undecodable_envelope_goes_to_failed_with_its_bytes(
 def test_an_event_failing_a_step_goes_to_failed_and_the_rest_goes_on(stack: Stack) -> None:
     env = make_envelope([client_event("a"), client_event("b", event_type="explode"), client_event("c")])
     stack.capture().process([hub_message(env, 3)])
-    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3-3.avro")
-    written = [r["event_id"] for r in stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3-3.avro")]
+    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3.avro")
+    written = [r["event_id"] for r in stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3.avro")]
     sent = orjson.loads(failed["event_json"])["event_id"]
     assert (failed["stage"], failed["step"], failed["event_id"], sent, written) == (
         "enrichment",
@@ -245,7 +262,7 @@ MISFITS = {
 def test_a_row_the_schema_refuses_goes_to_failed_as_encoding(stack: Stack, misfit: dict[str, Any]) -> None:
     env = make_envelope([client_event("a"), client_event("b", **misfit)])
     result = stack.capture().process([hub_message(env, 3)])
-    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3-3.avro")
+    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3.avro")
     assert (
         failed["stage"],
         failed["event_id"],
@@ -259,11 +276,70 @@ def test_a_row_the_schema_refuses_goes_to_failed_as_encoding(stack: Stack, misfi
     )
 
 
+# Shapes the collector's schema never admits, so only a forged or corrupted envelope carries them.
+ROW_BREAKERS = {
+    "items a number": {"items": 5},
+    "items a boolean": {"items": True},
+    "session id an object": {"session_id": {"id": 1}},
+}
+
+
+@pytest.mark.parametrize("breaker", ROW_BREAKERS.values(), ids=ROW_BREAKERS.keys())
+def test_an_event_that_breaks_its_row_goes_to_failed_and_the_rest_is_written(
+    stack: Stack, breaker: dict[str, Any]
+) -> None:
+    env = make_envelope([client_event("a"), client_event("b", **breaker), client_event("c")])
+    result = stack.capture().process([hub_message(env, 3)])
+    written = [r["event_id"] for r in stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3.avro")]
+    failed = [r["stage"] for r in stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3.avro")]
+    assert (written, failed, result.counts["failed_encoding"]) == (["a", "c"], ["encoding"], 1)
+
+
+def _deeply_nested_rejected(depth: int) -> HubMessage:
+    """A message whose rejected event nests `depth` lists (built as text: no encoder goes that deep)."""
+    env = make_envelope([client_event("a")], rejected=[{"event": "DEEP", "errors": []}])
+    body = orjson.dumps(env.to_dict()).replace(b'"DEEP"', b"[" * depth + b"]" * depth)
+    return replace(hub_message(make_envelope([]), 3), body=body)
+
+
+def test_a_rejected_event_nested_past_orjsons_limit_is_written_as_json(stack: Stack) -> None:
+    result = stack.capture().process([_deeply_nested_rejected(300)])
+    [row] = stack.rows(f"rejected/v1/app_id=shop/{HOUR}/p0-3.avro")
+    assert (row["event_json"].count("["), result.counts["rejected"]) == (300, 1)
+
+
+def test_a_rejected_event_no_encoder_can_write_goes_to_failed_with_the_message_bytes(stack: Stack) -> None:
+    message = _deeply_nested_rejected(1000)
+    result = stack.capture().process([message])
+    [failed] = stack.rows(f"failed/v1/app_id=shop/{HOUR}/p0-3.avro")
+    assert (failed["stage"], failed["raw"], result.counts["rejected_failed"], stack.paths()) == (
+        "encoding",
+        message.body,
+        1,
+        [f"events/v1/app_id=shop/{HOUR}/p0-3.avro", f"failed/v1/app_id=shop/{HOUR}/p0-3.avro"],
+    )
+
+
+def test_a_failed_record_that_does_not_fit_is_kept_as_the_last_resort_record(stack: Stack) -> None:
+    # The Functions host passes properties as JSON, where a lone surrogate is valid and a blob name or
+    # an Avro string is not.
+    properties = {"app_id": "\ud800", "note": "\udfff"}
+    message = HubMessage(b"{nope", properties, "2", 7, "70", _enqueued())
+    result = stack.capture().process([message])
+    [row] = stack.rows(f"failed/v1/app_id=unknown/{HOUR}/p2-7.avro")
+    assert (row["raw"], row["raw_properties"], row["hub_sequence_number"], result.counts["last_resort"]) == (
+        b"{nope",
+        {},
+        7,
+        1,
+    )
+
+
 def test_rejected_events_go_to_rejected_with_their_errors(stack: Stack) -> None:
     errors = [{"path": "/timestamp", "message": "is not an integer"}]
     bad = {"event_id": "r1", "event_type": "click", "timestamp": "soon"}
     stack.capture().process([hub_message(make_envelope([], rejected=[{"event": bad, "errors": errors}]), 4)])
-    [row] = stack.rows(f"rejected/v1/app_id=shop/{HOUR}/p0-4-4.avro")
+    [row] = stack.rows(f"rejected/v1/app_id=shop/{HOUR}/p0-4.avro")
     assert (
         row["event_id"],
         row["event_type"],
@@ -312,27 +388,27 @@ def test_bot_and_dedup_policies(
 
 def test_flagged_duplicates_are_marked_in_the_lake(stack: Stack) -> None:
     stack.capture().process([hub_message(make_envelope([client_event("e1"), client_event("e1")]), 1)])
-    rows = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1-1.avro")
+    rows = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1.avro")
     assert [(r["is_duplicate"], r["session_id"] == rows[0]["session_id"]) for r in rows] == [
         (False, True),
         (True, True),
     ]
 
 
-def test_replaying_a_written_batch_rewrites_the_same_file_with_the_same_bytes(stack: Stack) -> None:
+def test_replaying_a_batch_whose_state_was_saved_writes_nothing(stack: Stack) -> None:
     messages = [hub_message(make_envelope([client_event(f"e{seq}")]), seq) for seq in (1, 2)]
     stack.capture().process(messages)
     before = {p: stack.lake.read(p) for p in stack.paths()}
     replay = stack.capture().process(messages)
     after = {p: stack.lake.read(p) for p in stack.paths()}
-    assert (after == before, replay.counts["duplicates_flagged"], replay.counts["replayed"]) == (True, 0, 2)
+    assert (after == before, replay.counts["messages_skipped"], replay.files) == (True, 2, [])
 
 
 def test_a_restarted_worker_continues_sessions_from_the_table(stack: Stack) -> None:
     stack.capture().process([hub_message(make_envelope([client_event("e1")]), 1)])
     later = make_envelope([client_event("e2")], received_at=RECEIVED_AT + 60_000)
     stack.capture().process([hub_message(later, 2)])
-    first, second = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}-{s}.avro")[0] for s in (1, 2))
+    first, second = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}.avro")[0] for s in (1, 2))
     assert (second["session_id"], second["session_index"], second["session_start"]) == (
         first["session_id"],
         2,
@@ -345,14 +421,14 @@ def test_a_worker_reloads_a_partition_another_instance_moved_on(stack: Stack) ->
     mine.process([hub_message(make_envelope([client_event("e1")]), 1)])
     other.process([hub_message(make_envelope([client_event("e2")]), 2)])
     mine.process([hub_message(make_envelope([client_event("e3")]), 3)])
-    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3-3.avro")
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-3.avro")
     assert row["session_index"] == 3
 
 
 def test_each_hub_partition_gets_its_own_file(stack: Stack) -> None:
     messages = [hub_message(make_envelope([client_event(f"e{p}")]), 5, partition=p) for p in ("0", "1")]
     stack.capture().process(messages)
-    assert [p.rpartition("/")[2] for p in stack.paths()] == ["p0-5-5.avro", "p1-5-5.avro"]
+    assert [p.rpartition("/")[2] for p in stack.paths()] == ["p0-5.avro", "p1-5.avro"]
 
 
 def test_gzip_envelopes_decode(stack: Stack) -> None:
@@ -382,10 +458,92 @@ def _lease(stack: Stack, path: str) -> BlobLeaseClient:
 def test_a_failed_lake_write_raises_and_commits_no_state(stack: Stack) -> None:
     capture = stack.capture()
     messages = [hub_message(make_envelope([client_event("e1")]), 1)]
-    lease = _lease(stack, f"events/v1/app_id=shop/{HOUR}/p0-1-1.avro")
+    lease = _lease(stack, f"events/v1/app_id=shop/{HOUR}/p0-1.avro")
     with pytest.raises(LakeWriteError):
         capture.process(messages)
     lease.release()
     capture.process(messages)
-    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1-1.avro")
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-1.avro")
     assert (row["is_duplicate"], row["session_index"]) == (False, 1)
+
+
+class FaultyTable:
+    """The real state table, except that the named operations raise as a dropped connection would."""
+
+    def __init__(self, table: TableClient, failing: set[str]) -> None:
+        self._table = table
+        self.failing = failing
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.failing:
+            raise ServiceRequestError(f"injected fault in {name}")
+        return getattr(self._table, name)
+
+
+def _faulty_capture(stack: Stack, failing: set[str]) -> tuple[Capture, FaultyTable]:
+    table = FaultyTable(stack.table, failing)
+    capture = stack.capture()
+    capture.store = TableStateStore(table, hub="clicks", consumer_group="capture")
+    return capture, table
+
+
+def test_a_retry_after_a_failed_session_save_saves_the_sessions(stack: Stack) -> None:
+    # The dedup entries are saved, then the sessions' transaction fails; the host retries the batch.
+    capture, table = _faulty_capture(stack, set())
+    capture.process([hub_message(make_envelope([client_event("e1")]), 1)])
+    table.failing.add("submit_transaction")
+    second = [hub_message(make_envelope([client_event("e2")], received_at=RECEIVED_AT + 30_000), 2)]
+    with pytest.raises(ServiceRequestError):
+        capture.process(second)
+    table.failing.clear()
+    capture.process(second)
+    later = make_envelope([client_event("e3")], received_at=RECEIVED_AT + 60_000)
+    stack.capture().process([hub_message(later, 3)])
+    e1, e3 = (stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-{s}.avro")[0] for s in (1, 3))
+    assert (e3["session_id"], e3["session_index"], e3["session_start"]) == (e1["session_id"], 3, False)
+
+
+NEXT_HOUR = RECEIVED_AT + 3_600_000
+# Crashes after the first batch's files are in the lake: before any state is saved, or after the dedup
+# entries and before the sessions and the lake sequence number.
+CRASHES = {"before the state save": {"upsert_entity"}, "between dedup and sessions": {"submit_transaction"}}
+# (sequence numbers in the hour after: the first batch written, the replays), replays shorter, longer,
+# across hours, and from a checkpoint older than the state.
+REPLAYS = {
+    "longer": (set(), [1, 2], [[1, 2, 3, 4]]),
+    "shorter": (set(), [1, 2, 3, 4], [[1, 2], [3, 4, 5]]),
+    "shorter, batch spanning two hours": ({3, 4}, [1, 2, 3, 4], [[1], [2, 3], [4, 5]]),
+    "longer, batch spanning two hours": ({2, 4}, [1, 2], [[1, 2, 3, 4, 5]]),
+    "shorter, then a second crash": ({3}, [1, 2, 3, 4], [[1, 2], [1, 2, 3], [3, 4]]),
+}
+
+
+def _message(seq: int, later: set[int]) -> HubMessage:
+    env = make_envelope([client_event(f"e{seq}")], received_at=NEXT_HOUR if seq in later else RECEIVED_AT)
+    return hub_message(env, seq)
+
+
+@pytest.mark.parametrize("crash", CRASHES.values(), ids=CRASHES.keys())
+@pytest.mark.parametrize(("later", "first", "replays"), REPLAYS.values(), ids=REPLAYS.keys())
+def test_a_batch_replayed_after_a_crash_leaves_each_event_once_in_the_lake(
+    stack: Stack, crash: set[str], later: set[int], first: list[int], replays: list[list[int]]
+) -> None:
+    crashed, _ = _faulty_capture(stack, crash)
+    with pytest.raises(ServiceRequestError):
+        crashed.process([_message(seq, later) for seq in first])
+    restarted = stack.capture()
+    for replay in replays:
+        restarted.process([_message(seq, later) for seq in replay])
+    rows = [row for path in stack.paths() for row in stack.rows(path)]
+    sent = {f"e{seq}" for batch in (first, *replays) for seq in batch}
+    assert (Counter(r["event_id"] for r in rows), [r["event_id"] for r in rows if r["is_duplicate"]]) == (
+        Counter(dict.fromkeys(sent, 1)),
+        [],
+    )
+
+
+def test_a_replay_from_a_checkpoint_older_than_the_state_skips_what_is_in_the_lake(stack: Stack) -> None:
+    stack.capture().process([_message(seq, set()) for seq in (1, 2)])  # the checkpoint did not move
+    result = stack.capture().process([_message(seq, set()) for seq in (1, 2, 3)])
+    ids = Counter(r["event_id"] for path in stack.paths() for r in stack.rows(path))
+    assert (ids, result.counts["messages_skipped"]) == (Counter({"e1": 1, "e2": 1, "e3": 1}), 2)

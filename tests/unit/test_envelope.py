@@ -64,6 +64,12 @@ MISTYPED = [
     ("geo", "DE"),
     ("events", {"event_id": "e1"}),
     ("rejected", "none"),
+    ("part", [1]),
+    ("part", [1, "2"]),
+    ("part", 3),
+    ("visitor_hash", "a/b#c?"),
+    ("visitor_hash", "AB" * 16),
+    ("app_id", "a" * 129),
 ]
 
 
@@ -73,3 +79,8 @@ def test_a_mistyped_field_is_an_envelope_error(name: str, value: Any) -> None:
     data[name] = value
     with pytest.raises(EnvelopeError, match=name):
         decode(orjson.dumps(data), {"schema": SCHEMA, "content-encoding": "identity"})
+
+
+def test_a_whole_part_decodes() -> None:
+    encoded = encode(envelope(part=(1, 3)))
+    assert decode(encoded.body, encoded.properties).part == (1, 3)

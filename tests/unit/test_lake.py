@@ -44,7 +44,7 @@ def test_partition_path(kind: str, app: str, moment: str, expected: str) -> None
 
 
 def test_file_name_carries_partition_and_sequence_range() -> None:
-    assert file_name("3", 100, 164) == "p3-100-164.avro"
+    assert file_name("3", 100) == "p3-100.avro"
 
 
 AZURITE_CONN = (
