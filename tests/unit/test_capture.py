@@ -136,7 +136,7 @@ def test_the_aws_web_sdks_page_attributes_fill_the_page_fields(
         if name not in own:
             event.pop(name, None)
     stack.capture().process([hub_message(make_envelope([event]), 5)])
-    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5-5.avro")
+    [row] = stack.rows(f"events/v1/app_id=shop/{HOUR}/p0-5.avro")
     assert (row["page_url"], row["page_title"], row["client_session_id"]) == expected
 
 
