@@ -58,6 +58,9 @@ class FaultReport:
     unexpected: int = 0
     flagged_repeats: int = 0
     elsewhere: int = 0
+    drain_s: float = 0.0
+    drained: bool = False
+    missing_seen_before_kill: int = 0
     seconds: float = 0.0
     missing_ids: list[str] = field(default_factory=list)
 
@@ -195,9 +198,18 @@ def unflagged_ids(rows: list[dict[str, Any]]) -> Counter[str]:
 
 
 def run_fault(
-    fault: str, state: Path, *, before_s: float = 8.0, down_s: float = 3.0, after_s: float = 8.0
+    fault: str,
+    state: Path,
+    *,
+    before_s: float = 8.0,
+    down_s: float = 3.0,
+    after_s: float = 8.0,
+    drain_deadline_s: float = DRAIN_DEADLINE_S,
 ) -> FaultReport:
-    """Load for `before_s`, kill `fault`, keep it down `down_s`, restart, load `after_s` more, account."""
+    """Load for `before_s`, kill `fault`, keep it down `down_s`, restart, load `after_s` more, account.
+
+    `missing_seen_before_kill` counts missing events that were already in the lake just before the
+    kill: those were written, acknowledged and then lost, rather than never written."""
     started = time.monotonic()
     report = FaultReport(fault)
     with run_stack(state) as stack, contextlib.ExitStack() as restarted:
@@ -205,16 +217,17 @@ def run_fault(
         sender = SteadySender(stack.base_url)
         sender.start()
         time.sleep(before_s)  # steady load before the fault, by design
+        seen_before_kill = set(unflagged_ids(lake_rows(settings, "events")))
         inject(fault, stack, state, restarted, down_s)
         time.sleep(after_s)
         sender.stop()
         answered = set(sender.answered)
-        deadline = time.monotonic() + DRAIN_DEADLINE_S
-        while time.monotonic() < deadline:
+        drain_started = time.monotonic()
+        while time.monotonic() < drain_started + drain_deadline_s and not report.drained:
             with contextlib.suppress(Exception):  # storage may still be coming back
-                if answered <= unflagged_ids(lake_rows(settings, "events")).keys():
-                    break
-            time.sleep(1.0)
+                report.drained = answered <= unflagged_ids(lake_rows(settings, "events")).keys()
+            time.sleep(0 if report.drained else 1.0)
+        report.drain_s = round(time.monotonic() - drain_started, 1)
         now = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
         compact_closed_hours(open_lake(settings), now=now, codec=settings.avro_codec)
         rows = lake_rows(settings, "events")
@@ -226,6 +239,7 @@ def run_fault(
         report.duplicates = sum(n - 1 for n in counts.values() if n > 1)
         report.missing_ids = sorted(answered - counts.keys())
         report.missing = len(report.missing_ids)
+        report.missing_seen_before_kill = len(seen_before_kill.intersection(report.missing_ids))
         report.unexpected = sum(n for event_id, n in counts.items() if event_id not in answered)
         report.flagged_repeats = sum(1 for r in rows if r.get("is_duplicate"))
         report.elsewhere = sum(
