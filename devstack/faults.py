@@ -12,6 +12,13 @@ and after compaction events/ must hold exactly one unflagged row for each of the
 (capture flags a repeat of an event id it has seen as a duplicate; a retried request whose first try
 reached the hub is such a repeat). FaultReport holds the figures; tests/faults/ asserts on them and
 bench/faults.py prints them for longer runs.
+
+Known open finding: after `kill -9` of Azurite, events capture had written (and that were listed in
+the lake before the kill) can be missing for good; restarting the dev host afterwards did not bring
+them back (212 of 4,263 missing in one run). Azurite keeps blob metadata in memory and saves it every
+5 s (LokiJS autosave), which may forget acknowledged writes; where the checkpoints stand relative to
+the lost files is not yet established. The azurite case of tests/faults/ fails when a kill lands in
+such a window.
 """
 
 from __future__ import annotations
