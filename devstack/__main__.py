@@ -3,6 +3,8 @@
 Starts Azurite, the Event Hubs endpoint and the dev host (http://localhost:7071), serves the demo page
 (http://localhost:8000), sends the Clickstream Analytics on AWS example and some synthetic traffic,
 waits until it is Avro in the lake, prints where to look, then follows new lake files until Ctrl-C.
+Whenever no new files come, and whenever a trigger starts or stops failing, it prints the dev host's
+status (.devstack/status.json, devstack/status.py): which function fails on which partition, and why.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from devstack.browser import CHROMIUM, CHROMIUM_ARGS
 from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
+from devstack.status import describe, failing, read_status
 from workers.cli import send, server_key
 from workers.lake import open_lake, read_rows
 from workers.settings import Settings
@@ -166,6 +169,22 @@ def show_rows(settings: Settings, files: list[str], limit: int = 8) -> None:
                 return
 
 
+def failing_now(stack: Stack) -> set[tuple[str, str]]:
+    """(function, partition) of each trigger the dev host reports failing."""
+    status = read_status(stack.host.status_file) if stack.host.status_file else None
+    return {(function, partition) for function, partition, _ in failing(status or {})}
+
+
+def print_status(stack: Stack) -> None:
+    status = read_status(stack.host.status_file) if stack.host.status_file else None
+    if status is None or not failing(status):
+        print("  the dev host reports no failing trigger (.venv/bin/hubcap status)")
+        return
+    print("the dev host reports failures (also: .venv/bin/hubcap status):")
+    for line in describe(status):
+        print(f"  {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("DEVSTACK_HTTP_PORT", 7071)))
@@ -216,12 +235,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.events} synthetic events → HTTP status counts {dict(statuses)}")
             files = wait_for_new_files(settings, before, timeout=60)
             print(f"{len(files)} new Avro files in the lake, e.g. {files[0] if files else '(none yet)'}:")
+            if not files:
+                print_status(stack)
             show_rows(settings, files)
             before = lake_files(settings)
             print(f"opening {demo_url} in headless chromium: the tracker sends a page view, a click, …")
             if visit_demo(demo_url, stack.base_url):
                 tracked = wait_for_new_files(settings, before, timeout=30)
                 print(f"tracker events → {len(tracked)} new Avro files:")
+                if not tracked:
+                    print_status(stack)
                 show_rows(settings, tracked)
                 files += tracked
             print("look: .venv/bin/hubcap lake ls | lake cat --app demo | lake sql 'SELECT …' | tail")
@@ -230,8 +253,12 @@ def run(args: argparse.Namespace) -> int:
             print("following new lake files; Ctrl-C stops everything")
             seen = before | set(files)
             lake = open_lake(settings)
+            reported = failing_now(stack)
             try:
                 while not stop_event.is_set():
+                    if failing_now(stack) != reported:  # a trigger started or stopped failing
+                        reported = failing_now(stack)
+                        print_status(stack)
                     with contextlib.suppress(Exception):
                         for f in lake.list("events/v1/"):
                             if f.path not in seen and f.path.endswith(".avro"):

@@ -13,6 +13,10 @@ host reads function metadata, then:
   the library's own EventHubTriggerConverter, applies the function's retry policy, and checkpoints only
   after the function succeeded.
 
+With `--status-file PATH` it keeps PATH up to date with each trigger's state per partition: failing or
+ok, the last error, its time and the retry count (devstack/status.py), which `make dev` and
+`hubcap status` print.
+
 Nothing in function_app.py, functions/ or workers/ knows which host runs it.
 """
 
@@ -42,6 +46,8 @@ from aiohttp import web
 from azure.functions import meta
 from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.timer import TimerRequest
+
+from devstack.status import TIMER, HostStatus
 
 log = logging.getLogger("devstack.host")
 
@@ -376,6 +382,7 @@ class EventHubTriggerRunner:
     spec: FunctionSpec
     options: EventHubOptions
     env: Mapping[str, str]
+    status: HostStatus = field(default_factory=HostStatus)
     retry: RetryPolicy = field(init=False)
     invocations: int = 0
     failures: int = 0
@@ -437,9 +444,14 @@ class EventHubTriggerRunner:
             try:
                 self.invocations += 1
                 await invoke(self.spec, {self.spec.trigger["name"]: batch})
-                return
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
+                self.status.failed(
+                    self.spec.name,
+                    partition["PartitionId"],
+                    exc,
+                    f"{events[0].sequence_number}-{events[-1].sequence_number}",
+                )
                 attempt += 1
                 if not self.retry.allows(attempt):
                     raise
@@ -455,6 +467,9 @@ class EventHubTriggerRunner:
                     exc_info=True,
                 )
                 await asyncio.sleep(delay)
+            else:
+                self.status.succeeded(self.spec.name, partition["PartitionId"])
+                return
 
     def _ready(self, buffer: _PartitionBuffer, now: float) -> bool:
         if not buffer.events:
@@ -497,6 +512,7 @@ class EventHubTriggerRunner:
             # Retries exhausted (or no retry policy). The real host checkpoints past the batch
             # anyway, so the dev host does too: the function must retry inside, as capture does.
             log.exception("function %s failed for good; batch skipped", self.spec.name)
+            self.status.skipped(self.spec.name, context.partition_id)
         buffer.last_done = events[-1]
         buffer.uncheckpointed += 1
         if buffer.uncheckpointed >= self.options.checkpoint_every:
@@ -588,6 +604,7 @@ class TimerRunner:
 
     spec: FunctionSpec
     env: Mapping[str, str]
+    status: HostStatus = field(default_factory=HostStatus)
     runs: int = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -611,13 +628,16 @@ class TimerRunner:
             self.runs += 1
             try:
                 await invoke(self.spec, {self.spec.trigger["name"]: TimerRequest(past_due=past_due)})
-                return
-            except Exception:
+            except Exception as exc:
+                self.status.failed(self.spec.name, TIMER, exc)
                 attempt += 1
                 if not retry.allows(attempt):
                     log.exception("timer function %s failed", self.spec.name)
                     return
                 await asyncio.sleep(retry.delay(attempt))
+            else:
+                self.status.succeeded(self.spec.name, TIMER)
+                return
 
 
 # --- The host -------------------------------------------------------------------------------------
@@ -631,6 +651,7 @@ class DevHost:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     host_json: Mapping[str, Any] | None = None
     runners: list[EventHubTriggerRunner | TimerRunner] = field(default_factory=list)
+    status: HostStatus = field(default_factory=HostStatus)
     failed: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -645,9 +666,9 @@ class DevHost:
         options = EventHubOptions.from_host_json(host_json)
         for spec in function_specs(self.app):
             if spec.trigger["type"] == "eventHubTrigger":
-                self.runners.append(EventHubTriggerRunner(spec, options, self.env))
+                self.runners.append(EventHubTriggerRunner(spec, options, self.env, self.status))
             elif spec.trigger["type"] == "timerTrigger":
-                self.runners.append(TimerRunner(spec, self.env))
+                self.runners.append(TimerRunner(spec, self.env, self.status))
         tasks = [asyncio.create_task(r.run(self._stop)) for r in self.runners]
         for task in tasks:
             task.add_done_callback(self._runner_done)
@@ -685,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--app", default="function_app", help="module defining the FunctionApp")
+    parser.add_argument("--status-file", type=Path, help="keep each trigger's state here (JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("HUBCAP_LOG_LEVEL", "INFO"),
@@ -693,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _install_loop()
 
     async def serve() -> None:
-        host = DevHost(load_function_app(args.app), args.host, args.port)
+        host = DevHost(load_function_app(args.app), args.host, args.port, status=HostStatus(args.status_file))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, host.stop)

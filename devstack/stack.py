@@ -56,7 +56,7 @@ def app_env(azurite: Azurite, eventhubs: EventHubsEndpoint, **overrides: str) ->
 
 
 def provision(env: dict[str, str]) -> list[str]:
-    """Create the lake and state containers, the checkpoint container and the state table.
+    """Create the lake and salt containers, the checkpoint container and the state table.
 
     The app creates each on first use too; doing it up front makes a fresh stack browsable at once.
     """
@@ -70,7 +70,7 @@ def provision(env: dict[str, str]) -> list[str]:
     settings = Settings.from_env(env)
     made = []
     blobs = BlobServiceClient.from_connection_string(env["HUBCAP_LAKE_CONNECTION"])
-    for name in (settings.lake_filesystem, settings.state_container, CHECKPOINT_CONTAINER):
+    for name in (settings.lake_filesystem, settings.salt_container, CHECKPOINT_CONTAINER):
         with contextlib.suppress(ResourceExistsError):
             blobs.create_container(name)
             made.append(f"container {name}")
@@ -87,6 +87,7 @@ class DevHostProcess:
     host: str = "127.0.0.1"
     port: int = 7071
     log: Path | None = None
+    status_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -95,6 +96,8 @@ class DevHostProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         cmd = [sys.executable, "-m", "devstack.host", "--host", self.host, "--port", str(self.port)]
+        if self.status_file is not None:
+            cmd += ["--status-file", str(self.status_file)]
         self.proc = spawn(cmd, self.log, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -151,7 +154,13 @@ def run_stack(
     ):
         env = app_env(azurite, eventhubs, **(env_overrides or {}))
         provision(env)
-        host = DevHostProcess(env, host_name or bind, http_port or free_port(bind), logs / "devhost.log")
+        host = DevHostProcess(
+            env,
+            host_name or bind,
+            http_port or free_port(bind),
+            logs / "devhost.log",
+            status_file=state / "status.json",
+        )
         host.start()
         try:
             yield Stack(azurite, eventhubs, host)

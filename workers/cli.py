@@ -5,6 +5,7 @@
     hubcap lake cat [--app A] [--date D] [--hour H] [--event-type T] [--area …]
     hubcap lake sql "SELECT … FROM events"                  DuckDB over the lake's Avro files
     hubcap tail [--app A] [--interval S]                    follow new rows as they land
+    hubcap status [--file .devstack/status.json]           which function fails on which partition, why
 
 Lake commands read settings like the Function App does (HUBCAP_LAKE_CONNECTION or
 HUBCAP_LAKE_ACCOUNT_URL, HUBCAP_LAKE_FILESYSTEM, HUBCAP_LAKE_API); `--connection` overrides them.
@@ -34,6 +35,7 @@ from workers.signing import signed_headers
 
 LOCAL_LAKE = "UseDevelopmentStorage=true"
 LOCAL_COLLECTOR = "http://localhost:7071/api/collect"
+LOCAL_STATUS = Path(__file__).resolve().parent.parent / ".devstack" / "status.json"
 APPS_FILE = Path(__file__).resolve().parent.parent / "devstack" / "apps.dev.json"
 
 
@@ -244,6 +246,21 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0 if set(statuses) <= {200} else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """The local dev host's trigger status; exit 1 while any function fails, 2 with no status at all."""
+    from devstack.status import describe, failing, read_status  # the dev host writes it
+
+    status = read_status(args.file)
+    if status is None:
+        print(f"no dev host status at {args.file}: is `make dev` running?", file=sys.stderr)
+        return 2
+    lines = describe(status)
+    print(f"dev host status at {status.get('updated')}:")
+    for line in lines or ["no trigger has run yet"]:
+        print(f"  {line}")
+    return 1 if failing(status) else 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hubcap", description="hubcap: send events, read the lake.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -286,6 +303,10 @@ def parser() -> argparse.ArgumentParser:
     tail_p.add_argument("--duration", type=float, default=0, help="stop after S seconds (0: never)")
     tail_p.add_argument("--from-start", action="store_true", help="print existing rows first")
     tail_p.set_defaults(func=cmd_tail)
+
+    status_p = sub.add_parser("status", help="which dev host function fails on which partition, and why")
+    status_p.add_argument("--file", type=Path, default=LOCAL_STATUS, help="the dev host's --status-file")
+    status_p.set_defaults(func=cmd_status)
     return root
 
 

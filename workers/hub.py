@@ -22,9 +22,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from azure.eventhub import EventData
-
-# The SDK's buffered producer maps keys to partitions with this (the service's rule for keys); pinned SDK.
-from azure.eventhub._buffered_producer._partition_resolver import generate_hash_code
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.exceptions import EventHubError
@@ -32,6 +29,7 @@ from azure.eventhub.exceptions import EventHubError
 from workers.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, encode
 from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
 from workers.logs import emit
+from workers.partition_key import partition_for_key
 from workers.settings import Settings
 
 log = logging.getLogger("hubcap.hub")
@@ -126,11 +124,12 @@ class HubProducer:
 
     The SDK's producer holds a lock for a whole send (one round trip), so sending each request with
     `partition_key=` admits one request per round trip per process. Instead, as the SDK's own buffered
-    mode does, the key is hashed to a partition here with the SDK's rule (the one the service uses for
-    keys) and set on each message; one flusher per partition sends everything that queued up while the
+    mode does, the key is hashed to a partition here with the service's rule (workers/partition_key.py)
+    and set on each message; one flusher per partition sends everything that queued up while the
     previous send was in flight, in one batch. A visitor's requests still land on one partition in
     order; partitions send concurrently; each request's future resolves only when Event Hubs has
-    acknowledged the batch holding its messages.
+    acknowledged the batch holding its messages. Every queued request gets an answer: if a flusher is
+    cancelled or the producer closed mid-send, what it had not answered fails with HubUnavailable.
     """
 
     def __init__(self, client: EventHubProducerClient) -> None:
@@ -148,7 +147,7 @@ class HubProducer:
             self._partition_ids = list(
                 await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S)
             )
-        return self._partition_ids[abs(generate_hash_code(partition_key) % len(self._partition_ids))]
+        return self._partition_ids[partition_for_key(partition_key, len(self._partition_ids))]
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         try:
@@ -179,13 +178,19 @@ class HubProducer:
         return event
 
     async def _flush(self, partition: str) -> None:
+        taken: list[_Pending] = []
         try:
             while self._queues.get(partition):
-                pending = self._queues.pop(partition)
-                for group in _batches(pending):
+                taken = self._queues.pop(partition)
+                for group in _batches(taken):
                     await self._send_group(partition, group)
         finally:
             del self._flushers[partition]
+            unanswered = [p for p in taken + self._queues.pop(partition, []) if not p.done.done()]
+            if unanswered:  # cancelled mid-send (the producer is closing): nobody may wait forever
+                error = self._unavailable(asyncio.CancelledError("the hub send was cancelled"))
+                for item in unanswered:
+                    item.done.set_exception(error)
 
     async def _send_group(self, partition: str, group: list[_Pending]) -> None:
         events = [event for item in group for event in item.events]
@@ -219,4 +224,8 @@ class HubProducer:
         return {"name": props["eventhub_name"], "partitions": len(props["partition_ids"])}
 
     async def close(self) -> None:
+        flushers = list(self._flushers.values())
+        for flusher in flushers:
+            flusher.cancel()
+        await asyncio.gather(*flushers, return_exceptions=True)
         await self.client.close()

@@ -219,7 +219,12 @@ def _day(now: float) -> date:
 
 
 class SaltStore:
-    """Daily salts in the blob container `settings.state_container`, cached for the day in memory."""
+    """Daily salts in the blob container `settings.salt_container`, cached for the day in memory.
+
+    In Azure the container is in its own account (HUBCAP_SALT_ACCOUNT_URL) without soft delete or
+    versioning, so a deleted salt is gone (infra/bicep/modules/salts.bicep); there is no fallback to the
+    lake account, which keeps deleted blobs. Locally the lake's connection string (Azurite) serves.
+    """
 
     def __init__(self, container: ContainerClient, *, clock: Callable[[], float] = time.time) -> None:
         self.container = container
@@ -232,19 +237,22 @@ class SaltStore:
     def from_settings(cls, settings: Settings) -> SaltStore:
         if settings.lake_connection:
             container = ContainerClient.from_connection_string(
-                settings.lake_connection, settings.state_container, **SALT_CLIENT_OPTIONS
+                settings.lake_connection, settings.salt_container, **SALT_CLIENT_OPTIONS
             )
-        elif settings.lake_account_url:
+        elif settings.salt_account_url:
             from azure.identity.aio import DefaultAzureCredential
 
             container = ContainerClient(
-                settings.lake_account_url,
-                settings.state_container,
+                settings.salt_account_url,
+                settings.salt_container,
                 credential=DefaultAzureCredential(),
                 **SALT_CLIENT_OPTIONS,
             )
         else:
-            raise ConfigError("salts need storage: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+            raise ConfigError(
+                "salts need storage where deletion is real: set HUBCAP_SALT_ACCOUNT_URL (an account "
+                "without soft delete), or HUBCAP_LAKE_CONNECTION locally"
+            )
         return cls(container)
 
     @staticmethod

@@ -26,7 +26,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "HUBCAP_LAKE_ACCOUNT_URL",
     "HUBCAP_LAKE_FILESYSTEM",
     "HUBCAP_LAKE_API",
-    "HUBCAP_STATE_CONTAINER",
+    "HUBCAP_SALT_ACCOUNT_URL",
+    "HUBCAP_SALT_CONTAINER",
     "HUBCAP_STATE_TABLE",
     "HUBCAP_APPS_FILE",
     "HUBCAP_APPS_JSON",
@@ -77,7 +78,10 @@ class Settings:
     lake_account_url: str | None = None
     lake_filesystem: str = "lake"
     lake_api: str = "auto"
-    state_container: str = "state"
+    # Salts sit in their own account in Azure, one without soft delete, so destroying one is real;
+    # locally (a connection string, Azurite) they share the lake's account.
+    salt_account_url: str | None = None
+    salt_container: str = "salts"
     state_table: str = "hubcapstate"
     apps_file: str | None = None
     apps_json: str | None = None
@@ -103,7 +107,8 @@ class Settings:
             lake_account_url=env.get("HUBCAP_LAKE_ACCOUNT_URL") or None,
             lake_filesystem=env.get("HUBCAP_LAKE_FILESYSTEM") or "lake",
             lake_api=_choice(env, "HUBCAP_LAKE_API", "auto", ("auto", "blob", "dfs")),
-            state_container=env.get("HUBCAP_STATE_CONTAINER") or "state",
+            salt_account_url=env.get("HUBCAP_SALT_ACCOUNT_URL") or None,
+            salt_container=env.get("HUBCAP_SALT_CONTAINER") or "salts",
             state_table=env.get("HUBCAP_STATE_TABLE") or "hubcapstate",
             apps_file=env.get("HUBCAP_APPS_FILE") or None,
             apps_json=env.get("HUBCAP_APPS_JSON") or None,

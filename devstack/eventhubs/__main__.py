@@ -12,7 +12,7 @@ from pathlib import Path
 
 from devstack.eventhubs.config import FSYNC_POLICIES, ConfigError, load_config
 from devstack.eventhubs.server import Server
-from devstack.eventhubs.store import Store
+from devstack.eventhubs.store import LogDamaged, Store
 
 LOG = logging.getLogger("devstack.eventhubs")
 
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         LOG.error("%s", exc)
         return 2
+    except LogDamaged as exc:
+        LOG.error("%s", exc)
+        return 3
     except OSError as exc:
         LOG.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
         return 1

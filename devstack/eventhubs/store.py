@@ -5,10 +5,16 @@ partition, rolled at `SEGMENT_BYTES`. A record is a 24-byte header (payload leng
 sequence number, enqueued time in ms) and the stamped message. A record's offset is its byte position in
 the partition (segment base + position in the file), so offsets only grow, across restarts and retention.
 
-At start every segment is scanned; the first record that is short or fails its CRC (a write torn by a
-crash) and everything after it is cut off. Retention drops closed segments whose newest record is older
-than the retention period. The in-memory index holds two integers per event; payloads are read back from
-the files (the page cache keeps recent ones in memory).
+At start every segment is scanned; in the newest segment, the first record that is short or fails its
+CRC (a write torn by a crash) and everything after it is cut off. Any other damage means acknowledged
+events are gone: a closed segment with a torn tail, or a segment that does not start where the one
+before it ends (an OS crash lost a rolled segment's unsynced tail, or a later segment came back empty).
+Cutting there would hand out the lost sequence numbers again, so consumers would skip events and lake
+file names would collide; the endpoint refuses to start instead (LogDamaged names the partition and the
+segment). `sync` fsyncs every segment written since the last sync, not only the active one. Retention
+drops closed segments whose newest record is older than the retention period. The in-memory index
+holds two integers per event; payloads are read back from the files (the page cache keeps recent ones
+in memory).
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ _HEADER = struct.Struct(">IIqq")
 HEADER_BYTES = _HEADER.size
 
 Stamper = Callable[[bytes, int, int, int], bytes]
+
+
+class LogDamaged(Exception):
+    """A partition's log lost acknowledged events; starting would reuse their sequence numbers."""
 
 
 @dataclass
@@ -68,6 +78,7 @@ class Partition:
         self.first_sequence = 0
         self.end_offset = 0
         self.dirty = False
+        self._unsynced: set[int] = set()
         self._changed = asyncio.Event()
         self._open()
 
@@ -79,25 +90,35 @@ class Partition:
         if not names:
             self._new_segment(0, 0)
             return
-        expected_sequence: int | None = None
-        for path in names:
-            base_offset_text, base_sequence_text = path.stem.split("-")
-            base_offset, base_sequence = int(base_offset_text), int(base_sequence_text)
-            if expected_sequence is not None and base_sequence != expected_sequence:
-                LOG.warning(
-                    "partition %s/%s: segment %s does not follow on; ignored",
-                    self.hub,
-                    self.partition_id,
-                    path.name,
+        expected: tuple[int, int] | None = None
+        for number, path in enumerate(names):
+            base_offset, base_sequence = self._parse_name(path)
+            if expected is not None and (base_offset, base_sequence) != expected:
+                raise LogDamaged(
+                    f"partition {self.hub}/{self.partition_id}: segment {path} starts at offset "
+                    f"{base_offset}, sequence {base_sequence}, but the segment before it ends at offset "
+                    f"{expected[0]}, sequence {expected[1]}: acknowledged events were lost (an OS crash "
+                    "before fsync?); refusing to start rather than reuse sequence numbers. Move the "
+                    "partition's directory aside to start it empty."
                 )
-                continue
             segment = Segment(base_offset, base_sequence, path, os.open(path, os.O_RDWR | os.O_APPEND))
             if not self.segments:
                 self.first_sequence = base_sequence
             self.segments.append(segment)
-            expected_sequence = self._scan(segment)
+            expected = self._scan(segment, is_newest=number == len(names) - 1)
 
-    def _scan(self, segment: Segment) -> int:
+    def _parse_name(self, path: Path) -> tuple[int, int]:
+        try:
+            base_offset_text, base_sequence_text = path.stem.split("-")
+            return int(base_offset_text), int(base_sequence_text)
+        except ValueError:
+            raise LogDamaged(
+                f"partition {self.hub}/{self.partition_id}: {path} is not named <offset>-<sequence>.log; "
+                "refusing to start"
+            ) from None
+
+    def _scan(self, segment: Segment, is_newest: bool) -> tuple[int, int]:
+        """Index `segment`; return the (offset, sequence) the next segment must start at."""
         data = segment.path.read_bytes()
         pos = 0
         sequence = segment.base_sequence
@@ -114,6 +135,12 @@ class Partition:
             sequence += 1
             pos = end
         if pos != len(data):
+            if not is_newest:
+                raise LogDamaged(
+                    f"partition {self.hub}/{self.partition_id}: closed segment {segment.path} is damaged "
+                    f"after sequence {sequence - 1} (byte {pos} of {len(data)}); a later segment exists, "
+                    "so cutting it would reuse sequence numbers; refusing to start"
+                )
             LOG.warning(
                 "partition %s/%s: cut %d bytes of torn tail from %s",
                 self.hub,
@@ -124,7 +151,7 @@ class Partition:
             os.ftruncate(segment.fd, pos)
             os.fsync(segment.fd)
         self.end_offset = segment.base_offset + pos
-        return sequence
+        return self.end_offset, sequence
 
     def _new_segment(self, base_offset: int, base_sequence: int) -> None:
         path = self.directory / _segment_name(base_offset, base_sequence)
@@ -191,6 +218,7 @@ class Partition:
             view = view[written:]
         self.end_offset = offset
         active.last_enqueued_ms = now
+        self._unsynced.add(active.fd)
         self.dirty = True
         self._changed.set()
         self._changed = asyncio.Event()
@@ -250,8 +278,11 @@ class Partition:
     # ------------------------------------------------------------------ maintenance
 
     def sync(self) -> None:
+        """fsync every segment written since the last sync: a rolled segment's tail too."""
         self.dirty = False
-        os.fsync(self.segments[-1].fd)
+        unsynced, self._unsynced = self._unsynced, set()
+        for fd in unsynced:
+            os.fsync(fd)
 
     def apply_retention(self, cutoff_ms: int) -> int:
         """Drop closed segments whose newest event is older than `cutoff_ms`; return events dropped."""
@@ -266,6 +297,7 @@ class Partition:
             del self.offsets[:count]
             del self.enqueued[:count]
             self.first_sequence = next_base
+            self._unsynced.discard(old.fd)
             os.close(old.fd)
             old.path.unlink(missing_ok=True)
             dropped += count

@@ -80,7 +80,7 @@ param rejectedRetentionDays int = 30
 @minValue(1)
 param failedRetentionDays int = 90
 
-@description('Days deleted lake blobs stay recoverable. Destroyed visitor-hash salts stay recoverable as long: keep it short.')
+@description('Days deleted lake blobs stay recoverable (the salts live in their own account, without soft delete).')
 @minValue(1)
 @maxValue(365)
 param lakeSoftDeleteDays int = 2
@@ -157,6 +157,7 @@ var names = {
   appInsights: 'appi-hubcap-${environmentName}'
   hostStorage: 'stfn${token}'
   lake: 'stlake${token}'
+  salts: 'stsalt${token}'
   eventHubs: 'evhns-hubcap-${environmentName}-${token}'
   keyVault: 'kv-hubcap-${take(token, 11)}'
   plan: 'plan-hubcap-${environmentName}'
@@ -165,7 +166,7 @@ var names = {
 var hubName = 'clicks'
 var captureConsumerGroup = 'capture'
 var lakeFilesystemName = 'lake'
-var stateContainerName = 'state'
+var saltContainerName = 'salts'
 var stateTableName = 'hubcapstate'
 var appsSecretName = 'hubcap-apps'
 var deploymentContainerName = 'app-package'
@@ -206,11 +207,21 @@ module lake 'modules/lake.bicep' = {
     name: names.lake
     skuName: lakeSku
     lakeFilesystemName: lakeFilesystemName
-    stateContainerName: stateContainerName
     stateTableName: stateTableName
     rejectedRetentionDays: rejectedRetentionDays
     failedRetentionDays: failedRetentionDays
     softDeleteDays: lakeSoftDeleteDays
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module salts 'modules/salts.bicep' = {
+  name: 'salts'
+  params: {
+    location: region
+    tags: tags
+    name: names.salts
+    saltContainerName: saltContainerName
     workspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -273,7 +284,8 @@ module functionApp 'modules/functionapp.bicep' = {
     captureConsumerGroup: captureConsumerGroup
     lakeBlobEndpoint: lake.outputs.blobEndpoint
     lakeFilesystemName: lakeFilesystemName
-    stateContainerName: stateContainerName
+    saltBlobEndpoint: salts.outputs.blobEndpoint
+    saltContainerName: saltContainerName
     stateTableName: stateTableName
     keyVaultName: keyVault.outputs.name
     appsSecretName: appsSecretName
@@ -300,7 +312,8 @@ module rbac 'modules/rbac.bicep' = {
     hostStorageName: hostStorage.outputs.name
     lakeAccountName: lake.outputs.name
     lakeFilesystemName: lakeFilesystemName
-    stateContainerName: stateContainerName
+    saltAccountName: salts.outputs.name
+    saltContainerName: saltContainerName
     stateTableName: stateTableName
     appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: keyVault.outputs.name

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from azure.eventhub import EventData
-from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectError, EventDataSendError, EventHubError
 
 from devstack.eventhubs.testing import endpoint_with, hub_config, log_text, wait_until
 from devstack.services import EventHubsEndpoint
+from workers.partition_key import partition_for_key
 
 pytestmark = pytest.mark.integration
 
@@ -213,8 +213,7 @@ async def test_send_keeps_body_properties_key_and_lands_on_the_right_partition(
     if "partition_id" in kwargs:
         assert partitions == {kwargs["partition_id"]}
     if "partition_key" in kwargs:
-        resolver = PartitionResolver(["0", "1", "2", "3"])
-        assert partitions == {resolver.get_partition_id_by_partition_key(kwargs["partition_key"])}
+        assert partitions == {str(partition_for_key(kwargs["partition_key"], 4))}
     events = [e for _, e in arrived]
     assert [e.properties[b"index"] for e in events] == list(range(count))
     assert [e.body_as_str() for e in events] == [
@@ -227,7 +226,6 @@ async def test_send_keeps_body_properties_key_and_lands_on_the_right_partition(
 async def test_same_partition_key_always_maps_to_the_same_partition(
     hub: EventHubsEndpoint, producer: EventHubProducerClient
 ) -> None:
-    resolver = PartitionResolver(["0", "1", "2", "3"])
     marker = uuid.uuid4().hex
     keys = [f"k{i}" for i in range(12)] * 2
     for key in keys:
@@ -236,7 +234,7 @@ async def test_same_partition_key_always_maps_to_the_same_partition(
         await producer.send_event(event, partition_key=key)
     found = await find(hub, "clicks", marker, len(keys))
     placed = {(e.body_as_str(), p) for p, e in found}
-    assert placed == {(key, resolver.get_partition_id_by_partition_key(key)) for key in keys}
+    assert placed == {(key, str(partition_for_key(key, 4))) for key in keys}
 
 
 # ------------------------------------------------------------------------------ annotations and positions

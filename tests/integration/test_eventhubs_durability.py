@@ -157,3 +157,27 @@ async def test_one_info_line_per_connection_and_per_link(tmp_path: Path) -> None
     assert len(link_names) == len(set(link_names))
     assert any("producer to /clicks/Partitions/0" in line for line in lines)
     assert any("consumer of /clicks/ConsumerGroups/$Default/Partitions/0" in line for line in lines)
+
+
+def test_a_log_that_lost_acknowledged_events_stops_the_endpoint_with_the_segment_named(
+    tmp_path: Path,
+) -> None:
+    with endpoint_with(tmp_path, hub_config()) as endpoint:
+        asyncio.run(send(endpoint, [f"e{i}" for i in range(5)]))
+    directory = tmp_path / "data" / "clicks" / "0"
+    first = next(directory.glob("*.log"))
+    # What an OS crash leaves when a rolled segment's tail never reached the disk: a later segment
+    # starts past where the earlier one now ends.
+    later = directory / f"{first.stat().st_size + 500:020d}-{5 + 3:020d}.log"
+    later.write_bytes(b"")
+    command = [sys.executable, "-m", "devstack.eventhubs", "--port", str(free_port())]
+    result = subprocess.run(
+        [*command, "--data", str(tmp_path / "data"), "--config", str(tmp_path / "config.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "partition clicks/0" in result.stderr
+    assert later.name in result.stderr

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
-from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
 from azure.eventhub.exceptions import ConnectError, EventDataSendError
 
 from devstack.eventhubs.testing import endpoint_with, hub_config, log_text, wait_until_sync
 from devstack.services import EventHubsEndpoint
+from workers.partition_key import partition_for_key
 
 pytestmark = pytest.mark.integration
 
@@ -78,11 +78,11 @@ def test_sync_send_event_and_batch_then_receive_from_sequence_and_offset(
     assert [e.body_as_str() for e in by_offset] == ["third"]
 
 
-def test_sync_partition_key_lands_where_the_sdk_resolver_says(
+def test_sync_partition_key_lands_where_the_service_rule_says(
     hub: EventHubsEndpoint, producer: EventHubProducerClient
 ) -> None:
     producer.send_batch([EventData("keyed")], partition_key="visitor-99")
-    expected = PartitionResolver(["0", "1", "2", "3"]).get_partition_id_by_partition_key("visitor-99")
+    expected = str(partition_for_key("visitor-99", 4))
     events = receive(hub, expected, 1, starting_position="-1")
     assert [(e.body_as_str(), e.partition_key) for e in events if e.body_as_str() == "keyed"] == [
         ("keyed", b"visitor-99")

@@ -29,6 +29,7 @@ from workers.privacy import (
     parse_networks,
     visitor_hash,
 )
+from workers.settings import Settings
 
 FRONT_DOOR = parse_networks(["147.243.0.0/16", "2a01:111:2050::/44"])
 
@@ -313,3 +314,36 @@ async def test_a_damaged_salt_is_refused(container: ContainerClient) -> None:
     await container.upload_blob(SaltStore.blob_name(date(2027, 1, 15)), b"short")
     with pytest.raises(ConfigError, match="expected 32"):
         await SaltStore(container, clock=Clock(T0)).current()
+
+
+@pytest.mark.parametrize(
+    ("env", "account"),
+    [
+        pytest.param(
+            {"HUBCAP_SALT_ACCOUNT_URL": "https://stsalt.blob.core.windows.net/"},
+            "stsalt",
+            id="the salt account in Azure",
+        ),
+        pytest.param(
+            {
+                "HUBCAP_SALT_ACCOUNT_URL": "https://stsalt.blob.core.windows.net/",
+                "HUBCAP_LAKE_ACCOUNT_URL": "https://stlake.blob.core.windows.net/",
+            },
+            "stsalt",
+            id="never the lake account, which keeps deleted blobs",
+        ),
+    ],
+)
+async def test_salts_live_in_the_salt_account(env: dict[str, str], account: str) -> None:
+    store = SaltStore.from_settings(Settings.from_env(env))
+    try:
+        assert (store.container.account_name, store.container.container_name) == (account, "salts")
+    finally:
+        await store.close()
+
+
+def test_the_lake_account_alone_is_no_place_for_salts() -> None:
+    with pytest.raises(ConfigError, match="HUBCAP_SALT_ACCOUNT_URL"):
+        SaltStore.from_settings(
+            Settings.from_env({"HUBCAP_LAKE_ACCOUNT_URL": "https://stlake.blob.core.windows.net/"})
+        )

@@ -74,8 +74,11 @@ param lakeBlobEndpoint string
 @description('Filesystem that holds events/, rejected/ and failed/.')
 param lakeFilesystemName string
 
+@description('Blob endpoint of the salt account (no soft delete).')
+param saltBlobEndpoint string
+
 @description('Container that holds the daily salts.')
-param stateContainerName string
+param saltContainerName string
 
 @description('Table that holds the capture state.')
 param stateTableName string
@@ -152,7 +155,8 @@ var appSettings = {
   HUBCAP_LAKE_ACCOUNT_URL: lakeBlobEndpoint
   HUBCAP_LAKE_FILESYSTEM: lakeFilesystemName
   HUBCAP_LAKE_API: 'dfs'
-  HUBCAP_STATE_CONTAINER: stateContainerName
+  HUBCAP_SALT_ACCOUNT_URL: saltBlobEndpoint
+  HUBCAP_SALT_CONTAINER: saltContainerName
   HUBCAP_STATE_TABLE: stateTableName
   // The registry comes from Key Vault; a file path is for the local stack only.
   HUBCAP_APPS_FILE: ''

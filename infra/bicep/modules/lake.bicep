@@ -1,6 +1,6 @@
-// The data lake: an ADLS Gen2 (hierarchical namespace) account with the lake filesystem, the state
-// container (daily visitor-hash salts) and the state table (partition bookkeeping). A lifecycle
-// policy expires rejected/ and failed/ events, which exist for inspection and replay, not forever.
+// The data lake: an ADLS Gen2 (hierarchical namespace) account with the lake filesystem and the state
+// table (partition bookkeeping). The salts live in salts.bicep's account: this one keeps soft delete.
+// A lifecycle policy expires rejected/ and failed/ events, which exist for inspection and replay, not forever.
 
 @description('Azure region of the resources.')
 param location string
@@ -24,9 +24,6 @@ param skuName string
 
 @description('Filesystem (container) that holds events/, rejected/ and failed/.')
 param lakeFilesystemName string
-
-@description('Container that holds the daily visitor-hash salts.')
-param stateContainerName string
 
 @description('Table that holds the capture state.')
 param stateTableName string
@@ -94,14 +91,6 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource lakeContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: lakeFilesystemName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: stateContainerName
   properties: {
     publicAccess: 'None'
   }

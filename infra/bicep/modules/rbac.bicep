@@ -30,8 +30,11 @@ param lakeAccountName string
 @description('Filesystem (container) of the lake.')
 param lakeFilesystemName string
 
+@description('Name of the salt storage account (no soft delete).')
+param saltAccountName string
+
 @description('Container of the salts.')
-param stateContainerName string
+param saltContainerName string
 
 @description('Table of the capture state.')
 param stateTableName string
@@ -84,9 +87,18 @@ resource lakeContainer 'Microsoft.Storage/storageAccounts/blobServices/container
   name: lakeFilesystemName
 }
 
-resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
-  parent: lakeBlobService
-  name: stateContainerName
+resource saltAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: saltAccountName
+}
+
+resource saltBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: saltAccount
+  name: 'default'
+}
+
+resource saltContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: saltBlobService
+  name: saltContainerName
 }
 
 resource lakeTableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
@@ -152,10 +164,10 @@ resource captureWritesLake 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-// Storage Blob Data Contributor on the state container: the collector creates, reads and destroys salts.
+// Storage Blob Data Contributor on the salt container: the collector creates, reads and destroys salts.
 resource collectorKeepsSalts 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(stateContainer.id, appPrincipalId, roles.storageBlobDataContributor)
-  scope: stateContainer
+  name: guid(saltContainer.id, appPrincipalId, roles.storageBlobDataContributor)
+  scope: saltContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
     principalId: appPrincipalId

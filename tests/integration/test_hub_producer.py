@@ -1,0 +1,69 @@
+"""The hub producer against the Event Hubs endpoint with the real SDK: keyed placement agrees with where
+the endpoint (the service's rule) puts a key sent with `partition_key=`, and no request is left waiting
+when the producer closes in the middle of a send."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+
+from devstack.eventhubs.testing import endpoint_with, hub_config
+from devstack.services import EventHubsEndpoint
+from workers.envelope import EncodedEnvelope
+from workers.errors import HubUnavailable
+from workers.hub import HubProducer
+
+pytestmark = pytest.mark.integration
+
+KEYS = ["ascii-key", "visiteur-é", "Zürich-42", "訪問者-7", "😀", "ключ"]
+
+
+def producer_for(endpoint: EventHubsEndpoint) -> HubProducer:
+    return HubProducer(EventHubProducerClient.from_connection_string(endpoint.connection_string_for()))
+
+
+async def last_sequences(client: EventHubProducerClient) -> dict[str, int]:
+    ids = await client.get_partition_ids()
+    return {p: (await client.get_partition_properties(p))["last_enqueued_sequence_number"] for p in ids}
+
+
+@pytest.mark.parametrize("key", KEYS)
+async def test_a_key_goes_where_the_endpoint_puts_it(eventhubs: EventHubsEndpoint, key: str) -> None:
+    client = EventHubProducerClient.from_connection_string(eventhubs.connection_string_for())
+    producer = HubProducer(client)
+    async with client:
+        before = await last_sequences(client)
+        await client.send_batch([EventData(b"keyed")], partition_key=key)
+        after = await last_sequences(client)
+        placed = [p for p in before if after[p] != before[p]]
+        assert placed == [await producer.partition_for(key)]
+
+
+@pytest.fixture
+def stoppable(tmp_path: Path) -> Iterator[EventHubsEndpoint]:
+    with endpoint_with(tmp_path, hub_config()) as endpoint:
+        try:
+            yield endpoint
+        finally:
+            os.kill(endpoint.pid, signal.SIGCONT)
+
+
+async def test_closing_mid_send_answers_every_queued_request(stoppable: EventHubsEndpoint) -> None:
+    producer = producer_for(stoppable)
+    message = [EncodedEnvelope(b"{}", {"schema": "s"})]
+    await producer.send(message, "visitor-1")  # connected, partitions known
+    os.kill(stoppable.pid, signal.SIGSTOP)  # the hub stops answering: the next send hangs in flight
+    requests = [asyncio.create_task(producer.send(message, "visitor-1")) for _ in range(3)]
+    await asyncio.sleep(0.5)  # let the first one go out and the others queue behind it
+    assert not any(r.done() for r in requests)
+    await asyncio.wait_for(producer.close(), 5)
+    done, _ = await asyncio.wait(requests, timeout=5)
+    assert len(done) == 3
+    assert all(isinstance(r.exception(), HubUnavailable) for r in requests)
