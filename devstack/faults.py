@@ -40,10 +40,11 @@ import orjson
 
 from devstack.services import run_azurite, run_eventhubs
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key, signed_headers
+from workers.cli import server_key
 from workers.compact import compact_closed_hours
 from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
+from workers.signing import signed_headers
 from workers.synthetic import Request, traffic
 
 FAULTS = ("eventhubs", "azurite", "devhost")
@@ -124,7 +125,7 @@ class SteadySender:
         deadline = time.monotonic() + REQUEST_DEADLINE_S
         while time.monotonic() < deadline:
             headers = {"Content-Type": "application/json", "User-Agent": request.visitor.user_agent}
-            headers |= signed_headers(self.key, body, request.visitor.ip)
+            headers |= signed_headers(self.key, self.url, body, request.visitor.ip)
             post = urllib.request.Request(self.url, data=body, headers=headers)  # noqa: S310 - http only
             try:
                 with urllib.request.urlopen(post, timeout=15) as resp:  # noqa: S310 - the local stack
