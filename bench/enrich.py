@@ -37,7 +37,7 @@ import user_agents  # noqa: E402
 
 from workers.apps import AppConfig  # noqa: E402
 from workers.enrich.base import EnrichContext  # noqa: E402
-from workers.enrich.crawlers import CrawlerPatterns  # noqa: E402
+from workers.enrich.crawlers import crawler_patterns  # noqa: E402
 from workers.enrich.pipeline import Resources, build_pipeline  # noqa: E402
 
 TEMPLATES = [
@@ -125,7 +125,7 @@ def main() -> None:
     uas = distinct_user_agents(rng, 2000)
     crawler_entries = json.loads((ROOT / "workers/enrich/data/crawler-user-agents.json").read_bytes())
     combined = re.compile("|".join(f"(?:{e['pattern']})" for e in crawler_entries))
-    crawlers = CrawlerPatterns(crawler_entries)
+    crawlers = crawler_patterns()
     figures = {
         "ua_user_agents_per_s": rate(
             # One pass only: ua-parser's legacy parse memoises, so a second pass would time its cache.
