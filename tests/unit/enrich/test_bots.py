@@ -10,7 +10,13 @@ import pytest
 
 import workers.enrich.bots as bots_module
 from workers.enrich.bots import INDICATORS, bot_step
-from workers.enrich.crawlers import CRAWLERS_FILE, PatternList, crawler_patterns, python_syntax
+from workers.enrich.crawlers import (
+    CRAWLERS_FILE,
+    PatternList,
+    crawler_patterns,
+    python_syntax,
+    without_lookarounds,
+)
 from workers.enrich.pipeline import Resources
 
 from .helpers import context
@@ -297,6 +303,22 @@ PYTHON_SYNTAX = {
 def test_python_syntax(name: str) -> None:
     pattern, expected = PYTHON_SYNTAX[name]
     assert python_syntax(pattern) == expected
+
+
+# pattern -> its native prefilter (look-arounds removed, nested groups and escapes kept).
+PREFILTERS = {
+    "nested_lookahead": ("(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))", "google"),
+    "group_kept": ("(?:^|[^g])news(?!sapphire)", "(?:^|[^g])news"),
+    "escape_kept": ("(?<! cu)bots?(?:\\b|_)", "bots?(?:\\b|_)"),
+    "escaped_paren_is_no_group": ("a\\(?!x\\)b", "a\\(?!x\\)b"),
+    "escaped_paren_inside": ("x(?!\\))y", "xy"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREFILTERS))
+def test_without_lookarounds(name: str) -> None:
+    pattern, expected = PREFILTERS[name]
+    assert without_lookarounds(pattern) == expected
 
 
 # (user agent) -> the pattern reported, for a list mixing native and look-around patterns.
