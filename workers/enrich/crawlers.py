@@ -19,8 +19,8 @@ patterns use (`(?<!lib)http`, `java(?!;)`): those run in Python's `re`, after th
 only where the two dialects differ (`(?<!a|bc)`, a variable-width look-behind JavaScript allows, is the
 same test as `(?<!a)(?<!bc)`). Python's engine costs ~20 µs a UA, so a native prefilter runs first: the
 same patterns with their look-arounds removed, which match a superset (`http`, `java`); most browsers'
-UAs match none of them and never reach Python. Both engines agree on every example UA the crawler list ships
-(tests/unit/enrich/test_bots.py checks it).
+UAs match none of them and never reach Python. Rust and Python agree on every example UA the crawler
+list ships (tests/unit/enrich/test_bots.py checks it).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def without_lookarounds(pattern: str) -> str:
             continue
         depth, index = 1, found.end()
         while depth:
+            if index >= len(pattern):
+                raise ValueError(f"unclosed look-around group in {pattern!r}")
             if pattern[index] == "\\":
                 index += 1
             elif pattern[index] == "(":

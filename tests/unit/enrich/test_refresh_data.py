@@ -83,6 +83,8 @@ BAD_ISBOT_LISTS = {
     "empty": [],
     "non_text_pattern": ["bot", 42],
     "does_not_compile": ["bot", "(unclosed"],
+    "look_around_does_not_compile": ["bot", "(?<!a|b(c)bot"],
+    "look_around_unclosed": ["bot", "bot(?!x"],
 }
 
 
