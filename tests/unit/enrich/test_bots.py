@@ -184,7 +184,7 @@ def test_in_app_browsers_are_not_link_previews(resources: Resources, name: str) 
 # The transports native apps and servers post their own events with.
 CLIENTS = {
     "okhttp": "okhttp/4.12.0",
-    "react_native_okhttp": "MyShop/212 CFNetwork/1494.0.7 Darwin/23.4.0",
+    "ios_app_cfnetwork": "MyShop/212 CFNetwork/1494.0.7 Darwin/23.4.0",
     "dalvik": "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240205.004)",
     "python_requests": "python-requests/2.32.3",
     "go": "Go-http-client/2.0",
@@ -197,8 +197,8 @@ CLIENT_VERDICTS = {
     ("okhttp", None): False,
     ("okhttp", "Web"): True,
     ("okhttp", "links"): True,
-    ("react_native_okhttp", "iOS"): False,
-    ("react_native_okhttp", "Web"): False,  # an OS transport, not a library: no UA evidence either way
+    ("ios_app_cfnetwork", "iOS"): False,
+    ("ios_app_cfnetwork", "Web"): False,  # an OS transport, not a library: no UA evidence either way
     ("dalvik", "Android"): False,
     ("dalvik", "Web"): False,
     ("python_requests", "srv"): False,
