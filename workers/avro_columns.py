@@ -24,8 +24,10 @@ missing without a default is refused.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import struct
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from itertools import chain
@@ -35,10 +37,9 @@ from typing import Any, ClassVar
 import cramjam
 import fastavro
 
-try:  # fastavro's own choice of zstd library, so both write the same frames
-    from compression import zstd  # type: ignore[import-not-found,unused-ignore]
-except ImportError:
-    from backports import zstd  # type: ignore[no-redef,import-untyped,unused-ignore]
+# fastavro's own choice of zstd module (requirements.txt: backports.zstd before Python 3.14), so that
+# both write the same frames.
+zstd = importlib.import_module("compression.zstd" if sys.version_info >= (3, 14) else "backports.zstd")
 
 # fastavro.writer's default sync_interval: a block ends after the row that takes it past 16,000 bytes.
 BLOCK_BYTES = 16_000
@@ -523,7 +524,9 @@ class Encoder:
         return buffer.getvalue()
 
     def file(self, rows: Sequence[Any], *, codec: str, sync_marker: bytes) -> bytes:
-        compress = CODECS[codec]  # KeyError: an unknown codec, before any work
+        compress = CODECS.get(codec)
+        if compress is None:
+            raise ValueError(f"unrecognized codec: {codec}")
         header = io.BytesIO()
         fastavro.writer(header, self.schema, [], codec=codec, sync_marker=sync_marker)
         out = [header.getvalue()]
