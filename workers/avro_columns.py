@@ -122,8 +122,9 @@ class _Cache(dict[Any, bytes]):
         cls = value.__class__
         if (
             (cls is str and len(value) <= CACHE_MAX_CHARS)
-            or (cls is int and -CACHE_INT <= value <= CACHE_INT)
-            or (cls is float and value)  # never 0.0: -0.0 equals it and encodes differently
+            # Never a zero: -0.0 equals 0 and 0.0 as a key but encodes differently in a double.
+            or (cls is int and value and -CACHE_INT <= value <= CACHE_INT)
+            or (cls is float and value)
             or cls is bool
         ):
             if len(self) >= CACHE_ENTRIES:

@@ -89,9 +89,13 @@ def _reference(name: str, row: Any) -> bytes | None:
     return buffer.getvalue()
 
 
+# One encoder per schema for the whole session, as in a worker: its caches carry over between examples.
+ENCODERS = {name: Encoder(lake_avro.schema(name)) for name in lake_avro.KINDS}
+
+
 def _ours(name: str, rows: list[Any]) -> list[bytes] | None:
     try:
-        return Encoder(lake_avro.schema(name)).datums(rows)
+        return ENCODERS[name].datums(rows)
     except Misfit:
         return None
 
@@ -121,6 +125,33 @@ def test_a_field_of_any_value_is_taken_or_refused_as_fastavro_does(name: str, da
     field = data.draw(st.sampled_from([f["name"] for f in SCHEMAS[name]["fields"]] + ["not_in_schema"]))
     row[field] = data.draw(ANYTHING)
     assert _ours(name, rows) == _expected(name, rows)
+
+
+# Pairs of values that are equal as dict keys (so one could hit the other's cache entry) but encode
+# differently, or not at all.
+LOOKALIKES = {
+    "zero, negative zero": ("geo_lat", 0.0, -0.0),
+    "int zero, negative zero": ("geo_lat", 0, -0.0),
+    "int, bool in a long": ("screen_width", 1, True),
+    "int, float in a long": ("session_index", 1, 1.0),
+    "bool, int in a boolean": ("is_bot", True, 1),
+    "int, bool in a map": ("attributes", {"a": 1}, {"a": True}),
+    "int, float in a map": ("attributes", {"a": 1}, {"a": 1.0}),
+    "str, bytes": ("page_title", "a", b"a"),
+}
+
+
+@pytest.mark.parametrize(("field", "first", "second"), LOOKALIKES.values(), ids=LOOKALIKES.keys())
+def test_values_equal_as_keys_do_not_share_cached_bytes(field: str, first: Any, second: Any) -> None:
+    encoder = Encoder(lake_avro.schema("clickstream"))
+    got = []
+    for value in (first, second):
+        row = _sample_rows(1)[0] | {field: value}
+        try:
+            got.append(encoder.datums([row]))
+        except Misfit:
+            got.append(None)
+    assert got == [_expected("clickstream", [_sample_rows(1)[0] | {field: v}]) for v in (first, second)]
 
 
 def _sample_rows(count: int) -> list[dict[str, Any]]:
