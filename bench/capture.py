@@ -4,13 +4,20 @@ Workload: workers.synthetic traffic (real user agents incl. bots, referrers, UTM
 collector packs it (one envelope per request of up to 5 events, gzip above 4 KB), in trigger batches of
 256 messages on one partition. Capture runs with the real enrichment pipeline (build_pipeline) and the
 configured codec; its `prepare` step is everything capture does except the lake write and the state save.
-Next to it, in the same run, fastavro alone writes the same already-enriched rows into the same files.
+Next to it, in the same run, the lake's encoder (avro.encode) alone writes the same already-enriched rows
+into the same files, and so does fastavro.writer, the reference it replaced.
 
 Each figure is the median of --repeats runs over the whole workload (caches warm after the first run,
 as in a long-lived worker), timed in this process's CPU time: the machines this runs on are shared, and
 CPU time is what "per core" means whatever else is running. Wall-clock figures are printed beside.
-Last line: one JSON object with `events_per_s`, `avro_only_records_per_s`, `ratio_vs_avro_only` and
-the parameters.
+Then, in separate instrumented runs (timers around each stage cost a little, so the headline figure comes
+from the plain runs), the time per event of each stage: `decode` (envelope.decode), `enrich` (the
+pipeline), `state` (session and duplicate assignment, Batch.assign), `encode` (avro.encode) and
+`row_mapping` (the rest of prepare: building rows from events, lineage, grouping by lake folder), in
+CPU microseconds per event; each timer pair costs about a microsecond, counted in its stage.
+Last line: one JSON object with `events_per_s` (against `target_events_per_s`, 20k),
+`avro_only_records_per_s`, `ratio_vs_avro_only`, `fastavro_records_per_s`, `encoder_vs_fastavro`,
+`stages_us_per_event` and the parameters.
 
     .venv/bin/python bench/capture.py [--events 50000] [--repeats 5] [--codec snappy]
 """
@@ -19,13 +26,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import fastavro
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,8 +49,10 @@ from workers.capture import Capture, HubMessage  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.lake import open_lake  # noqa: E402
 from workers.settings import Settings, get_settings  # noqa: E402
+from workers.state import Batch  # noqa: E402
 
 BATCH = 256
+TARGET_EVENTS_PER_S = 20_000
 GEO = {"country": "DE", "region": "Berlin", "city": "Berlin", "lat": 52.52, "lon": 13.4}
 
 
@@ -66,6 +81,47 @@ def workload(total_events: int) -> list[list[HubMessage]]:
     return [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
 
 
+@contextmanager
+def stage_timers(capture: Capture) -> Iterator[dict[str, float]]:
+    """Seconds spent in each stage while the block runs, by wrapping the functions prepare calls."""
+    spent = dict.fromkeys(("decode", "enrich", "state", "encode"), 0.0)
+
+    def timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[stage] += time.process_time() - start
+
+        return wrapper
+
+    originals = (envelope.decode, avro.encode, Batch.assign, capture.pipeline)
+    pipeline_run = capture.pipeline.run
+    envelope.decode = timed("decode", envelope.decode)  # type: ignore[assignment]
+    avro.encode = timed("encode", avro.encode)  # type: ignore[assignment]
+    Batch.assign = timed("state", Batch.assign)  # type: ignore[method-assign]
+    capture.pipeline = type("TimedPipeline", (), {"run": staticmethod(timed("enrich", pipeline_run))})()  # type: ignore[assignment]
+    try:
+        yield spent
+    finally:
+        envelope.decode, avro.encode, Batch.assign, capture.pipeline = originals  # type: ignore[method-assign]
+
+
+def stages(capture: Capture, batches: list[list[HubMessage]], events: int, repeats: int) -> dict[str, float]:
+    """Median microseconds per event of each stage over `repeats` instrumented runs."""
+    runs: list[dict[str, float]] = []
+    for _ in range(repeats):
+        with stage_timers(capture) as spent:
+            start = time.process_time()
+            for batch in batches:
+                capture.prepare(batch)
+            total = time.process_time() - start
+        spent["row_mapping"] = total - sum(spent.values())
+        runs.append(spent)
+    return {name: round(statistics.median(r[name] for r in runs) / events * 1e6, 2) for name in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -85,9 +141,10 @@ def main() -> None:
     events = sum(len(envelope.decode(m.body, dict(m.properties)).events) for b in batches for m in b)
 
     # Batch by batch, each batch's rows dropped before the next, so memory looks like a running worker's.
-    capture_cpu, capture_wall, avro_cpu, avro_wall = [], [], [], []
+    capture_cpu, capture_wall, avro_cpu, avro_wall, fastavro_cpu = [], [], [], [], []
+    clickstream = avro.schema("clickstream")
     for _ in range(args.repeats):
-        times = [0.0, 0.0, 0.0, 0.0]
+        times = [0.0, 0.0, 0.0, 0.0, 0.0]
         rows = 0
         for batch in batches:
             cpu, wall = time.process_time(), time.perf_counter()
@@ -101,6 +158,11 @@ def main() -> None:
                 avro.encode("clickstream", file.rows, codec=args.codec, key=file.path)
             times[2] += time.process_time() - cpu
             times[3] += time.perf_counter() - wall
+            cpu = time.process_time()
+            for file in files:
+                fastavro.writer(io.BytesIO(), clickstream, file.rows, codec=args.codec, validator=False)
+            times[4] += time.process_time() - cpu
+        fastavro_cpu.append(times[4])
         capture_cpu.append(times[0])
         capture_wall.append(times[1])
         avro_cpu.append(times[2])
@@ -108,20 +170,31 @@ def main() -> None:
 
     events_per_s = events / statistics.median(capture_cpu)
     avro_per_s = rows / statistics.median(avro_cpu)
+    fastavro_per_s = rows / statistics.median(fastavro_cpu)
+    per_stage = stages(capture, batches, events, args.repeats)
     print(
         f"capture (decode+enrich+session+avro): {events_per_s:,.0f} events/s per CPU second"
         f" ({events / statistics.median(capture_wall):,.0f}/s wall clock)"
     )
     print(
-        f"fastavro alone, same rows:            {avro_per_s:,.0f} records/s per CPU second"
+        f"avro.encode alone, same rows:         {avro_per_s:,.0f} records/s per CPU second"
         f" ({rows / statistics.median(avro_wall):,.0f}/s wall clock)"
+    )
+    print(f"fastavro.writer, same rows:           {fastavro_per_s:,.0f} records/s per CPU second")
+    print(
+        "per stage, µs per event (instrumented runs): " + ", ".join(f"{k} {v}" for k, v in per_stage.items())
     )
     print(
         json.dumps(
             {
                 "events_per_s": round(events_per_s),
+                "target_events_per_s": TARGET_EVENTS_PER_S,
+                "meets_target": events_per_s >= TARGET_EVENTS_PER_S,
                 "avro_only_records_per_s": round(avro_per_s),
                 "ratio_vs_avro_only": round(events_per_s / avro_per_s, 3),
+                "fastavro_records_per_s": round(fastavro_per_s),
+                "encoder_vs_fastavro": round(avro_per_s / fastavro_per_s, 2),
+                "stages_us_per_event": per_stage,
                 "events": events,
                 "rows_written": rows,
                 "messages": sum(len(b) for b in batches),
