@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 
 from devstack.services import Azurite
 from tests.capture_support import RECEIVED_AT, client_event, contract_pipeline, make_envelope
-from workers import envelope
 from workers.apps import AppRegistry
 from workers.capture import Capture, HubMessage
 from workers.lake import BlobLake, read_rows
 from workers.settings import Settings
-from workers.state import TableStateStore
+from workers.stream import envelope
+from workers.stream.state import TableStateStore
 
 pytestmark = pytest.mark.integration
 

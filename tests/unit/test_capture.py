@@ -24,13 +24,13 @@ from tests.capture_support import (
     hub_message,
     make_envelope,
 )
-from workers import envelope
 from workers.apps import AppRegistry
 from workers.capture import Capture, CaptureResult, HubMessage
 from workers.errors import LakeWriteError
 from workers.lake import BlobLake, read_rows
 from workers.settings import Settings
-from workers.state import TableStateStore
+from workers.stream import envelope
+from workers.stream.state import TableStateStore
 
 pytestmark = pytest.mark.integration
 
