@@ -30,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workers import avro, synthetic  # noqa: E402
+from workers import synthetic  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
 from workers.capture import Capture, HubMessage  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
-from workers.lake import open_lake  # noqa: E402
 from workers.settings import Settings, get_settings  # noqa: E402
+from workers.sinks.lake import avro  # noqa: E402
+from workers.sinks.lake.lake import open_lake  # noqa: E402
 from workers.stream import envelope  # noqa: E402
 
 BATCH = 256

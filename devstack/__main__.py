@@ -28,8 +28,8 @@ from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
 from devstack.status import describe, failing, read_status
 from workers.cli import send, server_key
-from workers.lake import open_lake, read_rows
 from workers.settings import Settings
+from workers.sinks.lake.lake import open_lake, read_rows
 
 STATE = ROOT / ".devstack"
 PIDS = STATE / "pids.json"

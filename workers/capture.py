@@ -37,12 +37,12 @@ from typing import Any
 
 import orjson
 
-from workers import avro
 from workers.apps import AppConfig, AppRegistry
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
 from workers.errors import ConfigError
-from workers.lake import Lake, file_name, open_lake, partition_path
 from workers.settings import Settings, get_settings
+from workers.sinks.lake import avro
+from workers.sinks.lake.lake import Lake, file_name, open_lake, partition_path
 from workers.stream import envelope
 from workers.stream.state import Batch, PartitionState, StateStore, TableStateStore
 

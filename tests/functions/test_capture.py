@@ -26,7 +26,7 @@ from functions.capture import bp, to_messages
 from tests.capture_support import client_event, make_envelope
 from workers.capture import HubMessage, get_capture
 from workers.errors import LakeWriteError
-from workers.lake import iter_rows
+from workers.sinks.lake.lake import iter_rows
 from workers.stream import envelope
 
 HOUR = "date=2026-01-01/hour=13"

@@ -29,7 +29,7 @@ from tests.capture_support import RECEIVED_AT, VISITOR, client_event, make_envel
 from workers.capture import CAPTURE_VERSION, get_capture
 from workers.enrich.pipeline import reference_versions
 from workers.errors import LakeWriteError
-from workers.lake import BlobLake, partition_path, read_rows
+from workers.sinks.lake.lake import BlobLake, partition_path, read_rows
 from workers.stream import envelope
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ import pytest
 
 from devstack.services import Azurite
 from devstack.stack import DevHostProcess
-from workers import avro
 from workers.cli import main
-from workers.lake import file_name, open_lake, partition_path
 from workers.settings import Settings
+from workers.sinks.lake import avro
+from workers.sinks.lake.lake import file_name, open_lake, partition_path
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from tests.capture_support import (
 from workers.apps import AppRegistry
 from workers.capture import Capture, CaptureResult, HubMessage
 from workers.errors import LakeWriteError
-from workers.lake import BlobLake, read_rows
 from workers.settings import Settings
+from workers.sinks.lake.lake import BlobLake, read_rows
 from workers.stream import envelope
 from workers.stream.state import TableStateStore
 

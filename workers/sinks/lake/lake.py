@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
-from workers import avro
 from workers.errors import ConfigError, LakeWriteError
 from workers.settings import Settings
+from workers.sinks.lake import avro
 
 log = logging.getLogger(__name__)
 

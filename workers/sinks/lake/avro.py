@@ -17,7 +17,7 @@ import fastavro
 import fastavro.write
 import orjson
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 KINDS = ("clickstream", "rejected", "failed")
 CODECS = ("null", "deflate", "snappy", "zstandard")
 

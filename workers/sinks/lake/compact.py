@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers import avro
-from workers.lake import AREAS, LAYOUT_VERSION, Lake, open_lake
 from workers.settings import Settings, get_settings
+from workers.sinks.lake import avro
+from workers.sinks.lake.lake import AREAS, LAYOUT_VERSION, Lake, open_lake
 
 log = logging.getLogger(__name__)
 
