@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 from workers import synthetic  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.capture import Capture, HubMessage  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings, get_settings  # noqa: E402
 from workers.sinks.lake import avro  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
 from workers.stream import envelope  # noqa: E402
+from workers.stream.stage import Capture, HubMessage  # noqa: E402
 
 BATCH = 256
 GEO = {"country": "DE", "region": "Berlin", "city": "Berlin", "lat": 52.52, "lon": 13.4}

@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 from devstack.services import run_azurite  # noqa: E402
 from workers import synthetic  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.capture import Capture, HubMessage  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.lake import avro, compact  # noqa: E402
 from workers.sinks.lake.lake import Lake, open_lake, partition_path  # noqa: E402
 from workers.stream import envelope  # noqa: E402
+from workers.stream.stage import Capture, HubMessage  # noqa: E402
 
 RECEIVED = 1_767_225_600_000 + 13 * 3_600_000  # 2026-01-01T13:00Z, long closed
 ROWS_PER_MESSAGE = 3

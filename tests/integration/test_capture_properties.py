@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 from devstack.services import Azurite
 from tests.capture_support import RECEIVED_AT, client_event, contract_pipeline, make_envelope
 from workers.apps import AppRegistry
-from workers.capture import Capture, HubMessage
 from workers.settings import Settings
 from workers.sinks.lake.lake import BlobLake, read_rows
 from workers.stream import envelope
+from workers.stream.stage import Capture, HubMessage
 from workers.stream.state import TableStateStore
 
 pytestmark = pytest.mark.integration

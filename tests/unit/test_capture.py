@@ -25,11 +25,11 @@ from tests.capture_support import (
     make_envelope,
 )
 from workers.apps import AppRegistry
-from workers.capture import Capture, CaptureResult, HubMessage
 from workers.errors import LakeWriteError
 from workers.settings import Settings
 from workers.sinks.lake.lake import BlobLake, read_rows
 from workers.stream import envelope
+from workers.stream.stage import Capture, CaptureResult, HubMessage
 from workers.stream.state import TableStateStore
 
 pytestmark = pytest.mark.integration

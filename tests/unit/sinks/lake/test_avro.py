@@ -10,9 +10,9 @@ import fastavro
 import orjson
 import pytest
 
-from workers.capture import ITEM_FIELDS
 from workers.enrich.base import ENRICHMENT_FIELDS
 from workers.sinks.lake import avro
+from workers.stream.stage import ITEM_FIELDS
 
 LINEAGE = (
     "hub_partition",
