@@ -2,7 +2,7 @@
 
 Workload: workers.synthetic traffic (real user agents incl. bots, referrers, UTM tags), packed as the
 collector packs it (one envelope per request of up to 5 events, gzip above 4 KB), in trigger batches of
-256 messages on one partition. Capture runs with the real enrichment pipeline (build_pipeline) and the
+256 messages on one partition. The lake sink runs with the real enrichment pipeline (build_pipeline) and the
 configured codec; its `prepare` step is everything capture does except the lake write and the state save.
 Next to it, in the same run, fastavro alone writes the same already-enriched rows into the same files.
 
@@ -36,8 +36,9 @@ from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings, get_settings  # noqa: E402
 from workers.sinks.lake import avro  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
+from workers.sinks.lake.sink import LakeSink  # noqa: E402
 from workers.stream import envelope  # noqa: E402
-from workers.stream.stage import Capture, HubMessage  # noqa: E402
+from workers.stream.stage import HubMessage  # noqa: E402
 
 BATCH = 256
 GEO = {"country": "DE", "region": "Berlin", "city": "Berlin", "lat": 52.52, "lon": 13.4}
@@ -76,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(avro_codec=args.codec, lake_connection="UseDevelopmentStorage=true")
-    capture = Capture(
+    capture = LakeSink(
         pipeline=build_pipeline(),
         registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
         lake=open_lake(settings),  # clients only: prepare() never touches the lake

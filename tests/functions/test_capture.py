@@ -26,8 +26,9 @@ from functions.capture import bp, to_messages
 from tests.capture_support import client_event, make_envelope
 from workers.errors import LakeWriteError
 from workers.sinks.lake.lake import iter_rows
+from workers.sinks.lake.sink import get_capture
 from workers.stream import envelope
-from workers.stream.stage import HubMessage, get_capture
+from workers.stream.stage import HubMessage
 
 HOUR = "date=2026-01-01/hour=13"
 

@@ -29,8 +29,9 @@ from tests.capture_support import RECEIVED_AT, VISITOR, client_event, make_envel
 from workers.enrich.pipeline import reference_versions
 from workers.errors import LakeWriteError
 from workers.sinks.lake.lake import BlobLake, partition_path, read_rows
+from workers.sinks.lake.sink import get_capture
 from workers.stream import envelope
-from workers.stream.stage import CAPTURE_VERSION, get_capture
+from workers.stream.stage import CAPTURE_VERSION
 
 pytestmark = pytest.mark.integration
 

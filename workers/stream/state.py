@@ -38,6 +38,9 @@ import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import EdmType, EntityProperty
 
+from workers.errors import ConfigError
+from workers.settings import Settings
+
 log = logging.getLogger(__name__)
 
 VisitorKey = tuple[str, str]  # (app_id, visitor_hash)
@@ -327,3 +330,20 @@ class TableStateStore:
 def _int(value: Any) -> int:
     """Int64 properties come back as EntityProperty, Int32 ones as int."""
     return int(getattr(value, "value", value))
+
+
+def open_state_store(settings: Settings, consumer_group: str) -> TableStateStore:
+    """The state of `consumer_group`'s reading of the hub, in the lake's storage account (Azurite's
+    table endpoint locally): each sink reads with its own consumer group, so keeps its own state."""
+    from azure.data.tables import TableClient
+
+    if settings.lake_connection:
+        table = TableClient.from_connection_string(settings.lake_connection, settings.state_table)
+    elif settings.lake_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        url = settings.lake_account_url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
+        table = TableClient(url, settings.state_table, credential=DefaultAzureCredential())
+    else:
+        raise ConfigError("no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+    return TableStateStore(table, hub=settings.eventhub_name, consumer_group=consumer_group)

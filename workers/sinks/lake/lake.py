@@ -40,7 +40,7 @@ def partition_path(kind: str, app_id: str, received_at_ms: int) -> str:
 
 def file_name(partition_id: str, first_sequence: int) -> str:
     """Named by the first sequence number of the file's rows, so a replay of a batch, whatever its
-    boundaries, rewrites the file instead of writing another beside it (workers/stream/stage.py)."""
+    boundaries, rewrites the file instead of writing another beside it (workers/capture.py)."""
     return f"p{quote(partition_id, safe='')}-{first_sequence}.avro"
 
 
