@@ -1,5 +1,8 @@
 """Session and dedup state of one hub partition: kept in memory, persisted to Azure Table storage.
 
+Each sink reads the hub with its own consumer group and keeps its own state, keyed by that group
+(`open_state_store`), so one sink's progress never moves another's on.
+
 Visitors stick to a hub partition (the partition key is the visitor hash), so the state of a partition
 is complete on its own. It is loaded when this process first sees the partition (after a restart or a
 partition move) and saved after each batch's files are in the lake, never before: a batch that fails
@@ -12,8 +15,8 @@ the whole batch as duplicates, and saves those sessions again: the replay's sess
 run's, even when the first run saved its dedup entries and then failed before its sessions.
 
 `lake_sequence` is the last sequence number whose rows are in the lake; it is saved last, so when it
-is in the table the batch's files, dedup entries and sessions are too. Capture skips messages at or
-below it.
+is in the table the batch's files, dedup entries and sessions are too. The stream stage
+(workers/stream/stage.py) skips messages at or below it.
 
 Table layout (PartitionKey `<hub>:<consumer group>:<partition>`):
     s:<app>:<visitor hash>     one session per visitor: session_id, last_seen (ms), idx
