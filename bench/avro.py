@@ -6,8 +6,8 @@ codec; each figure is the median of --repeats runs in this process's CPU time, a
 fastavro.writer (validator off, the reference) measured in the same run. Candidates:
 
 - `fastavro`: fastavro.writer, the reference;
-- `fastavro_strict`: fastavro.writer with strict_allow_default=True, what workers.avro used before;
-- `columns`: workers.avro_columns.Encoder, what workers.avro.encode uses now;
+- `fastavro_strict`: fastavro.writer with strict_allow_default=True, what the lake writer used before;
+- `columns`: workers.sinks.lake.avro_columns.Encoder, what avro.encode uses now;
 - `cavro`, `cerializer`: measured only when importable (not project dependencies: cerializer compiles
   generated Cython with a C compiler at first use, which a Function App does not have).
 
@@ -36,20 +36,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 import fastavro  # noqa: E402
 from capture import workload  # noqa: E402
 
-from workers import avro  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.avro_columns import Encoder  # noqa: E402
-from workers.capture import Capture  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
-from workers.lake import open_lake  # noqa: E402
 from workers.settings import Settings  # noqa: E402
+from workers.sinks.lake import avro  # noqa: E402
+from workers.sinks.lake.avro_columns import Encoder  # noqa: E402
+from workers.sinks.lake.lake import open_lake  # noqa: E402
+from workers.sinks.lake.sink import LakeSink  # noqa: E402
 
 Writer = Callable[[list[dict[str, Any]], str], bytes]
 
 
 def capture_rows(events: int) -> list[list[dict[str, Any]]]:
     settings = Settings(lake_connection="UseDevelopmentStorage=true")
-    capture = Capture(
+    capture = LakeSink(
         pipeline=build_pipeline(),
         registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
         lake=open_lake(settings),

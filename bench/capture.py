@@ -2,7 +2,7 @@
 
 Workload: workers.synthetic traffic (real user agents incl. bots, referrers, UTM tags), packed as the
 collector packs it (one envelope per request of up to 5 events, gzip above 4 KB), in trigger batches of
-256 messages on one partition. Capture runs with the real enrichment pipeline (build_pipeline) and the
+256 messages on one partition. The lake sink runs with the real enrichment pipeline (build_pipeline) and the
 configured codec; its `prepare` step is everything capture does except the lake write and the state save.
 Next to it, in the same run, the lake's encoder (avro.encode) alone writes the same already-enriched rows
 into the same files, and so does fastavro.writer, the reference it replaced.
@@ -43,13 +43,16 @@ import fastavro
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workers import avro, envelope, synthetic  # noqa: E402
+from workers import synthetic  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.capture import Capture, HubMessage  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
-from workers.lake import open_lake  # noqa: E402
 from workers.settings import Settings, get_settings  # noqa: E402
-from workers.state import Batch  # noqa: E402
+from workers.sinks.lake import avro  # noqa: E402
+from workers.sinks.lake.lake import open_lake  # noqa: E402
+from workers.sinks.lake.sink import LakeSink  # noqa: E402
+from workers.stream import envelope  # noqa: E402
+from workers.stream.stage import HubMessage  # noqa: E402
+from workers.stream.state import Batch  # noqa: E402
 
 BATCH = 256
 TARGET_EVENTS_PER_S = 20_000
@@ -82,7 +85,7 @@ def workload(total_events: int) -> list[list[HubMessage]]:
 
 
 @contextmanager
-def stage_timers(capture: Capture) -> Iterator[dict[str, float]]:
+def stage_timers(capture: LakeSink) -> Iterator[dict[str, float]]:
     """Seconds spent in each stage while the block runs, by wrapping the functions prepare calls."""
     spent = dict.fromkeys(("decode", "enrich", "state", "encode"), 0.0)
 
@@ -96,19 +99,19 @@ def stage_timers(capture: Capture) -> Iterator[dict[str, float]]:
 
         return wrapper
 
-    originals = (envelope.decode, avro.encode, Batch.assign, capture.pipeline)
-    pipeline_run = capture.pipeline.run
+    originals = (envelope.decode, avro.encode, Batch.assign, capture.stage.pipeline)
+    pipeline_run = capture.stage.pipeline.run
     envelope.decode = timed("decode", envelope.decode)  # type: ignore[assignment]
     avro.encode = timed("encode", avro.encode)  # type: ignore[assignment]
     Batch.assign = timed("state", Batch.assign)  # type: ignore[method-assign]
-    capture.pipeline = type("TimedPipeline", (), {"run": staticmethod(timed("enrich", pipeline_run))})()  # type: ignore[assignment]
+    capture.stage.pipeline = type("TimedPipeline", (), {"run": staticmethod(timed("enrich", pipeline_run))})()  # type: ignore[assignment]
     try:
         yield spent
     finally:
-        envelope.decode, avro.encode, Batch.assign, capture.pipeline = originals  # type: ignore[method-assign]
+        envelope.decode, avro.encode, Batch.assign, capture.stage.pipeline = originals  # type: ignore[method-assign]
 
 
-def stages(capture: Capture, batches: list[list[HubMessage]], events: int, repeats: int) -> dict[str, float]:
+def stages(capture: LakeSink, batches: list[list[HubMessage]], events: int, repeats: int) -> dict[str, float]:
     """Median microseconds per event of each stage over `repeats` instrumented runs."""
     runs: list[dict[str, float]] = []
     for _ in range(repeats):
@@ -130,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(avro_codec=args.codec, lake_connection="UseDevelopmentStorage=true")
-    capture = Capture(
+    capture = LakeSink(
         pipeline=build_pipeline(),
         registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
         lake=open_lake(settings),  # clients only: prepare() never touches the lake

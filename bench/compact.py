@@ -1,11 +1,11 @@
 """Compaction of one closed hour on Azurite: peak memory and rows/s, against holding the hour in memory.
 
-Workload: real enriched rows (workers.synthetic traffic through Capture.prepare with the real pipeline)
+Workload: real enriched rows (workers.synthetic traffic through LakeSink.prepare with the real pipeline)
 copied with their own hub sequence numbers and event ids into `--rows` rows of one hour folder, in
 capture-sized files of `--file-rows` rows (about a 256-message trigger batch), three rows per hub
 message. Each measurement runs in a fresh child process, so its peak resident set size (ru_maxrss) is
 the measured step's and nothing else's:
-- `compact`: workers.compact.compact_folder on the folder (downloads, merges, uploads, deletes);
+- `compact`: workers.sinks.lake.compact.compact_folder on the folder (downloads, merges, uploads, deletes);
 - `hold_the_hour` (the baseline, same run, same files, while `--rows` <= `--baseline-max-rows`): every
   row of the folder decoded into one list, as compaction did before it streamed.
 Memory figures are peak RSS minus the child's RSS before the step (imports and clients loaded).
@@ -33,12 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devstack.services import run_azurite  # noqa: E402
-from workers import avro, compact, envelope, synthetic  # noqa: E402
+from workers import synthetic  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.capture import Capture, HubMessage  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
-from workers.lake import Lake, open_lake, partition_path  # noqa: E402
 from workers.settings import Settings  # noqa: E402
+from workers.sinks.lake import avro, compact  # noqa: E402
+from workers.sinks.lake.lake import Lake, open_lake, partition_path  # noqa: E402
+from workers.sinks.lake.sink import LakeSink  # noqa: E402
+from workers.stream import envelope  # noqa: E402
+from workers.stream.stage import HubMessage  # noqa: E402
 
 RECEIVED = 1_767_225_600_000 + 13 * 3_600_000  # 2026-01-01T13:00Z, long closed
 ROWS_PER_MESSAGE = 3
@@ -48,7 +51,7 @@ CODEC = "snappy"
 def template_rows(count: int) -> list[dict[str, Any]]:
     """`count` rows as capture writes them, from synthetic traffic through the real pipeline."""
     settings = Settings(avro_codec=CODEC, lake_connection="UseDevelopmentStorage=true")
-    capture = Capture(
+    capture = LakeSink(
         pipeline=build_pipeline(),
         registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
         lake=open_lake(settings),  # clients only: prepare() never touches the lake

@@ -28,8 +28,8 @@ from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
 from devstack.status import describe, failing, read_status
 from workers.cli import send, server_key
-from workers.lake import open_lake, read_rows
 from workers.settings import Settings
+from workers.sinks.lake.lake import EVENTS, area_prefix, open_lake, read_rows
 
 STATE = ROOT / ".devstack"
 PIDS = STATE / "pids.json"
@@ -135,7 +135,7 @@ def post_aws_example(base_url: str) -> int:
 
 
 def lake_files(settings: Settings) -> set[str]:
-    return {f.path for f in open_lake(settings).list("events/v1/") if f.path.endswith(".avro")}
+    return {f.path for f in open_lake(settings).list(area_prefix(EVENTS)) if f.path.endswith(".avro")}
 
 
 def wait_for_new_files(settings: Settings, before: set[str], timeout: float) -> list[str]:
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
                         reported = failing_now(stack)
                         print_status(stack)
                     with contextlib.suppress(Exception):
-                        for f in lake.list("events/v1/"):
+                        for f in lake.list(area_prefix(EVENTS)):
                             if f.path not in seen and f.path.endswith(".avro"):
                                 seen.add(f.path)
                                 print(f"  new  {f.size:>8} B  {f.path}")

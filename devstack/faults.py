@@ -4,7 +4,8 @@
 keeps a steady load of synthetic traffic (workers/synthetic.py, signed as a server-side sender) on the
 collector, kills the Event Hubs endpoint, Azurite or the dev host with SIGKILL partway through, restarts
 it on the same ports and data, lets the load run on, then waits for capture to drain and compacts the
-lake explicitly (workers/compact.py, with a clock two hours ahead so the current hour counts as closed).
+lake explicitly (workers/sinks/lake/compact.py, with a clock two hours ahead so the current hour counts
+as closed).
 
 Senders behave like the tracker: a request that does not get 200 is sent again, unchanged, until it
 does; a request answered 200 is never sent again. So every event should be answered 200 exactly once,
@@ -41,10 +42,10 @@ import orjson
 from devstack.services import run_azurite, run_eventhubs
 from devstack.stack import Stack, run_stack
 from workers.cli import server_key
-from workers.compact import compact_closed_hours
-from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
 from workers.signing import signed_headers
+from workers.sinks.lake.compact import compact_closed_hours
+from workers.sinks.lake.lake import iter_rows, open_lake
 from workers.synthetic import Request, traffic
 
 FAULTS = ("eventhubs", "azurite", "azurite-term", "devhost")

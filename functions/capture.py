@@ -1,4 +1,4 @@
-"""Event Hubs trigger → workers.capture: hub messages in, Avro files in the lake out.
+"""Event Hubs trigger → workers.sinks.lake.sink: hub messages in, Avro files in the lake out.
 
 The Functions Event Hubs trigger checkpoints a batch even when the function throws, so a failure must
 not end the invocation: the retry policy re-runs the same batch (forever, backing off up to 5 minutes)
@@ -14,7 +14,8 @@ from typing import Any
 
 import azure.functions as func
 
-from workers.capture import HubMessage, capture
+from workers.sinks.lake.sink import capture
+from workers.stream.stage import HubMessage
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

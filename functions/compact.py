@@ -1,4 +1,4 @@
-"""Timer trigger → workers.compact: hourly, merge each closed hour's small Avro files into one."""
+"""Timer trigger → workers.sinks.lake.compact: hourly, merge each closed hour's small Avro files into one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from workers import compact
+from workers.sinks.lake import compact
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from workers import envelope
-from workers.capture import HubMessage
 from workers.enrich.base import ENRICHMENT_FIELDS, EnrichContext, Pipeline, Row
+from workers.stream import envelope
+from workers.stream.stage import HubMessage
 
 RECEIVED_AT = 1_767_225_600_000 + 13 * 3_600_000 + 120_000  # 2026-01-01T13:02:00Z
 VISITOR = "0123456789abcdef0123456789abcdef"

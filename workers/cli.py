@@ -29,9 +29,9 @@ from urllib.parse import urlencode
 
 import orjson
 
-from workers.lake import AREAS, Lake, LakeFile, open_lake, read_rows
 from workers.settings import Settings
 from workers.signing import signed_headers
+from workers.sinks.lake.lake import AREAS, EVENTS, Lake, LakeFile, area_prefix, open_lake, read_rows
 
 LOCAL_LAKE = "UseDevelopmentStorage=true"
 LOCAL_COLLECTOR = "http://localhost:7071/api/collect"
@@ -49,12 +49,12 @@ def _lake(args: argparse.Namespace) -> Lake:
 
 
 def _prefix(args: argparse.Namespace) -> str:
-    parts = [AREAS[args.area], "v1"]
+    parts = []
     for key, value in (("app_id", args.app), ("date", args.date), ("hour", args.hour)):
         if value is None:
             break
-        parts.append(f"{key}={value}")
-    return "/".join(parts) + "/"
+        parts.append(f"{key}={value}/")
+    return area_prefix(args.area) + "".join(parts)
 
 
 def _json_default(value: Any) -> Any:
@@ -115,18 +115,17 @@ def cmd_sql(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hubcap-lake-") as tmp:
         con = duckdb.connect()
         con.execute(f"LOAD '{_avro_extension()}'")
-        for area, folder in AREAS.items():
-            files = [f for f in lake.list(f"{folder}/v1/") if f.path.endswith(".avro")]
+        for area in AREAS.values():
+            files = [f for f in lake.list(area_prefix(area)) if f.path.endswith(".avro")]
             if not files:
                 continue
             for file in files:
                 local = Path(tmp, file.path)
                 local.parent.mkdir(parents=True, exist_ok=True)
                 local.write_bytes(lake.read(file.path))
-            view = "events" if area == "clickstream" else area
-            glob = str(Path(tmp, folder, "v1", "**", "*.avro"))
+            glob = str(Path(tmp, area_prefix(area), "**", "*.avro"))
             # Names come from AREAS and a temp folder we made, never from user input.
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_avro('{glob}')")  # noqa: S608
+            con.execute(f"CREATE VIEW {area} AS SELECT * FROM read_avro('{glob}')")  # noqa: S608
         result = con.execute(args.query)
         columns = [c[0] for c in result.description or []]
         rows = result.fetchall()
@@ -277,7 +276,7 @@ def parser() -> argparse.ArgumentParser:
 
     def lake_filters(p: argparse.ArgumentParser) -> None:
         p.add_argument("--connection", help="storage connection string (default: settings, else Azurite)")
-        p.add_argument("--area", choices=sorted(AREAS), default="clickstream")
+        p.add_argument("--area", choices=sorted(AREAS.values()), default=EVENTS)
         p.add_argument("--app")
         p.add_argument("--date", help="YYYY-MM-DD")
         p.add_argument("--hour", help="HH")

@@ -70,7 +70,6 @@ import orjson
 import workers
 from workers import limits, logs
 from workers.apps import AppConfig, AppRegistry, get_registry
-from workers.envelope import EncodedEnvelope, Envelope
 from workers.errors import (
     BadSignature,
     HashMismatch,
@@ -97,6 +96,7 @@ from workers.privacy import (
 from workers.quota import QuotaBook
 from workers.settings import Settings, get_settings
 from workers.signing import Verifier
+from workers.stream.envelope import EncodedEnvelope, Envelope
 from workers.validation import Validators
 
 log = logging.getLogger("hubcap.collector")

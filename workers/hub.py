@@ -26,11 +26,11 @@ from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.exceptions import EventHubError
 
-from workers.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, encode
 from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
 from workers.logs import emit
 from workers.partition_key import partition_for_key
 from workers.settings import Settings
+from workers.stream.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, encode
 
 log = logging.getLogger("hubcap.hub")
 

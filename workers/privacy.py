@@ -175,10 +175,6 @@ class GeoReader:
         except (OSError, maxminddb.InvalidDatabaseError) as exc:
             raise ConfigError(f"HUBCAP_GEO_DB {path} is not a readable .mmdb: {exc}") from exc
 
-    @property
-    def available(self) -> bool:
-        return self._reader is not None
-
     @functools.cached_property
     def version(self) -> str | None:
         """`<database type> <build date>`, e.g. `DBIP-City-Lite 2026-06-05`, for the rows' lineage."""

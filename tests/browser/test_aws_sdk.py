@@ -26,8 +26,8 @@ from playwright.async_api import BrowserContext
 
 from devstack.services import Azurite, EventHubsEndpoint, free_port
 from devstack.stack import DevHostProcess, app_env, provision
-from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
+from workers.sinks.lake.lake import iter_rows, open_lake
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

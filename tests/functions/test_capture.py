@@ -24,10 +24,11 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 from devstack.services import Azurite
 from functions.capture import bp, to_messages
 from tests.capture_support import client_event, make_envelope
-from workers import envelope
-from workers.capture import HubMessage, get_capture
 from workers.errors import LakeWriteError
-from workers.lake import iter_rows
+from workers.sinks.lake.lake import iter_rows
+from workers.sinks.lake.sink import get_capture
+from workers.stream import envelope
+from workers.stream.stage import HubMessage
 
 HOUR = "date=2026-01-01/hour=13"
 

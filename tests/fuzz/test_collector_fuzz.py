@@ -31,9 +31,9 @@ from tests.conftest import GEO_DB
 from tests.fuzz import mutate
 from workers.apps import AppRegistry
 from workers.collector import PIXEL_GIF, Collector, HttpIn
-from workers.envelope import EncodedEnvelope, decode
 from workers.privacy import GeoReader, SaltStore
 from workers.settings import Settings
+from workers.stream.envelope import EncodedEnvelope, decode
 
 FUZZ_CASES = int(os.environ.get("HUBCAP_FUZZ_CASES", "10000"))
 HTTP_CASES = int(os.environ.get("HUBCAP_FUZZ_HTTP_CASES", "300"))

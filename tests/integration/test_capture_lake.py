@@ -26,11 +26,12 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 from devstack.services import Azurite, EventHubsEndpoint
 from functions.capture import bp
 from tests.capture_support import RECEIVED_AT, VISITOR, client_event, make_envelope
-from workers import envelope
-from workers.capture import CAPTURE_VERSION, get_capture
 from workers.enrich.pipeline import reference_versions
 from workers.errors import LakeWriteError
-from workers.lake import BlobLake, partition_path, read_rows
+from workers.sinks.lake.lake import BlobLake, partition_path, read_rows
+from workers.sinks.lake.sink import get_capture
+from workers.stream import envelope
+from workers.stream.stage import CAPTURE_VERSION
 
 pytestmark = pytest.mark.integration
 

@@ -27,12 +27,13 @@ from hypothesis import strategies as st
 
 from devstack.services import Azurite
 from tests.capture_support import RECEIVED_AT, client_event, contract_pipeline, make_envelope
-from workers import envelope
 from workers.apps import AppRegistry
-from workers.capture import Capture, HubMessage
-from workers.lake import BlobLake, read_rows
 from workers.settings import Settings
-from workers.state import TableStateStore
+from workers.sinks.lake.lake import BlobLake, read_rows
+from workers.sinks.lake.sink import LakeSink
+from workers.stream import envelope
+from workers.stream.stage import HubMessage
+from workers.stream.state import TableStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,7 @@ class Lake:
         container = ContainerClient.from_connection_string(azurite.connection_string, f"fuzz{suffix}")
         self.lake = BlobLake(container)
         table = TableClient.from_connection_string(azurite.connection_string, f"fuzz{suffix}")
-        self.capture = Capture(
+        self.capture = LakeSink(
             pipeline=contract_pipeline(),
             registry=REGISTRY,
             lake=self.lake,

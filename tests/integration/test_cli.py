@@ -12,10 +12,10 @@ import pytest
 
 from devstack.services import Azurite
 from devstack.stack import DevHostProcess
-from workers import avro
 from workers.cli import main
-from workers.lake import file_name, open_lake, partition_path
 from workers.settings import Settings
+from workers.sinks.lake import avro
+from workers.sinks.lake.lake import file_name, open_lake, partition_path
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,22 @@ def test_ls_lists_files_with_rows_and_a_total(
 ) -> None:
     lines = run(capsys, lake_connection, "lake", "ls")
     assert lines[-1].startswith("3 files, 4 rows")
+
+
+@pytest.mark.parametrize(("area", "files"), [("events", 3), ("rejected", 0), ("failed", 0)])
+def test_ls_area_takes_the_lake_folder_names(
+    lake_connection: str, capsys: pytest.CaptureFixture[str], area: str, files: int
+) -> None:
+    lines = run(capsys, lake_connection, "lake", "ls", "--area", area)
+    assert lines[-1].startswith(f"{files} files")
+
+
+def test_ls_area_refuses_a_schema_name(capsys: pytest.CaptureFixture[str]) -> None:
+    # `clickstream` names the schema of events/ rows, not a folder of the lake.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lake", "ls", "--area", "clickstream"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'clickstream'" in capsys.readouterr().err
 
 
 def test_ls_filters_by_app(lake_connection: str, capsys: pytest.CaptureFixture[str]) -> None:

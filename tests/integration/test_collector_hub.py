@@ -33,8 +33,8 @@ from tests.collect_support import (
     sign,
 )
 from workers.collector import Collector
-from workers.envelope import MAX_MESSAGE_BYTES, SCHEMA, Envelope, decode
 from workers.hub import pack
+from workers.stream.envelope import MAX_MESSAGE_BYTES, SCHEMA, Envelope, decode
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from devstack.services import Azurite
-from workers import avro, compact
-from workers.lake import Lake, file_name, iter_rows, open_lake, partition_path
 from workers.settings import Settings
+from workers.sinks.lake import avro, compact
+from workers.sinks.lake.lake import Lake, file_name, iter_rows, open_lake, partition_path
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,6 @@ from tests.collect_support import (
     unit_env,
 )
 from workers.collector import PIXEL_GIF, Collector, HttpIn, HttpOut, http_error_response, inflate, summary
-from workers.envelope import decode
 from workers.errors import (
     BadSignature,
     HashMismatch,
@@ -44,6 +43,7 @@ from workers.errors import (
     UnsupportedMediaType,
 )
 from workers.privacy import visitor_hash
+from workers.stream.envelope import decode
 
 SALT = bytes(range(32))
 

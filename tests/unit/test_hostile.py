@@ -19,10 +19,10 @@ from tests.collect_support import DEMO_KEY, body_of, collector_for, event, reque
 from workers import limits
 from workers.apps import AppRegistry
 from workers.collector import PIXEL_GIF, Collector, HttpIn, summary
-from workers.envelope import decode
 from workers.privacy import GeoReader
 from workers.quota import QuotaBook
 from workers.settings import Settings
+from workers.stream.envelope import decode
 from workers.validation import MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
 
 SALT = bytes(range(32))

@@ -18,10 +18,18 @@ from azure.storage.blob import ContainerClient
 from azure.storage.filedatalake import FileSystemClient
 
 from devstack.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
-from workers import avro
 from workers.errors import LakeWriteError
-from workers.lake import BlobLake, DfsLake, choose_api, file_name, open_lake, partition_path, read_rows
 from workers.settings import Settings
+from workers.sinks.lake import avro
+from workers.sinks.lake.lake import (
+    BlobLake,
+    DfsLake,
+    choose_api,
+    file_name,
+    open_lake,
+    partition_path,
+    read_rows,
+)
 
 
 def _ms(text: str) -> int:

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers import avro as lake_avro
-from workers.avro_columns import Encoder, Misfit
+from workers.sinks.lake import avro as lake_avro
+from workers.sinks.lake.avro_columns import Encoder, Misfit
 
 SCHEMAS = {
     name: orjson.loads((lake_avro.SCHEMA_DIR / f"{name}.avsc").read_bytes()) for name in lake_avro.KINDS

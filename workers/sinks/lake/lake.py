@@ -21,26 +21,37 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
-from workers import avro
 from workers.errors import ConfigError, LakeWriteError
 from workers.settings import Settings
+from workers.sinks.lake import avro
 
 log = logging.getLogger(__name__)
 
-AREAS = {"clickstream": "events", "rejected": "rejected", "failed": "failed"}
+# The lake's top-level folders, one per kind of row, and the layout version below each.
+EVENTS = "events"
+REJECTED = "rejected"
+FAILED = "failed"
 LAYOUT_VERSION = "v1"
+# A kind names a row's Avro schema (schemas/<kind>.avsc); the lake files the rows of a kind under its
+# area. The one place where the two vocabularies meet.
+AREAS = {"clickstream": EVENTS, "rejected": REJECTED, "failed": FAILED}
+
+
+def area_prefix(area: str) -> str:
+    """`<area>/<layout version>/`: where every file of `area` lives."""
+    return f"{area}/{LAYOUT_VERSION}/"
 
 
 def partition_path(kind: str, app_id: str, received_at_ms: int) -> str:
     """`events/v1/app_id=<app>/date=<YYYY-MM-DD>/hour=<HH>` for the UTC hour of `received_at_ms`."""
     moment = datetime.fromtimestamp(received_at_ms / 1000, tz=UTC)
     app = quote(app_id, safe="") if app_id not in ("", ".", "..") else quote(app_id or "_", safe="") + "_"
-    return f"{AREAS[kind]}/{LAYOUT_VERSION}/app_id={app}/date={moment:%Y-%m-%d}/hour={moment:%H}"
+    return f"{area_prefix(AREAS[kind])}app_id={app}/date={moment:%Y-%m-%d}/hour={moment:%H}"
 
 
 def file_name(partition_id: str, first_sequence: int) -> str:
     """Named by the first sequence number of the file's rows, so a replay of a batch, whatever its
-    boundaries, rewrites the file instead of writing another beside it (workers/capture.py)."""
+    boundaries, rewrites the file instead of writing another beside it (workers/sinks/lake/sink.py)."""
     return f"p{quote(partition_id, safe='')}-{first_sequence}.avro"
 
 

@@ -1,5 +1,8 @@
 """Session and dedup state of one hub partition: kept in memory, persisted to Azure Table storage.
 
+Each sink reads the hub with its own consumer group and keeps its own state, keyed by that group
+(`open_state_store`), so one sink's progress never moves another's on.
+
 Visitors stick to a hub partition (the partition key is the visitor hash), so the state of a partition
 is complete on its own. It is loaded when this process first sees the partition (after a restart or a
 partition move) and saved after each batch's files are in the lake, never before: a batch that fails
@@ -12,8 +15,8 @@ the whole batch as duplicates, and saves those sessions again: the replay's sess
 run's, even when the first run saved its dedup entries and then failed before its sessions.
 
 `lake_sequence` is the last sequence number whose rows are in the lake; it is saved last, so when it
-is in the table the batch's files, dedup entries and sessions are too. Capture skips messages at or
-below it.
+is in the table the batch's files, dedup entries and sessions are too. The stream stage
+(workers/stream/stage.py) skips messages at or below it.
 
 Table layout (PartitionKey `<hub>:<consumer group>:<partition>`):
     s:<app>:<visitor hash>     one session per visitor: session_id, last_seen (ms), idx
@@ -37,6 +40,9 @@ from urllib.parse import quote, unquote
 import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import EdmType, EntityProperty
+
+from workers.errors import ConfigError
+from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +333,20 @@ class TableStateStore:
 def _int(value: Any) -> int:
     """Int64 properties come back as EntityProperty, Int32 ones as int."""
     return int(getattr(value, "value", value))
+
+
+def open_state_store(settings: Settings, consumer_group: str) -> TableStateStore:
+    """The state of `consumer_group`'s reading of the hub, in the lake's storage account (Azurite's
+    table endpoint locally): each sink reads with its own consumer group, so keeps its own state."""
+    from azure.data.tables import TableClient
+
+    if settings.lake_connection:
+        table = TableClient.from_connection_string(settings.lake_connection, settings.state_table)
+    elif settings.lake_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        url = settings.lake_account_url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
+        table = TableClient(url, settings.state_table, credential=DefaultAzureCredential())
+    else:
+        raise ConfigError("no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+    return TableStateStore(table, hub=settings.eventhub_name, consumer_group=consumer_group)

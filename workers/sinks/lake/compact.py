@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers import avro
-from workers.lake import AREAS, LAYOUT_VERSION, Lake, open_lake
 from workers.settings import Settings, get_settings
+from workers.sinks.lake import avro
+from workers.sinks.lake.lake import AREAS, Lake, area_prefix, open_lake
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def compact_closed_hours(
     oldest = now - timedelta(hours=lookback_hours)
     for kind, area in AREAS.items():
         folders: dict[str, list[str]] = defaultdict(list)
-        for file in lake.list(f"{area}/{LAYOUT_VERSION}/"):
+        for file in lake.list(area_prefix(area)):
             folder, _, name = file.path.rpartition("/")
             if name.endswith(".avro") and not name.startswith("."):
                 folders[folder].append(file.path)

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from workers.envelope import SCHEMA, Envelope, EnvelopeError, decode, encode
+from workers.stream.envelope import SCHEMA, Envelope, EnvelopeError, decode, encode
 
 RECEIVED_AT = 1_767_225_600_000
 

@@ -9,7 +9,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from devstack.services import Azurite
-from workers.state import Assignment, Batch, PartitionState, TableStateStore, server_session_id
+from workers.stream.state import Assignment, Batch, PartitionState, TableStateStore, server_session_id
 
 MINUTE = 60_000
 TIMEOUT = 30 * MINUTE

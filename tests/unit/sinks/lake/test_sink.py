@@ -24,13 +24,14 @@ from tests.capture_support import (
     hub_message,
     make_envelope,
 )
-from workers import envelope
 from workers.apps import AppRegistry
-from workers.capture import Capture, CaptureResult, HubMessage
 from workers.errors import LakeWriteError
-from workers.lake import BlobLake, read_rows
 from workers.settings import Settings
-from workers.state import TableStateStore
+from workers.sinks.lake.lake import BlobLake, read_rows
+from workers.sinks.lake.sink import CaptureResult, LakeSink
+from workers.stream import envelope
+from workers.stream.stage import HubMessage
+from workers.stream.state import TableStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +58,8 @@ class Stack:
         self.table = TableClient.from_connection_string(azurite.connection_string, f"state{suffix}")
         self.lake = BlobLake(self.container)
 
-    def capture(self, **settings: Any) -> Capture:
-        return Capture(
+    def capture(self, **settings: Any) -> LakeSink:
+        return LakeSink(
             pipeline=contract_pipeline(),
             registry=REGISTRY,
             lake=self.lake,
@@ -480,10 +481,10 @@ class FaultyTable:
         return getattr(self._table, name)
 
 
-def _faulty_capture(stack: Stack, failing: set[str]) -> tuple[Capture, FaultyTable]:
+def _faulty_capture(stack: Stack, failing: set[str]) -> tuple[LakeSink, FaultyTable]:
     table = FaultyTable(stack.table, failing)
     capture = stack.capture()
-    capture.store = TableStateStore(table, hub="clicks", consumer_group="capture")
+    capture.stage.store = TableStateStore(table, hub="clicks", consumer_group="capture")
     return capture, table
 
 

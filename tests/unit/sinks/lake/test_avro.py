@@ -10,9 +10,10 @@ import fastavro
 import orjson
 import pytest
 
-from workers import avro
-from workers.capture import ITEM_FIELDS
 from workers.enrich.base import ENRICHMENT_FIELDS
+from workers.sinks.lake import avro
+from workers.stream.records import LINEAGE_FIELDS
+from workers.stream.rows import ITEM_FIELDS
 
 LINEAGE = (
     "hub_partition",
@@ -48,6 +49,22 @@ def test_every_enrichment_field_is_nullable_with_default_null(name: str, kind: s
 @pytest.mark.parametrize(("schema", "name"), [(s, n) for s in avro.KINDS for n in LINEAGE])
 def test_every_schema_carries_lineage(schema: str, name: str) -> None:
     assert name in _fields(schema)
+
+
+def test_failed_records_inherit_every_lineage_field_of_the_failed_schema() -> None:
+    # The stream stage builds failed records without knowing the lake's schema: its list must not drift.
+    own = {
+        "stage",
+        "step",
+        "error",
+        "app_id",
+        "received_at",
+        "event_id",
+        "event_json",
+        "raw",
+        "raw_properties",
+    }
+    assert set(LINEAGE_FIELDS) == set(avro.field_names("failed")) - own
 
 
 @pytest.mark.parametrize("name", ["event_timestamp", "received_at", "hub_enqueued_time"], ids=lambda n: n)

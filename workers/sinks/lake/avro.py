@@ -17,9 +17,9 @@ import fastavro
 import fastavro.write
 import orjson
 
-from workers.avro_columns import Encoder
+from workers.sinks.lake.avro_columns import Encoder
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 KINDS = ("clickstream", "rejected", "failed")
 CODECS = ("null", "deflate", "snappy", "zstandard")
 
@@ -48,7 +48,8 @@ def _encoder(name: str) -> Encoder:
 
 def encode(name: str, records: Sequence[Record], *, codec: str, key: str = "") -> bytes:
     """One Avro container file holding `records`, byte for byte what fastavro.writer would write (see
-    workers/avro_columns.py). Raises avro_columns.Misfit, naming the field, on a record that does not fit."""
+    workers/sinks/lake/avro_columns.py). Raises avro_columns.Misfit, naming the field, on a record that
+    does not fit."""
     return _encoder(name).file(records, codec=codec, sync_marker=sync_marker(key))
 
 

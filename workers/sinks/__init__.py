@@ -1,0 +1,1 @@
+"""Sinks: where the stream stage's rows go; each reads the hub with its own consumer group."""

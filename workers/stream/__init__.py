@@ -1,0 +1,1 @@
+"""The stream stage: hub messages → enriched rows, shared by every sink (docs/architecture.md)."""

@@ -1,0 +1,308 @@
+"""The enrichment stage every sink shares: a batch of hub messages → enriched rows, rejected and
+failed records (docs/architecture.md §1).
+
+For each message: decode the envelope → one row per event (workers/stream/rows.py) → enrichment
+pipeline (workers/enrich/) → session and dedup (workers/stream/state.py, state per hub partition) →
+the app's bot and dedup policies. Where every input goes:
+- an envelope that does not decode → a failed record (stage `envelope`, the raw bytes and the error);
+- an event a step raises on → a failed record (stage `enrichment`, the step and the error), the batch
+  goes on;
+- an event no row can be built from → a failed record (stage `encoding`);
+- the envelope's rejected events → rejected records with their validation errors;
+- bots and duplicates the app's policy drops → counted, not returned;
+- everything else → an enriched row.
+No data makes a batch raise: a partition never wedges on its content.
+
+A sink calls `Stage.run`, writes what it returns, and only then `Stage.commit` for each partition:
+the partition state moves on only once the sink holds the rows, so a sink that fails and gets the
+batch again sees the same sessions and dedup verdicts. Messages at or below the state's
+`lake_sequence` (the last one a sink committed) are skipped. Each sink keeps its own state by reading
+the hub with its own consumer group (the state store's key).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.apps import AppRegistry
+from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
+from workers.settings import Settings
+from workers.stream import envelope
+from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, rejected_record
+from workers.stream.rows import CLIENT_TEMPLATE, client_session, dedup_id, event_row
+from workers.stream.state import Batch, PartitionState, StateStore
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("hubcap")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+CAPTURE_VERSION = _package_version()
+
+VERSION_FIELDS = {
+    "ua_rules": "ua_rules_version",
+    "geo_db": "geo_db_version",
+    "bot_list": "bot_list_version",
+    "referrer_db": "referrer_db_version",
+}
+
+
+@dataclass(frozen=True)
+class HubMessage:
+    """One Event Hubs message as the trigger delivers it, in plain Python."""
+
+    body: bytes
+    properties: Mapping[str, Any]
+    partition_id: str
+    sequence_number: int
+    offset: str
+    enqueued_time: datetime
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A row and where it belongs: the app and the time a sink files it under, and its `source` (the
+    client's event for an enriched row, the rejected entry for a rejected record, the HubMessage for a
+    failed record), from which a sink builds the failed record when the row does not fit its schema."""
+
+    row: Row
+    app_id: str
+    received_at: int
+    source: Any
+
+
+@dataclass
+class PartitionOutput:
+    """What the stage made of one hub partition's fresh messages, in message order."""
+
+    partition_id: str
+    batch: Batch
+    last_sequence: int
+    messages: dict[int, HubMessage]
+    events: list[Staged] = field(default_factory=list)
+    rejected: list[Staged] = field(default_factory=list)
+    failed: list[Staged] = field(default_factory=list)
+
+
+@dataclass
+class StageOutput:
+    """`counts` keys: messages, messages_skipped (already committed, per the partition state),
+    envelopes_failed, events, failed_enrichment, failed_encoding, rejected, bots_flagged, bots_dropped,
+    duplicates_flagged, duplicates_dropped, replayed (events of a committed batch delivered again)."""
+
+    partitions: list[PartitionOutput] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def ms(moment: datetime) -> int:
+    """Milliseconds since the epoch; a naive time is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+class Stage:
+    """Resources built once per process, and the partition states between batches."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        registry: AppRegistry,
+        store: StateStore | None,
+        settings: Settings,
+    ) -> None:
+        self.pipeline = pipeline
+        self.registry = registry
+        self.store = store
+        self.timeout_ms = settings.session_timeout_s * 1000
+        self.window = settings.dedup_window
+        self.versions = {column: pipeline.versions.get(name) for name, column in VERSION_FIELDS.items()}
+        self._states: dict[str, PartitionState] = {}
+        self._next_sequence: dict[str, int] = {}
+
+    def run(self, messages: Sequence[HubMessage]) -> StageOutput:
+        """Everything but I/O after the state load: decode, enrich, sessionize."""
+        output = StageOutput()
+        output.counts["messages"] += len(messages)
+        by_partition: dict[str, list[HubMessage]] = defaultdict(list)
+        for message in messages:
+            by_partition[message.partition_id].append(message)
+        for partition_id, batch_messages in by_partition.items():
+            batch_messages.sort(key=lambda m: m.sequence_number)
+            state = self._state(partition_id, batch_messages[0])
+            fresh = [m for m in batch_messages if m.sequence_number > state.lake_sequence]
+            output.counts["messages_skipped"] += len(batch_messages) - len(fresh)
+            if not fresh:
+                self._next_sequence[partition_id] = batch_messages[-1].sequence_number + 1
+                continue
+            partition = PartitionOutput(
+                partition_id=partition_id,
+                batch=Batch(state, timeout_ms=self.timeout_ms, window=self.window),
+                last_sequence=fresh[-1].sequence_number,
+                messages={m.sequence_number: m for m in fresh},
+            )
+            run = _BatchRun(self, partition, output.counts)
+            for message in fresh:
+                run.message(message)
+            output.partitions.append(partition)
+        return output
+
+    def commit(self, partition: PartitionOutput) -> None:
+        """Moves the partition state past the batch; call it once the sink holds the batch's rows."""
+        try:
+            changes = partition.batch.commit(last_sequence=partition.last_sequence)
+            if self.store is not None:
+                self.store.save(partition.partition_id, partition.batch.state, changes, self.window)
+        except BaseException:
+            # The state in memory is ahead of the table now: the retry must load it again.
+            self._states.pop(partition.partition_id, None)
+            raise
+        self._next_sequence[partition.partition_id] = partition.last_sequence + 1
+
+    def _state(self, partition_id: str, first: HubMessage) -> PartitionState:
+        """Loaded when the batch does not follow the last one this process committed for the
+        partition: first sight, a replay, or the partition came back from another instance that moved
+        it on."""
+        state = self._states.get(partition_id)
+        expected = self._next_sequence.get(partition_id)
+        if state is None or (self.store is not None and first.sequence_number != expected):
+            state = self.store.load(partition_id, self.window) if self.store is not None else PartitionState()
+            self._states[partition_id] = state
+        return state
+
+    def lineage(
+        self,
+        message: HubMessage,
+        enqueued_ms: int,
+        collector_version: str | None,
+        geo_db_version: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "hub_partition": message.partition_id,
+            "hub_sequence_number": message.sequence_number,
+            "hub_offset": str(message.offset),
+            "hub_enqueued_time": enqueued_ms,
+            "collector_version": collector_version,
+            "capture_version": CAPTURE_VERSION,
+            **self.versions,
+            # The collector looked the IP up, so its database is the one that counts.
+            **({"geo_db_version": geo_db_version} if geo_db_version else {}),
+        }
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What every event of one decoded message shares."""
+
+    message: HubMessage
+    env: envelope.Envelope
+    base: dict[str, Any]
+    context: EnrichContext
+
+
+class _BatchRun:
+    """One partition's batch going through the stage: its state overlay, its output and the counts."""
+
+    def __init__(self, stage: Stage, partition: PartitionOutput, counts: Counter[str]) -> None:
+        self.stage = stage
+        self.partition = partition
+        self.counts = counts
+
+    def message(self, message: HubMessage) -> None:
+        enqueued_ms = ms(message.enqueued_time)
+        try:
+            env = envelope.decode(message.body, dict(message.properties))
+        except envelope.EnvelopeError as exc:
+            self.counts["envelopes_failed"] += 1
+            app_id = envelope.app_id_property(dict(message.properties)) or UNKNOWN_APP
+            lineage = self.stage.lineage(message, enqueued_ms, None)
+            row = failed_record("envelope", str(exc), app_id, enqueued_ms, lineage)
+            row["raw"] = message.body
+            row["raw_properties"] = {str(k): str(v) for k, v in message.properties.items()}
+            self.partition.failed.append(Staged(row, app_id, enqueued_ms, message))
+            return
+        lineage = self.stage.lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
+        shared = {
+            "app_id": env.app_id,
+            "received_at": env.received_at,
+            "request_id": env.request_id,
+            "visitor_hash": env.visitor_hash,
+            "bundle_sequence_id": env.bundle_sequence_id,
+            **lineage,
+        }
+        for rejected in env.rejected:
+            record = rejected_record(rejected, shared)
+            self.partition.rejected.append(Staged(record, env.app_id, env.received_at, rejected))
+            self.counts["rejected"] += 1
+        context = EnrichContext(
+            app=self.stage.registry.get(env.app_id),
+            user_agent=env.user_agent,
+            accept_language=env.accept_language,
+            referer_header=env.referer,
+            geo=env.geo,
+        )
+        sent = _Sent(message, env, {**CLIENT_TEMPLATE, **shared}, context)
+        for event in env.events:
+            self.counts["events"] += 1
+            try:
+                row = event_row(event, env.platform, sent.base)
+            except Exception as exc:
+                # Only a forged or corrupted envelope gets here (the collector's schema admits no such
+                # shape): the event goes to failed/, the batch goes on.
+                self.counts["failed_encoding"] += 1
+                error = f"no row can be built from the event: {type(exc).__name__}: {exc}"
+                self._fail(
+                    sent, failed_record("encoding", error, env.app_id, env.received_at, sent.base, event)
+                )
+                continue
+            self._event(sent, event, row)
+
+    def _fail(self, sent: _Sent, record: Row) -> None:
+        self.partition.failed.append(
+            Staged(keep_raw(record, sent.message), sent.env.app_id, sent.env.received_at, sent.message)
+        )
+
+    def _event(self, sent: _Sent, event: dict[str, Any], row: Row) -> None:
+        env, app = sent.env, sent.context.app
+        try:
+            row = self.stage.pipeline.run(row, sent.context)
+        except EnrichmentError as exc:
+            self.counts["failed_enrichment"] += 1
+            record = failed_record("enrichment", str(exc), env.app_id, env.received_at, sent.base, event)
+            record["step"] = exc.step
+            self._fail(sent, record)
+            return
+        assignment = self.partition.batch.assign(
+            app_id=env.app_id,
+            visitor_hash=env.visitor_hash,
+            event_id=dedup_id(row["event_id"]),
+            client_session_id=client_session(row["client_session_id"]),
+            received_at=env.received_at,
+            sequence_number=sent.message.sequence_number,
+        )
+        row["session_id"] = assignment.session_id
+        row["session_start"] = assignment.session_start
+        row["session_index"] = assignment.session_index
+        row["is_duplicate"] = assignment.is_duplicate
+        if assignment.replayed:
+            self.counts["replayed"] += 1
+        if assignment.is_duplicate:
+            if app is not None and app.dedup_policy == "drop":
+                self.counts["duplicates_dropped"] += 1
+                return
+            self.counts["duplicates_flagged"] += 1
+        if row.get("is_bot"):
+            if app is not None and app.bot_policy == "drop":
+                self.counts["bots_dropped"] += 1
+                return
+            self.counts["bots_flagged"] += 1
+        self.partition.events.append(Staged(row, env.app_id, env.received_at, event))
