@@ -39,8 +39,8 @@ import orjson
 
 from workers import avro, envelope
 from workers.apps import AppConfig, AppRegistry
+from workers.connections import connect
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
-from workers.errors import ConfigError
 from workers.lake import Lake, file_name, open_lake, partition_path
 from workers.settings import Settings, get_settings
 from workers.state import Batch, PartitionState, StateStore, TableStateStore
@@ -635,15 +635,18 @@ def open_state_store(settings: Settings) -> TableStateStore:
     """The state table lives in the lake's storage account (Azurite's table endpoint locally)."""
     from azure.data.tables import TableClient
 
-    if settings.lake_connection:
-        table = TableClient.from_connection_string(settings.lake_connection, settings.state_table)
-    elif settings.lake_account_url:
-        from azure.identity import DefaultAzureCredential
-
-        url = settings.lake_account_url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
-        table = TableClient(url, settings.state_table, credential=DefaultAzureCredential())
-    else:
-        raise ConfigError("no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+    table = connect(
+        settings.lake_connection,
+        settings.lake_account_url,
+        with_connection_string=lambda conn: TableClient.from_connection_string(conn, settings.state_table),
+        with_identity=lambda url, credential: TableClient(
+            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
+            settings.state_table,
+            credential=credential,
+        ),
+        asynchronous=False,
+        missing="no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
+    )
     return TableStateStore(table, hub=settings.eventhub_name, consumer_group=settings.capture_consumer_group)
 
 

@@ -22,7 +22,8 @@ from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 from workers import avro
-from workers.errors import ConfigError, LakeWriteError
+from workers.connections import connect
+from workers.errors import LakeWriteError
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -205,29 +206,33 @@ def open_lake(settings: Settings) -> Lake:
     """The lake writer settings ask for; builds clients only (no network until the first call)."""
     api = choose_api(settings)
     filesystem = settings.lake_filesystem
-    credential: Any = None
-    if not settings.lake_connection:
-        if not settings.lake_account_url:
-            raise ConfigError("no lake: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+    missing = "no lake: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL"
     if api == "blob":
         from azure.storage.blob import ContainerClient
 
-        if settings.lake_connection:
-            container = ContainerClient.from_connection_string(settings.lake_connection, filesystem)
-        else:
-            url = _account_url(settings.lake_account_url or "", "blob")
-            container = ContainerClient(url, filesystem, credential=credential)
+        container = connect(
+            settings.lake_connection,
+            settings.lake_account_url,
+            with_connection_string=lambda conn: ContainerClient.from_connection_string(conn, filesystem),
+            with_identity=lambda url, credential: ContainerClient(
+                _account_url(url, "blob"), filesystem, credential=credential
+            ),
+            asynchronous=False,
+            missing=missing,
+        )
         return BlobLake(container)
     from azure.storage.filedatalake import FileSystemClient
 
-    if settings.lake_connection:
-        client = FileSystemClient.from_connection_string(settings.lake_connection, filesystem)
-    else:
-        url = _account_url(settings.lake_account_url or "", "dfs")
-        client = FileSystemClient(url, filesystem, credential=credential)
+    client = connect(
+        settings.lake_connection,
+        settings.lake_account_url,
+        with_connection_string=lambda conn: FileSystemClient.from_connection_string(conn, filesystem),
+        with_identity=lambda url, credential: FileSystemClient(
+            _account_url(url, "dfs"), filesystem, credential=credential
+        ),
+        asynchronous=False,
+        missing=missing,
+    )
     return DfsLake(client)
 
 
