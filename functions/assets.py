@@ -4,6 +4,7 @@ import json
 
 import azure.functions as func
 
+from workers import logs
 from workers.assets import AssetMissing, tracker_response
 
 bp = func.Blueprint()
@@ -11,6 +12,7 @@ bp = func.Blueprint()
 
 @bp.route(route="hubcap.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def hubcap_js(req: func.HttpRequest) -> func.HttpResponse:
+    logs.configure()
     try:
         out = tracker_response(dict(req.params), {k.lower(): v for k, v in req.headers.items()})
     except AssetMissing as error:

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from workers import logs
 from workers.collector import HttpIn, handle
 
 bp = func.Blueprint()
@@ -12,6 +13,7 @@ EVERY_METHOD = list(func.HttpMethod)
 
 
 async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
+    logs.configure()
     request = HttpIn(
         method=req.method.upper(),
         route=route,

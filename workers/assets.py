@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers import logs
 from workers.errors import HubcapError
 
 log = logging.getLogger("hubcap.assets")
@@ -63,7 +64,7 @@ def load_asset(path: Path | None = None) -> Asset:
     try:
         mtime_ns = path.stat().st_mtime_ns
     except FileNotFoundError:
-        log.error("tracker script missing", extra={"path": str(path)})
+        logs.emit(log, logging.ERROR, "tracker_script_missing", path=str(path))
         raise AssetMissing("the tracker script is not built; run `make tracker`") from None
     return _load(path, mtime_ns)
 

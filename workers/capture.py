@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from workers import avro, envelope
+from workers import avro, envelope, logs
 from workers.apps import AppConfig, AppRegistry
 from workers.connections import connect
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
@@ -45,7 +45,7 @@ from workers.lake import Lake, file_name, open_lake, partition_path
 from workers.settings import Settings, get_settings
 from workers.state import Batch, PartitionState, StateStore, TableStateStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubcap.capture")
 
 
 def _package_version() -> str:
@@ -327,9 +327,12 @@ class Capture:
                 self._states.pop(partition_id, None)
                 raise
             self._next_sequence[partition_id] = last + 1
-        log.info(
-            "captured batch",
-            extra={"counts": dict(result.counts), "files": [f.path for f in result.files]},
+        logs.emit(
+            log,
+            logging.INFO,
+            "captured_batch",
+            counts=dict(result.counts),
+            files=[f.path for f in result.files],
         )
         return result
 

@@ -359,7 +359,6 @@ class Collector:
 
     @classmethod
     def from_settings(cls, settings: Settings, registry: AppRegistry) -> Collector:
-        logging.getLogger("hubcap").setLevel(settings.log_level.upper())
         return cls(
             settings,
             registry,

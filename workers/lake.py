@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
-from workers import avro
+from workers import avro, logs
 from workers.connections import connect
 from workers.errors import LakeWriteError
 from workers.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubcap.lake")
 
 AREAS = {"clickstream": "events", "rejected": "rejected", "failed": "failed"}
 LAYOUT_VERSION = "v1"
@@ -145,7 +145,9 @@ class DfsLake:
             self._filesystem.get_file_client(temporary).delete_file()
         except Exception as exc:
             # A leftover hidden file is harmless to readers; the write error is what matters.
-            log.warning("could not delete temporary lake file %s: %s", temporary, type(exc).__name__)
+            logs.emit(
+                log, logging.WARNING, "temporary_file_not_deleted", path=temporary, error=type(exc).__name__
+            )
 
     def list(self, prefix: str = "") -> list[LakeFile]:
         """DFS lists folders, not name prefixes: list the prefix's folder, then keep the matching names."""

@@ -38,7 +38,9 @@ import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import EdmType, EntityProperty
 
-log = logging.getLogger(__name__)
+from workers import logs
+
+log = logging.getLogger("hubcap.state")
 
 VisitorKey = tuple[str, str]  # (app_id, visitor_hash)
 EventKey = tuple[str, str]  # (app_id, event_id)
@@ -264,9 +266,13 @@ class TableStateStore:
             state.chunks.append((row_key, _int(entity["count"])))
         while len(state.seen) > window:
             state.seen.popitem(last=False)
-        log.info(
-            "loaded capture state",
-            extra={"partition": partition_id, "sessions": len(state.sessions), "seen": len(state.seen)},
+        logs.emit(
+            log,
+            logging.INFO,
+            "loaded_capture_state",
+            partition=partition_id,
+            sessions=len(state.sessions),
+            seen=len(state.seen),
         )
         return state
 
