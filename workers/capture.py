@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import json
 import logging
 from collections import Counter, defaultdict
@@ -37,6 +36,7 @@ from typing import Any
 
 import orjson
 
+import workers
 from workers import avro, envelope, logs
 from workers.apps import AppConfig, AppRegistry
 from workers.connections import connect
@@ -48,14 +48,8 @@ from workers.state import Batch, PartitionState, StateStore, TableStateStore
 log = logging.getLogger("hubcap.capture")
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("hubcap")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-CAPTURE_VERSION = _package_version()
+# The source's own version: a deployed Function App runs the code without installing the package.
+CAPTURE_VERSION = workers.__version__
 UNKNOWN_APP = "unknown"
 
 CLIENT_FIELDS = (
