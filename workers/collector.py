@@ -59,7 +59,6 @@ import logging
 import re
 import secrets
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -68,7 +67,7 @@ from urllib.parse import urlsplit
 import orjson
 
 import workers
-from workers import limits, logs
+from workers import limits, logs, wire
 from workers.apps import AppConfig, AppRegistry, get_registry
 from workers.envelope import EncodedEnvelope, Envelope
 from workers.errors import (
@@ -190,18 +189,14 @@ def gzip_bytes(body: bytes) -> bytes:
         raise InvalidBody("a gzip body must be gzip bytes or their base64 text") from None
 
 
-def inflate(body: bytes, limit: int) -> bytes:
-    """Gunzip at most `limit` bytes of output; zlib stops at limit + 1, so a bomb costs ~limit bytes."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def inflate_body(body: bytes, limit: int) -> bytes:
+    """The gunzipped body, at most `limit` bytes of it: 413 past that, 400 if it is not whole gzip."""
     try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidBody(f"body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise PayloadTooLarge(f"body inflates past the {limit}-byte limit")
-    if not inflater.eof or inflater.unused_data:
-        raise InvalidBody("gzip body is truncated or has trailing data")
-    return out
+        return wire.inflate(body, limit)
+    except wire.InflatesPastLimit as exc:
+        raise PayloadTooLarge(f"body {exc}") from None
+    except wire.InflateError as exc:
+        raise InvalidBody(f"body {exc}") from None
 
 
 def _media_type(content_type: str) -> str:
@@ -317,9 +312,6 @@ def scrubbed(request: HttpIn) -> HttpIn:
     return replace(request, query=query, headers=headers, path=_text(request.path))
 
 
-INT64 = range(-(2**63), 2**63)
-
-
 def _int_or_none(value: str | None) -> int | None:
     """A query integer that fits the lake's Avro long, else None (a bigger one would fail the encoding)."""
     if not value:
@@ -328,7 +320,7 @@ def _int_or_none(value: str | None) -> int | None:
         number = int(value)
     except ValueError:
         return None
-    return number if number in INT64 else None
+    return number if number in wire.INT64 else None
 
 
 class Collector:
@@ -505,7 +497,7 @@ class Collector:
         if expected and hashlib.sha256(body).hexdigest()[:8] != expected.strip().lower():
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if gzipped:
-            body = inflate(gzip_bytes(body), limit)
+            body = inflate_body(gzip_bytes(body), limit)
         events = parse_events(body)
         cost = max(1, len(events))
         # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
