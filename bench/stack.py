@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack.stack import Stack, run_stack
 from workers.cli import server_key
+from workers.collect.signing import signed_headers
 from workers.lake import Lake, open_lake, read_rows
 from workers.settings import Settings
-from workers.signing import signed_headers
 from workers.synthetic import traffic
 
 DEMO_KEY = server_key("demo", None) or ""

@@ -41,10 +41,10 @@ import orjson
 from devstack.services import run_azurite, run_eventhubs
 from devstack.stack import Stack, run_stack
 from workers.cli import server_key
+from workers.collect.signing import signed_headers
 from workers.compact import compact_closed_hours
 from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
-from workers.signing import signed_headers
 from workers.synthetic import Request, traffic
 
 FAULTS = ("eventhubs", "azurite", "devhost")

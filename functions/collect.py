@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from workers import logs
-from workers.collector import HttpIn, handle
+from workers.collect.collector import HttpIn, handle
 
 bp = func.Blueprint()
 

@@ -29,9 +29,9 @@ from urllib.parse import urlencode
 
 import orjson
 
+from workers.collect.signing import signed_headers
 from workers.lake import AREAS, Lake, LakeFile, open_lake, read_rows
 from workers.settings import Settings
-from workers.signing import signed_headers
 
 LOCAL_LAKE = "UseDevelopmentStorage=true"
 LOCAL_COLLECTOR = "http://localhost:7071/api/collect"

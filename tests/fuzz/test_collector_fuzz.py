@@ -30,9 +30,9 @@ from tests.collect_support import unit_env
 from tests.conftest import GEO_DB
 from tests.fuzz import mutate
 from workers.apps import AppRegistry
-from workers.collector import PIXEL_GIF, Collector, HttpIn
+from workers.collect.collector import PIXEL_GIF, Collector, HttpIn
+from workers.collect.privacy import GeoReader, SaltStore
 from workers.envelope import EncodedEnvelope, decode
-from workers.privacy import GeoReader, SaltStore
 from workers.settings import Settings
 
 FUZZ_CASES = int(os.environ.get("HUBCAP_FUZZ_CASES", "10000"))

@@ -32,9 +32,9 @@ from tests.collect_support import (
     request,
     sign,
 )
-from workers.collector import Collector
+from workers.collect.collector import Collector
+from workers.collect.hub import pack
 from workers.envelope import MAX_MESSAGE_BYTES, SCHEMA, Envelope, decode
-from workers.hub import pack
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from azure.eventhub.aio import EventHubProducerClient
 
 from devstack.eventhubs.testing import endpoint_with, hub_config
 from devstack.services import EventHubsEndpoint
+from workers.collect.hub import HubProducer
 from workers.envelope import EncodedEnvelope
 from workers.errors import HubUnavailable
-from workers.hub import HubProducer
 
 pytestmark = pytest.mark.integration
 

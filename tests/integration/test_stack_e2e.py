@@ -20,9 +20,9 @@ import pytest
 
 from devstack.stack import Stack, run_stack
 from workers.cli import server_key
+from workers.collect.signing import signed_headers
 from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
-from workers.signing import signed_headers
 
 pytestmark = pytest.mark.integration
 

@@ -44,11 +44,11 @@ def test_nothing_is_formatted_below_the_level(caplog: pytest.LogCaptureFixture) 
 LOGGING_MODULES = [
     "workers.assets",
     "workers.capture",
-    "workers.collector",
+    "workers.collect.collector",
     "workers.compact",
-    "workers.hub",
+    "workers.collect.hub",
     "workers.lake",
-    "workers.privacy",
+    "workers.collect.privacy",
     "workers.state",
     "functions.compact",
 ]

@@ -1,7 +1,7 @@
 """The collector: HTTP request in (plain data), response out. functions/collect.py only converts types.
 
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
-  method (405) → app (403) → server key, if the sender signs (403, see workers/signing.py) → Origin (403)
+  method (405) → app (403) → server key, if the sender signs (403, see signing.py) → Origin (403)
   → body size as received (413) → content type and compression (415) → hashCode (400)
   → gunzip, capped while inflating (413) → JSON array (400; a lone UTF-16 surrogate escape becomes
   U+FFFD rather than failing the body) of at most limits.MAX_EVENTS_PER_REQUEST events (413)
@@ -9,8 +9,8 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   passed the cheap checks above are charged, so malformed traffic spends nobody's quota; the sender's
   bucket comes first and is keyed by the client address (an IPv6 address by its /64), not by anything
   the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
-  → validation (workers/validation.py): a body the schema accepts whole costs one native call;
-  otherwise each event meets the structural limits of workers/limits.py (depth, width, key and string
+  → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call;
+  otherwise each event meets the structural limits of workers/collect/limits.py (depth, width, key and string
   length), then the schema. Valid events are accepted; the first MAX_STORED_REJECTED invalid ones
   travel in the envelope's rejected list with at most MAX_ERRORS_PER_EVENT errors each, the rest are
   counted in one more record → privacy (the raw IP stops here)
@@ -18,7 +18,7 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
 
 No input answers 5xx: every check above raises a HubcapError with a 4xx status, lone surrogates in
 the query and headers (how aiohttp decodes non-UTF-8 header bytes) become U+FFFD on entry, and the
-cost of a request is linear in its size (tests/unit/test_hostile.py, tests/fuzz/, bench/hostile.py).
+cost of a request is linear in its size (tests/unit/collect/test_hostile.py, tests/fuzz/, bench/hostile.py).
 
 GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path after
 the app's pixel mode (workers/apps.py: off, or only with a Referer from an allowed origin, or open),
@@ -43,7 +43,7 @@ Analytics on AWS SDKs send `compression=gzip` (Android's StringUtil.compressForG
 base64 text of them; the gzip magic number tells which.
 
 Server key: a server-to-server sender (e.g. a link redirector) signs the request with the app's key
-(method, path, query, the X-Forwarded-For it writes, body, timestamp; workers/signing.py has the
+(method, path, query, the X-Forwarded-For it writes, body, timestamp; workers/collect/signing.py has the
 canonical string). A malformed X-Hubcap-Timestamp or a non-ASCII signature is refused (403), never
 a 500. Only such a sender may name the client in X-Forwarded-For.
 """
@@ -67,8 +67,22 @@ from urllib.parse import urlsplit
 import orjson
 
 import workers
-from workers import limits, logs, wire
+from workers import logs, wire
 from workers.apps import AppConfig, AppRegistry, get_registry
+from workers.collect import limits
+from workers.collect.hub import HubProducer, pack
+from workers.collect.privacy import (
+    GeoReader,
+    Network,
+    SaltStore,
+    client_ip,
+    forwarded_by_sender,
+    parse_networks,
+    visitor_hash,
+)
+from workers.collect.quota import QuotaBook
+from workers.collect.signing import Verifier
+from workers.collect.validation import Validators
 from workers.envelope import EncodedEnvelope, Envelope
 from workers.errors import (
     BadSignature,
@@ -83,20 +97,7 @@ from workers.errors import (
     UnknownApp,
     UnsupportedMediaType,
 )
-from workers.hub import HubProducer, pack
-from workers.privacy import (
-    GeoReader,
-    Network,
-    SaltStore,
-    client_ip,
-    forwarded_by_sender,
-    parse_networks,
-    visitor_hash,
-)
-from workers.quota import QuotaBook
 from workers.settings import Settings, get_settings
-from workers.signing import Verifier
-from workers.validation import Validators
 
 log = logging.getLogger("hubcap.collector")
 

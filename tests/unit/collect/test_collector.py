@@ -29,7 +29,7 @@ from tests.collect_support import (
     sign,
     unit_env,
 )
-from workers.collector import (
+from workers.collect.collector import (
     PIXEL_GIF,
     Collector,
     HttpIn,
@@ -38,6 +38,7 @@ from workers.collector import (
     inflate_body,
     summary,
 )
+from workers.collect.privacy import visitor_hash
 from workers.envelope import decode
 from workers.errors import (
     BadSignature,
@@ -51,7 +52,6 @@ from workers.errors import (
     UnknownApp,
     UnsupportedMediaType,
 )
-from workers.privacy import visitor_hash
 
 SALT = bytes(range(32))
 
