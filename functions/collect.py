@@ -5,7 +5,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from workers import logs
-from workers.collect.collector import HttpIn, handle
+from workers.collect.collector import handle
+from workers.collect.http import HttpIn
 
 bp = func.Blueprint()
 

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from workers.apps import AppRegistry, get_registry
-from workers.collect.collector import Collector, HttpIn, reset_collector
+from workers.collect.collector import Collector, reset_collector
+from workers.collect.http import HttpIn
 from workers.settings import SETTING_NAMES, Settings, get_settings
 
 # The Clickstream Analytics on AWS HTTP API example, byte for byte as in the curl command.

@@ -30,7 +30,8 @@ from tests.collect_support import unit_env
 from tests.conftest import GEO_DB
 from tests.fuzz import mutate
 from workers.apps import AppRegistry
-from workers.collect.collector import PIXEL_GIF, Collector, HttpIn
+from workers.collect.collector import PIXEL_GIF, Collector
+from workers.collect.http import HttpIn
 from workers.collect.privacy import GeoReader, SaltStore
 from workers.envelope import EncodedEnvelope, decode
 from workers.settings import Settings

@@ -29,15 +29,9 @@ from tests.collect_support import (
     sign,
     unit_env,
 )
-from workers.collect.collector import (
-    PIXEL_GIF,
-    Collector,
-    HttpIn,
-    HttpOut,
-    http_error_response,
-    inflate_body,
-    summary,
-)
+from workers.collect.body import inflate_body
+from workers.collect.collector import PIXEL_GIF, Collector, summary
+from workers.collect.http import HttpIn, HttpOut, http_error_response
 from workers.collect.privacy import visitor_hash
 from workers.envelope import decode
 from workers.errors import (

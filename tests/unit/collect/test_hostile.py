@@ -18,7 +18,8 @@ import pytest
 from tests.collect_support import DEMO_KEY, body_of, collector_for, event, request, sign, unit_env
 from workers.apps import AppRegistry
 from workers.collect import limits
-from workers.collect.collector import PIXEL_GIF, Collector, HttpIn, summary
+from workers.collect.collector import PIXEL_GIF, Collector, summary
+from workers.collect.http import HttpIn
 from workers.collect.privacy import GeoReader
 from workers.collect.quota import QuotaBook
 from workers.collect.validation import MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED

@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from tests.collect_support import DEMO_KEY, body_of, collector_for, event, request, sign, unit_env
-from workers.collect.collector import Collector, HttpIn
+from workers.collect.collector import Collector
+from workers.collect.http import HttpIn
 from workers.collect.signing import MAX_AGE_S, ReplayCache, canonical_string, signed_headers
 from workers.errors import BadSignature, QuotaExceeded
 
