@@ -40,12 +40,11 @@ import orjson
 
 from devstack.services import run_azurite, run_eventhubs
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key
 from workers.collect.signing import signed_headers
 from workers.compact import compact_closed_hours
 from workers.lake import iter_rows, open_lake
 from workers.settings import Settings
-from workers.synthetic import Request, traffic
+from workers.synthetic import Request, server_key, traffic
 
 FAULTS = ("eventhubs", "azurite", "devhost")
 APP = "demo"

@@ -22,7 +22,8 @@ from devstack.services import run_azurite
 from devstack.stack import Stack, run_stack
 from devstack.status import failing, read_status
 from workers.cli import main as hubcap
-from workers.cli import server_key, signed_headers
+from workers.collect.signing import signed_headers
+from workers.synthetic import server_key
 
 pytestmark = pytest.mark.integration
 
