@@ -58,6 +58,10 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
+def _log_level(name: str, raw: str, default: Any) -> Any:
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")(name, raw.upper(), default)
+
+
 def _csv(name: str, raw: str, default: Any) -> Any:
     return tuple(part.strip() for part in raw.split(",") if part.strip()) or default
 
@@ -128,7 +132,9 @@ class Settings:
         "the lake files' Avro codec",
         _choice("null", "deflate", "snappy", "zstandard"),
     )
-    log_level: str = setting("HUBCAP_LOG_LEVEL", "INFO", "level of the hubcap.* loggers (workers/logs.py)")
+    log_level: str = setting(
+        "HUBCAP_LOG_LEVEL", "INFO", "level of the hubcap.* loggers (workers/logs.py)", _log_level
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -24,6 +24,7 @@ from workers.settings import SETTING_NAMES, Settings
         ),
         ({"HUBCAP_LAKE_API": "dfs"}, "lake_api", "dfs"),
         ({"HUBCAP_AVRO_CODEC": " "}, "avro_codec", "snappy"),
+        ({"HUBCAP_LOG_LEVEL": "debug"}, "log_level", "DEBUG"),
     ],
 )
 def test_a_value_is_parsed_by_its_type(env: dict[str, str], field: str, expected: object) -> None:
@@ -37,6 +38,7 @@ def test_a_value_is_parsed_by_its_type(env: dict[str, str], field: str, expected
         ({"HUBCAP_MAX_BODY_BYTES": "1023"}, "HUBCAP_MAX_BODY_BYTES must be >= 1024, got 1023"),
         ({"HUBCAP_SESSION_TIMEOUT_S": "0"}, "HUBCAP_SESSION_TIMEOUT_S must be >= 1, got 0"),
         ({"HUBCAP_LAKE_API": "ftp"}, "HUBCAP_LAKE_API must be one of auto, blob, dfs, got 'ftp'"),
+        ({"HUBCAP_LOG_LEVEL": "LOUD"}, "HUBCAP_LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
         ({"HUBCAP_AVRO_CODEC": "lz4"}, "HUBCAP_AVRO_CODEC must be one of null, deflate, snappy, zstandard"),
     ],
 )
