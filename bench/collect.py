@@ -41,7 +41,8 @@ import orjson  # noqa: E402
 from devstack.services import free_port, run_azurite, run_eventhubs, wait_for_port  # noqa: E402
 from devstack.stack import GEO_DB, app_env  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.collector import Collector, HttpIn, reset_collector  # noqa: E402
+from workers.collect.collector import Collector, reset_collector  # noqa: E402
+from workers.collect.http import HttpIn  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 EVENTS_PER_BODY = 20

@@ -56,8 +56,9 @@ import orjson  # noqa: E402
 from bench.collect import APP, APPS_JSON, UAS, body, event  # noqa: E402
 from devstack.stack import GEO_DB  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.collector import Collector, HttpIn  # noqa: E402
-from workers.privacy import GeoReader  # noqa: E402
+from workers.collect.collector import Collector  # noqa: E402
+from workers.collect.http import HttpIn  # noqa: E402
+from workers.collect.privacy import GeoReader  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.stream.envelope import EncodedEnvelope  # noqa: E402
 

@@ -31,11 +31,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key
+from workers.collect.signing import signed_headers
 from workers.settings import Settings
-from workers.signing import signed_headers
 from workers.sinks.lake.lake import Lake, open_lake, read_rows
-from workers.synthetic import traffic
+from workers.synthetic import server_key, traffic
 
 DEMO_KEY = server_key("demo", None) or ""
 

@@ -27,9 +27,9 @@ from devstack.browser import CHROMIUM, CHROMIUM_ARGS
 from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
 from devstack.status import describe, failing, read_status
-from workers.cli import send, server_key
 from workers.settings import Settings
 from workers.sinks.lake.lake import EVENTS, area_prefix, open_lake, read_rows
+from workers.synthetic import send, server_key
 
 STATE = ROOT / ".devstack"
 PIDS = STATE / "pids.json"

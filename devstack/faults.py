@@ -41,12 +41,11 @@ import orjson
 
 from devstack.services import run_azurite, run_eventhubs
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key
+from workers.collect.signing import signed_headers
 from workers.settings import Settings
-from workers.signing import signed_headers
 from workers.sinks.lake.compact import compact_closed_hours
 from workers.sinks.lake.lake import iter_rows, open_lake
-from workers.synthetic import Request, traffic
+from workers.synthetic import Request, server_key, traffic
 
 FAULTS = ("eventhubs", "azurite", "azurite-term", "devhost")
 # What the default test run asserts exact accounting for. `azurite` (SIGKILL) is left to bench/faults.py:

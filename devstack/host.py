@@ -48,6 +48,7 @@ from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.timer import TimerRequest
 
 from devstack.status import TIMER, HostStatus
+from workers import logs
 
 log = logging.getLogger("devstack.host")
 
@@ -712,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=os.environ.get("HUBCAP_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logs.configure()
     _install_loop()
 
     async def serve() -> None:

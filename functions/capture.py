@@ -7,18 +7,17 @@ until its files are in the lake. Events that are bad on their own never raise; t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 
+from workers import logs
 from workers.sinks.lake.sink import capture
 from workers.stream.stage import HubMessage
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 
 def to_messages(events: list[func.EventHubEvent]) -> list[HubMessage]:
@@ -57,5 +56,6 @@ def to_messages(events: list[func.EventHubEvent]) -> list[HubMessage]:
     data_type=func.DataType.BINARY,
 )
 def capture_events(events: list[func.EventHubEvent]) -> None:
-    result = capture(to_messages(events))
-    log.info("capture %s", dict(result.counts), extra={"files": [f.path for f in result.files]})
+    logs.configure()
+    # the lake sink (workers/sinks/lake/sink.py) logs the batch (counts and files) itself.
+    capture(to_messages(events))

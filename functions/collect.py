@@ -4,7 +4,9 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from workers.collector import HttpIn, handle
+from workers import logs
+from workers.collect.collector import handle
+from workers.collect.http import HttpIn
 
 bp = func.Blueprint()
 
@@ -12,6 +14,7 @@ EVERY_METHOD = list(func.HttpMethod)
 
 
 async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
+    logs.configure()
     request = HttpIn(
         method=req.method.upper(),
         route=route,

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from workers.apps import AppRegistry, get_registry
-from workers.collector import Collector, HttpIn, reset_collector
+from workers.collect.collector import Collector, reset_collector
+from workers.collect.http import HttpIn
 from workers.settings import SETTING_NAMES, Settings, get_settings
 
 # The Clickstream Analytics on AWS HTTP API example, byte for byte as in the issue's curl command.
@@ -76,7 +77,7 @@ def sign(
     path: str = "/api/collect",
 ) -> dict[str, str]:
     """Signature headers computed as a third-party sender would from the README, not with
-    workers/signing.py. `query` defaults to request()'s; `forwarded_for` is the X-Forwarded-For the
+    workers/collect/signing.py. `query` defaults to request()'s; `forwarded_for` is the X-Forwarded-For the
     sender writes (what request() gets is that plus the platform's hop)."""
     pairs = sorted(
         (quote(name, safe="-_.~"), quote(value, safe="-_.~"))

@@ -14,9 +14,11 @@ import gzip
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from workers import logs
+from workers.collect.http import HttpOut
 from workers.errors import HubcapError
 
 log = logging.getLogger("hubcap.assets")
@@ -45,13 +47,6 @@ class Asset:
         return f'"{self.version}"'
 
 
-@dataclass(frozen=True)
-class AssetResponse:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 @functools.lru_cache(maxsize=4)
 def _load(path: Path, mtime_ns: int) -> Asset:
     body = path.read_bytes()
@@ -63,14 +58,14 @@ def load_asset(path: Path | None = None) -> Asset:
     try:
         mtime_ns = path.stat().st_mtime_ns
     except FileNotFoundError:
-        log.error("tracker script missing", extra={"path": str(path)})
+        logs.emit(log, logging.ERROR, "tracker_script_missing", path=str(path))
         raise AssetMissing("the tracker script is not built; run `make tracker`") from None
     return _load(path, mtime_ns)
 
 
 def tracker_response(
     query: Mapping[str, str], headers: Mapping[str, str], path: Path | None = None
-) -> AssetResponse:
+) -> HttpOut:
     """GET /api/hubcap.js. Header names in `headers` are lower case."""
     asset = load_asset(path)
     out = {
@@ -83,7 +78,7 @@ def tracker_response(
         "X-Content-Type-Options": "nosniff",
     }
     if asset.etag in {tag.strip() for tag in headers.get("if-none-match", "").split(",")}:
-        return AssetResponse(304, b"", out)
+        return HttpOut(304, b"", out)
     if "gzip" in headers.get("accept-encoding", ""):
-        return AssetResponse(200, asset.gzipped, {**out, "Content-Encoding": "gzip"})
-    return AssetResponse(200, asset.body, out)
+        return HttpOut(200, asset.gzipped, {**out, "Content-Encoding": "gzip"})
+    return HttpOut(200, asset.body, out)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -25,18 +23,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from workers.settings import Settings
-from workers.signing import signed_headers
 from workers.sinks.lake.lake import AREAS, EVENTS, Lake, LakeFile, area_prefix, open_lake, read_rows
+from workers.synthetic import send, server_key
 
 LOCAL_LAKE = "UseDevelopmentStorage=true"
 LOCAL_COLLECTOR = "http://localhost:7071/api/collect"
 LOCAL_STATUS = Path(__file__).resolve().parent.parent / ".devstack" / "status.json"
-APPS_FILE = Path(__file__).resolve().parent.parent / "devstack" / "apps.dev.json"
 
 
 def _lake(args: argparse.Namespace) -> Lake:
@@ -155,68 +151,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def server_key(app_id: str, given: str | None) -> str | None:
-    if given:
-        return given
-    if APPS_FILE.exists():
-        for app in json.loads(APPS_FILE.read_text()).get("apps", []):
-            if app.get("app_id") == app_id:
-                key = app.get("server_key")
-                return str(key) if key else None
-    return None
-
-
-async def send(
-    url: str,
-    app_id: str,
-    total: int,
-    *,
-    concurrency: int = 16,
-    server_key: str | None = None,
-    seed: int | None = None,
-) -> collections.Counter[int]:
-    """Post synthetic traffic; returns a count of HTTP status codes (0 for connection errors)."""
-    import aiohttp
-
-    from workers.synthetic import traffic
-
-    # The exact URL requested, since a signature covers its path and query.
-    target = f"{url}?{urlencode({'appId': app_id, 'platform': 'Web'})}"
-    statuses: collections.Counter[int] = collections.Counter()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency * 2)
-    progress = _progress(total)
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while (request := await queue.get()) is not None:
-            body = orjson.dumps(request.events)
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": request.visitor.user_agent,
-                "Accept-Language": request.visitor.language,
-            }
-            if server_key:
-                headers |= signed_headers(server_key, target, body, request.visitor.ip)
-            if request.events[0].get("page_referrer"):
-                headers["Referer"] = request.events[0]["page_referrer"]
-            try:
-                async with session.post(target, data=body, headers=headers) as resp:
-                    await resp.read()
-                    statuses[resp.status] += 1
-            except aiohttp.ClientError:
-                statuses[0] += 1
-            progress(len(request.events))
-
-    async with aiohttp.ClientSession() as session:
-        workers = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
-        for request in traffic(app_id, total, seed=seed):
-            await queue.put(request)
-        for _ in workers:
-            await queue.put(None)
-        await asyncio.gather(*workers)
-    progress(0, close=True)
-    return statuses
-
-
 def _progress(total: int) -> Any:
     try:
         from tqdm import tqdm
@@ -236,9 +170,19 @@ def _progress(total: int) -> Any:
 def cmd_send(args: argparse.Namespace) -> int:
     key = None if args.no_sign else server_key(args.app, args.server_key)
     started = time.monotonic()
+    progress = _progress(args.events)
     statuses = asyncio.run(
-        send(args.url, args.app, args.events, concurrency=args.concurrency, server_key=key, seed=args.seed)
+        send(
+            args.url,
+            args.app,
+            args.events,
+            concurrency=args.concurrency,
+            server_key=key,
+            seed=args.seed,
+            progress=progress,
+        )
     )
+    progress(0, close=True)
     elapsed = time.monotonic() - started
     summary = ", ".join(f"{code or 'connection error'}: {n}" for code, n in sorted(statuses.items()))
     print(f"sent {args.events} events in {sum(statuses.values())} requests in {elapsed:.1f}s ({summary})")

@@ -1,6 +1,6 @@
 """The error hierarchy. Each error knows its HTTP status and its stable machine-readable code.
 
-`http_error_response` in workers/collector.py is the one place errors become HTTP responses.
+`http_error_response` in workers/collect/collector.py is the one place errors become HTTP responses.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ service code" (their words) and do exactly this; the JavaScript one was ported f
 arrays (azure-sdk-for-js pull 18331). The Python SDK's resolver
 (`azure.eventhub._buffered_producer._partition_resolver`, 5.15) differs twice: it hashes code points
 instead of UTF-8 bytes (any non-ASCII key) and takes Python's floor modulo (every key with a negative
-hash, about half of them). So it is not used: the hub producer (workers/hub.py) and the local endpoint
+hash, about half of them). So it is not used: the hub producer (workers/collect/hub.py) and the local endpoint
 (devstack/eventhubs/) both place keys with this module; tests/unit/test_partition_key.py holds the
 SDKs' published hash vectors.
 """

@@ -1,128 +1,154 @@
 """Typed, frozen settings, read from the environment once per process (lazily, never at import).
 
-Every name in `SETTING_NAMES` is an app setting: the same names appear in local.settings.example.json
-and in the Bicep app settings (tests/unit/test_settings_names.py checks the three agree).
+Each setting is declared once, as a field of `Settings`: its environment variable, its default, how
+its text is read, and what it means. `SETTING_NAMES` (the app settings) is derived from those fields;
+the same names appear in local.settings.example.json and in the Bicep app settings
+(tests/unit/test_settings_names.py checks the three agree).
 
 Connections follow the Azure Functions convention for identity-based connections: a setting `X`
 holds a connection string (local stack, Microsoft's emulator), while `X__fullyQualifiedNamespace`
-or `X__accountUrl` plus a managed identity (DefaultAzureCredential) is used in Azure.
+or `X__accountUrl` plus a managed identity (DefaultAzureCredential) is used in Azure
+(workers/connections.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from workers.errors import ConfigError
 
-SETTING_NAMES: tuple[str, ...] = (
-    "EventHubConnection",
-    "EventHubConnection__fullyQualifiedNamespace",
-    "HUBCAP_EVENTHUB_NAME",
-    "HUBCAP_CAPTURE_CONSUMER_GROUP",
-    "HUBCAP_LAKE_CONNECTION",
-    "HUBCAP_LAKE_ACCOUNT_URL",
-    "HUBCAP_LAKE_FILESYSTEM",
-    "HUBCAP_LAKE_API",
-    "HUBCAP_SALT_ACCOUNT_URL",
-    "HUBCAP_SALT_CONTAINER",
-    "HUBCAP_STATE_TABLE",
-    "HUBCAP_APPS_FILE",
-    "HUBCAP_APPS_JSON",
-    "HUBCAP_GEO_DB",
-    "HUBCAP_TRUSTED_HOPS",
-    "HUBCAP_TRUSTED_PROXIES",
-    "HUBCAP_MAX_BODY_BYTES",
-    "HUBCAP_SESSION_TIMEOUT_S",
-    "HUBCAP_DEDUP_WINDOW",
-    "HUBCAP_AVRO_CODEC",
-    "HUBCAP_LOG_LEVEL",
-)
-
 MiB = 1024 * 1024
 
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"setting {name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"setting {name} must be >= {minimum}, got {value}")
-    return value
+# A parser turns one variable's raw text (possibly empty: unset) into the field's value.
+Parser = Callable[[str, str, Any], Any]
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip() or default
-    if value not in allowed:
-        raise ConfigError(f"setting {name} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
+def _text(name: str, raw: str, default: Any) -> Any:
+    return raw or default
 
 
-def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+def _integer(minimum: int) -> Parser:
+    def parse(name: str, raw: str, default: Any) -> Any:
+        raw = raw.strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"setting {name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"setting {name} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Parser:
+    def parse(name: str, raw: str, default: Any) -> Any:
+        value = raw.strip() or default
+        if value not in allowed:
+            raise ConfigError(f"setting {name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _log_level(name: str, raw: str, default: Any) -> Any:
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")(name, raw.upper(), default)
+
+
+def _csv(name: str, raw: str, default: Any) -> Any:
+    return tuple(part.strip() for part in raw.split(",") if part.strip()) or default
+
+
+def setting(env: str, default: Any, doc: str, parse: Parser = _text) -> Any:
+    """A `Settings` field read from the environment variable `env`."""
+    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
 
 @dataclass(frozen=True)
 class Settings:
-    eventhub_connection: str | None = None
-    eventhub_namespace: str | None = None
-    eventhub_name: str = "clicks"
-    capture_consumer_group: str = "capture"
-    lake_connection: str | None = None
-    lake_account_url: str | None = None
-    lake_filesystem: str = "lake"
-    lake_api: str = "auto"
+    eventhub_connection: str | None = setting(
+        "EventHubConnection", None, "Event Hubs connection string (local stack, emulator)"
+    )
+    eventhub_namespace: str | None = setting(
+        "EventHubConnection__fullyQualifiedNamespace",
+        None,
+        "Event Hubs namespace host, reached with the managed identity when there is no connection string",
+    )
+    eventhub_name: str = setting("HUBCAP_EVENTHUB_NAME", "clicks", "the hub the collector sends to")
+    capture_consumer_group: str = setting(
+        "HUBCAP_CAPTURE_CONSUMER_GROUP", "capture", "the consumer group the capture function reads with"
+    )
+    lake_connection: str | None = setting(
+        "HUBCAP_LAKE_CONNECTION", None, "storage connection string: lake, state table, salts (locally)"
+    )
+    lake_account_url: str | None = setting(
+        "HUBCAP_LAKE_ACCOUNT_URL", None, "the lake account's URL, reached with the managed identity"
+    )
+    lake_filesystem: str = setting("HUBCAP_LAKE_FILESYSTEM", "lake", "the lake's container / filesystem")
+    lake_api: str = setting(
+        "HUBCAP_LAKE_API",
+        "auto",
+        "blob, dfs, or auto (dfs where the account has one)",
+        _choice("auto", "blob", "dfs"),
+    )
     # Salts sit in their own account in Azure, one without soft delete, so destroying one is real;
     # locally (a connection string, Azurite) they share the lake's account.
-    salt_account_url: str | None = None
-    salt_container: str = "salts"
-    state_table: str = "hubcapstate"
-    apps_file: str | None = None
-    apps_json: str | None = None
-    geo_db: str | None = None
-    trusted_hops: int = 1
-    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
-    max_body_bytes: int = MiB
-    session_timeout_s: int = 1800
-    dedup_window: int = 100_000
+    salt_account_url: str | None = setting(
+        "HUBCAP_SALT_ACCOUNT_URL", None, "the salts' account URL (no soft delete), with the managed identity"
+    )
+    salt_container: str = setting("HUBCAP_SALT_CONTAINER", "salts", "the container holding the daily salts")
+    state_table: str = setting("HUBCAP_STATE_TABLE", "hubcapstate", "the table of capture's partition state")
+    apps_file: str | None = setting("HUBCAP_APPS_FILE", None, "path of the app registry's JSON file")
+    apps_json: str | None = setting(
+        "HUBCAP_APPS_JSON", None, "the app registry as JSON (a Key Vault reference)"
+    )
+    geo_db: str | None = setting("HUBCAP_GEO_DB", None, "path of the MaxMind-format geo database")
+    trusted_hops: int = setting(
+        "HUBCAP_TRUSTED_HOPS", 1, "X-Forwarded-For entries appended by trusted front ends", _integer(0)
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "HUBCAP_TRUSTED_PROXIES", (), "comma-separated networks of further trusted proxies", _csv
+    )
+    max_body_bytes: int = setting(
+        "HUBCAP_MAX_BODY_BYTES", MiB, "largest request body, as received and after inflating", _integer(1024)
+    )
+    session_timeout_s: int = setting(
+        "HUBCAP_SESSION_TIMEOUT_S", 1800, "idle seconds after which a visitor's session ends", _integer(1)
+    )
+    dedup_window: int = setting(
+        "HUBCAP_DEDUP_WINDOW", 100_000, "event ids remembered per partition to find duplicates", _integer(0)
+    )
     # snappy: Spark's default Avro codec, and one DuckDB's avro extension reads (it refuses zstandard).
-    avro_codec: str = "snappy"
-    log_level: str = "INFO"
+    avro_codec: str = setting(
+        "HUBCAP_AVRO_CODEC",
+        "snappy",
+        "the lake files' Avro codec",
+        _choice("null", "deflate", "snappy", "zstandard"),
+    )
+    log_level: str = setting(
+        "HUBCAP_LOG_LEVEL", "INFO", "level of the hubcap.* loggers (workers/logs.py)", _log_level
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        return cls(
-            eventhub_connection=env.get("EventHubConnection") or None,
-            eventhub_namespace=env.get("EventHubConnection__fullyQualifiedNamespace") or None,
-            eventhub_name=env.get("HUBCAP_EVENTHUB_NAME") or "clicks",
-            capture_consumer_group=env.get("HUBCAP_CAPTURE_CONSUMER_GROUP") or "capture",
-            lake_connection=env.get("HUBCAP_LAKE_CONNECTION") or None,
-            lake_account_url=env.get("HUBCAP_LAKE_ACCOUNT_URL") or None,
-            lake_filesystem=env.get("HUBCAP_LAKE_FILESYSTEM") or "lake",
-            lake_api=_choice(env, "HUBCAP_LAKE_API", "auto", ("auto", "blob", "dfs")),
-            salt_account_url=env.get("HUBCAP_SALT_ACCOUNT_URL") or None,
-            salt_container=env.get("HUBCAP_SALT_CONTAINER") or "salts",
-            state_table=env.get("HUBCAP_STATE_TABLE") or "hubcapstate",
-            apps_file=env.get("HUBCAP_APPS_FILE") or None,
-            apps_json=env.get("HUBCAP_APPS_JSON") or None,
-            geo_db=env.get("HUBCAP_GEO_DB") or None,
-            trusted_hops=_int(env, "HUBCAP_TRUSTED_HOPS", 1),
-            trusted_proxies=_csv(env, "HUBCAP_TRUSTED_PROXIES"),
-            max_body_bytes=_int(env, "HUBCAP_MAX_BODY_BYTES", MiB, minimum=1024),
-            session_timeout_s=_int(env, "HUBCAP_SESSION_TIMEOUT_S", 1800, minimum=1),
-            dedup_window=_int(env, "HUBCAP_DEDUP_WINDOW", 100_000, minimum=0),
-            avro_codec=_choice(
-                env, "HUBCAP_AVRO_CODEC", "snappy", ("null", "deflate", "snappy", "zstandard")
-            ),
-            log_level=env.get("HUBCAP_LOG_LEVEL") or "INFO",
-        )
+        values = {
+            spec.name: spec.metadata["parse"](
+                spec.metadata["env"], env.get(spec.metadata["env"], ""), spec.default
+            )
+            for spec in dataclasses.fields(cls)
+        }
+        return cls(**values)
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(spec.metadata["env"] for spec in dataclasses.fields(Settings))
 
 
 @functools.cache

@@ -1,17 +1,31 @@
 """Realistic synthetic clickstream traffic for `hubcap send`, the dev stack and the benchmarks.
 
+`traffic` makes the requests; `send` posts them to a collector (signed with the app's server key, as a
+server-side sender would, when there is one), `server_key` finds that key in the dev registry.
+
 Visitors have a fixed user agent, a public IP in some country, and sessions of several page views and
 clicks with referrers and UTM tags, so every enrichment step has something real to chew on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from workers.collect.signing import signed_headers
+
+APPS_FILE = Path(__file__).resolve().parent.parent / "devstack" / "apps.dev.json"
 
 USER_AGENTS = (
     # desktop
@@ -135,3 +149,65 @@ def traffic(
         for start in range(0, len(events), per_request):
             yield Request(visitor, events[start : start + per_request])
         produced += session_len
+
+
+def server_key(app_id: str, given: str | None) -> str | None:
+    """`given`, else the app's key in the dev registry (devstack/apps.dev.json), so that synthetic
+    traffic is signed and the collector takes its visitor addresses."""
+    if given:
+        return given
+    if APPS_FILE.exists():
+        for app in json.loads(APPS_FILE.read_text()).get("apps", []):
+            if app.get("app_id") == app_id:
+                key = app.get("server_key")
+                return str(key) if key else None
+    return None
+
+
+async def send(
+    url: str,
+    app_id: str,
+    total: int,
+    *,
+    concurrency: int = 16,
+    server_key: str | None = None,
+    seed: int | None = None,
+    progress: Callable[[int], object] = lambda events: None,
+) -> collections.Counter[int]:
+    """Post synthetic traffic; returns a count of HTTP status codes (0 for connection errors).
+    `progress` is told how many events each answered request carried."""
+    import aiohttp
+
+    # The exact URL requested, since a signature covers its path and query.
+    target = f"{url}?{urlencode({'appId': app_id, 'platform': 'Web'})}"
+    statuses: collections.Counter[int] = collections.Counter()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency * 2)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while (request := await queue.get()) is not None:
+            body = orjson.dumps(request.events)
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": request.visitor.user_agent,
+                "Accept-Language": request.visitor.language,
+            }
+            if server_key:
+                headers |= signed_headers(server_key, target, body, request.visitor.ip)
+            if request.events[0].get("page_referrer"):
+                headers["Referer"] = request.events[0]["page_referrer"]
+            try:
+                async with session.post(target, data=body, headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] += 1
+            except aiohttp.ClientError:
+                statuses[0] += 1
+            progress(len(request.events))
+
+    async with aiohttp.ClientSession() as session:
+        workers = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+        for request in traffic(app_id, total, seed=seed):
+            await queue.put(request)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    return statuses

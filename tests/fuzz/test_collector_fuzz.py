@@ -30,8 +30,9 @@ from tests.collect_support import unit_env
 from tests.conftest import GEO_DB
 from tests.fuzz import mutate
 from workers.apps import AppRegistry
-from workers.collector import PIXEL_GIF, Collector, HttpIn
-from workers.privacy import GeoReader, SaltStore
+from workers.collect.collector import PIXEL_GIF, Collector
+from workers.collect.http import HttpIn
+from workers.collect.privacy import GeoReader, SaltStore
 from workers.settings import Settings
 from workers.stream.envelope import EncodedEnvelope, decode
 

@@ -32,8 +32,8 @@ from tests.collect_support import (
     request,
     sign,
 )
-from workers.collector import Collector
-from workers.hub import pack
+from workers.collect.collector import Collector
+from workers.collect.hub import pack
 from workers.stream.envelope import MAX_MESSAGE_BYTES, SCHEMA, Envelope, decode
 
 pytestmark = pytest.mark.integration

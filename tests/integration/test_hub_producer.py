@@ -16,8 +16,8 @@ from azure.eventhub.aio import EventHubProducerClient
 
 from devstack.eventhubs.testing import endpoint_with, hub_config
 from devstack.services import EventHubsEndpoint
+from workers.collect.hub import HubProducer
 from workers.errors import HubUnavailable
-from workers.hub import HubProducer
 from workers.stream.envelope import EncodedEnvelope
 
 pytestmark = pytest.mark.integration

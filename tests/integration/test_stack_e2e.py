@@ -19,10 +19,10 @@ import orjson
 import pytest
 
 from devstack.stack import Stack, run_stack
-from workers.cli import server_key
+from workers.collect.signing import signed_headers
 from workers.settings import Settings
-from workers.signing import signed_headers
 from workers.sinks.lake.lake import iter_rows, open_lake
+from workers.synthetic import server_key
 
 pytestmark = pytest.mark.integration
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import gzip
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from workers import wire
 from workers.errors import EnvelopeError
 
 SCHEMA = "hubcap.envelope.v1"
@@ -143,7 +143,7 @@ def _check_types(data: dict[str, Any]) -> None:
     if type(received_at) is not int or received_at not in _RECEIVED_AT_RANGE:
         raise EnvelopeError("envelope field received_at must be ms since the epoch, years 2000 to 2099")
     sequence = data.get("bundle_sequence_id")
-    if sequence is not None and (type(sequence) is not int or not -(2**63) <= sequence < 2**63):
+    if sequence is not None and (type(sequence) is not int or sequence not in wire.INT64):
         raise EnvelopeError("envelope field bundle_sequence_id must be a 64-bit integer or null")
     if not isinstance(data.get("geo"), dict | None):
         raise EnvelopeError("envelope field geo must be an object or null")
@@ -192,14 +192,11 @@ def _decode(body: bytes, props: dict[Any, Any]) -> Envelope:
     encoding = _get(props, "content-encoding") or "identity"
     if encoding == "gzip" or body[:2] == b"\x1f\x8b":
         try:
-            decompressor = zlib.decompressobj(16 + 15)
-            body = decompressor.decompress(body, _MAX_INFLATED)
-            if decompressor.unconsumed_tail:
-                raise EnvelopeError("gzip envelope inflates past 64 MiB")
-        except EnvelopeError:
-            raise
-        except Exception as exc:
-            raise EnvelopeError(f"envelope is not valid gzip: {exc}") from exc
+            body = wire.inflate(body, _MAX_INFLATED)
+        except wire.InflatesPastLimit:
+            raise EnvelopeError("gzip envelope inflates past 64 MiB") from None
+        except wire.InflateError as exc:
+            raise EnvelopeError(f"envelope {exc}") from None
     elif encoding != "identity":
         raise EnvelopeError(f"unsupported content-encoding {encoding!r}")
     try:

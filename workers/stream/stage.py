@@ -22,13 +22,13 @@ the hub with its own consumer group (the state store's key).
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import workers
 from workers.apps import AppRegistry
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
 from workers.settings import Settings
@@ -37,15 +37,8 @@ from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, rejecte
 from workers.stream.rows import CLIENT_TEMPLATE, client_session, dedup_id, event_row
 from workers.stream.state import Batch, PartitionState, StateStore
 
-
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("hubcap")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-CAPTURE_VERSION = _package_version()
+# The source's own version: a deployed Function App runs the code without installing the package.
+CAPTURE_VERSION = workers.__version__
 
 VERSION_FIELDS = {
     "ua_rules": "ua_rules_version",

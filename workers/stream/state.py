@@ -41,10 +41,11 @@ import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import EdmType, EntityProperty
 
-from workers.errors import ConfigError
+from workers import logs
+from workers.connections import connect
 from workers.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubcap.state")
 
 VisitorKey = tuple[str, str]  # (app_id, visitor_hash)
 EventKey = tuple[str, str]  # (app_id, event_id)
@@ -270,9 +271,13 @@ class TableStateStore:
             state.chunks.append((row_key, _int(entity["count"])))
         while len(state.seen) > window:
             state.seen.popitem(last=False)
-        log.info(
-            "loaded capture state",
-            extra={"partition": partition_id, "sessions": len(state.sessions), "seen": len(state.seen)},
+        logs.emit(
+            log,
+            logging.INFO,
+            "loaded_capture_state",
+            partition=partition_id,
+            sessions=len(state.sessions),
+            seen=len(state.seen),
         )
         return state
 
@@ -340,13 +345,16 @@ def open_state_store(settings: Settings, consumer_group: str) -> TableStateStore
     table endpoint locally): each sink reads with its own consumer group, so keeps its own state."""
     from azure.data.tables import TableClient
 
-    if settings.lake_connection:
-        table = TableClient.from_connection_string(settings.lake_connection, settings.state_table)
-    elif settings.lake_account_url:
-        from azure.identity import DefaultAzureCredential
-
-        url = settings.lake_account_url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
-        table = TableClient(url, settings.state_table, credential=DefaultAzureCredential())
-    else:
-        raise ConfigError("no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
+    table = connect(
+        settings.lake_connection,
+        settings.lake_account_url,
+        with_connection_string=lambda conn: TableClient.from_connection_string(conn, settings.state_table),
+        with_identity=lambda url, credential: TableClient(
+            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
+            settings.state_table,
+            credential=credential,
+        ),
+        asynchronous=False,
+        missing="no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
+    )
     return TableStateStore(table, hub=settings.eventhub_name, consumer_group=consumer_group)

@@ -7,6 +7,7 @@ rejected/ file, and capture would retry that batch forever.
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import orjson
@@ -84,3 +85,21 @@ def test_a_mistyped_field_is_an_envelope_error(name: str, value: Any) -> None:
 def test_a_whole_part_decodes() -> None:
     encoded = encode(envelope(part=(1, 3)))
     assert decode(encoded.body, encoded.properties).part == (1, 3)
+
+
+GZIPPED = encode(envelope(events=[{"event_id": f"e{i}"} for i in range(500)]))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\x1f\x8bxx", "envelope is not valid gzip"),
+        (GZIPPED.body[:-4], "envelope is truncated gzip"),
+        (GZIPPED.body + b"junk", "envelope is truncated gzip or has trailing data"),
+        (gzip.compress(b" " * (64 * 1024 * 1024 + 1), 1), "gzip envelope inflates past 64 MiB"),
+    ],
+    ids=["not gzip", "truncated", "trailing data", "past 64 MiB"],
+)
+def test_a_bad_gzip_envelope_is_an_envelope_error(body: bytes, message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message):
+        decode(body, {**GZIPPED.properties, "content-encoding": "gzip"})

@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from workers import logs
 from workers.settings import Settings, get_settings
 from workers.sinks.lake import avro
 from workers.sinks.lake.lake import AREAS, Lake, area_prefix, open_lake
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubcap.compact")
 
 MERGED_PREFIX = "c-"
 GRACE = timedelta(minutes=15)
@@ -138,15 +139,15 @@ def compact_folder(lake: Lake, kind: str, folder: str, files: list[str], codec: 
             lake.delete(path)
     result.merged_files = len(files)
     result.written.append(target)
-    log.info(
-        "compacted hour folder",
-        extra={
-            "folder": folder,
-            "files": len(files),
-            "rows_in": result.rows_in,
-            "rows_out": result.rows_out,
-            "dedup_bytes": written.size_bytes(),
-        },
+    logs.emit(
+        log,
+        logging.INFO,
+        "compacted_hour_folder",
+        folder=folder,
+        files=len(files),
+        rows_in=result.rows_in,
+        rows_out=result.rows_out,
+        dedup_bytes=written.size_bytes(),
     )
     return result
 

@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
-from workers.errors import ConfigError, LakeWriteError
+from workers import logs
+from workers.connections import connect
+from workers.errors import LakeWriteError
 from workers.settings import Settings
 from workers.sinks.lake import avro
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubcap.lake")
 
 # The lake's top-level folders, one per kind of row, and the layout version below each.
 EVENTS = "events"
@@ -155,7 +157,9 @@ class DfsLake:
             self._filesystem.get_file_client(temporary).delete_file()
         except Exception as exc:
             # A leftover hidden file is harmless to readers; the write error is what matters.
-            log.warning("could not delete temporary lake file %s: %s", temporary, type(exc).__name__)
+            logs.emit(
+                log, logging.WARNING, "temporary_file_not_deleted", path=temporary, error=type(exc).__name__
+            )
 
     def list(self, prefix: str = "") -> list[LakeFile]:
         """DFS lists folders, not name prefixes: list the prefix's folder, then keep the matching names."""
@@ -216,29 +220,33 @@ def open_lake(settings: Settings) -> Lake:
     """The lake writer settings ask for; builds clients only (no network until the first call)."""
     api = choose_api(settings)
     filesystem = settings.lake_filesystem
-    credential: Any = None
-    if not settings.lake_connection:
-        if not settings.lake_account_url:
-            raise ConfigError("no lake: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+    missing = "no lake: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL"
     if api == "blob":
         from azure.storage.blob import ContainerClient
 
-        if settings.lake_connection:
-            container = ContainerClient.from_connection_string(settings.lake_connection, filesystem)
-        else:
-            url = _account_url(settings.lake_account_url or "", "blob")
-            container = ContainerClient(url, filesystem, credential=credential)
+        container = connect(
+            settings.lake_connection,
+            settings.lake_account_url,
+            with_connection_string=lambda conn: ContainerClient.from_connection_string(conn, filesystem),
+            with_identity=lambda url, credential: ContainerClient(
+                _account_url(url, "blob"), filesystem, credential=credential
+            ),
+            asynchronous=False,
+            missing=missing,
+        )
         return BlobLake(container)
     from azure.storage.filedatalake import FileSystemClient
 
-    if settings.lake_connection:
-        client = FileSystemClient.from_connection_string(settings.lake_connection, filesystem)
-    else:
-        url = _account_url(settings.lake_account_url or "", "dfs")
-        client = FileSystemClient(url, filesystem, credential=credential)
+    client = connect(
+        settings.lake_connection,
+        settings.lake_account_url,
+        with_connection_string=lambda conn: FileSystemClient.from_connection_string(conn, filesystem),
+        with_identity=lambda url, credential: FileSystemClient(
+            _account_url(url, "dfs"), filesystem, credential=credential
+        ),
+        asynchronous=False,
+        missing=missing,
+    )
     return DfsLake(client)
 
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers import logs
 from workers.apps import AppRegistry
 from workers.enrich.base import Pipeline, Row
 from workers.settings import Settings, get_settings
@@ -36,7 +37,7 @@ from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, text
 from workers.stream.stage import CAPTURE_VERSION, HubMessage, PartitionOutput, Stage, ms
 from workers.stream.state import StateStore, open_state_store
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubcap.capture")
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,12 @@ class LakeSink:
                 result.counts["events_written"] += len(file.rows)
         for partition in prepared.partitions:
             self.stage.commit(partition)
-        log.info(
-            "captured batch",
-            extra={"counts": dict(result.counts), "files": [f.path for f in result.files]},
+        logs.emit(
+            log,
+            logging.INFO,
+            "captured_batch",
+            counts=dict(result.counts),
+            files=[f.path for f in result.files],
         )
         return result
 

@@ -91,7 +91,7 @@ def test_events_land_in_their_lake_partition_named_by_the_batch(stack: Stack) ->
 
 def test_every_event_the_collector_accepts_fits_the_avro_schema(stack: Stack) -> None:
     """The two contracts agree: no event valid under event.schema.json ends in failed/ (encoding)."""
-    from tests.unit.test_schema import CORPUS, FAST
+    from tests.unit.collect.test_schema import CORPUS, FAST
 
     valid = [{**e, "app_id": "shop"} for _, e, ok in CORPUS if ok and FAST.check([e]).accepted]
     env = make_envelope([{**e, "event_id": f"e{i}"} for i, e in enumerate(valid)])

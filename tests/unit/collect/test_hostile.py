@@ -1,6 +1,6 @@
 """Hostile and broken input to the collector: each defect of issue 17 that input alone could trigger
 (quadratic validation, bodies that cost more than they weigh, 500s, a lone surrogate losing a batch,
-integers the lake cannot hold) and each structural limit of workers/limits.py. No network: admit() and
+integers the lake cannot hold) and each structural limit of workers/collect/limits.py. No network: admit() and
 messages(), or handle() on requests that never reach the hub."""
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import orjson
 import pytest
 
 from tests.collect_support import DEMO_KEY, body_of, collector_for, event, request, sign, unit_env
-from workers import limits
 from workers.apps import AppRegistry
-from workers.collector import PIXEL_GIF, Collector, HttpIn, summary
-from workers.privacy import GeoReader
-from workers.quota import QuotaBook
+from workers.collect import limits
+from workers.collect.collector import PIXEL_GIF, Collector, summary
+from workers.collect.http import HttpIn
+from workers.collect.privacy import GeoReader
+from workers.collect.quota import QuotaBook
+from workers.collect.validation import MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
 from workers.settings import Settings
 from workers.stream.envelope import decode
-from workers.validation import MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
 
 SALT = bytes(range(32))
 

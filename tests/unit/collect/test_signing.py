@@ -1,4 +1,4 @@
-"""Signed server requests (workers/signing.py): the canonical string as documented, what a signature
+"""Signed server requests (workers/collect/signing.py): the canonical string as documented, what a signature
 binds (method, path, query, the named client, body, timestamp), freshness, replays, and malformed
 headers answered 403 rather than 500. The collector is real; a body of `[]` is answered without the hub.
 """
@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from tests.collect_support import DEMO_KEY, body_of, collector_for, event, request, sign, unit_env
-from workers.collector import Collector, HttpIn
+from workers.collect.collector import Collector
+from workers.collect.http import HttpIn
+from workers.collect.signing import MAX_AGE_S, ReplayCache, canonical_string, signed_headers
 from workers.errors import BadSignature, QuotaExceeded
-from workers.signing import MAX_AGE_S, ReplayCache, canonical_string, signed_headers
 
 NOW = 1_800_000_000
 PEER = "101.188.67.134:50123"  # what the platform appends for the sender's own connection

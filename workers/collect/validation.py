@@ -7,7 +7,7 @@ costs one native call for the whole array. Only when that call says no does each
 check and, when invalid, its errors.
 
 What an invalid body costs is bounded: only the first MAX_STORED_REJECTED rejected events of a request
-are kept (the rest are counted), each is checked against the structural limits of workers/limits.py
+are kept (the rest are counted), each is checked against the structural limits of workers/collect/limits.py
 before anything else, and its errors (at most MAX_ERRORS_PER_EVENT, messages cut to MAX_MESSAGE_CHARS)
 come from ErrorFinder in time linear in its size, not from jsonschema-rs's iter_errors, which costs the
 square of an object's width.
@@ -28,9 +28,9 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from workers import limits
+from workers.collect import limits
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "event.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
 MAX_ERRORS_PER_EVENT = 5
 MAX_MESSAGE_CHARS = 300
 # Rejected events kept per request (with their errors, in the envelope and in ?debug=1); the rest are
@@ -200,7 +200,7 @@ class AppValidator:
     def check(self, events: list[Any]) -> Verdict:
         """Sort events into accepted and rejected.
 
-        An event the schema accepts is within every limit of workers/limits.py by construction (the
+        An event the schema accepts is within every limit of workers/collect/limits.py by construction (the
         schema's own bounds are tighter), and `is_valid` stops at the first failure whatever the
         input, so the verdicts cost one native call per body when all is well and one per event
         otherwise. The limits are checked before what costs more than that: an invalid event that is

@@ -32,6 +32,7 @@ import maxminddb
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, LinearRetry
 
+from workers.connections import connect
 from workers.errors import ConfigError, HubcapError, StorageUnavailable
 from workers.logs import emit
 from workers.settings import Settings
@@ -231,24 +232,19 @@ class SaltStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SaltStore:
-        if settings.lake_connection:
-            container = ContainerClient.from_connection_string(
-                settings.lake_connection, settings.salt_container, **SALT_CLIENT_OPTIONS
-            )
-        elif settings.salt_account_url:
-            from azure.identity.aio import DefaultAzureCredential
-
-            container = ContainerClient(
-                settings.salt_account_url,
-                settings.salt_container,
-                credential=DefaultAzureCredential(),
-                **SALT_CLIENT_OPTIONS,
-            )
-        else:
-            raise ConfigError(
-                "salts need storage where deletion is real: set HUBCAP_SALT_ACCOUNT_URL (an account "
-                "without soft delete), or HUBCAP_LAKE_CONNECTION locally"
-            )
+        container = connect(
+            settings.lake_connection,
+            settings.salt_account_url,
+            with_connection_string=lambda conn: ContainerClient.from_connection_string(
+                conn, settings.salt_container, **SALT_CLIENT_OPTIONS
+            ),
+            with_identity=lambda url, credential: ContainerClient(
+                url, settings.salt_container, credential=credential, **SALT_CLIENT_OPTIONS
+            ),
+            asynchronous=True,
+            missing="salts need storage where deletion is real: set HUBCAP_SALT_ACCOUNT_URL (an account "
+            "without soft delete), or HUBCAP_LAKE_CONNECTION locally",
+        )
         return cls(container)
 
     @staticmethod

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.collect_support import AWS_EXAMPLE_BODY, event
-from workers.validation import AppValidator, base_schema, batch_schema_for, event_schema_for, pointer
+from workers.collect.validation import AppValidator, base_schema, batch_schema_for, event_schema_for, pointer
 
 APP = "demo"
 FAST = AppValidator(APP)

@@ -26,7 +26,8 @@ from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.exceptions import EventHubError
 
-from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
+from workers.connections import connect
+from workers.errors import HubUnavailable, PayloadTooLarge
 from workers.logs import emit
 from workers.partition_key import partition_for_key
 from workers.settings import Settings
@@ -97,18 +98,21 @@ def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
 
 def client_from_settings(settings: Settings) -> EventHubProducerClient:
     options: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.2, "retry_backoff_max": 2}
-    if settings.eventhub_connection:
-        conn = settings.eventhub_connection
+
+    def with_connection_string(conn: str) -> EventHubProducerClient:
         name = None if "entitypath=" in conn.lower() else settings.eventhub_name
         return EventHubProducerClient.from_connection_string(conn, eventhub_name=name, **options)
-    if settings.eventhub_namespace:
-        from azure.identity.aio import DefaultAzureCredential
 
-        return EventHubProducerClient(
-            settings.eventhub_namespace, settings.eventhub_name, DefaultAzureCredential(), **options
-        )
-    raise ConfigError(
-        "no Event Hubs connection: set EventHubConnection or EventHubConnection__fullyQualifiedNamespace"
+    return connect(
+        settings.eventhub_connection,
+        settings.eventhub_namespace,
+        with_connection_string=with_connection_string,
+        with_identity=lambda namespace, credential: EventHubProducerClient(
+            namespace, settings.eventhub_name, credential, **options
+        ),
+        asynchronous=True,
+        missing="no Event Hubs connection: set EventHubConnection or "
+        "EventHubConnection__fullyQualifiedNamespace",
     )
 
 

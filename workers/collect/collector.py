@@ -1,7 +1,10 @@
 """The collector: HTTP request in (plain data), response out. functions/collect.py only converts types.
 
+This module is the sequence of checks; body.py reads the body (media type, gzip, the JSON array, CORS),
+http.py holds the request and response types.
+
 POST /api/collect, in order (each check is cheaper than the next, so bad traffic costs little):
-  method (405) → app (403) → server key, if the sender signs (403, see workers/signing.py) → Origin (403)
+  method (405) → app (403) → server key, if the sender signs (403, see signing.py) → Origin (403)
   → body size as received (413) → content type and compression (415) → hashCode (400)
   → gunzip, capped while inflating (413) → JSON array (400; a lone UTF-16 surrogate escape becomes
   U+FFFD rather than failing the body) of at most limits.MAX_EVENTS_PER_REQUEST events (413)
@@ -9,8 +12,8 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   passed the cheap checks above are charged, so malformed traffic spends nobody's quota; the sender's
   bucket comes first and is keyed by the client address (an IPv6 address by its /64), not by anything
   the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
-  → validation (workers/validation.py): a body the schema accepts whole costs one native call;
-  otherwise each event meets the structural limits of workers/limits.py (depth, width, key and string
+  → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call;
+  otherwise each event meets the structural limits of workers/collect/limits.py (depth, width, key and string
   length), then the schema. Valid events are accepted; the first MAX_STORED_REJECTED invalid ones
   travel in the envelope's rejected list with at most MAX_ERRORS_PER_EVENT errors each, the rest are
   counted in one more record → privacy (the raw IP stops here)
@@ -18,18 +21,13 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
 
 No input answers 5xx: every check above raises a HubcapError with a 4xx status, lone surrogates in
 the query and headers (how aiohttp decodes non-UTF-8 header bytes) become U+FFFD on entry, and the
-cost of a request is linear in its size (tests/unit/test_hostile.py, tests/fuzz/, bench/hostile.py).
+cost of a request is linear in its size (tests/unit/collect/test_hostile.py, tests/fuzz/, bench/hostile.py).
 
 GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path after
 the app's pixel mode (workers/apps.py: off, or only with a Referer from an allowed origin, or open),
 but the answer is always the 43-byte GIF (the decoded `e` is wrapped as text, never
 re-serialised). GET /api/health: 200 with the hub's name and partition
 count, or 503.
-
-CORS: an allowed Origin is echoed (never `*`) with Access-Control-Allow-Credentials: true, on the
-preflight and the answer, because the Clickstream Analytics on AWS web SDK fetches with credentials
-and a browser refuses such an answer otherwise. The collector sets and reads no cookies, so allowing
-credentials exposes nothing.
 
 Logs carry no client-typed text: an appId that is not registered is logged as "unknown", and errors
 are logged by their code, not their message (which may quote the request).
@@ -38,12 +36,8 @@ hashCode is checked over the body as received, i.e. the compressed bytes when th
 the Clickstream Analytics on AWS SDKs hash the request body they send, and checking before inflating
 means a corrupted gzip body costs no inflation.
 
-A gzipped body is either the gzip bytes (Content-Encoding senders, the tracker) or, as the Clickstream
-Analytics on AWS SDKs send `compression=gzip` (Android's StringUtil.compressForGzip, the Unity SDK), the
-base64 text of them; the gzip magic number tells which.
-
 Server key: a server-to-server sender (e.g. a link redirector) signs the request with the app's key
-(method, path, query, the X-Forwarded-For it writes, body, timestamp; workers/signing.py has the
+(method, path, query, the X-Forwarded-For it writes, body, timestamp; workers/collect/signing.py has the
 canonical string). A malformed X-Hubcap-Timestamp or a non-ASCII signature is refused (403), never
 a 500. Only such a sender may name the client in X-Forwarded-For.
 """
@@ -52,39 +46,40 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gc
 import hashlib
 import ipaddress
 import logging
-import re
 import secrets
 import time
-import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 import workers
-from workers import limits, logs
+from workers import logs, wire
 from workers.apps import AppConfig, AppRegistry, get_registry
-from workers.errors import (
-    BadSignature,
-    HashMismatch,
-    HubcapError,
-    InvalidBody,
-    MethodNotAllowed,
-    OriginNotAllowed,
-    PayloadTooLarge,
-    PixelOff,
-    RefererNotAllowed,
-    UnknownApp,
-    UnsupportedMediaType,
+from workers.collect.body import (
+    PREFLIGHT_HEADERS,
+    check_media_type,
+    check_origin,
+    cors_headers,
+    gzip_bytes,
+    gzipped,
+    inflate_body,
+    parse_events,
 )
-from workers.hub import HubProducer, pack
-from workers.privacy import (
+from workers.collect.http import (
+    JSON,
+    HttpIn,
+    HttpOut,
+    NotAllowed,
+    http_error_response,
+    json_response,
+    scrubbed,
+)
+from workers.collect.hub import HubProducer, pack
+from workers.collect.privacy import (
     GeoReader,
     Network,
     SaltStore,
@@ -93,11 +88,21 @@ from workers.privacy import (
     parse_networks,
     visitor_hash,
 )
-from workers.quota import QuotaBook
+from workers.collect.quota import QuotaBook
+from workers.collect.signing import Verifier
+from workers.collect.validation import Validators
+from workers.errors import (
+    BadSignature,
+    HashMismatch,
+    HubcapError,
+    InvalidBody,
+    PayloadTooLarge,
+    PixelOff,
+    RefererNotAllowed,
+    UnknownApp,
+)
 from workers.settings import Settings, get_settings
-from workers.signing import Verifier
 from workers.stream.envelope import EncodedEnvelope, Envelope
-from workers.validation import Validators
 
 log = logging.getLogger("hubcap.collector")
 
@@ -106,38 +111,10 @@ MAX_SENDERS = 100_000
 # Like the schema's short strings; the query value goes into the envelope as sent.
 MAX_PLATFORM_CHARS = 256
 MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
-MEDIA_TYPES = ("application/json", "text/plain")
-JSON = "application/json"
 # A 1x1 transparent GIF89a, 43 bytes (white and black palette, colour 0 transparent).
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
-PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "POST, OPTIONS",
-    # User-Agent: the Clickstream Analytics on AWS web SDK sets it on its fetch; browsers that let a
-    # script set it (Firefox) then ask for it in the preflight and refuse the POST unless it is allowed.
-    "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, User-Agent",
-    "Access-Control-Max-Age": "86400",
-}
 # The prefix of an IPv6 client address that names one sender: what one subscriber is given.
 IPV6_SENDER_PREFIX = 64
-
-
-@dataclass(frozen=True)
-class HttpIn:
-    """A request as plain data. Header names are lower case."""
-
-    method: str
-    route: str  # "collect" | "pixel" | "health"
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: bytes = b""
-    path: str = ""  # the URL path as requested, e.g. /api/collect (a signature covers it)
-
-
-@dataclass(frozen=True)
-class HttpOut:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,76 +131,6 @@ class Admitted:
     accepted: list[Any]
     rejected: list[dict[str, Any]]  # the first MAX_STORED_REJECTED rejected events
     rejected_count: int = 0  # every rejected event, stored or not
-
-
-class NotAllowed(MethodNotAllowed):
-    def __init__(self, method: str, allow: str) -> None:
-        super().__init__(f"method {method} is not allowed here; use {allow}")
-        self.allow = allow
-
-
-def http_error_response(error: HubcapError, headers: Mapping[str, str] | None = None) -> HttpOut:
-    """The one place an error becomes an HTTP response: its status, its code, JSON body."""
-    out = {"Content-Type": JSON, **(headers or {})}
-    if error.retry_after is not None:
-        out["Retry-After"] = str(error.retry_after)
-    if isinstance(error, NotAllowed):
-        out["Allow"] = error.allow
-    body = orjson.dumps({"error": error.code, "message": error.message})
-    return HttpOut(error.status, body, out)
-
-
-def _json(status: int, payload: Any, headers: Mapping[str, str]) -> HttpOut:
-    return HttpOut(status, orjson.dumps(payload), {"Content-Type": JSON, **headers})
-
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def gzip_bytes(body: bytes) -> bytes:
-    """The gzip member of a gzipped body: as sent, or decoded from the base64 text the AWS SDKs send."""
-    if body[:2] == GZIP_MAGIC:
-        return body
-    try:
-        return base64.b64decode(body.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidBody("a gzip body must be gzip bytes or their base64 text") from None
-
-
-def inflate(body: bytes, limit: int) -> bytes:
-    """Gunzip at most `limit` bytes of output; zlib stops at limit + 1, so a bomb costs ~limit bytes."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidBody(f"body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise PayloadTooLarge(f"body inflates past the {limit}-byte limit")
-    if not inflater.eof or inflater.unused_data:
-        raise InvalidBody("gzip body is truncated or has trailing data")
-    return out
-
-
-def _media_type(content_type: str) -> str:
-    media, _, params = content_type.partition(";")
-    media = media.strip().lower()
-    if media not in MEDIA_TYPES:
-        raise UnsupportedMediaType(f"content type {media or '(none)'!r}: send application/json or text/plain")
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise UnsupportedMediaType("only the utf-8 charset is accepted")
-    return media
-
-
-def _gzipped(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
-    compression = query.get("compression", "").strip().lower()
-    encoding = headers.get("content-encoding", "").strip().lower()
-    if compression not in ("", "gzip"):
-        raise UnsupportedMediaType(f"compression {compression!r} is not supported; use gzip")
-    if encoding not in ("", "identity", "gzip"):
-        raise UnsupportedMediaType(f"content encoding {encoding!r} is not supported; use gzip")
-    return compression == "gzip" or encoding == "gzip"
 
 
 def summary(admitted: Admitted) -> dict[str, Any]:
@@ -249,77 +156,6 @@ def stored_rejected(admitted: Admitted) -> list[dict[str, Any]]:
     return records
 
 
-# A JSON escape: an escaped backslash (kept, so that the "u" after it is not read as an escape), a
-# UTF-16 surrogate pair (kept), or a lone surrogate (replaced).
-_ESCAPE = re.compile(
-    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
-)
-
-
-def _replace_lone_surrogate(match: re.Match[bytes]) -> bytes:
-    escape = match.group()
-    return escape if len(escape) != 6 else b"\\ufffd"
-
-
-def _loads(body: bytes) -> Any:
-    """orjson.loads with the cyclic garbage collector paused: parsed JSON holds no cycles, yet a body
-    dense in objects and arrays (10,000 events of 12 empty arrays) set off collection after collection
-    while they were built, tripling the parse (measured: 99 ms against 33 ms for 1 MB)."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return orjson.loads(body)
-    finally:
-        if paused:
-            gc.enable()
-
-
-def parse_events(body: bytes) -> list[Any]:
-    """The body's JSON array of events.
-
-    A lone UTF-16 surrogate escape (JavaScript's `'😀'.slice(0, 1)` serialises to "\\ud83d") becomes
-    U+FFFD: orjson refuses it, and refusing the body would throw away a whole batch over one character.
-    """
-    try:
-        events = _loads(body)
-    except orjson.JSONDecodeError as exc:
-        if "surrogate" not in str(exc):
-            raise InvalidBody(f"body is not JSON: {exc}") from None
-        try:
-            events = _loads(_ESCAPE.sub(_replace_lone_surrogate, body))
-        except orjson.JSONDecodeError as again:
-            raise InvalidBody(f"body is not JSON: {again}") from None
-    if not isinstance(events, list):
-        raise InvalidBody("body must be a JSON array of events")
-    if len(events) > limits.MAX_EVENTS_PER_REQUEST:
-        raise PayloadTooLarge(f"more than {limits.MAX_EVENTS_PER_REQUEST} events in one request")
-    return events
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _text(value: str) -> str:
-    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-
-
-def scrubbed(request: HttpIn) -> HttpIn:
-    """The request with lone surrogates in its query and headers replaced by U+FFFD.
-
-    A host may hand over text that is not valid Unicode: aiohttp (the dev host) decodes a header's
-    non-UTF-8 bytes to lone surrogates. orjson, and so the envelope and every log line, refuses them.
-    """
-    texts = (request.path, *request.query, *request.query.values(), *request.headers.values())
-    if all(text.isascii() for text in texts):
-        return request
-    query = {_text(k): _text(v) for k, v in request.query.items()}
-    headers = {k: _text(v) for k, v in request.headers.items()}
-    return replace(request, query=query, headers=headers, path=_text(request.path))
-
-
-INT64 = range(-(2**63), 2**63)
-
-
 def _int_or_none(value: str | None) -> int | None:
     """A query integer that fits the lake's Avro long, else None (a bigger one would fail the encoding)."""
     if not value:
@@ -328,7 +164,7 @@ def _int_or_none(value: str | None) -> int | None:
         number = int(value)
     except ValueError:
         return None
-    return number if number in INT64 else None
+    return number if number in wire.INT64 else None
 
 
 class Collector:
@@ -359,7 +195,6 @@ class Collector:
 
     @classmethod
     def from_settings(cls, settings: Settings, registry: AppRegistry) -> Collector:
-        logging.getLogger("hubcap").setLevel(settings.log_level.upper())
         return cls(
             settings,
             registry,
@@ -411,13 +246,13 @@ class Collector:
                 if request.method != "GET":
                     raise NotAllowed(request.method, "GET")
                 hub = await self.hub.check()
-                return _json(200, {"status": "ok", "hub": hub}, {"Cache-Control": "no-store"})
+                return json_response(200, {"status": "ok", "hub": hub}, {"Cache-Control": "no-store"})
             if request.method == "OPTIONS":
                 return self._preflight(request)
             if request.method != "POST":
                 raise NotAllowed(request.method, "POST, OPTIONS")
             app = self._app(request.query)
-            cors = self._cors(app, request.headers)
+            cors = cors_headers(app, request.headers)
             admitted = self.admit(request, request_id, app)
             return await self._deliver(admitted, cors)
         except HubcapError as error:
@@ -437,24 +272,6 @@ class Collector:
         if app is None:
             raise UnknownApp(f"unknown appId {app_id[:64]!r}" if app_id else "the appId parameter is missing")
         return app
-
-    @staticmethod
-    def _cors(app: AppConfig, headers: Mapping[str, str]) -> dict[str, str]:
-        origin = headers.get("origin")
-        if origin and app.origin_allowed(origin):
-            # Retry-After on a 429/503 must be readable by the tracker, which honours it.
-            return {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
-                "Access-Control-Expose-Headers": "Retry-After",
-                "Vary": "Origin",
-            }
-        return {}
-
-    def _check_origin(self, app: AppConfig, headers: Mapping[str, str]) -> None:
-        origin = headers.get("origin")
-        if origin is not None and not app.origin_allowed(origin):
-            raise OriginNotAllowed(f"origin {origin[:200]!r} may not send events for app {app.app_id}")
 
     def _authenticated(self, app: AppConfig, request: HttpIn) -> bool:
         """Whether the request is signed with the app's server key; raises BadSignature if it is
@@ -481,8 +298,8 @@ class Collector:
 
     def _preflight(self, request: HttpIn) -> HttpOut:
         app = self._app(request.query)
-        self._check_origin(app, request.headers)
-        headers = {**PREFLIGHT_HEADERS, **self._cors(app, request.headers), "Allow": "POST, OPTIONS"}
+        check_origin(app, request.headers)
+        headers = {**PREFLIGHT_HEADERS, **cors_headers(app, request.headers), "Allow": "POST, OPTIONS"}
         return HttpOut(204, b"", headers)
 
     def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
@@ -490,7 +307,7 @@ class Collector:
         headers, query, body = request.headers, request.query, request.body
         authenticated = self._authenticated(app, request)
         if not authenticated:
-            self._check_origin(app, headers)
+            check_origin(app, headers)
         ip = client_ip(
             headers.get("x-forwarded-for"),
             trusted_hops=self.settings.trusted_hops,
@@ -500,13 +317,13 @@ class Collector:
         limit = self.settings.max_body_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the {limit}-byte limit")
-        _media_type(headers.get("content-type", ""))
-        gzipped = _gzipped(query, headers)
+        check_media_type(headers.get("content-type", ""))
+        is_gzipped = gzipped(query, headers)
         expected = query.get("hashCode")
         if expected and hashlib.sha256(body).hexdigest()[:8] != expected.strip().lower():
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
-        if gzipped:
-            body = inflate(gzip_bytes(body), limit)
+        if is_gzipped:
+            body = inflate_body(gzip_bytes(body), limit)
         events = parse_events(body)
         cost = max(1, len(events))
         # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
@@ -576,7 +393,7 @@ class Collector:
 
     async def _deliver(self, admitted: Admitted, cors: Mapping[str, str]) -> HttpOut:
         await self._send(admitted)
-        return _json(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
+        return json_response(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
 
     # -- pixel -------------------------------------------------------------------------------------
 

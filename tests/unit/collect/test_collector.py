@@ -29,7 +29,10 @@ from tests.collect_support import (
     sign,
     unit_env,
 )
-from workers.collector import PIXEL_GIF, Collector, HttpIn, HttpOut, http_error_response, inflate, summary
+from workers.collect.body import inflate_body
+from workers.collect.collector import PIXEL_GIF, Collector, summary
+from workers.collect.http import HttpIn, HttpOut, http_error_response
+from workers.collect.privacy import visitor_hash
 from workers.errors import (
     BadSignature,
     HashMismatch,
@@ -42,7 +45,6 @@ from workers.errors import (
     UnknownApp,
     UnsupportedMediaType,
 )
-from workers.privacy import visitor_hash
 from workers.stream.envelope import decode
 
 SALT = bytes(range(32))
@@ -630,12 +632,12 @@ def test_a_1_gib_gzip_bomb_is_413_within_50_mb(collector: Collector) -> None:
 
 
 def test_inflate_takes_exactly_the_limit() -> None:
-    assert len(inflate(gzip.compress(b"a" * 4096), 4096)) == 4096
+    assert len(inflate_body(gzip.compress(b"a" * 4096), 4096)) == 4096
 
 
 def test_inflate_refuses_one_byte_over_the_limit() -> None:
     with pytest.raises(PayloadTooLarge):
-        inflate(gzip.compress(b"a" * 4097), 4096)
+        inflate_body(gzip.compress(b"a" * 4097), 4096)
 
 
 # -- pixel ---------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from tests.collect_support import DEMO_ORIGIN, body_of, collector_for, event, request, unit_env
-from workers.collector import PIXEL_GIF, Collector, HttpIn
+from workers.collect.collector import PIXEL_GIF, Collector
+from workers.collect.http import HttpIn
 from workers.errors import HubcapError
 
 PEER = "50123"

@@ -17,8 +17,7 @@ from netaddr import IPSet
 
 from devstack.services import Azurite
 from tests.conftest import GEO_DB
-from workers.errors import ConfigError
-from workers.privacy import (
+from workers.collect.privacy import (
     SALT_BYTES,
     GeoReader,
     SaltStore,
@@ -29,6 +28,7 @@ from workers.privacy import (
     parse_networks,
     visitor_hash,
 )
+from workers.errors import ConfigError
 from workers.settings import Settings
 
 FRONT_DOOR = parse_networks(["147.243.0.0/16", "2a01:111:2050::/44"])

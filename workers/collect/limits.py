@@ -8,7 +8,7 @@ event nests 4 levels deep. So an event the schema accepts is within them, except
 unknown top-level fields, which the schema leaves unchecked for speed (they are bounded by the body
 size, and the lake does not store them).
 
-Where they are checked (workers/validation.py): jsonschema-rs's `is_valid` stops at the first failure
+Where they are checked (workers/collect/validation.py): jsonschema-rs's `is_valid` stops at the first failure
 whatever the input, so it gives each verdict first; an event it refuses, before its errors are
 computed or it is stored, is walked once here, in time linear in its size and without recursion.
 Checking every event here first would cost four times the JSON parse of every valid body.

@@ -12,8 +12,16 @@ from typing import Any
 import pytest
 
 from devstack.services import free_port
+from workers.collect.hub import (
+    RETRY_AFTER_S,
+    HubProducer,
+    _batches,
+    _Pending,
+    _sends,
+    client_from_settings,
+    pack,
+)
 from workers.errors import ConfigError, HubUnavailable, PayloadTooLarge
-from workers.hub import RETRY_AFTER_S, HubProducer, _batches, _Pending, _sends, client_from_settings, pack
 from workers.settings import Settings
 from workers.stream.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, decode
 

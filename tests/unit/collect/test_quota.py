@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from workers.apps import Quota
+from workers.collect.quota import QuotaBook
 from workers.errors import QuotaExceeded
-from workers.quota import QuotaBook
 
 QUOTA = Quota(rate_per_s=2.0, burst=3.0)
 

@@ -1,0 +1,46 @@
+"""Service clients from settings: a connection string, else an account URL with a managed identity.
+
+This is the Azure Functions convention for identity-based connections (workers/settings.py): the local
+stack and Microsoft's emulator give a connection string; in Azure the setting names the account or
+namespace and the Function App's managed identity (DefaultAzureCredential) signs in. Every client
+hubcap builds (the hub producer, the salts, the lake, the state table) goes through `connect`, so the
+rule and its error live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from workers.errors import ConfigError
+
+Client = TypeVar("Client")
+
+
+def default_credential(*, asynchronous: bool) -> Any:
+    """The managed identity's credential, imported only where Azure is the target."""
+    if asynchronous:
+        from azure.identity.aio import DefaultAzureCredential as AsyncCredential
+
+        return AsyncCredential()
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def connect(
+    connection_string: str | None,
+    account_url: str | None,
+    *,
+    with_connection_string: Callable[[str], Client],
+    with_identity: Callable[[str, Any], Client],
+    asynchronous: bool,
+    missing: str,
+) -> Client:
+    """`with_connection_string(connection_string)` if there is one, else
+    `with_identity(account_url, credential)`; a ConfigError saying `missing` when neither is set."""
+    if connection_string:
+        return with_connection_string(connection_string)
+    if account_url:
+        return with_identity(account_url, default_credential(asynchronous=asynchronous))
+    raise ConfigError(missing)
