@@ -133,8 +133,6 @@ class EventHubTriggerRunner:
     env: Mapping[str, str]
     status: HostStatus = field(default_factory=HostStatus)
     retry: RetryPolicy = field(init=False)
-    invocations: int = 0
-    failures: int = 0
     _buffers: dict[str, _PartitionBuffer] = field(default_factory=dict)
     _contexts: dict[str, Any] = field(default_factory=dict)
     _inflight: int = 0
@@ -191,10 +189,8 @@ class EventHubTriggerRunner:
         while True:
             batch = EventHubTriggerConverter.decode(data, trigger_metadata=metadata)
             try:
-                self.invocations += 1
                 await invoke(self.spec, {self.spec.trigger["name"]: batch})
             except Exception as exc:
-                self.failures += 1
                 self.status.failed(
                     self.spec.name,
                     partition["PartitionId"],

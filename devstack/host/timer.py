@@ -69,13 +69,12 @@ class TimerRunner:
     spec: FunctionSpec
     env: Mapping[str, str]
     status: HostStatus = field(default_factory=HostStatus)
-    runs: int = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         schedule = Schedule.parse(resolve_setting_refs(self.spec.trigger["schedule"], self.env))
         retry = RetryPolicy.from_setting(self.spec.retry)
         if self.spec.trigger.get("runOnStartup"):
-            await self._fire(retry, past_due=False)
+            await self._fire(retry)
         log.info("timer function %s: %s", self.spec.name, self.spec.trigger["schedule"])
         while not stop.is_set():
             now = dt.datetime.now(dt.UTC)
@@ -84,14 +83,15 @@ class TimerRunner:
                 await asyncio.wait_for(stop.wait(), wait)
             tick = dt.datetime.now(dt.UTC).replace(microsecond=0)
             if not stop.is_set() and schedule.matches(tick):
-                await self._fire(retry, past_due=False)
+                await self._fire(retry)
 
-    async def _fire(self, retry: RetryPolicy, past_due: bool) -> None:
+    async def _fire(self, retry: RetryPolicy) -> None:
         attempt = 0
         while True:
-            self.runs += 1
             try:
-                await invoke(self.spec, {self.spec.trigger["name"]: TimerRequest(past_due=past_due)})
+                # Occurrences that fall during a run are skipped, not made up later, so no run is
+                # ever past due: TimerRequest's default past_due=False is the truth here.
+                await invoke(self.spec, {self.spec.trigger["name"]: TimerRequest()})
             except Exception as exc:
                 self.status.failed(self.spec.name, TIMER, exc)
                 attempt += 1
