@@ -24,7 +24,9 @@ def _install_loop() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run function_app.py without Core Tools.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.host", description="Run function_app.py without Core Tools."
+    )
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--app", default="function_app", help="module defining the FunctionApp")

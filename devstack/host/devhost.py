@@ -42,7 +42,7 @@ class DevHost:
         web_app = build_web_app(self.app, host_json)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
-        # "localhost" may resolve to ::1 first (FACTS.md): bind every address it names.
+        # "localhost" may resolve to ::1 first: bind every address it names.
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
         options = EventHubOptions.from_host_json(host_json)
