@@ -46,13 +46,12 @@ def post_event(stack: Stack) -> int:
             }
         ]
     )
+    url = f"{stack.base_url}/api/collect?appId=demo&platform=Web"
     headers = {
         "Content-Type": "application/json",
-        **signed_headers(server_key("demo", None) or "", body, "8.8.8.8"),
+        **signed_headers(server_key("demo", None) or "", url, body, "8.8.8.8"),
     }
-    request = urllib.request.Request(
-        f"{stack.base_url}/api/collect?appId=demo&platform=Web", data=body, headers=headers
-    )
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=15) as resp:
         return int(resp.status)
 
