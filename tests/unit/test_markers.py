@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+# The suite's own asyncio settings, so the inner runs warn about nothing the real suite does not.
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = session\n"
+
 STAND_INS = """
 import pytest
 
@@ -54,6 +57,7 @@ MARKER_CASES = [
 
 
 def test_markers_follow_fixtures_and_folders(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
     pytester.makeconftest(STAND_INS)
     for path, params, _ in MARKER_CASES:
         file = pytester.path / path
@@ -76,6 +80,7 @@ UNMARKED_STARTS = {
 
 
 def test_an_unmarked_test_that_starts_a_service_fails_and_says_why(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
     pytester.makepyfile(
         "from devstack.services import run_azurite, run_eventhubs\n"
         "from devstack.stack import DevHostProcess\n"
