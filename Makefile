@@ -59,8 +59,8 @@ typecheck: $(VENV)/.installed ## mypy on workers/, devstack/, functions/ and fun
 test: install install-infra install-browser tracker lint typecheck ## install everything, lint, typecheck, run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install install-infra ## unit + function tests only (no services; the Bicep checks need .venv-infra)
-	$(BIN)/pytest tests/unit tests/functions $(PYTEST_ARGS)
+test-fast: install install-infra ## every test that needs no service or browser (the Bicep checks need .venv-infra)
+	$(BIN)/pytest -m "not integration and not browser" $(PYTEST_ARGS)
 
 bench: install tracker ## run every benchmark under bench/ (each prints one JSON object last)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -5,7 +5,7 @@
    envelope + gzip: `Collector.admit` + `Collector.messages`, no network. The salt is the cached
    day salt, as in a warm worker. Timed in this process's CPU time (the machine is shared; CPU time is
    what "per core" means), median of --repeats runs; wall-clock beside.
-2. HTTP: the dev host (devstack/host.py build_web_app on aiohttp + uvloop) serving function_app.py in
+2. HTTP: the dev host (devstack/host/http.py build_web_app on aiohttp + uvloop) serving function_app.py in
    a child process, with a bare no-op aiohttp handler added to the same server; Azurite and the
    project's Event Hubs endpoint run as in `make dev`. A load generator in this process posts the same
    20-event bodies to each route with --concurrency requests in flight for --seconds; only 200s count.
@@ -147,7 +147,8 @@ def serve(port: int) -> None:
     import uvloop
     from aiohttp import web
 
-    from devstack.host import build_web_app, load_function_app
+    from devstack.host.http import build_web_app
+    from devstack.host.index import load_function_app
 
     async def noop(request: web.Request) -> web.Response:
         await request.read()

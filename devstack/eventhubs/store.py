@@ -231,10 +231,6 @@ class Partition:
 
     # ------------------------------------------------------------------ read
 
-    def index_of_sequence(self, sequence: int) -> int:
-        """Index in the log of `sequence` clamped to the retained range (len(offsets) = the end)."""
-        return min(max(sequence - self.first_sequence, 0), len(self.offsets))
-
     def index_after_offset(self, offset: int, inclusive: bool) -> int:
         find = bisect.bisect_left if inclusive else bisect.bisect_right
         return find(self.offsets, offset)

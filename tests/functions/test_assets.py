@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 import workers.assets
-from devstack.host import function_specs
+from devstack.host.index import function_specs
 from function_app import app
 
 ROOT = Path(__file__).resolve().parents[2]

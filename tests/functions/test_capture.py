@@ -110,7 +110,7 @@ def test_the_retry_policy_backs_off_exponentially_forever() -> None:
 
 
 def test_the_app_registers_the_capture_function() -> None:
-    from devstack.host import function_specs
+    from devstack.host.index import function_specs
     from function_app import app
 
     # get_functions() indexes an app once only; function_specs shares that one index.

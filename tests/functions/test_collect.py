@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.host import function_specs
+from devstack.host.index import function_specs
 from devstack.services import Azurite, EventHubsEndpoint, free_port
 from devstack.stack import APPS_FILE, app_env
 from function_app import app

@@ -201,7 +201,7 @@ def test_hours_beyond_the_lookback_are_left_alone(lake: Lake) -> None:
 def test_the_timer_function_compacts_the_configured_lake(
     azurite: Azurite, clean_settings: pytest.MonkeyPatch
 ) -> None:
-    from devstack.host import function_specs
+    from devstack.host.index import function_specs
     from function_app import app
 
     container = f"compact{uuid.uuid4().hex[:8]}"

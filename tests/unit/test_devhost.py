@@ -16,17 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from azure.functions.eventhub import EventHubTriggerConverter
 
-from devstack.host import (
-    EventHubOptions,
-    RetryPolicy,
-    Schedule,
-    TimerRunner,
-    build_trigger_input,
-    build_web_app,
-    function_specs,
-    load_host_json,
-    resolve_setting_refs,
-)
+from devstack.host.eventhub import EventHubOptions, build_trigger_input
+from devstack.host.http import build_web_app
+from devstack.host.index import RetryPolicy, function_specs, load_host_json, resolve_setting_refs
+from devstack.host.timer import Schedule, TimerRunner
 
 
 def make_app() -> func.FunctionApp:

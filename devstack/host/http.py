@@ -1,0 +1,105 @@
+"""HTTP triggers on aiohttp, as the Functions front end serves them.
+
+Each route is http://<host>:<port>/<routePrefix>/<route> (host.json's routePrefix, default `api`);
+aiohttp requests become `func.HttpRequest` and `func.HttpResponse` goes back; like the platform's
+front end, the caller's address (`ip:port`) is appended to X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import azure.functions as func
+from aiohttp import web
+
+from devstack.host.index import FunctionSpec, function_specs, invoke, load_host_json
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions front end's request length limit
+_ROUTE_PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
+
+
+def _aiohttp_route(route: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        catch_all, name = match.group(1), match.group(2)
+        return f"{{{name}:.*}}" if catch_all else f"{{{name}}}"
+
+    return _ROUTE_PARAM.sub(sub, route)
+
+
+def _forwarded_for(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer:
+        return request.headers.get("X-Forwarded-For", "")
+    ip, port = peer[0], peer[1]
+    hop = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    existing = request.headers.get("X-Forwarded-For", "").strip()
+    return f"{existing}, {hop}" if existing else hop
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for key, value in request.headers.items():
+        lower = key.lower()
+        merged[lower] = f"{merged[lower]}, {value}" if lower in merged else value
+    merged["x-forwarded-for"] = _forwarded_for(request)
+    return merged
+
+
+def _to_aiohttp(response: Any) -> web.Response:
+    if response is None:
+        return web.Response(status=204)
+    if not isinstance(response, func.HttpResponse):
+        raise TypeError(f"HTTP function returned {type(response).__name__}, not func.HttpResponse")
+    headers = dict(response.headers.items())
+    if "content-type" not in {k.lower() for k in headers} and response.mimetype:
+        charset = f"; charset={response.charset}" if response.charset else ""
+        headers["Content-Type"] = f"{response.mimetype}{charset}"
+    return web.Response(status=response.status_code, body=response.get_body(), headers=headers)
+
+
+def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    arg = spec.trigger["name"]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        req = func.HttpRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=_headers(request),
+            params=dict(request.query),
+            route_params=dict(request.match_info),
+            body=body,
+        )
+        try:
+            response = await invoke(spec, {arg: req})
+        except Exception:
+            log.exception("function %s raised", spec.name)
+            return web.Response(status=500)
+        return _to_aiohttp(response)
+
+    return handler
+
+
+def build_web_app(app: func.FunctionApp, host_json: Mapping[str, Any] | None = None) -> web.Application:
+    """An aiohttp application serving every HTTP trigger of `app`, as `func start` would."""
+    host_json = load_host_json() if host_json is None else host_json
+    prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api").strip("/")
+    # The Functions front end hands the body over as sent (ASP.NET Core does not inflate request
+    # bodies unless told to), so Content-Encoding: gzip reaches the function still compressed.
+    web_app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args={"auto_decompress": False})
+    for spec in function_specs(app):
+        if spec.trigger["type"] != "httpTrigger":
+            continue
+        route = spec.trigger.get("route") or spec.name
+        path = "/" + "/".join(p for p in (prefix, _aiohttp_route(route).strip("/")) if p)
+        methods = [m.upper() for m in spec.trigger.get("methods") or ["*"]]
+        handler = _http_handler(spec)
+        for method in methods:
+            web_app.router.add_route(method, path, handler)
+        log.info("http function %s: %s %s", spec.name, ",".join(methods), path)
+    return web_app
