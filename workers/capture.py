@@ -118,6 +118,8 @@ ITEM_FIELDS = frozenset(
         "creative_slot",
     )
 )
+# The event profile's columns, filled from its events' `profile` object (workers/collect/profile.py).
+PROFILE_COLUMNS = ("action", "object", "vendor", "product", "account_id", "tracker_id")
 VERSION_FIELDS = {
     "ua_rules": "ua_rules_version",
     "geo_db": "geo_db_version",
@@ -459,6 +461,15 @@ class Capture:
         row["user"] = _user(user) if user else {}
         items = event.get("items")
         row["items"] = [_item(item) for item in items] if items else []
+        # -- event profile (issue 14): instance_id from any event (the tracker sets it too); the other
+        # columns only from the `profile` object workers/collect/profile.py builds, which no
+        # /api/collect event can carry (its schema admits only scalars at unknown top-level fields).
+        row["instance_id"] = event.get("instance_id")
+        profile = event.get("profile")
+        if isinstance(profile, dict):
+            for name in PROFILE_COLUMNS:
+                row[name] = profile.get(name)
+        # -- end event profile
         return row
 
     def _event(
