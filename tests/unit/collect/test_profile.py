@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.collect_support import DEMO_KEY, DEMO_ORIGIN, UA, collector_for, sign, unit_env
 from workers.apps import AppRegistry
@@ -21,7 +23,7 @@ from workers.capture import Capture
 from workers.collect import profile
 from workers.collector import Collector, HttpIn
 from workers.envelope import decode
-from workers.errors import ConfigError
+from workers.errors import ConfigError, HubcapError
 
 SALT = bytes(range(32))
 PATH = "/api/collect/1/1/event"
@@ -317,3 +319,46 @@ def test_a_collect_event_with_a_profile_object_is_rejected(collector: Collector)
     event = {"event_type": "x", "event_id": "e", "timestamp": 1767225600000, "app_id": "demo"}
     verdict = collector.validators.for_app("demo").check([{**event, "profile": {"account_id": "1"}}])
     assert (verdict.accepted, verdict.rejected[0]["errors"][0]["path"]) == ([], "/profile")
+
+
+# -- hostile input: a 4xx or an admitted event, never anything else -------------------------------
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+PROFILE_BODIES = st.one_of(
+    st.binary(max_size=200),
+    JSON_VALUES.map(orjson.dumps),
+    st.dictionaries(st.sampled_from([*VALID, "timestamp", "event_id", "x", ""]), JSON_VALUES).map(
+        lambda changes: body(**changes)
+    ),
+)
+IDS = st.one_of(st.sampled_from(["1", "2", "01", "-1", ""]), st.text(max_size=40), st.uuids().map(str))
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=PROFILE_BODIES, aid=IDS, tid=IDS)
+def test_any_input_is_admitted_or_refused_with_a_4xx(
+    collector: Collector, payload: bytes, aid: str, tid: str
+) -> None:
+    req = profile_request(payload, aid=aid, tid=tid)
+    refused: HubcapError | None = None
+    try:
+        app, account_id, tracker_id = profile.resolve(collector, req.params)
+        admitted = profile.admit(collector, req, "r", app, account_id=account_id, tracker_id=tracker_id)
+    except HubcapError as error:
+        refused = error
+    if refused is not None:
+        assert 400 <= refused.status < 500, refused
+    else:
+        messages, _ = collector.messages(admitted, SALT)
+        assert len(messages) == 1
