@@ -1,6 +1,6 @@
-"""Instance matching end to end: the tracker in Chromium sets an instance id (hubcap('instance', id)),
-a back end sends an event-profile event with the same id, both reach the lake through the local stack,
-and `hubcap lake sql`'s view `instances` joins them.
+"""Instance matching: the tracker in Chromium carries an instance id (hubcap('instance', id)) on its
+later events; end to end, a back end sends an event-profile event with the same id, both reach the
+lake through the local stack, and `hubcap lake sql`'s view `instances` joins them.
 
 The dev host here is the module's own, on the session's Azurite and Event Hubs endpoint, with the dev
 registry except that app demo (account 1) allows any origin: the test site's origin is a free port,
@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from playwright.async_api import BrowserContext
 
 from devstack.services import Azurite, EventHubsEndpoint, free_port
 from devstack.stack import APPS_FILE, DevHostProcess, app_env
-from tests.browser.conftest import Site
+from tests.browser.conftest import ROOT, Site, events_of
 from tests.collect_support import DEMO_KEY
 from workers.cli import main
 from workers.lake import iter_rows, open_lake
@@ -32,6 +33,7 @@ from workers.signing import signed_headers
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 DEADLINE_S = 60
+EVENT_SCHEMA = json.loads((ROOT / "schemas" / "event.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,25 @@ async def test_a_tracker_event_and_a_server_event_join_by_instance_id(
     )
     assert joined["events_by_source"] == {"server": 1, "web": web_events}
     assert joined["first_seen"] <= joined["last_seen"]
+
+
+async def test_an_instance_id_travels_with_later_events_until_ended(
+    context: BrowserContext, site: Site, app_id: str
+) -> None:
+    page = await context.new_page()
+    await page.goto(site.page(site.config(app_id)))
+    await site.wait(app_id, 1)
+    await page.evaluate("hubcap('instance', 'chat-7'); hubcap('track', 'chat_start')")
+    await site.wait(app_id, 2)
+    await page.reload()  # the session, and so the instance, outlives a reload
+    await site.wait(app_id, 3)
+    await page.evaluate("hubcap('instance', null); hubcap('track', 'chat_end')")
+    events = events_of(await site.wait(app_id, 4))
+    assert [(e["event_type"], e.get("instance_id")) for e in events] == [
+        ("_page_view", None),
+        ("chat_start", "chat-7"),
+        ("_page_view", "chat-7"),
+        ("chat_end", None),
+    ]
+    for sent in events:
+        jsonschema.validate(sent, EVENT_SCHEMA, cls=jsonschema.Draft202012Validator)
