@@ -63,8 +63,8 @@ def profile_request(
     return HttpIn(method, "profile", query or {}, h, payload, path, {"aid": aid, "tid": tid})
 
 
-def signed(payload: bytes, key: str = DEMO_KEY) -> dict[str, str]:
-    return sign(key, int(time.time()), payload, query={}, path=PATH)
+def signed(payload: bytes, key: str = DEMO_KEY, forwarded_for: str = "") -> dict[str, str]:
+    return sign(key, int(time.time()), payload, query={}, path=PATH, forwarded_for=forwarded_for)
 
 
 REFUSALS = [
@@ -362,3 +362,20 @@ def test_any_input_is_admitted_or_refused_with_a_4xx(
     else:
         messages, _ = collector.messages(admitted, SALT)
         assert len(messages) == 1
+
+
+def test_no_raw_ip_in_the_hub_message(collector: Collector) -> None:
+    # Over the envelope's gzip threshold, so the wire bytes are gzip: checked decoded too.
+    payload = body(**{f"note{i}": "x" * 1000 for i in range(5)})
+    forwarded = "8.8.4.4, 101.188.67.134:50123"
+    req = profile_request(
+        payload, headers={**signed(payload, forwarded_for="8.8.4.4"), "x-forwarded-for": forwarded}
+    )
+    app = collector.registry.by_account("1")
+    assert app is not None
+    admitted = profile.admit(collector, req, "r", app, account_id="1", tracker_id="1")
+    assert admitted.client_ip == "8.8.4.4"
+    messages, _ = collector.messages(admitted, SALT)
+    wire = b"".join(m.body for m in messages)
+    readable = wire + orjson.dumps(decode(messages[0].body, messages[0].properties).to_dict())
+    assert (b"8.8.4.4" in readable, b"101.188.67.134" in readable) == (False, False)
