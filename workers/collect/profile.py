@@ -36,6 +36,7 @@ The internal event shape (what capture reads, as for /api/collect events):
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -45,7 +46,7 @@ import orjson
 
 from workers import limits
 from workers.apps import ID_PATTERN, AppConfig
-from workers.collector import (
+from workers.collector import (  # its checks and answers, private ones too: both routes refuse alike
     PREFLIGHT_HEADERS,
     Admitted,
     Collector,
@@ -118,14 +119,9 @@ class ProfileValidator:
         raise InvalidEvent("; ".join(f"{e['message']} (at {e['path'] or '/'})" for e in errors))
 
 
-_validator: ProfileValidator | None = None
-
-
+@functools.cache
 def validator() -> ProfileValidator:
-    global _validator
-    if _validator is None:
-        _validator = ProfileValidator()
-    return _validator
+    return ProfileValidator()
 
 
 def resolve(collector: Collector, params: Mapping[str, str]) -> tuple[AppConfig, str, str]:
