@@ -22,6 +22,7 @@ async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
         headers={name.lower(): value for name, value in req.headers.items()},
         body=req.get_body(),
         path=urlsplit(req.url).path,
+        params=dict(req.route_params),
     )
     response = await handle(request)
     return func.HttpResponse(
@@ -41,6 +42,12 @@ async def collect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="collect/pixel.gif", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def collect_pixel(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "pixel")
+
+
+# The event profile (workers/collect/profile.py): one event per request for an account's tracker.
+@bp.route(route="collect/{aid}/{tid}/event", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
+async def collect_profile(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "profile")
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -6,16 +6,23 @@ server keys) or else the file named by HUBCAP_APPS_FILE. Shape (see devstack/app
     {"apps": [{"app_id": "shop", "allowed_origins": ["https://shop.example"],
                "server_key": "…", "quota": {"rate_per_s": 200, "burst": 1000},
                "sender_quota": {"rate_per_s": 20, "burst": 200}, "pixel": "referer",
-               "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag"}]}
+               "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag",
+               "account_id": "7", "trackers": ["1", "2"], "vendors": ["Vendor A"]}]}
 
 Quotas count events (a request costs its number of events, at least one). `pixel` is one of
 PIXEL_MODES: "off" (the default), "referer" (only from the app's own pages: a Referer whose origin is
 allowed) or "open" (any sender, e.g. e-mail, where there is no Referer).
+
+The event profile (POST /api/collect/{aid}/{tid}/event, workers/collect/profile.py) finds its app by
+`account_id`, takes only the app's `trackers` and only events of its registered `vendors`. Account and
+tracker ids are numbers or UUIDs (ID_PATTERN), compared as written, UUIDs in lower case; an account
+belongs to one app.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +40,8 @@ POLICIES = ("flag", "drop")
 # images on the app's own pages (browsers send the page's origin as Referer by default); "open" suits
 # e-mail, whose clients and image proxies send no Referer, and accepts whatever anyone sends.
 PIXEL_MODES = ("off", "referer", "open")
+# An account or tracker id of the event profile: a number, or a UUID in its canonical form.
+ID_PATTERN = re.compile(r"[0-9]{1,20}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class AppConfig:
     bot_policy: str = "flag"
     dedup_policy: str = "flag"
     pixel: str = "off"
+    # The event profile's account, trackers and vendors (workers/collect/profile.py).
+    account_id: str | None = None
+    trackers: frozenset[str] = frozenset()
+    vendors: frozenset[str] = frozenset()
 
     def origin_allowed(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
@@ -104,9 +117,30 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
             bot_policy=raw.get("bot_policy", "flag"),
             dedup_policy=raw.get("dedup_policy", "flag"),
             pixel=raw.get("pixel", "off"),
+            **_profile_ids(app_id, raw),
         )
     except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"app registry: app {app_id} is malformed: {exc}") from exc
+
+
+def _profile_ids(app_id: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The event profile's fields of an app: account id, tracker ids (numbers or UUIDs), vendors."""
+
+    def profile_id(value: Any, what: str) -> str:
+        text = str(value).lower()
+        if isinstance(value, bool) or not ID_PATTERN.fullmatch(text):
+            raise ConfigError(f"app registry: {app_id}.{what} must be a number or a UUID")
+        return text
+
+    account = raw.get("account_id")
+    vendors = raw.get("vendors", ())
+    if not all(isinstance(v, str) and v for v in vendors):
+        raise ConfigError(f"app registry: {app_id}.vendors must be non-empty strings")
+    return {
+        "account_id": None if account is None else profile_id(account, "account_id"),
+        "trackers": frozenset(profile_id(t, "trackers") for t in raw.get("trackers", ())),
+        "vendors": frozenset(vendors),
+    }
 
 
 @dataclass(frozen=True)
@@ -115,6 +149,14 @@ class AppRegistry:
 
     def get(self, app_id: str) -> AppConfig | None:
         return self.apps.get(app_id)
+
+    @functools.cached_property
+    def _by_account(self) -> dict[str, AppConfig]:
+        return {a.account_id: a for a in self.apps.values() if a.account_id is not None}
+
+    def by_account(self, account_id: str) -> AppConfig | None:
+        """The app of an event-profile account id (as ID_PATTERN normalises it)."""
+        return self._by_account.get(account_id)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> AppRegistry:
@@ -125,6 +167,9 @@ class AppRegistry:
         if not isinstance(doc, dict) or not isinstance(doc.get("apps"), list):
             raise ConfigError('app registry must be an object with an "apps" list')
         apps = [_app(a) for a in doc["apps"]]
+        accounts = [a.account_id for a in apps if a.account_id is not None]
+        if len(set(accounts)) != len(accounts):
+            raise ConfigError("app registry: an account_id belongs to more than one app")
         return cls({a.app_id: a for a in apps})
 
     @classmethod

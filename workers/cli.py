@@ -4,6 +4,7 @@
     hubcap lake ls [--app A] [--date D] [--hour H] [--area events|rejected|failed]
     hubcap lake cat [--app A] [--date D] [--hour H] [--event-type T] [--area …]
     hubcap lake sql "SELECT … FROM events"                  DuckDB over the lake's Avro files
+                                                            (views events, rejected, failed, instances)
     hubcap tail [--app A] [--interval S]                    follow new rows as they land
     hubcap status [--file .devstack/status.json]           which function fails on which partition, why
 
@@ -104,6 +105,27 @@ def _avro_extension() -> str:
     return str(wanted)
 
 
+# One row per (app, instance id): the events of one instance joined across sources (the tracker's web
+# events, the event profile's server, web and device events; a row's source is its platform in lower
+# case), first and last seen by server receive time, the sources and the event counts, in all and per
+# source. Created when the lake's events carry the instance_id column.
+INSTANCES_VIEW = """
+CREATE VIEW instances AS
+SELECT app_id, instance_id,
+       min(received_at) AS first_seen,
+       max(received_at) AS last_seen,
+       list_sort(list(DISTINCT source)) AS sources,
+       count(*) AS events,
+       histogram(source) AS events_by_source
+FROM (SELECT *, lower(coalesce(platform, 'unknown')) AS source FROM events WHERE instance_id IS NOT NULL)
+GROUP BY app_id, instance_id
+"""
+
+
+def _columns(con: Any, view: str) -> set[str]:
+    return {column[0] for column in con.execute(f"DESCRIBE {view}").fetchall()}
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
@@ -122,6 +144,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
             glob = str(Path(tmp, area_prefix(area), "**", "*.avro"))
             # Names come from AREAS and a temp folder we made, never from user input.
             con.execute(f"CREATE VIEW {area} AS SELECT * FROM read_avro('{glob}')")  # noqa: S608
+            if area == EVENTS and "instance_id" in _columns(con, EVENTS):
+                con.execute(INSTANCES_VIEW)
         result = con.execute(args.query)
         columns = [c[0] for c in result.description or []]
         rows = result.fetchall()
@@ -233,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     lake_filters(cat_p)
     cat_p.add_argument("--event-type")
     cat_p.set_defaults(func=cmd_cat)
-    sql_p = lake_p.add_parser("sql", help="DuckDB SQL over views events, rejected, failed")
+    sql_p = lake_p.add_parser("sql", help="DuckDB SQL over views events, rejected, failed, instances")
     sql_p.add_argument("query")
     sql_p.add_argument("--connection")
     sql_p.add_argument("--json", action="store_true", help="rows as JSON lines")

@@ -12,7 +12,7 @@ const now = Date.now;
 //                  hubcap_d  device id, only with consent
 //                  hubcap_o  the visitor opted out
 //   sessionStorage hubcap_s  the session: {i: session id, t: last activity, n: bundle sequence,
-//                            u: identified user}
+//                            u: identified user, x: instance id}
 
 let config;
 let disabled = 1; // nothing is collected until init has checked opt-out, DNT, GPC and localhost
@@ -79,6 +79,7 @@ const track = (type, attrs) => {
     session_id: sessionId(),
     device_id: deviceId(),
     user: sessionState.u,
+    instance_id: sessionState.x,
     attributes: { ...attrs },
   };
   // The enrichment's bot check reads this hint; automated browsers set navigator.webdriver.
@@ -224,6 +225,12 @@ const api = {
     const user = id == null ? undefined : { _user_id: id, ...traits };
     for (const name in user) user[name] = { value: user[name], set_timestamp: time };
     sessionState.u = user;
+    store(1, 'hubcap_s', sessionState);
+  },
+  // instance('chat-42') joins the tab's later events with a back end's events of that instance (the
+  // event profile's instance_id); instance(null) ends it. Held in the session, so it outlives a reload.
+  instance(id) {
+    sessionState.x = id ? '' + id : undefined;
     store(1, 'hubcap_s', sessionState);
   },
   consent(choices) {

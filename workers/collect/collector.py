@@ -23,6 +23,9 @@ No input answers 5xx: every check above raises a HubcapError with a 4xx status, 
 the query and headers (how aiohttp decodes non-UTF-8 header bytes) become U+FFFD on entry, and the
 cost of a request is linear in its size (tests/unit/collect/test_hostile.py, tests/fuzz/, bench/hostile.py).
 
+POST /api/collect/{aid}/{tid}/event: the event profile, one event per request, through the same checks
+in the same order; workers/collect/profile.py.
+
 GET /api/collect/pixel.gif?appId=A&e=<base64url JSON event or array>: the same checks and path after
 the app's pixel mode (workers/apps.py: off, or only with a Referer from an allowed origin, or open),
 but the answer is always the 43-byte GIF (the decoded `e` is wrapped as text, never
@@ -240,6 +243,12 @@ class Collector:
     async def _route(self, request: HttpIn, request_id: str) -> HttpOut:
         if request.route == "pixel":
             return await self._pixel(request, request_id)
+        # -- event profile (issue 14): POST /api/collect/{aid}/{tid}/event, its own checks and answers.
+        if request.route == "profile":
+            from workers.collect import profile  # imported here: profile builds on this module
+
+            return await profile.serve(self, request, request_id)
+        # -- end event profile
         cors: dict[str, str] = {}
         try:
             if request.route == "health":

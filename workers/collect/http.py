@@ -24,11 +24,12 @@ class HttpIn:
     """A request as plain data. Header names are lower case."""
 
     method: str
-    route: str  # "collect" | "pixel" | "health"
+    route: str  # "collect" | "pixel" | "health" | "profile"
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes = b""
     path: str = ""  # the URL path as requested, e.g. /api/collect (a signature covers it)
+    params: Mapping[str, str] = field(default_factory=dict)  # route parameters, e.g. the profile's aid, tid
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ AWS_WEB_ATTRIBUTES = (
     ("_page_title", "page_title"),
     ("_session_id", "client_session_id"),
 )
+# The event profile's columns, filled from its events' `profile` object (workers/collect/profile.py).
+PROFILE_COLUMNS = ("action", "object", "vendor", "product", "account_id", "tracker_id")
 ITEM_FIELDS = frozenset(
     (
         "id",
@@ -149,4 +151,12 @@ def event_row(event: dict[str, Any], platform: str | None, base: dict[str, Any])
     row["user"] = user(event_user) if event_user else {}
     items = event.get("items")
     row["items"] = [item(entry) for entry in items] if items else []
+    # The event profile (workers/collect/profile.py): instance_id from any event (the tracker sets it
+    # too); the other columns only from the `profile` object the profile route builds, which no
+    # /api/collect event can carry (its schema admits only scalars at unknown top-level fields).
+    row["instance_id"] = event.get("instance_id")
+    profile = event.get("profile")
+    if isinstance(profile, dict):
+        for name in PROFILE_COLUMNS:
+            row[name] = profile.get(name)
     return row

@@ -144,7 +144,7 @@ def test_a_file_written_with_the_previous_schema_reads_with_the_current_one() ->
 
 def test_fields_added_since_the_previous_schema_all_have_defaults() -> None:
     previous = set(_fields("history/clickstream.1"))
-    added = {n: f for n, f in _fields("clickstream").items() if n not in previous}
+    added = {n: f for n, f in _fields("history/clickstream.2").items() if n not in previous}
     assert {n: "default" in f for n, f in added.items()} == {
         "msclkid": True,
         "referrer_source": True,
@@ -156,6 +156,25 @@ def test_fields_added_since_the_previous_schema_all_have_defaults() -> None:
         "device_unique_id": True,
         "host_name": True,
     }
+
+
+PROFILE_COLUMNS = ("action", "object", "vendor", "product", "instance_id", "account_id", "tracker_id")
+
+
+def test_a_file_written_before_the_event_profile_reads_with_the_current_schema() -> None:
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, avro.schema("history/clickstream.2"), [_row()])
+    [back] = avro.decode(buffer.getvalue(), reader_schema="clickstream")
+    assert (back["event_id"], {name: back[name] for name in PROFILE_COLUMNS}) == (
+        "e1",
+        dict.fromkeys(PROFILE_COLUMNS),
+    )
+
+
+def test_fields_added_for_the_event_profile_are_nullable_strings_with_default_null() -> None:
+    previous = set(_fields("history/clickstream.2"))
+    added = {n: (f["type"], f["default"]) for n, f in _fields("clickstream").items() if n not in previous}
+    assert added == dict.fromkeys(PROFILE_COLUMNS, (["null", "string"], None))
 
 
 def test_same_rows_and_key_give_the_same_bytes() -> None:
