@@ -39,6 +39,13 @@ SETTING_NAMES: tuple[str, ...] = (
     "HUBCAP_DEDUP_WINDOW",
     "HUBCAP_AVRO_CODEC",
     "HUBCAP_LOG_LEVEL",
+    # The firehose (workers/sinks/firehose/).
+    "HUBCAP_FIREHOSE_CONSUMER_GROUP",
+    "HUBCAP_FIREHOSE_ALLOW_PRIVATE",
+    "HUBCAP_FIREHOSE_WAIT_MS",
+    "HUBCAP_FIREHOSE_TIMEOUT_S",
+    "HUBCAP_FIREHOSE_RETRY_SCHEDULE_S",
+    "HUBCAP_FIREHOSE_GIVE_UP_S",
 )
 
 MiB = 1024 * 1024
@@ -68,6 +75,20 @@ def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    """Seconds between attempts, comma-separated; the default is the firehose's documented schedule."""
+    parts = _csv(env, name)
+    if not parts:
+        return (5, 300, 1800, 7200, 18000, 36000, 36000)
+    try:
+        delays = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"setting {name} must be comma-separated whole seconds, got {parts}") from None
+    if any(d < 0 for d in delays):
+        raise ConfigError(f"setting {name} must not hold negative delays")
+    return delays
+
+
 @dataclass(frozen=True)
 class Settings:
     eventhub_connection: str | None = None
@@ -94,6 +115,15 @@ class Settings:
     # snappy: Spark's default Avro codec, and one DuckDB's avro extension reads (it refuses zstandard).
     avro_codec: str = "snappy"
     log_level: str = "INFO"
+    # The firehose: its consumer group; http:// and non-public webhook addresses (the dev stack's
+    # receiver only); how long a trigger waits for a destination before queuing the batch's retry; the
+    # webhook request timeout; the retry schedule; how long failures may last before giving up.
+    firehose_consumer_group: str = "firehose"
+    firehose_allow_private: bool = False
+    firehose_wait_ms: int = 1000
+    firehose_timeout_s: int = 15
+    firehose_retry_schedule_s: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    firehose_give_up_s: int = 5 * 86400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +152,13 @@ class Settings:
                 env, "HUBCAP_AVRO_CODEC", "snappy", ("null", "deflate", "snappy", "zstandard")
             ),
             log_level=env.get("HUBCAP_LOG_LEVEL") or "INFO",
+            firehose_consumer_group=env.get("HUBCAP_FIREHOSE_CONSUMER_GROUP") or "firehose",
+            firehose_allow_private=_choice(env, "HUBCAP_FIREHOSE_ALLOW_PRIVATE", "false", ("true", "false"))
+            == "true",
+            firehose_wait_ms=_int(env, "HUBCAP_FIREHOSE_WAIT_MS", 1000, minimum=1),
+            firehose_timeout_s=_int(env, "HUBCAP_FIREHOSE_TIMEOUT_S", 15, minimum=1),
+            firehose_retry_schedule_s=_schedule(env, "HUBCAP_FIREHOSE_RETRY_SCHEDULE_S"),
+            firehose_give_up_s=_int(env, "HUBCAP_FIREHOSE_GIVE_UP_S", 5 * 86400, minimum=1),
         )
 
 

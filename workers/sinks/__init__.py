@@ -1,0 +1,1 @@
+"""Sinks: where enriched events go after the shared enrichment (the lake, the firehose)."""
