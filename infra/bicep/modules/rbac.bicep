@@ -102,6 +102,11 @@ resource saltContainer 'Microsoft.Storage/storageAccounts/blobServices/container
   name: saltContainerName
 }
 
+resource lakeQueueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: lake
+  name: 'default'
+}
+
 resource lakeTableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
   parent: lake
   name: 'default'
@@ -165,10 +170,11 @@ resource captureWritesLake 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-// Storage Queue Data Contributor on the lake account: the firehose's per-destination retry queues.
+// Storage Queue Data Contributor on the lake account's queues: the firehose's retry queues, one per
+// destination, created as destinations appear (so no single queue to scope it to).
 resource firehoseKeepsRetries 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(lake.id, appPrincipalId, roles.storageQueueDataContributor)
-  scope: lake
+  name: guid(lakeQueueService.id, appPrincipalId, roles.storageQueueDataContributor)
+  scope: lakeQueueService
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
     principalId: appPrincipalId
