@@ -6,7 +6,9 @@
    receiver (devstack/receiver.py, its own process, verifying every signature). Timed in this process's
    CPU time (what "per core" means on a shared machine), median of --repeats runs; beside it, in the
    same run, the enrichment alone (`Capture.prepare`) on the same batches: `ratio_vs_enrich_only` is
-   what the firehose's own work costs on top.
+   what the firehose's own work costs on top, and `sink_only_events_per_s` (derived: events over the
+   difference of the two CPU times) the rate of the firehose's own stage, which is what the
+   enrichment refactor does not share with capture.
 2. Latency: the whole local stack (`make dev`'s: Azurite, the Event Hubs endpoint, the dev host, the
    firehose's dev host with its 200 ms max wait, the receiver); --rate events/s posted to the collector
    for --seconds (4 events per request); each event's latency is from the 200 answer of its request
@@ -160,6 +162,8 @@ def main() -> None:
         events_per_s, enrich_per_s, events = throughput(args.events, args.repeats, Path(tmp) / "throughput")
         print(f"firehose (enrich+filter+shape+sign+POST): {events_per_s:,.0f} events/s per CPU second")
         print(f"enrichment alone, same batches:           {enrich_per_s:,.0f} events/s per CPU second")
+        sink_per_s = events / (events / events_per_s - events / enrich_per_s)
+        print(f"the sink stage alone (derived):           {sink_per_s:,.0f} events/s per CPU second")
         p50, p95, sent, received = latency(args.rate, args.seconds, Path(tmp) / "latency")
         print(f"accept-to-receiver latency at {args.rate:.0f} events/s: p50 {p50:.3f} s, p95 {p95:.3f} s")
     print(
@@ -168,6 +172,7 @@ def main() -> None:
                 "events_per_s": round(events_per_s),
                 "enrich_only_events_per_s": round(enrich_per_s),
                 "ratio_vs_enrich_only": round(events_per_s / enrich_per_s, 3),
+                "sink_only_events_per_s": round(sink_per_s),
                 "latency_p50_s": round(p50, 3),
                 "latency_p95_s": round(p95, 3),
                 "events": events,
