@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 
 from workers.sinks.firehose import signing
 from workers.sinks.firehose.payload import Chunk
-from workers.sinks.firehose.registry import Destination, EgressError, check_address, check_url
+from workers.sinks.firehose.registry import (
+    Destination,
+    DestinationError,
+    EgressError,
+    check_address,
+    check_url,
+)
 
 QUEUE_MESSAGE_BYTES = 48 * 1024  # under 64 KiB once the service XML-escapes it
 USER_AGENT = "hubcap-firehose/1"
@@ -88,7 +94,7 @@ def post_webhook(destination: Destination, chunk: Chunk, *, timeout_s: float, al
     try:
         host, port = check_url(destination.url, allow_private=allow_private, where=destination.id)
         address = check_address(host, port, allow_private=allow_private)
-    except (EgressError, ValueError) as exc:
+    except (EgressError, DestinationError, ValueError) as exc:
         return Outcome(False, error=f"egress: {exc}")
     connection: http.client.HTTPConnection
     if url.scheme == "https":
