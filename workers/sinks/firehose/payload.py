@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -102,15 +103,21 @@ def matches(row: Mapping[str, Any], rule: Filter) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    """`2026-01-01T13:02:00`; cached because a batch's timestamps share few seconds."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def iso(ms: Any) -> Any:
     """Milliseconds since the epoch as `2026-01-01T13:02:00.123Z`; anything else unchanged."""
     if isinstance(ms, bool) or not isinstance(ms, int):
         return ms
+    seconds, millis = divmod(ms, 1000)
     try:
-        moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+        return f"{_second(seconds)}.{millis:03d}Z"
     except (OverflowError, OSError, ValueError):
         return ms
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def query(url: Any) -> dict[str, list[str]] | None:

@@ -115,3 +115,19 @@ def test_ids_depend_on_destination_and_positions_only() -> None:
     assert first.id == again.id
     assert len({first.id, other.id, shorter.id}) == 3
     assert first.id.startswith("msg_")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1_767_272_520_123, "2026-01-01T13:02:00.123Z"),
+        (1_767_272_520_000, "2026-01-01T13:02:00.000Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+        (10**20, 10**20),  # past datetime's range: left as the number it is
+        (None, None),
+        (True, True),
+        ("2026-01-01", "2026-01-01"),
+    ],
+)
+def test_iso_timestamps(value: Any, text: Any) -> None:
+    assert payload.iso(value) == text
