@@ -28,6 +28,7 @@ address, unless HUBCAP_FIREHOSE_ALLOW_PRIVATE is set; the transport connects to 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -89,8 +90,16 @@ class Destinations:
     by_id: Mapping[str, Destination]
     errors: tuple[DestinationError, ...] = ()
 
+    @functools.cached_property
+    def _by_app(self) -> dict[str, list[Destination]]:
+        grouped: dict[str, list[Destination]] = {}
+        for destination in self.by_id.values():
+            grouped.setdefault(destination.app_id, []).append(destination)
+        return grouped
+
     def for_app(self, app_id: str) -> list[Destination]:
-        return [d for d in self.by_id.values() if d.app_id == app_id]
+        """Asked once per event, so grouped once."""
+        return self._by_app.get(app_id, [])
 
     def get(self, destination_id: str) -> Destination:
         try:
