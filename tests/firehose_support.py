@@ -9,6 +9,7 @@ package (not hubcap's code).
 from __future__ import annotations
 
 import base64
+import ssl
 import threading
 import time
 import uuid
@@ -57,13 +58,16 @@ class Receiver:
     answer: Callable[[float], Answer] = lambda elapsed: (200, {}, 0.0)
     requests: list[Request] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # With a context the receiver speaks TLS and is reached as https://localhost.
+    tls: ssl.SSLContext | None = None
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        port = self._server.server_address[1]
+        return f"https://localhost:{port}/hook" if self.tls else f"http://127.0.0.1:{port}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -91,6 +95,8 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import pytest
+import trustme
 
 from tests.firehose_support import SECRET_KEY, Receiver
 from workers.sinks.firehose.payload import Chunk, Item
@@ -84,3 +88,27 @@ def test_the_egress_guard_refuses_what_is_not_public_https(url: str, error: str)
 )
 def test_retry_after_values(header: str | None, seconds: float | None) -> None:
     assert retry_after(header) == seconds
+
+
+@pytest.mark.parametrize(("certified_name", "delivered"), [("localhost", True), ("elsewhere.example", False)])
+def test_https_goes_to_the_checked_address_and_verifies_the_host_name(
+    certified_name: str, delivered: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is made to the address the egress guard resolved, yet TLS still checks the
+    certificate against the URL's host name (SNI and verification), so pinning weakens nothing."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(certified_name).configure_cert(server)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    receiver = Receiver(tls=server).start()
+    try:
+        outcome = attempt(receiver)
+        assert outcome.delivered is delivered
+        if delivered:
+            assert receiver.verified(receiver.requests[0]) == {"data": [{"event_id": "e1"}]}
+        else:
+            assert "CERTIFICATE_VERIFY_FAILED" in (outcome.error or "")
+            assert receiver.requests == []
+    finally:
+        receiver.stop()
