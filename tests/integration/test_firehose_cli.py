@@ -153,3 +153,33 @@ def test_replay_resends_from_the_hub_and_from_the_lake_beyond_it(
     assert {f"{prefix}-lake-{i}" for i in range(3)} <= got
     for request in receiver.delivered():
         receiver.verified(request)
+
+
+def test_dry_run_prints_mapped_payloads_and_sends_nothing(
+    azurite: Azurite,
+    receiver: Receiver,
+    clean_settings: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app, dest, prefix = f"app{uuid.uuid4().hex[:8]}", unique("hook"), unique("e")
+    fields = {"event_id": "id", "event_timestamp": "at"}
+    apps = registry_json(
+        app, webhook(dest, receiver.url, fields=fields, filter={"event_types": ["page_view"]})
+    )
+    settings = settings_for(azurite, apps)
+    capture = Capture(
+        pipeline=contract_pipeline(),
+        registry=AppRegistry.from_json(apps),
+        lake=open_lake(settings),
+        store=None,
+        settings=settings,
+    )
+    events = [client_event(f"{prefix}-0"), client_event(f"{prefix}-1", event_type="purchase")]
+    capture.process([hub_message(make_envelope(events, app_id=app), 0)])
+    use(clean_settings, azurite, apps)
+
+    assert cli.main(["firehose", "test", "--destination", dest, "--dry-run"]) == 0
+
+    printed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == [{"id": f"{prefix}-0", "at": "2026-01-01T13:01:59.500Z"}]
+    assert receiver.requests == []
