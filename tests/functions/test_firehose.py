@@ -31,6 +31,8 @@ def configured(azurite: Azurite, clean_settings: pytest.MonkeyPatch) -> Iterator
     clean_settings.setenv("HUBCAP_LAKE_CONNECTION", azurite.connection_string)
     clean_settings.setenv("HUBCAP_APPS_JSON", registry_json("shop", good, bad))
     clean_settings.setenv("HUBCAP_STATE_TABLE", "fh" + uuid.uuid4().hex[:12])
+    # A lake of its own: destinations other tests disabled are not this one's.
+    clean_settings.setenv("HUBCAP_LAKE_FILESYSTEM", "fh" + uuid.uuid4().hex[:12])
     get_firehose.cache_clear()
     yield
     get_firehose.cache_clear()
