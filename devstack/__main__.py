@@ -3,6 +3,8 @@
 Starts Azurite, the Event Hubs endpoint and the dev host (http://localhost:7071), serves the demo page
 (http://localhost:8000), sends the Clickstream Analytics on AWS example and some synthetic traffic,
 waits until it is Avro in the lake, prints where to look, then follows new lake files until Ctrl-C.
+Beside it runs the firehose (devstack/firehose.py): a second dev host running firehose_app.py and a
+local webhook receiver; every request the receiver verifies is printed as it arrives.
 Whenever no new files come, and whenever a trigger starts or stops failing, it prints the dev host's
 status (.devstack/status.json, devstack/status.py): which function fails on which partition, and why.
 """
@@ -24,6 +26,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from devstack.browser import CHROMIUM, CHROMIUM_ARGS
+from devstack.firehose import Firehose, received_lines, run_firehose, wait_for_received
 from devstack.services import ROOT
 from devstack.stack import Stack, run_stack
 from devstack.status import describe, failing, read_status
@@ -75,12 +78,25 @@ def _group_alive(pid: int) -> bool:
     return True
 
 
-def record_pids(stack: Stack) -> None:
+def record_pids(stack: Stack, firehose: Firehose | None = None) -> None:
     """Each child leads its own process group; remember them so a crashed run can be cleaned up."""
     pids = [stack.azurite.pid, stack.eventhubs.pid]
     if stack.host.proc:
         pids.append(stack.host.proc.pid)
+    if firehose is not None:
+        pids += firehose.pids()
     PIDS.write_text(json.dumps(pids))
+
+
+def show_received(firehose: Firehose, skip: int = 0) -> int:
+    """Print what the local webhook receiver got after its first `skip` requests; returns the total."""
+    lines = received_lines(firehose.received, skip)
+    for line in lines:
+        ids = line["event_ids"]
+        count = len(ids) if isinstance(ids, list) else 0
+        state = "signature verified" if line["verified"] else "SIGNATURE REFUSED"
+        print(f"  webhook  {line['webhook_id']}  {count:>4} events  {state}")
+    return skip + len(lines)
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -213,14 +229,17 @@ def run(args: argparse.Namespace) -> int:
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     print("starting Azurite, the Event Hubs endpoint and the dev host (state and logs in .devstack/)")
-    with run_stack(
-        STATE,
-        http_port=args.http_port,
-        eventhubs_port=args.eventhubs_port,
-        azurite_ports=args.azurite_ports,
-        host_name="localhost",
-    ) as stack:
-        record_pids(stack)
+    with (
+        run_stack(
+            STATE,
+            http_port=args.http_port,
+            eventhubs_port=args.eventhubs_port,
+            azurite_ports=args.azurite_ports,
+            host_name="localhost",
+        ) as stack,
+        run_firehose(STATE, stack.host.env) as firehose,
+    ):
+        record_pids(stack, firehose)
         settings = Settings.from_env(stack.host.env)
         with demo_site(args.demo_port) as demo_url:
             print(f"  collector   {stack.base_url}/api/collect   (health: {stack.base_url}/api/health)")
@@ -228,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  demo page   {demo_url}")
             print(f"  Azurite     {stack.azurite.connection_string}")
             print(f"  Event Hubs  {stack.eventhubs.connection_string};EntityPath={stack.eventhubs.hub}")
+            print(
+                f"  firehose    {firehose.host.base_url} (second dev host) → receiver {firehose.receiver_url}"
+            )
             before = lake_files(settings)
             print(f"AWS example → HTTP {post_aws_example(stack.base_url)}")
             key = server_key("demo", None)  # signed like a server-side sender, so visitor IPs count
@@ -238,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
             if not files:
                 print_status(stack)
             show_rows(settings, files)
+            print("the firehose delivers the same events to the local webhook receiver:")
+            wait_for_received(firehose.received, timeout=30)
+            received = show_received(firehose)
             before = lake_files(settings)
             print(f"opening {demo_url} in headless chromium: the tracker sends a page view, a click, …")
             if visit_demo(demo_url, stack.base_url):
@@ -264,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
                             if f.path not in seen and f.path.endswith(".avro"):
                                 seen.add(f.path)
                                 print(f"  new  {f.size:>8} B  {f.path}")
+                        received = show_received(firehose, received)
                     stop_event.wait(2)
             except KeyboardInterrupt:
                 pass

@@ -88,6 +88,9 @@ class DevHostProcess:
     port: int = 7071
     log: Path | None = None
     status_file: Path | None = None
+    # The second Function App (the firehose) runs firehose_app.py, with its own health route.
+    app: str = "function_app"
+    health_path: str = "/api/health"
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -96,6 +99,7 @@ class DevHostProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         cmd = [sys.executable, "-m", "devstack.host", "--host", self.host, "--port", str(self.port)]
+        cmd += ["--app", self.app]
         if self.status_file is not None:
             cmd += ["--status-file", str(self.status_file)]
         self.proc = spawn(cmd, self.log, env={**os.environ, **self.env})
@@ -105,7 +109,7 @@ class DevHostProcess:
                 raise RuntimeError(f"dev host exited with {self.proc.returncode}; see {self.log}")
             with (
                 contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(f"{self.base_url}/api/health", timeout=2),  # noqa: S310
+                urllib.request.urlopen(f"{self.base_url}{self.health_path}", timeout=2),  # noqa: S310
             ):
                 return
             time.sleep(0.1)

@@ -7,6 +7,7 @@
                                                             (views events, rejected, failed, instances)
     hubcap tail [--app A] [--interval S]                    follow new rows as they land
     hubcap status [--file .devstack/status.json]           which function fails on which partition, why
+    hubcap firehose test|replay|redeliver --destination D   see workers/sinks/firehose/cli.py
 
 Lake commands read settings like the Function App does (HUBCAP_LAKE_CONNECTION or
 HUBCAP_LAKE_ACCOUNT_URL, HUBCAP_LAKE_FILESYSTEM, HUBCAP_LAKE_API); `--connection` overrides them.
@@ -274,6 +275,10 @@ def parser() -> argparse.ArgumentParser:
     status_p = sub.add_parser("status", help="which dev host function fails on which partition, and why")
     status_p.add_argument("--file", type=Path, default=LOCAL_STATUS, help="the dev host's --status-file")
     status_p.set_defaults(func=cmd_status)
+
+    from workers.sinks.firehose.cli import add_parser as add_firehose_parser
+
+    add_firehose_parser(sub)
     return root
 
 

@@ -71,6 +71,24 @@ def setting(env: str, default: Any, doc: str, parse: Parser = _text) -> Any:
     return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
 
+def _schedule(name: str, raw: str, default: Any) -> Any:
+    """Seconds between attempts, comma-separated."""
+    parts = _csv(name, raw, ())
+    if not parts:
+        return default
+    try:
+        delays = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"setting {name} must be comma-separated whole seconds, got {raw!r}") from None
+    if any(d < 0 for d in delays):
+        raise ConfigError(f"setting {name} must not hold negative delays")
+    return delays
+
+
+def _flag(name: str, raw: str, default: Any) -> Any:
+    return _choice("true", "false")(name, raw.strip().lower(), "true" if default else "false") == "true"
+
+
 @dataclass(frozen=True)
 class Settings:
     eventhub_connection: str | None = setting(
@@ -134,6 +152,36 @@ class Settings:
     )
     log_level: str = setting(
         "HUBCAP_LOG_LEVEL", "INFO", "level of the hubcap.* loggers (workers/logs.py)", _log_level
+    )
+    firehose_consumer_group: str = setting(
+        "HUBCAP_FIREHOSE_CONSUMER_GROUP", "firehose", "the firehose's consumer group on the hub"
+    )
+    firehose_allow_private: bool = setting(
+        "HUBCAP_FIREHOSE_ALLOW_PRIVATE",
+        False,
+        "allow http:// and non-public webhook addresses (the dev stack's receiver only)",
+        _flag,
+    )
+    firehose_wait_ms: int = setting(
+        "HUBCAP_FIREHOSE_WAIT_MS",
+        1000,
+        "how long a trigger waits for a destination before queuing the batch's retry",
+        _integer(1),
+    )
+    firehose_timeout_s: int = setting(
+        "HUBCAP_FIREHOSE_TIMEOUT_S", 15, "webhook request timeout in seconds", _integer(1)
+    )
+    firehose_retry_schedule_s: tuple[int, ...] = setting(
+        "HUBCAP_FIREHOSE_RETRY_SCHEDULE_S",
+        (5, 300, 1800, 7200, 18000, 36000, 36000),
+        "seconds before each retry of a failed delivery, comma-separated",
+        _schedule,
+    )
+    firehose_give_up_s: int = setting(
+        "HUBCAP_FIREHOSE_GIVE_UP_S",
+        5 * 86400,
+        "how long deliveries may fail before the batch goes to undelivered/",
+        _integer(1),
     )
 
     @classmethod

@@ -162,9 +162,12 @@ var names = {
   keyVault: 'kv-hubcap-${take(token, 11)}'
   plan: 'plan-hubcap-${environmentName}'
   functionApp: 'func-hubcap-${environmentName}-${token}'
+  firehosePlan: 'plan-hubcap-fh-${environmentName}'
+  firehoseApp: 'func-hubcap-fh-${environmentName}-${token}'
 }
 var hubName = 'clicks'
 var captureConsumerGroup = 'capture'
+var firehoseConsumerGroup = 'firehose'
 var lakeFilesystemName = 'lake'
 var saltContainerName = 'salts'
 var stateTableName = 'hubcapstate'
@@ -238,10 +241,10 @@ module eventHubs 'modules/eventhubs.bicep' = {
     hubName: hubName
     partitionCount: eventHubPartitionCount
     retentionHours: eventHubRetentionHours
-    // capture: the lake writer; firehose: free for a second reader (stream analytics, a replay).
+    // capture: the lake writer; firehose: the second Function App, delivering to customers.
     consumerGroups: [
       captureConsumerGroup
-      'firehose'
+      firehoseConsumerGroup
     ]
     workspaceId: monitoring.outputs.workspaceId
   }
@@ -282,6 +285,7 @@ module functionApp 'modules/functionapp.bicep' = {
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
     eventHubName: eventHubs.outputs.hubName
     captureConsumerGroup: captureConsumerGroup
+    firehoseConsumerGroup: firehoseConsumerGroup
     lakeBlobEndpoint: lake.outputs.blobEndpoint
     lakeFilesystemName: lakeFilesystemName
     saltBlobEndpoint: salts.outputs.blobEndpoint
@@ -298,6 +302,57 @@ module functionApp 'modules/functionapp.bicep' = {
     avroCodec: avroCodec
     logLevel: logLevel
     workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// The firehose: the same package as a second app (firehose_app.py), same identity and settings.
+module firehoseApp 'modules/functionapp.bicep' = {
+  name: 'firehose-app'
+  params: {
+    location: region
+    tags: tags
+    name: names.firehoseApp
+    planName: names.firehosePlan
+    serviceName: 'firehose'
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    hostStorageName: hostStorage.outputs.name
+    hostStorageBlobEndpoint: hostStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    instanceMemoryMB: functionInstanceMemoryMB
+    maximumInstanceCount: functionMaximumInstanceCount
+    httpPerInstanceConcurrency: functionHttpPerInstanceConcurrency
+    sendFunctionAppLogs: sendFunctionAppLogs
+    corsAllowedOrigins: corsAllowedOrigins
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    eventHubName: eventHubs.outputs.hubName
+    captureConsumerGroup: captureConsumerGroup
+    firehoseConsumerGroup: firehoseConsumerGroup
+    lakeBlobEndpoint: lake.outputs.blobEndpoint
+    lakeFilesystemName: lakeFilesystemName
+    saltBlobEndpoint: salts.outputs.blobEndpoint
+    saltContainerName: saltContainerName
+    stateTableName: stateTableName
+    keyVaultName: keyVault.outputs.name
+    appsSecretName: appsSecretName
+    geoDbPath: geoDbPath
+    trustedHops: trustedHops
+    trustedProxies: trustedProxies
+    maxBodyBytes: maxBodyBytes
+    sessionTimeoutSeconds: sessionTimeoutSeconds
+    dedupWindow: dedupWindow
+    avroCodec: avroCodec
+    logLevel: logLevel
+    workspaceId: monitoring.outputs.workspaceId
+    entryScript: 'firehose_app.py'
+    // Small batches handed over quickly: the firehose's latency, without shrinking the lake's files.
+    hostOverrides: {
+      AzureFunctionsJobHost__extensions__eventHubs__maxEventBatchSize: '100'
+      AzureFunctionsJobHost__extensions__eventHubs__minEventBatchSize: '1'
+      AzureFunctionsJobHost__extensions__eventHubs__maxWaitTime: '00:00:00.200'
+      AzureFunctionsJobHost__extensions__eventHubs__prefetchCount: '300'
+    }
   }
 }
 
@@ -325,6 +380,7 @@ output AZURE_LOCATION string = region
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
 output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_FIREHOSE_NAME string = firehoseApp.outputs.name
 output SERVICE_API_URI string = 'https://${functionApp.outputs.defaultHostName}'
 output HUBCAP_COLLECT_URL string = 'https://${functionApp.outputs.defaultHostName}/api/collect'
 output HUBCAP_IDENTITY_CLIENT_ID string = identity.properties.clientId

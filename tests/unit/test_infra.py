@@ -275,6 +275,7 @@ ROLE_SCOPES = {
     "captureWritesLake": "lakeContainer",
     "collectorKeepsSalts": "saltContainer",
     "captureKeepsState": "stateTable",
+    "firehoseKeepsRetries": "lakeQueueService",
     "appPublishesTelemetry": "appInsights",
     "appReadsRegistry": "vault",
     "operatorManagesRegistry": "vault",

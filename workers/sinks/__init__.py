@@ -1,1 +1,2 @@
-"""Sinks: where the stream stage's rows go; each reads the hub with its own consumer group."""
+"""Sinks: where the stream stage's rows go (the lake, the firehose); each reads the hub with its own
+consumer group."""

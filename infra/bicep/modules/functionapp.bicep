@@ -132,6 +132,23 @@ param logLevel string
 @description('Resource ID of the Log Analytics workspace that receives the diagnostic logs.')
 param workspaceId string
 
+@description('The app\'s entry script: function_app.py (collector, capture, compaction) or firehose_app.py (the firehose), both from the same package.')
+@allowed([
+  'function_app.py'
+  'firehose_app.py'
+])
+param entryScript string = 'function_app.py'
+
+@description('Per-app overrides of host.json (AzureFunctionsJobHost__… settings), e.g. the firehose\'s small, quick Event Hubs batches.')
+param hostOverrides object = {}
+
+@description('Consumer group of the firehose function.')
+param firehoseConsumerGroup string
+
+@description('Milliseconds the firehose waits for a destination before queuing the batch for retry.')
+@minValue(1)
+param firehoseWaitMs int = 1000
+
 // Names equal the code's settings (workers/settings.py SETTING_NAMES) plus the host and platform
 // settings that tests/unit/test_settings_names.py allow-lists; that test keeps them in step.
 var appSettings = {
@@ -169,7 +186,18 @@ var appSettings = {
   HUBCAP_DEDUP_WINDOW: string(dedupWindow)
   HUBCAP_AVRO_CODEC: avroCodec
   HUBCAP_LOG_LEVEL: logLevel
+  // The firehose: retries on the documented schedule, webhooks only to public https addresses.
+  HUBCAP_FIREHOSE_CONSUMER_GROUP: firehoseConsumerGroup
+  HUBCAP_FIREHOSE_ALLOW_PRIVATE: 'false'
+  HUBCAP_FIREHOSE_WAIT_MS: string(firehoseWaitMs)
+  HUBCAP_FIREHOSE_TIMEOUT_S: '15'
+  HUBCAP_FIREHOSE_RETRY_SCHEDULE_S: '5,300,1800,7200,18000,36000,36000'
+  HUBCAP_FIREHOSE_GIVE_UP_S: '432000'
 }
+
+// What differs between the two apps deployed from the package: the entry script (each app indexes only
+// its own functions) and the host.json overrides.
+var appRoleSettings = union({ PYTHON_SCRIPT_FILE_NAME: entryScript }, hostOverrides)
 
 var functionAppLogs = [
   {
@@ -248,7 +276,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         supportCredentials: false
       }
       appSettings: [
-        for setting in items(appSettings): {
+        for setting in items(union(appSettings, appRoleSettings)): {
           name: setting.key
           value: setting.value
         }

@@ -53,6 +53,7 @@ var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -99,6 +100,11 @@ resource saltBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05
 resource saltContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: saltBlobService
   name: saltContainerName
+}
+
+resource lakeQueueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: lake
+  name: 'default'
 }
 
 resource lakeTableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
@@ -159,6 +165,18 @@ resource captureWritesLake 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   scope: lakeContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Storage Queue Data Contributor on the lake account's queues: the firehose's retry queues, one per
+// destination, created as destinations appear (so no single queue to scope it to).
+resource firehoseKeepsRetries 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(lakeQueueService.id, appPrincipalId, roles.storageQueueDataContributor)
+  scope: lakeQueueService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

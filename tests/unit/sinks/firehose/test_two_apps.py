@@ -1,0 +1,54 @@
+"""One package, two Function Apps: the lake's (function_app.py) and the firehose's (firehose_app.py),
+each indexing only its own functions, the firehose's with its own Event Hubs batch options."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[4]
+FIREHOSE_FUNCTIONS = {"firehose", "firehose_retry", "firehose_health"}
+
+
+def functions(entry: str) -> list[Any]:
+    """The functions an entry script indexes, from a fresh run of it (an app indexes only once)."""
+    app = runpy.run_path(str(ROOT / entry))["app"]
+    return list(app.get_functions())
+
+
+def names(entry: str) -> set[str]:
+    return {f.get_function_name() for f in functions(entry)}
+
+
+def test_the_firehose_app_indexes_only_the_firehose() -> None:
+    assert names("firehose_app.py") == FIREHOSE_FUNCTIONS
+
+
+def test_the_lake_app_indexes_no_firehose_function() -> None:
+    lake = names("function_app.py")
+    assert lake & FIREHOSE_FUNCTIONS == set()
+    assert "capture" in lake
+
+
+def test_the_firehose_trigger_reads_its_own_consumer_group() -> None:
+    (trigger,) = [
+        b
+        for f in functions("firehose_app.py")
+        if f.get_function_name() == "firehose"
+        for b in f.get_bindings()
+        if b.type == "eventHubTrigger"
+    ]
+    assert trigger.consumer_group == "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"
+
+
+def test_the_bicep_deploys_the_second_app_with_its_entry_script_and_batches() -> None:
+    main = (ROOT / "infra" / "bicep" / "main.bicep").read_text()
+    block = main[main.index("module firehoseApp") :]
+    block = block[: block.index("\n}\n")]
+    assert "entryScript: 'firehose_app.py'" in block
+    assert re.search(r"AzureFunctionsJobHost__extensions__eventHubs__maxWaitTime: '00:00:00.200'", block)
+    module = (ROOT / "infra" / "bicep" / "modules" / "functionapp.bicep").read_text()
+    assert "PYTHON_SCRIPT_FILE_NAME: entryScript" in module
+    assert "items(union(appSettings, appRoleSettings))" in module

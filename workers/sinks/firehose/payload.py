@@ -1,0 +1,175 @@
+"""What a destination receives: which events (filter), in which shape (map), in which batches (chunk).
+
+- `matches`: the destination's filter (event types in or out, humans or bots, link ids, domains).
+- `shape`: the enriched row with the lake's field names, every millisecond timestamp as ISO-8601 UTC
+  with milliseconds; with `query_params` plus `page_query` and `link_query` ({name: [values]}, the raw
+  query parameters of the page URL and of a link click's `attributes.link_url`); with `fields`, only the
+  selected fields under their new names.
+- `chunk`: events in hub order (so each visitor's events keep their order: a visitor's events share a
+  hub partition) cut into batches of at most MAX_EVENTS events and MAX_BYTES of JSON, plus any cut the
+  ledger recorded for a trigger batch that was being delivered when the process died, so the same
+  events make the same batches again.
+- `batch_id`: the `webhook-id` of a batch: a digest of the destination and the hub positions of its
+  first and last event, stable across retries, redeliveries and re-deliveries after a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from workers.sinks.firehose.registry import Destination, Filter
+
+MAX_EVENTS = 500
+MAX_BYTES = 1024 * 1024
+# `{"data":[` + `]}`: what a webhook body adds around the events and their commas.
+ENVELOPE_BYTES = len(b'{"data":[]}')
+TIMESTAMP_FIELDS = ("event_timestamp", "received_at", "session_start", "hub_enqueued_time")
+
+# (hub partition, sequence number, index of the event in its hub message)
+Position = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One event ready for a destination: where it came from, its visitor, its JSON."""
+
+    position: Position
+    visitor_hash: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Chunk:
+    destination: str
+    items: tuple[Item, ...]
+
+    @property
+    def id(self) -> str:
+        return batch_id(self.destination, self.items[0].position, self.items[-1].position)
+
+    @property
+    def first(self) -> Position:
+        return self.items[0].position
+
+    @property
+    def last(self) -> Position:
+        return self.items[-1].position
+
+    def body(self) -> bytes:
+        return b'{"data":[' + b",".join(item.data for item in self.items) + b"]}"
+
+
+def batch_id(destination: str, first: Position, last: Position) -> str:
+    key = f"{destination}|{first[0]}|{first[1]}.{first[2]}|{last[1]}.{last[2]}"
+    return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return (urlsplit(url).hostname or "").lower() or None
+    except ValueError:
+        return None
+
+
+def _in_domains(host: str | None, domains: frozenset[str]) -> bool:
+    return host is not None and any(host == d or host.endswith("." + d) for d in domains)
+
+
+def matches(row: Mapping[str, Any], rule: Filter) -> bool:
+    event_type = row.get("event_type")
+    if rule.event_types and event_type not in rule.event_types:
+        return False
+    if event_type in rule.exclude_event_types:
+        return False
+    if rule.traffic != "all" and bool(row.get("is_bot")) != (rule.traffic == "bots"):
+        return False
+    attributes = row.get("attributes") or {}
+    if rule.link_ids and attributes.get("link_id") not in rule.link_ids:
+        return False
+    if rule.domains:
+        hosts = (row.get("page_host") or _host(row.get("page_url")), _host(attributes.get("link_url")))
+        if not any(_in_domains(host, rule.domains) for host in hosts):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    """`2026-01-01T13:02:00`; cached because a batch's timestamps share few seconds."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def iso(ms: Any) -> Any:
+    """Milliseconds since the epoch as `2026-01-01T13:02:00.123Z`; anything else unchanged."""
+    if isinstance(ms, bool) or not isinstance(ms, int):
+        return ms
+    seconds, millis = divmod(ms, 1000)
+    try:
+        return f"{_second(seconds)}.{millis:03d}Z"
+    except (OverflowError, OSError, ValueError):
+        return ms
+
+
+def query(url: Any) -> dict[str, list[str]] | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return parse_qs(urlsplit(url).query, keep_blank_values=True)
+    except ValueError:
+        return None
+
+
+def shape(row: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
+    event = dict(row)
+    for name in TIMESTAMP_FIELDS:
+        if name in event:
+            event[name] = iso(event[name])
+    wants_query = destination.query_params or (
+        destination.fields is not None
+        and any(f in ("page_query", "link_query") for f, _ in destination.fields)
+    )
+    if wants_query:
+        event["page_query"] = query(row.get("page_url"))
+        event["link_query"] = query((row.get("attributes") or {}).get("link_url"))
+    if destination.fields is None:
+        return event
+    return {new: event.get(name) for name, new in destination.fields}
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    # Rows hold only JSON types but bytes (never in clickstream rows) would become text, not fail.
+    return orjson.dumps(event, default=str)
+
+
+def chunk(
+    destination: str,
+    items: Iterable[Item],
+    cuts: frozenset[Position] = frozenset(),
+    max_events: int = MAX_EVENTS,
+    max_bytes: int = MAX_BYTES,
+) -> Iterator[Chunk]:
+    """Consecutive batches in the given (hub) order; a batch also ends after any position in `cuts`."""
+    batch: list[Item] = []
+    size = ENVELOPE_BYTES
+    for item in items:
+        added = len(item.data) + (1 if batch else 0)
+        if batch and (len(batch) >= max_events or size + added > max_bytes):
+            yield Chunk(destination, tuple(batch))
+            batch, size, added = [], ENVELOPE_BYTES, len(item.data)
+        batch.append(item)
+        size += added
+        if item.position in cuts:
+            yield Chunk(destination, tuple(batch))
+            batch, size = [], ENVELOPE_BYTES
+    if batch:
+        yield Chunk(destination, tuple(batch))
