@@ -6,6 +6,7 @@
     hubcap lake sql "SELECT … FROM events"                  DuckDB over the lake's Avro files
     hubcap tail [--app A] [--interval S]                    follow new rows as they land
     hubcap status [--file .devstack/status.json]           which function fails on which partition, why
+    hubcap links add|ls|show|update|archive …              branded links (workers/links/cli.py)
 
 Lake commands read settings like the Function App does (HUBCAP_LAKE_CONNECTION or
 HUBCAP_LAKE_ACCOUNT_URL, HUBCAP_LAKE_FILESYSTEM, HUBCAP_LAKE_API); `--connection` overrides them.
@@ -30,6 +31,7 @@ from urllib.parse import urlencode
 import orjson
 
 from workers.lake import AREAS, Lake, LakeFile, open_lake, read_rows
+from workers.links import cli as links_cli
 from workers.settings import Settings
 from workers.signing import signed_headers
 
@@ -307,6 +309,8 @@ def parser() -> argparse.ArgumentParser:
     status_p = sub.add_parser("status", help="which dev host function fails on which partition, and why")
     status_p.add_argument("--file", type=Path, default=LOCAL_STATUS, help="the dev host's --status-file")
     status_p.set_defaults(func=cmd_status)
+
+    links_cli.add_parser(sub)
     return root
 
 

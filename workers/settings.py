@@ -39,6 +39,11 @@ SETTING_NAMES: tuple[str, ...] = (
     "HUBCAP_DEDUP_WINDOW",
     "HUBCAP_AVRO_CODEC",
     "HUBCAP_LOG_LEVEL",
+    # Branded links (workers/links/)
+    "HUBCAP_LINKS_TABLE",
+    "HUBCAP_LINKS_CACHE_TTL_S",
+    "HUBCAP_LINKS_HUB_DEADLINE_MS",
+    "HUBCAP_LINKS_SPOOL_CONTAINER",
 )
 
 MiB = 1024 * 1024
@@ -94,6 +99,12 @@ class Settings:
     # snappy: Spark's default Avro codec, and one DuckDB's avro extension reads (it refuses zstandard).
     avro_codec: str = "snappy"
     log_level: str = "INFO"
+    # Branded links: an edit is live within the cache TTL; a click the hub has not acknowledged within
+    # the deadline goes to the spool container, so a slow hub never slows a redirect down.
+    links_table: str = "hubcaplinks"
+    links_cache_ttl_s: int = 5
+    links_hub_deadline_ms: int = 15
+    links_spool_container: str = "linkspool"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +133,10 @@ class Settings:
                 env, "HUBCAP_AVRO_CODEC", "snappy", ("null", "deflate", "snappy", "zstandard")
             ),
             log_level=env.get("HUBCAP_LOG_LEVEL") or "INFO",
+            links_table=env.get("HUBCAP_LINKS_TABLE") or "hubcaplinks",
+            links_cache_ttl_s=_int(env, "HUBCAP_LINKS_CACHE_TTL_S", 5),
+            links_hub_deadline_ms=_int(env, "HUBCAP_LINKS_HUB_DEADLINE_MS", 15, minimum=1),
+            links_spool_container=env.get("HUBCAP_LINKS_SPOOL_CONTAINER") or "linkspool",
         )
 
 

@@ -169,6 +169,11 @@ var appSettings = {
   HUBCAP_DEDUP_WINDOW: string(dedupWindow)
   HUBCAP_AVRO_CODEC: avroCodec
   HUBCAP_LOG_LEVEL: logLevel
+  // Branded links: the link table and the click spool live in the lake's account, like the state table.
+  HUBCAP_LINKS_TABLE: 'hubcaplinks'
+  HUBCAP_LINKS_CACHE_TTL_S: '5'
+  HUBCAP_LINKS_HUB_DEADLINE_MS: '15'
+  HUBCAP_LINKS_SPOOL_CONTAINER: 'linkspool'
 }
 
 var functionAppLogs = [
