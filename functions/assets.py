@@ -9,7 +9,7 @@ from workers.assets import AssetMissing, tracker_response
 bp = func.Blueprint()
 
 
-@bp.route(route="hubcap.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/hubcap.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def hubcap_js(req: func.HttpRequest) -> func.HttpResponse:
     try:
         out = tracker_response(dict(req.params), {k.lower(): v for k, v in req.headers.items()})

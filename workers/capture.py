@@ -42,6 +42,7 @@ from workers.apps import AppConfig, AppRegistry
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
 from workers.errors import ConfigError
 from workers.lake import Lake, file_name, open_lake, partition_path
+from workers.links.columns import first_click_key, link_columns
 from workers.settings import Settings, get_settings
 from workers.state import Batch, PartitionState, StateStore, TableStateStore
 
@@ -459,6 +460,9 @@ class Capture:
         row["user"] = _user(user) if user else {}
         items = event.get("items")
         row["items"] = [_item(item) for item in items] if items else []
+        link = event.get("link")
+        if isinstance(link, dict):  # a branded-link click, made by workers/links/redirect.py
+            row.update(link_columns(link))
         return row
 
     def _event(
@@ -494,6 +498,9 @@ class Capture:
         row["session_start"] = assignment.session_start
         row["session_index"] = assignment.session_index
         row["is_duplicate"] = assignment.is_duplicate
+        if row.get("link_id"):
+            key = first_click_key(row["link_id"], env.visitor_hash, env.received_at)
+            row["is_first_click"] = batch.first_of(env.app_id, key, message.sequence_number)
         if assignment.replayed:
             counts["replayed"] += 1
         if assignment.is_duplicate:
