@@ -24,7 +24,8 @@ def test_a_new_link_gets_defaults_an_id_and_version_1() -> None:
         False,
         ("spring",),
     )
-    assert link.link_id.startswith("lnk_") and len(link.link_id) == 36
+    assert link.link_id.startswith("lnk_")
+    assert len(link.link_id) == 36
 
 
 @pytest.mark.parametrize(
