@@ -132,6 +132,9 @@ param logLevel string
 @description('Resource ID of the Log Analytics workspace that receives the diagnostic logs.')
 param workspaceId string
 
+@description('Branded link domain served at its root (https://<domain>/<slug>); empty binds none.')
+param linkDomain string = ''
+
 // Names equal the code's settings (workers/settings.py SETTING_NAMES) plus the host and platform
 // settings that tests/unit/test_settings_names.py allow-lists; that test keeps them in step.
 var appSettings = {
@@ -291,6 +294,18 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
         enabled: true
       }
     ]
+  }
+}
+
+// Branded links: the domain's CNAME (to the app's default host name) and its asuid TXT record must
+// exist before this binding; the certificate is a second step (docs/deploy.md, Branded links).
+resource linkDomainBinding 'Microsoft.Web/sites/hostNameBindings@2024-04-01' = if (!empty(linkDomain)) {
+  parent: site
+  name: empty(linkDomain) ? 'unused' : linkDomain
+  properties: {
+    siteName: site.name
+    hostNameType: 'Verified'
+    customHostNameDnsRecordType: 'CName'
   }
 }
 
