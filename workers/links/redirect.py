@@ -21,10 +21,12 @@ further) and envelope, then to its hub producer, keyed by the visitor hash like 
 
 Durability without slowness: the redirect waits for the hub's acknowledgement at most
 HUBCAP_LINKS_HUB_DEADLINE_MS. A click not acknowledged by then is written to the spool
-(workers/links/spool.py; the send goes on in the background, and if it lands too, capture flags the
-second copy as a duplicate: same event id). The spool write is waited for at most SPOOL_DEADLINE_S;
-when it fails (storage down as well) the click is counted as lost in the logs (`link_click_lost`,
-with a running total) and the redirect is answered regardless: the link's availability beats its event.
+(workers/links/spool.py). The send goes on in the background: if the hub takes the click after all,
+the spooled copy is removed again, and should the drain have sent it first, capture flags the second
+copy as a duplicate (same event id). The spool write is waited for at most SPOOL_DEADLINE_S and goes on
+in the background too; when neither the hub nor the spool takes the click (storage down as well) it is
+counted as lost in the logs (`link_click_lost`, with a running total). The redirect is answered
+regardless: the link's availability beats its event.
 When the registry cannot be read, a link cached earlier is served past its TTL; only a link never seen
 by this instance answers 503.
 """
@@ -250,39 +252,42 @@ class Redirector:
             salt = await asyncio.wait_for(collector.salts.current(), SALT_DEADLINE_S)
             messages, partition_key = collector.messages(admitted, salt)
         except Exception as exc:
-            self._lost("no_salt", exc)
+            self._lost("no_salt", type(exc).__name__)
             return
         send = asyncio.ensure_future(collector.hub.send(messages, partition_key))
         done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
         if send in done and send.exception() is None:
             return
-        self._keep(send)
         # A click is one small envelope: pack() never splits it.
         put = asyncio.ensure_future(
             self.spool.put(
                 messages[0], partition_key, received_at=received_at, request_id=admitted.request_id
             )
         )
-        put.add_done_callback(self._spooled)
-        self._keep(put)
+        self._keep(asyncio.ensure_future(self._after_deadline(send, put)))
         await asyncio.wait({put}, timeout=SPOOL_DEADLINE_S)
 
-    def _keep(self, task: asyncio.Future[Any]) -> None:
-        """Hold a task that outlives the request until it ends; its failure is handled or expected."""
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    def _spooled(self, put: asyncio.Future[Any]) -> None:
-        if put.cancelled() or put.exception() is not None:
-            self._lost("spool_failed", put.exception() if not put.cancelled() else None)
-        else:
+    async def _after_deadline(self, send: asyncio.Future[None], put: asyncio.Future[str]) -> None:
+        """Once the late send and the spool write have ended: a click the hub took after all leaves the
+        spool again (so it is not sent twice), and one neither took is counted as lost."""
+        sent = await _succeeded(send)
+        spooled = await _succeeded(put)
+        if sent and spooled:
+            await self.spool.remove(put.result())
+        elif spooled:
             self.spooled_clicks += 1
             logs.emit(log, logging.INFO, "link_click_spooled", spooled_total=self.spooled_clicks)
+        elif not sent:
+            error = type(put.exception()).__name__ if not put.cancelled() else "cancelled"
+            self._lost("spool_failed", error)
 
-    def _lost(self, reason: str, exc: BaseException | None) -> None:
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a task that outlives the request until it ends."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _lost(self, reason: str, error: str) -> None:
         self.lost_clicks += 1
-        error = type(exc).__name__ if exc is not None else "cancelled"
         logs.emit(
             log, logging.WARNING, "link_click_lost", reason=reason, error=error, lost_total=self.lost_clicks
         )
@@ -291,3 +296,11 @@ class Redirector:
         """Wait for the sends and spool writes still running (tests, shutdown)."""
         while self._background:
             await asyncio.wait(set(self._background))
+
+
+async def _succeeded(task: asyncio.Future[Any]) -> bool:
+    try:
+        await task
+    except Exception:
+        return False
+    return True

@@ -25,7 +25,6 @@ READ_OPTIONS = {"retry_total": 1, "connection_timeout": 2, "read_timeout": 2}
 @dataclass
 class Links:
     collector: Collector
-    registry: LinkRegistry
     redirector: Redirector
     api: LinksApi
     spool: Spool
@@ -42,7 +41,7 @@ class Links:
         spool = Spool.from_settings(settings)
         redirector = Redirector(collector, cache, spool, hub_deadline_s=settings.links_hub_deadline_ms / 1000)
         api = LinksApi(collector, LinkService(LinkRegistry.from_settings(settings)))
-        return cls(collector, registry, redirector, api, spool)
+        return cls(collector, redirector, api, spool)
 
     async def drain(self) -> DrainResult:
         return await self.spool.drain(self.collector.hub.send)

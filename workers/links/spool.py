@@ -93,9 +93,10 @@ class Spool:
         await self.container.upload_blob(name, message.body, metadata=metadata)
         return name
 
-    async def count(self) -> int:
-        await self._ensure()
-        return len([b async for b in self.container.list_blobs()])
+    async def remove(self, name: str) -> None:
+        """Take back a spooled click the hub took after all (a drain may have sent it meanwhile)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            await self.container.delete_blob(name)
 
     async def drain(self, send: Send, *, limit: int = MAX_PER_DRAIN) -> DrainResult:
         await self._ensure()
