@@ -3,7 +3,8 @@
 The dev host (devstack/host.py build_web_app on aiohttp + uvloop) serves function_app.py in a child
 process, with a bare no-op aiohttp handler (a fixed 302) added to the same server; Azurite and the
 project's Event Hubs endpoint run as in `make dev`. One link on the domain `localhost`, created before
-the child starts.
+the child starts. The capture function is disabled (AzureWebJobs.capture.Disabled): in Azure it runs
+apart from the HTTP functions, while the dev host would run its consumer on the redirect's event loop.
 
 1. Throughput: --concurrency GETs in flight for --seconds against the link, then the no-op, in
    --rounds interleaved rounds; the ratio is the median round's (only 302s count). Every redirect makes
@@ -130,7 +131,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         hub = contextlib.ExitStack()
         eventhubs = hub.enter_context(run_eventhubs(base / "eventhubs"))
         services.callback(hub.close)
-        env = app_env(azurite, eventhubs, HUBCAP_LOG_LEVEL="WARNING")
+        # Capture off (the platform's AzureWebJobs.<name>.Disabled): the dev host would run its SDK
+        # consumer on the same event loop, whose reconnects while the hub is down stall the redirects.
+        env = app_env(
+            azurite, eventhubs, HUBCAP_LOG_LEVEL="WARNING", **{"AzureWebJobs.capture.Disabled": "true"}
+        )
         provision(env)
         create_link(env)
         port = free_port()

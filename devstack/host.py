@@ -643,6 +643,11 @@ class TimerRunner:
 # --- The host -------------------------------------------------------------------------------------
 
 
+def function_disabled(spec: FunctionSpec, env: Mapping[str, str]) -> bool:
+    """The platform's switch `AzureWebJobs.<function name>.Disabled` (for triggers other than HTTP)."""
+    return env.get(f"AzureWebJobs.{spec.name}.Disabled", "").strip().lower() in ("true", "1")
+
+
 @dataclass
 class DevHost:
     app: func.FunctionApp
@@ -665,7 +670,9 @@ class DevHost:
         await site.start()
         options = EventHubOptions.from_host_json(host_json)
         for spec in function_specs(self.app):
-            if spec.trigger["type"] == "eventHubTrigger":
+            if function_disabled(spec, self.env):
+                log.info("function %s: disabled by its app setting", spec.name)
+            elif spec.trigger["type"] == "eventHubTrigger":
                 self.runners.append(EventHubTriggerRunner(spec, options, self.env, self.status))
             elif spec.trigger["type"] == "timerTrigger":
                 self.runners.append(TimerRunner(spec, self.env, self.status))

@@ -32,8 +32,12 @@ from workers.settings import Settings
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 90
-# Generous for a shared, noisy machine: bench/redirect.py measures the real figures.
-ANSWER_BUDGET_S = 1.0
+# The dev host runs the capture trigger's SDK consumer on the same event loop as the HTTP functions;
+# while the hub is down its reconnects stall that loop for hundreds of ms at a time (in Azure the host
+# runs triggers apart from the worker). So the budget here only tells "answered without waiting for the
+# hub" (its send gives up after 10 s) from "waited"; bench/redirect.py, with capture disabled, measures
+# the redirect's own latency.
+ANSWER_BUDGET_S = 3.0
 CLICKS = 20
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 

@@ -23,12 +23,14 @@ Durability without slowness: the redirect waits for the hub's acknowledgement at
 HUBCAP_LINKS_HUB_DEADLINE_MS. A click not acknowledged by then is written to the spool
 (workers/links/spool.py). The send goes on in the background: if the hub takes the click after all,
 the spooled copy is removed again, and should the drain have sent it first, capture flags the second
-copy as a duplicate (same event id). The spool write is waited for at most SPOOL_DEADLINE_S and goes on
-in the background too; when neither the hub nor the spool takes the click (storage down as well) it is
-counted as lost in the logs (`link_click_lost`, with a running total). The redirect is answered
-regardless: the link's availability beats its event.
-When the registry cannot be read, a link cached earlier is served past its TTL; only a link never seen
-by this instance answers 503.
+copy as a duplicate (same event id). The answer waits for the click to be in the hub or the spool at
+most the hub deadline plus SPOOL_DEADLINE_S; the click's delivery goes on in the background past that
+(a cold instance reading the day's salt, a slow spool write). When neither the hub nor the spool
+takes the click (storage down as well) it is counted as lost in the logs (`link_click_lost`, with a
+running total). The redirect is answered regardless: the link's availability beats its event.
+After a hub send fails, clicks go straight to the spool for HUB_PAUSE_S (the spool drain keeps
+probing the hub). When the registry cannot be read, a link cached earlier is served past its TTL;
+only a link never seen by this instance answers 503.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from workers import logs
 from workers.apps import AppConfig
 from workers.collector import Admitted, Collector, HttpIn, scrubbed
+from workers.errors import HubUnavailable
 from workers.links.cache import LinkCache
 from workers.links.model import DOMAIN, SLUG, Link, normal_domain
 from workers.links.spool import Spool
@@ -56,7 +59,13 @@ log = logging.getLogger("hubcap.links")
 CLICK = "_link_click"
 NOT_FOUND = "_link_not_found"
 SPOOL_DEADLINE_S = 0.05
-SALT_DEADLINE_S = 0.5
+# After a failed hub send, clicks go straight to the spool for this long: while Event Hubs is down, each
+# send makes the SDK reconnect, which stalls the event loop for up to a few hundred ms (measured here).
+# The spool drain keeps trying the hub meanwhile.
+HUB_PAUSE_S = 5.0
+# The day's salt is read from storage once a day per instance (and on a cold start): that read may be
+# slow, and the redirect does not wait for it (the click goes on in the background).
+SALT_DEADLINE_S = 10.0
 # The part of the query a click event keeps (the Location gets all of it).
 MAX_QUERY_CHARS = 4096
 NO_STORE = "no-store, max-age=0"
@@ -157,6 +166,7 @@ class Redirector:
         self.lost_clicks = 0
         self.spooled_clicks = 0
         self._background: set[asyncio.Future[Any]] = set()
+        self._hub_paused_until = 0.0
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
         token = logs.request_id.set(secrets.token_hex(8))
@@ -248,24 +258,51 @@ class Redirector:
             accepted=[event],
             rejected=[],
         )
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery = asyncio.ensure_future(self._deliver(admitted, durable))
+        self._keep(delivery)
+        # The answer waits for the click to be durable (in the hub or the spool), but only so long.
+        await asyncio.wait(
+            {durable, delivery},
+            timeout=self.hub_deadline_s + SPOOL_DEADLINE_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+
+    async def _deliver(self, admitted: Admitted, durable: asyncio.Future[None]) -> None:
+        """The click to the hub, or after the hub deadline to the spool; runs on past the answer."""
+        collector = self.collector
         try:
             salt = await asyncio.wait_for(collector.salts.current(), SALT_DEADLINE_S)
             messages, partition_key = collector.messages(admitted, salt)
         except Exception as exc:
             self._lost("no_salt", type(exc).__name__)
             return
-        send = asyncio.ensure_future(collector.hub.send(messages, partition_key))
-        done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
-        if send in done and send.exception() is None:
-            return
+        if time.monotonic() < self._hub_paused_until:
+            send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            send.set_exception(HubUnavailable("the hub failed moments ago: straight to the spool"))
+        else:
+            send = asyncio.ensure_future(collector.hub.send(messages, partition_key))
+            send.add_done_callback(self._watch_hub)
+            done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
+            if send in done and send.exception() is None:
+                return
         # A click is one small envelope: pack() never splits it.
         put = asyncio.ensure_future(
             self.spool.put(
-                messages[0], partition_key, received_at=received_at, request_id=admitted.request_id
+                messages[0], partition_key, received_at=admitted.received_at, request_id=admitted.request_id
             )
         )
-        self._keep(asyncio.ensure_future(self._after_deadline(send, put)))
-        await asyncio.wait({put}, timeout=SPOOL_DEADLINE_S)
+
+        def spooled(task: asyncio.Future[str]) -> None:
+            if not durable.done() and not task.cancelled() and task.exception() is None:
+                durable.set_result(None)
+
+        put.add_done_callback(spooled)
+        await self._after_deadline(send, put)
+
+    def _watch_hub(self, send: asyncio.Future[None]) -> None:
+        if not send.cancelled() and send.exception() is not None:
+            self._hub_paused_until = time.monotonic() + HUB_PAUSE_S
 
     async def _after_deadline(self, send: asyncio.Future[None], put: asyncio.Future[str]) -> None:
         """Once the late send and the spool write have ended: a click the hub took after all leaves the
@@ -282,9 +319,10 @@ class Redirector:
             self._lost("spool_failed", error)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
-        """Hold a task that outlives the request until it ends."""
+        """Hold a task that outlives the request until it ends; an error it did not foresee is logged."""
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_report)
 
     def _lost(self, reason: str, error: str) -> None:
         self.lost_clicks += 1
@@ -304,3 +342,8 @@ async def _succeeded(task: asyncio.Future[Any]) -> bool:
     except Exception:
         return False
     return True
+
+
+def _report(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logs.emit(log, logging.ERROR, "link_click_unhandled", error=type(task.exception()).__name__)
