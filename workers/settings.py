@@ -103,7 +103,7 @@ class Settings:
     # the deadline goes to the spool container, so a slow hub never slows a redirect down.
     links_table: str = "hubcaplinks"
     links_cache_ttl_s: int = 5
-    links_hub_deadline_ms: int = 15
+    links_hub_deadline_ms: int = 50
     links_spool_container: str = "linkspool"
 
     @classmethod
@@ -135,7 +135,7 @@ class Settings:
             log_level=env.get("HUBCAP_LOG_LEVEL") or "INFO",
             links_table=env.get("HUBCAP_LINKS_TABLE") or "hubcaplinks",
             links_cache_ttl_s=_int(env, "HUBCAP_LINKS_CACHE_TTL_S", 5),
-            links_hub_deadline_ms=_int(env, "HUBCAP_LINKS_HUB_DEADLINE_MS", 15, minimum=1),
+            links_hub_deadline_ms=_int(env, "HUBCAP_LINKS_HUB_DEADLINE_MS", 50, minimum=1),
             links_spool_container=env.get("HUBCAP_LINKS_SPOOL_CONTAINER") or "linkspool",
         )
 

@@ -175,7 +175,7 @@ var appSettings = {
   // Branded links: the link table and the click spool live in the lake's account, like the state table.
   HUBCAP_LINKS_TABLE: 'hubcaplinks'
   HUBCAP_LINKS_CACHE_TTL_S: '5'
-  HUBCAP_LINKS_HUB_DEADLINE_MS: '15'
+  HUBCAP_LINKS_HUB_DEADLINE_MS: '50'
   HUBCAP_LINKS_SPOOL_CONTAINER: 'linkspool'
 }
 
