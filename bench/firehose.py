@@ -5,7 +5,7 @@
    batches of ≤ 500 events, Standard Webhooks signing, the ledger write on Azurite) to the local webhook
    receiver (devstack/receiver.py, its own process, verifying every signature). Timed in this process's
    CPU time (what "per core" means on a shared machine), median of --repeats runs; beside it, in the
-   same run, the enrichment alone (`Capture.prepare`) on the same batches: `ratio_vs_enrich_only` is
+   same run, the enrichment alone (`Stage.run`) on the same batches: `ratio_vs_enrich_only` is
    what the firehose's own work costs on top, and `sink_only_events_per_s` (derived: events over the
    difference of the two CPU times) the rate of the firehose's own stage, which is what the
    enrichment refactor does not share with capture.
@@ -103,7 +103,7 @@ def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, flo
                 plain = enrichment.build(settings, pipeline, with_state=False)
                 cpu = time.process_time()
                 for batch in batches:
-                    plain.prepare(batch)
+                    plain.run(batch)
                 enrich_cpu.append(time.process_time() - cpu)
         finally:
             stop(receiver)

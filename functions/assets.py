@@ -9,7 +9,7 @@ from workers.collect.http import JSON, http_error_response
 bp = func.Blueprint()
 
 
-@bp.route(route="hubcap.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/hubcap.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def hubcap_js(req: func.HttpRequest) -> func.HttpResponse:
     logs.configure()
     try:

@@ -34,22 +34,22 @@ async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
 
 
 # Every method, so that anything but POST and OPTIONS gets the collector's 405 with an Allow header.
-@bp.route(route="collect", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/collect", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
 async def collect(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "collect")
 
 
-@bp.route(route="collect/pixel.gif", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/collect/pixel.gif", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def collect_pixel(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "pixel")
 
 
 # The event profile (workers/collect/profile.py): one event per request for an account's tracker.
-@bp.route(route="collect/{aid}/{tid}/event", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/collect/{aid}/{tid}/event", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
 async def collect_profile(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "profile")
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "health")

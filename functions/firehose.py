@@ -43,7 +43,7 @@ def firehose_retry(timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("firehose_health")
-@bp.route(route="firehose/health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/firehose/health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def firehose_health(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the destinations that loaded and the errors of those that did not."""
     import orjson

@@ -8,6 +8,7 @@
     hubcap tail [--app A] [--interval S]                    follow new rows as they land
     hubcap status [--file .devstack/status.json]           which function fails on which partition, why
     hubcap firehose test|replay|redeliver --destination D   see workers/sinks/firehose/cli.py
+    hubcap links add|ls|show|update|archive …              branded links (workers/links/cli.py)
 
 Lake commands read settings like the Function App does (HUBCAP_LAKE_CONNECTION or
 HUBCAP_LAKE_ACCOUNT_URL, HUBCAP_LAKE_FILESYSTEM, HUBCAP_LAKE_API); `--connection` overrides them.
@@ -28,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from workers.links import cli as links_cli
 from workers.settings import Settings
 from workers.sinks.lake.lake import AREAS, EVENTS, Lake, LakeFile, area_prefix, open_lake, read_rows
 from workers.synthetic import send, server_key
@@ -279,6 +281,7 @@ def parser() -> argparse.ArgumentParser:
     from workers.sinks.firehose.cli import add_parser as add_firehose_parser
 
     add_firehose_parser(sub)
+    links_cli.add_parser(sub)
     return root
 
 

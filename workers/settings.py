@@ -183,6 +183,21 @@ class Settings:
         "how long deliveries may fail before the batch goes to undelivered/",
         _integer(1),
     )
+    # Branded links: an edit is live within the cache TTL; a click the hub has not acknowledged within
+    # the deadline goes to the spool container, so a slow hub never slows a redirect down.
+    links_table: str = setting("HUBCAP_LINKS_TABLE", "hubcaplinks", "the link registry's table")
+    links_cache_ttl_s: int = setting(
+        "HUBCAP_LINKS_CACHE_TTL_S", 5, "seconds a link (or an unknown slug) stays cached", _integer(0)
+    )
+    links_hub_deadline_ms: int = setting(
+        "HUBCAP_LINKS_HUB_DEADLINE_MS",
+        50,
+        "how long a redirect waits for the hub before spooling the click",
+        _integer(1),
+    )
+    links_spool_container: str = setting(
+        "HUBCAP_LINKS_SPOOL_CONTAINER", "linkspool", "the container of clicks the hub has not taken yet"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -18,11 +18,16 @@ from aiohttp import web
 
 from devstack.host.eventhub import EventHubOptions, EventHubTriggerRunner
 from devstack.host.http import build_web_app
-from devstack.host.index import function_specs, load_host_json
+from devstack.host.index import FunctionSpec, function_specs, load_host_json
 from devstack.host.timer import TimerRunner
 from devstack.status import HostStatus
 
 log = logging.getLogger(__name__)
+
+
+def function_disabled(spec: FunctionSpec, env: Mapping[str, str]) -> bool:
+    """The platform's switch `AzureWebJobs.<function name>.Disabled` (for triggers other than HTTP)."""
+    return env.get(f"AzureWebJobs.{spec.name}.Disabled", "").strip().lower() in ("true", "1")
 
 
 @dataclass
@@ -47,7 +52,9 @@ class DevHost:
         await site.start()
         options = EventHubOptions.from_host_json(host_json)
         for spec in function_specs(self.app):
-            if spec.trigger["type"] == "eventHubTrigger":
+            if function_disabled(spec, self.env):
+                log.info("function %s: disabled by its app setting", spec.name)
+            elif spec.trigger["type"] == "eventHubTrigger":
                 self.runners.append(EventHubTriggerRunner(spec, options, self.env, self.status))
             elif spec.trigger["type"] == "timerTrigger":
                 self.runners.append(TimerRunner(spec, self.env, self.status))

@@ -136,6 +136,9 @@ param dedupWindow int = 100000
 ])
 param avroCodec string = 'snappy'
 
+@description('Branded link domain bound to the Function App, served at its root (https://<domain>/<slug>); empty binds none.')
+param linkDomain string = ''
+
 @description('Log level of the hubcap workers (HUBCAP_LOG_LEVEL).')
 @allowed([
   'DEBUG'
@@ -302,6 +305,7 @@ module functionApp 'modules/functionapp.bicep' = {
     avroCodec: avroCodec
     logLevel: logLevel
     workspaceId: monitoring.outputs.workspaceId
+    linkDomain: linkDomain
   }
 }
 

@@ -50,3 +50,6 @@ param sessionTimeoutSeconds = 1800
 param dedupWindow = 100000
 param avroCodec = 'snappy'
 param logLevel = 'INFO'
+
+// Branded links: the custom domain whose root serves /<slug> (see docs/deploy.md); empty binds none.
+param linkDomain = ''

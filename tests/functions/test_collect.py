@@ -91,9 +91,10 @@ def test_the_blueprint_registers_the_three_routes() -> None:
         if spec.name in ("collect", "collect_pixel", "health")
     }
     assert routes == {
-        "collect": ("collect", sorted(m.value for m in func.HttpMethod)),
-        "collect_pixel": ("collect/pixel.gif", ["GET"]),
-        "health": ("health", ["GET"]),
+        # host.json's routePrefix is "" (branded links answer at the root): the routes carry api/.
+        "collect": ("api/collect", sorted(m.value for m in func.HttpMethod)),
+        "collect_pixel": ("api/collect/pixel.gif", ["GET"]),
+        "health": ("api/health", ["GET"]),
     }
 
 

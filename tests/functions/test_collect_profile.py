@@ -41,7 +41,7 @@ def profile_http(aid: str, tid: str) -> func.HttpRequest:
 def test_the_blueprint_registers_the_profile_route() -> None:
     trigger = FUNCTIONS["collect_profile"].trigger
     assert (trigger["route"], sorted(trigger["methods"])) == (
-        "collect/{aid}/{tid}/event",
+        "api/collect/{aid}/{tid}/event",
         sorted(m.value for m in func.HttpMethod),
     )
 

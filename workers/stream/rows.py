@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from workers.enrich.base import Row
+from workers.links.columns import link_columns
 from workers.stream.records import text
 
 CLIENT_FIELDS = (
@@ -154,6 +155,9 @@ def event_row(event: dict[str, Any], platform: str | None, base: dict[str, Any])
     # The event profile (workers/collect/profile.py): instance_id from any event (the tracker sets it
     # too); the other columns only from the `profile` object the profile route builds, which no
     # /api/collect event can carry (its schema admits only scalars at unknown top-level fields).
+    link = event.get("link")
+    if isinstance(link, dict):  # a branded-link click, made by workers/links/redirect.py
+        row.update(link_columns(link))
     row["instance_id"] = event.get("instance_id")
     profile = event.get("profile")
     if isinstance(profile, dict):

@@ -22,6 +22,7 @@ the hub with its own consumer group (the state store's key).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any
 import workers
 from workers.apps import AppRegistry
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
+from workers.links.columns import first_click_key
 from workers.settings import Settings
 from workers.stream import envelope
 from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, rejected_record
@@ -266,8 +268,13 @@ class _BatchRun:
 
     def _event(self, sent: _Sent, event: dict[str, Any], row: Row) -> None:
         env, app = sent.env, sent.context.app
+        context = sent.context
+        link = event.get("link")
+        if isinstance(link, dict) and isinstance(link.get("method"), str):
+            # A redirect's click: the bot step flags a HEAD request (workers/enrich/bots.py).
+            context = dataclasses.replace(context, method=link["method"])
         try:
-            row = self.stage.pipeline.run(row, sent.context)
+            row = self.stage.pipeline.run(row, context)
         except EnrichmentError as exc:
             self.counts["failed_enrichment"] += 1
             record = failed_record("enrichment", str(exc), env.app_id, env.received_at, sent.base, event)
@@ -286,6 +293,11 @@ class _BatchRun:
         row["session_start"] = assignment.session_start
         row["session_index"] = assignment.session_index
         row["is_duplicate"] = assignment.is_duplicate
+        if row.get("link_id"):
+            key = first_click_key(row["link_id"], env.visitor_hash, env.received_at)
+            row["is_first_click"] = self.partition.batch.first_of(
+                env.app_id, key, sent.message.sequence_number
+            )
         if assignment.replayed:
             self.counts["replayed"] += 1
         if assignment.is_duplicate:

@@ -162,6 +162,24 @@ class Batch:
             )
         return assignment
 
+    def first_of(self, app_id: str, key: str, sequence_number: int) -> bool:
+        """Whether `key` (e.g. a visitor's click on a link in a day) is seen here for the first time.
+
+        Kept in the dedup window beside the event ids, so it is saved and loaded with them; a replay of
+        the message that first saw it (same sequence number) is still the first.
+        """
+        if self.first_sequence is None:
+            self.first_sequence = sequence_number
+        entry_key = (app_id, key)
+        earlier = self.seen.get(entry_key) or (self.state.seen.get(entry_key) if self.window else None)
+        if earlier is not None:
+            if earlier.sequence_number == sequence_number:
+                self.seen[entry_key] = earlier
+            return earlier.sequence_number == sequence_number
+        if self.window:
+            self.seen[entry_key] = Seen(sequence_number, "", 0, False)
+        return True
+
     def _restore(self, app_id: str, visitor_hash: str, earlier: Seen, received_at: int) -> None:
         """A replayed event's session, unless the state already holds it or a later one: the first
         run may have saved the dedup entries and failed before the sessions."""

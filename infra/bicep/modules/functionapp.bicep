@@ -149,6 +149,9 @@ param firehoseConsumerGroup string
 @minValue(1)
 param firehoseWaitMs int = 1000
 
+@description('Branded link domain served at its root (https://<domain>/<slug>); empty binds none.')
+param linkDomain string = ''
+
 // Names equal the code's settings (workers/settings.py SETTING_NAMES) plus the host and platform
 // settings that tests/unit/test_settings_names.py allow-lists; that test keeps them in step.
 var appSettings = {
@@ -193,6 +196,11 @@ var appSettings = {
   HUBCAP_FIREHOSE_TIMEOUT_S: '15'
   HUBCAP_FIREHOSE_RETRY_SCHEDULE_S: '5,300,1800,7200,18000,36000,36000'
   HUBCAP_FIREHOSE_GIVE_UP_S: '432000'
+  // Branded links: the link table and the click spool live in the lake's account, like the state table.
+  HUBCAP_LINKS_TABLE: 'hubcaplinks'
+  HUBCAP_LINKS_CACHE_TTL_S: '5'
+  HUBCAP_LINKS_HUB_DEADLINE_MS: '50'
+  HUBCAP_LINKS_SPOOL_CONTAINER: 'linkspool'
 }
 
 // What differs between the two apps deployed from the package: the entry script (each app indexes only
@@ -314,6 +322,18 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
         enabled: true
       }
     ]
+  }
+}
+
+// Branded links: the domain's CNAME (to the app's default host name) and its asuid TXT record must
+// exist before this binding; the certificate is a second step (docs/deploy.md, Branded links).
+resource linkDomainBinding 'Microsoft.Web/sites/hostNameBindings@2024-04-01' = if (!empty(linkDomain)) {
+  parent: site
+  name: empty(linkDomain) ? 'unused' : linkDomain
+  properties: {
+    siteName: site.name
+    hostNameType: 'Verified'
+    customHostNameDnsRecordType: 'CName'
   }
 }
 

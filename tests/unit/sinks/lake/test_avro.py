@@ -171,10 +171,39 @@ def test_a_file_written_before_the_event_profile_reads_with_the_current_schema()
     )
 
 
-def test_fields_added_for_the_event_profile_are_nullable_strings_with_default_null() -> None:
+def _added_since_version_2() -> dict[str, Any]:
     previous = set(_fields("history/clickstream.2"))
-    added = {n: (f["type"], f["default"]) for n, f in _fields("clickstream").items() if n not in previous}
-    assert added == dict.fromkeys(PROFILE_COLUMNS, (["null", "string"], None))
+    return {n: f for n, f in _fields("clickstream").items() if n not in previous}
+
+
+def test_fields_added_for_the_event_profile_are_nullable_strings_with_default_null() -> None:
+    added = _added_since_version_2()
+    assert {n: (added[n]["type"], added[n]["default"]) for n in PROFILE_COLUMNS} == dict.fromkeys(
+        PROFILE_COLUMNS, (["null", "string"], None)
+    )
+
+
+def test_fields_added_since_version_2_are_the_profile_and_link_columns_with_default_null() -> None:
+    added = _added_since_version_2()
+    link_columns = (
+        "link_id",
+        "link_domain",
+        "link_slug",
+        "link_destination",
+        "link_version",
+        "link_created_at",
+        "link_workspace",
+        "link_creator",
+        "link_tags",
+        "link_scripts",
+        "redirect_status",
+        "redirect_query",
+        "request_method",
+        "is_first_click",
+    )
+    assert {n: (f["type"][0], f["default"]) for n, f in added.items()} == dict.fromkeys(
+        (*PROFILE_COLUMNS, *link_columns), ("null", None)
+    )
 
 
 def test_same_rows_and_key_give_the_same_bytes() -> None:

@@ -52,6 +52,7 @@ def _values(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
     scalars: dict[str, st.SearchStrategy[Any]] = {
         "null": st.none(),
         "boolean": st.booleans(),
+        "int": st.integers(-(2**31), 2**31 - 1),
         "long": LONG | st.integers(-300, 300) | st.integers(1_700_000_000_000, 1_800_000_000_000),
         "double": st.floats() | st.integers(-(2**70), 2**70),
         "string": st.text(max_size=12) | st.sampled_from(["shop", "Chrome", "DE", ""]),

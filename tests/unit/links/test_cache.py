@@ -1,0 +1,93 @@
+"""The redirect's read cache: TTL, negative caching, shared loads, stale answers when storage is down."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from workers.links.cache import LinkCache
+from workers.links.model import Link, parse_new
+
+LINK = parse_new(
+    {"domain": "localhost", "slug": "a", "destination": "https://example.com/"}, app_id="demo", now_ms=1
+)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.links: dict[tuple[str, str], Link] = {("localhost", "a"): LINK}
+        self.calls = 0
+        self.down = False
+        self.gate: asyncio.Event | None = None
+
+    async def load(self, domain: str, slug: str) -> Link | None:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.down:
+            raise ConnectionError("storage is down")
+        return self.links.get((domain, slug))
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cache_for(store: Store, clock: Clock) -> LinkCache:
+    return LinkCache(store.load, ttl_s=5, clock=clock)
+
+
+@pytest.mark.parametrize("slug", ["a", "unknown"], ids=["known", "unknown (negative caching)"])
+async def test_a_second_read_within_the_ttl_costs_no_storage_call(slug: str) -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    first = await cache.get("localhost", slug)
+    clock.now = 4.9
+    assert (await cache.get("localhost", slug), store.calls) == (first, 1)
+
+
+async def test_an_edit_is_live_after_the_ttl() -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    await cache.get("localhost", "b")
+    store.links[("localhost", "b")] = LINK
+    clock.now = 5.1
+    assert await cache.get("localhost", "b") == LINK
+
+
+async def test_concurrent_misses_share_one_load() -> None:
+    store, clock = Store(), Clock()
+    store.gate = asyncio.Event()
+    cache = cache_for(store, clock)
+    reads = [asyncio.create_task(cache.get("localhost", "a")) for _ in range(10)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await asyncio.gather(*reads) == [LINK] * 10
+    assert store.calls == 1
+
+
+async def test_a_link_seen_before_is_served_stale_while_storage_is_down() -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    await cache.get("localhost", "a")
+    store.down, clock.now = True, 60
+    assert await cache.get("localhost", "a") == LINK
+
+
+async def test_a_link_never_seen_raises_while_storage_is_down() -> None:
+    store, clock = Store(), Clock()
+    store.down = True
+    with pytest.raises(ConnectionError):
+        await cache_for(store, clock).get("localhost", "a")
+
+
+async def test_the_oldest_key_is_evicted_past_max_entries() -> None:
+    store, clock = Store(), Clock()
+    cache = LinkCache(store.load, ttl_s=5, max_entries=2, clock=clock)
+    for slug in ("x", "y", "z", "x"):
+        await cache.get("localhost", slug)
+    assert store.calls == 4

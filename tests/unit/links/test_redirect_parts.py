@@ -1,0 +1,126 @@
+"""The redirect's pure parts: the Host header, the Location, the lake columns, the first-click state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from workers.links.columns import first_click_key, link_columns
+from workers.links.model import parse_new
+from workers.links.redirect import host_name, location
+from workers.stream.state import Batch, PartitionState
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        ("localhost:7071", "localhost"),
+        ("Go.Example.COM", "go.example.com"),
+        ("go.example.com.", "go.example.com"),
+        ("[::1]:7071", "::1"),
+        ("", ""),
+    ],
+)
+def test_host_name(host: str, name: str) -> None:
+    assert host_name(host) == name
+
+
+def link(destination: str, forward: bool) -> Any:
+    fields = {"domain": "localhost", "slug": "a", "destination": destination, "forward_query": forward}
+    return parse_new(fields, app_id="demo", now_ms=1)
+
+
+@pytest.mark.parametrize(
+    ("destination", "forward", "query", "expected"),
+    [
+        ("https://shop.example/p?utm_source=x", False, "utm_source=y", "https://shop.example/p?utm_source=x"),
+        (
+            "https://shop.example/p?utm_source=x&k=1",
+            True,
+            "utm_source=y",
+            "https://shop.example/p?k=1&utm_source=y",
+        ),
+        ("https://shop.example/p", True, "", "https://shop.example/p"),
+        ("https://shop.example/p#top", True, "q=a%20b", "https://shop.example/p?q=a+b#top"),
+        # Only the query is ever taken from the request: the host stays the registry's.
+        (
+            "https://shop.example/p",
+            True,
+            "x=https://evil.example/",
+            "https://shop.example/p?x=https%3A%2F%2Fevil.example%2F",
+        ),
+    ],
+    ids=["kept", "overridden", "no query", "fragment kept", "no open redirect"],
+)
+def test_location(destination: str, forward: bool, query: str, expected: str) -> None:
+    assert location(link(destination, forward), query) == expected
+
+
+def test_link_columns_of_a_click() -> None:
+    data = {
+        "link_id": "lnk_1",
+        "domain": "localhost",
+        "slug": "a",
+        "destination": "https://example.com/",
+        "version": 3,
+        "created_at": 1_700_000_000_000,
+        "workspace": "w",
+        "creator": "c",
+        "tags": ["t"],
+        "scripts": ["s"],
+        "redirect_status": 302,
+        "query": "a=1&b=2&a=3",
+        "method": "HEAD",
+    }
+    assert link_columns(data) == {
+        "link_id": "lnk_1",
+        "link_domain": "localhost",
+        "link_slug": "a",
+        "link_destination": "https://example.com/",
+        "link_version": 3,
+        "link_created_at": 1_700_000_000_000,
+        "link_workspace": "w",
+        "link_creator": "c",
+        "link_tags": ["t"],
+        "link_scripts": ["s"],
+        "redirect_status": 302,
+        "redirect_query": {"a": "3", "b": "2"},
+        "request_method": "HEAD",
+    }
+
+
+def test_mistyped_routing_values_become_null() -> None:
+    columns = link_columns({"link_id": 5, "version": "3", "tags": "t", "redirect_status": 99999, "query": 1})
+    assert {
+        k: columns[k] for k in ("link_id", "link_version", "link_tags", "redirect_status", "redirect_query")
+    } == (dict.fromkeys(("link_id", "link_version", "link_tags", "redirect_status", "redirect_query")))
+
+
+DAY = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+@pytest.mark.parametrize(
+    ("second", "first"),
+    [
+        (("lnk_1", "v1", DAY + 60_000), False),
+        (("lnk_2", "v1", DAY + 60_000), True),
+        (("lnk_1", "v2", DAY + 60_000), True),
+        (("lnk_1", "v1", DAY + 2 * 3_600_000), True),  # the next UTC day
+    ],
+    ids=["same link, visitor, day", "other link", "other visitor", "next day"],
+)
+def test_is_first_click(second: tuple[str, str, int], first: bool) -> None:
+    batch = Batch(PartitionState(), timeout_ms=1_800_000, window=1000)
+    assert batch.first_of("demo", first_click_key("lnk_1", "v1", DAY), 10) is True
+    assert batch.first_of("demo", first_click_key(*second), 11) is first
+
+
+def test_first_click_survives_commit_and_a_replay_of_its_message_is_still_first() -> None:
+    state = PartitionState()
+    batch = Batch(state, timeout_ms=1_800_000, window=1000)
+    key = first_click_key("lnk_1", "v1", DAY)
+    batch.first_of("demo", key, 10)
+    batch.commit(last_sequence=10)
+    later = Batch(state, timeout_ms=1_800_000, window=1000)
+    assert (later.first_of("demo", key, 10), later.first_of("demo", key, 12)) == (True, False)

@@ -1,0 +1,349 @@
+"""The redirect: GET or HEAD https://<branded domain>/<slug> → the link's answer, and its click event.
+
+The link is found by the Host header (lower case, port dropped) and the slug, through the read cache
+(workers/links/cache.py). The answer:
+- a live link: its status (301, 302, 307 or 308) with `Location` = its destination; with
+  `forward_query`, the request's query parameters are added to the destination's, overriding those of
+  the same name. Only the query is ever taken from the request, so hubcap is never an open redirect.
+- archived, or past `expires_at`: 302 to the fallback URL, else 410 with a small page;
+- unknown domain or slug (or one no link could have): 404 with a small page.
+Every answer carries `X-Robots-Tag: noindex`. 302, 307, 404 and 410 are `Cache-Control: no-store`
+(browsers and proxies may keep neither), so every click reaches hubcap; 301 and 308 are permanent by
+definition and may be kept an hour (`max-age=3600`), after which an edit reaches those browsers too.
+HEAD gets the same status and headers without a body. Other methods: 405 with `Allow: GET, HEAD`.
+
+The event: each answered link makes one `_link_click` event for the link's app, an unknown slug on a
+domain an app owns (the app registry's `domains`) one `_link_not_found` event, so operators see their
+broken links. The server makes it (a generated event id, the routing data of the link as it was at
+that moment, the raw query string, the request's User-Agent, Accept-Language and Referer) and hands it
+to the collector's own privacy step (client address → coarse geo and the salted visitor hash, and no
+further) and envelope, then to its hub producer, keyed by the visitor hash like any other event.
+
+Durability without slowness: the redirect waits for the hub's acknowledgement at most
+HUBCAP_LINKS_HUB_DEADLINE_MS. A click not acknowledged by then is written to the spool
+(workers/links/spool.py). The send goes on in the background: if the hub takes the click after all,
+the spooled copy is removed again, and should the drain have sent it first, capture flags the second
+copy as a duplicate (same event id). The answer waits for the click to be in the hub or the spool at
+most the hub deadline plus SPOOL_DEADLINE_S; the click's delivery goes on in the background past that
+(a cold instance reading the day's salt, a slow spool write). When neither the hub nor the spool
+takes the click (storage down as well) it is counted as lost in the logs (`link_click_lost`, with a
+running total). The redirect is answered regardless: the link's availability beats its event.
+After a hub send fails, clicks go straight to the spool for HUB_PAUSE_S (the spool drain keeps
+probing the hub). When the registry cannot be read, a link cached earlier is served past its TTL;
+only a link never seen by this instance answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from workers import logs
+from workers.apps import AppConfig
+from workers.collect.collector import Admitted, Collector, HttpIn, scrubbed
+from workers.collect.privacy import client_ip
+from workers.errors import HubUnavailable
+from workers.links.cache import LinkCache
+from workers.links.model import DOMAIN, SLUG, Link, normal_domain
+from workers.links.spool import Spool
+
+log = logging.getLogger("hubcap.links")
+
+CLICK = "_link_click"
+NOT_FOUND = "_link_not_found"
+SPOOL_DEADLINE_S = 0.05
+# After a failed hub send, clicks go straight to the spool for this long: while Event Hubs is down, each
+# send makes the SDK reconnect, which stalls the event loop for up to a few hundred ms (measured here).
+# The spool drain keeps trying the hub meanwhile.
+HUB_PAUSE_S = 5.0
+# The day's salt is read from storage once a day per instance (and on a cold start): that read may be
+# slow, and the redirect does not wait for it (the click goes on in the background).
+SALT_DEADLINE_S = 10.0
+# The part of the query a click event keeps (the Location gets all of it).
+MAX_QUERY_CHARS = 4096
+NO_STORE = "no-store, max-age=0"
+CACHEABLE_FOR = "max-age=3600"
+PAGE_TYPE = "text/html; charset=utf-8"
+NOT_FOUND_PAGE = b"<!doctype html><title>Link not found</title><h1>Link not found</h1>\n"
+GONE_PAGE = b"<!doctype html><title>Link gone</title><h1>This link is no longer available</h1>\n"
+UNAVAILABLE_PAGE = b"<!doctype html><title>Try again</title><h1>Try again in a moment</h1>\n"
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    """A request to a branded link as plain data. Header names are lower case; `raw_query` as sent."""
+
+    method: str
+    scheme: str
+    slug: str
+    raw_query: str
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LinkResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def host_name(host: str) -> str:
+    """The Host header's name: lower case, without its port or a trailing dot."""
+    host = host.strip()
+    if host.startswith("["):
+        return normal_domain(host[1 : host.find("]")] if "]" in host else host[1:])
+    name, colon, port = host.rpartition(":")
+    return normal_domain(name if colon and port.isdigit() else host)
+
+
+def location(link: Link, raw_query: str) -> str:
+    """The link's destination, with the request's query parameters when the link forwards them."""
+    incoming = parse_qsl(raw_query, keep_blank_values=True) if link.forward_query else []
+    if not incoming:
+        return link.destination
+    parts = urlsplit(link.destination)
+    names = {name for name, _ in incoming}
+    kept = [(n, v) for n, v in parse_qsl(parts.query, keep_blank_values=True) if n not in names]
+    return urlunsplit(parts._replace(query=urlencode(kept + incoming)))
+
+
+def _page(status: int, page: bytes, method: str) -> LinkResponse:
+    headers = {"Content-Type": PAGE_TYPE, "Cache-Control": NO_STORE, "X-Robots-Tag": "noindex"}
+    return LinkResponse(status, b"" if method == "HEAD" else page, headers)
+
+
+def _redirect(status: int, target: str) -> LinkResponse:
+    cache = CACHEABLE_FOR if status in (301, 308) else NO_STORE
+    headers = {"Location": target, "Cache-Control": cache, "X-Robots-Tag": "noindex"}
+    return LinkResponse(status, b"", headers)
+
+
+def routing(link: Link | None, domain: str, slug: str, status: int, request: LinkRequest) -> dict[str, Any]:
+    """The routing data a click event carries (columns named in workers/links/columns.py)."""
+    data: dict[str, Any] = {
+        "domain": domain,
+        "slug": slug,
+        "redirect_status": status,
+        "query": request.raw_query[:MAX_QUERY_CHARS],
+        "method": request.method,
+    }
+    if link is not None:
+        data.update(
+            link_id=link.link_id,
+            destination=link.destination,
+            version=link.version,
+            created_at=link.created_at,
+            workspace=link.workspace,
+            creator=link.creator,
+            tags=list(link.tags),
+            scripts=list(link.scripts),
+        )
+    return data
+
+
+class Redirector:
+    def __init__(
+        self,
+        collector: Collector,
+        cache: LinkCache,
+        spool: Spool,
+        *,
+        hub_deadline_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.collector = collector
+        self.cache = cache
+        self.spool = spool
+        self.hub_deadline_s = hub_deadline_s
+        self.clock = clock
+        self.lost_clicks = 0
+        self.spooled_clicks = 0
+        self._background: set[asyncio.Future[Any]] = set()
+        self._hub_paused_until = 0.0
+
+    async def handle(self, request: LinkRequest) -> LinkResponse:
+        token = logs.request_id.set(secrets.token_hex(8))
+        try:
+            return await self._handle(request)
+        except Exception as exc:  # the last line of defence: no input gets a 500
+            logs.emit(log, logging.ERROR, "unhandled", error=type(exc).__name__, route="link")
+            return _page(503, UNAVAILABLE_PAGE, request.method)
+        finally:
+            logs.request_id.reset(token)
+
+    async def _handle(self, request: LinkRequest) -> LinkResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = _page(405, b"", request.method)
+            response.headers["Allow"] = "GET, HEAD"
+            return response
+        domain = host_name(request.headers.get("host", ""))
+        slug = request.slug
+        if not (DOMAIN.fullmatch(domain) and SLUG.fullmatch(slug)):
+            return _page(404, NOT_FOUND_PAGE, request.method)
+        try:
+            link = await self.cache.get(domain, slug)
+        except Exception as exc:
+            logs.emit(log, logging.WARNING, "link_registry_unavailable", error=type(exc).__name__)
+            response = _page(503, UNAVAILABLE_PAGE, request.method)
+            response.headers["Retry-After"] = "5"
+            return response
+        now = self.clock()
+        if link is None:
+            response = _page(404, NOT_FOUND_PAGE, request.method)
+            app = self._domain_app(domain)
+            if app is not None:
+                await self._record(NOT_FOUND, app, routing(None, domain, slug, 404, request), request, now)
+            return response
+        if link.live(int(now * 1000)):
+            response = _redirect(link.redirect_status, location(link, request.raw_query))
+        elif link.fallback_url:
+            response = _redirect(302, link.fallback_url)
+        else:
+            response = _page(410, GONE_PAGE, request.method)
+        app = self.collector.registry.get(link.app_id)
+        if app is None:
+            logs.emit(log, logging.WARNING, "link_app_unknown", app_id=link.app_id, link_id=link.link_id)
+        else:
+            data = routing(link, domain, slug, response.status, request)
+            await self._record(CLICK, app, data, request, now)
+        return response
+
+    def _domain_app(self, domain: str) -> AppConfig | None:
+        for app in self.collector.registry.apps.values():
+            if domain in app.own_hosts:
+                return app
+        return None
+
+    # -- the click event -------------------------------------------------------------------------------
+
+    async def _record(
+        self, event_type: str, app: AppConfig, data: dict[str, Any], request: LinkRequest, now: float
+    ) -> None:
+        collector = self.collector
+        received_at = int(now * 1000)
+        scheme = "https" if request.scheme == "https" else "http"
+        page_url = f"{scheme}://{data['domain']}/{data['slug']}"
+        if data["query"]:
+            page_url += "?" + data["query"]
+        plain = scrubbed(HttpIn(request.method, "link", {}, request.headers))
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "timestamp": received_at,
+            "page_url": page_url,
+            "page_referrer": plain.headers.get("referer"),
+            "attributes": {},
+            "link": data,
+        }
+        admitted = Admitted(
+            request_id=logs.request_id.get() or secrets.token_hex(8),
+            received_at=received_at,
+            app=app,
+            authenticated=False,
+            client_ip=client_ip(
+                plain.headers.get("x-forwarded-for"),
+                trusted_hops=collector.settings.trusted_hops,
+                trusted_proxies=collector.trusted_proxies,
+                authenticated=False,
+            ),
+            headers=plain.headers,
+            query={},
+            accepted=[event],
+            rejected=[],
+        )
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery = asyncio.ensure_future(self._deliver(admitted, durable))
+        self._keep(delivery)
+        # The answer waits for the click to be durable (in the hub or the spool), but only so long.
+        await asyncio.wait(
+            {durable, delivery},
+            timeout=self.hub_deadline_s + SPOOL_DEADLINE_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+
+    async def _deliver(self, admitted: Admitted, durable: asyncio.Future[None]) -> None:
+        """The click to the hub, or after the hub deadline to the spool; runs on past the answer."""
+        collector = self.collector
+        try:
+            salt = await asyncio.wait_for(collector.salts.current(), SALT_DEADLINE_S)
+            messages, partition_key = collector.messages(admitted, salt)
+        except Exception as exc:
+            self._lost("no_salt", type(exc).__name__)
+            return
+        if time.monotonic() < self._hub_paused_until:
+            send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            send.set_exception(HubUnavailable("the hub failed moments ago: straight to the spool"))
+        else:
+            send = asyncio.ensure_future(collector.hub.send(messages, partition_key))
+            send.add_done_callback(self._watch_hub)
+            done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
+            if send in done and send.exception() is None:
+                return
+        # A click is one small envelope: pack() never splits it.
+        put = asyncio.ensure_future(
+            self.spool.put(
+                messages[0], partition_key, received_at=admitted.received_at, request_id=admitted.request_id
+            )
+        )
+
+        def spooled(task: asyncio.Future[str]) -> None:
+            if not durable.done() and not task.cancelled() and task.exception() is None:
+                durable.set_result(None)
+
+        put.add_done_callback(spooled)
+        await self._after_deadline(send, put)
+
+    def _watch_hub(self, send: asyncio.Future[None]) -> None:
+        if not send.cancelled() and send.exception() is not None:
+            self._hub_paused_until = time.monotonic() + HUB_PAUSE_S
+
+    async def _after_deadline(self, send: asyncio.Future[None], put: asyncio.Future[str]) -> None:
+        """Once the late send and the spool write have ended: a click the hub took after all leaves the
+        spool again (so it is not sent twice), and one neither took is counted as lost."""
+        sent = await _succeeded(send)
+        spooled = await _succeeded(put)
+        if sent and spooled:
+            await self.spool.remove(put.result())
+        elif spooled:
+            self.spooled_clicks += 1
+            logs.emit(log, logging.INFO, "link_click_spooled", spooled_total=self.spooled_clicks)
+        elif not sent:
+            error = type(put.exception()).__name__ if not put.cancelled() else "cancelled"
+            self._lost("spool_failed", error)
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a task that outlives the request until it ends; an error it did not foresee is logged."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_report)
+
+    def _lost(self, reason: str, error: str) -> None:
+        self.lost_clicks += 1
+        logs.emit(
+            log, logging.WARNING, "link_click_lost", reason=reason, error=error, lost_total=self.lost_clicks
+        )
+
+    async def settle(self) -> None:
+        """Wait for the sends and spool writes still running (tests, shutdown)."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+
+
+async def _succeeded(task: asyncio.Future[Any]) -> bool:
+    try:
+        await task
+    except Exception:
+        return False
+    return True
+
+
+def _report(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logs.emit(log, logging.ERROR, "link_click_unhandled", error=type(task.exception()).__name__)
