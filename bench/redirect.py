@@ -1,6 +1,6 @@
 """Branded-link redirects: requests/s against a no-op handler, and latency with the hub up and down.
 
-The dev host (devstack/host.py build_web_app on aiohttp + uvloop) serves function_app.py in a child
+The dev host (devstack/host/http.py build_web_app on aiohttp + uvloop) serves function_app.py in a child
 process, with a bare no-op aiohttp handler (a fixed 302) added to the same server; Azurite and the
 project's Event Hubs endpoint run as in `make dev`. One link on the domain `localhost`, created before
 the child starts. The capture function is disabled (AzureWebJobs.capture.Disabled): in Azure it runs

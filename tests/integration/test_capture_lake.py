@@ -28,6 +28,7 @@ from functions.capture import bp
 from tests.capture_support import RECEIVED_AT, VISITOR, client_event, make_envelope
 from workers.enrich.pipeline import reference_versions
 from workers.errors import LakeWriteError
+from workers.links.columns import link_columns
 from workers.sinks.lake.lake import BlobLake, partition_path, read_rows
 from workers.sinks.lake.sink import get_capture
 from workers.stream import envelope
@@ -222,6 +223,8 @@ def _expected_event(event_id: str, received: EventData, index: int, session_id: 
     row.update(
         dict.fromkeys(("action", "object", "vendor", "product", "instance_id", "account_id", "tracker_id"))
     )
+    # The branded-link columns: only a redirect's click fills them.
+    row.update(dict.fromkeys((*link_columns({}), "is_first_click")))
     return row
 
 

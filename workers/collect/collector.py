@@ -311,18 +311,24 @@ class Collector:
         headers = {**PREFLIGHT_HEADERS, **cors_headers(app, request.headers), "Allow": "POST, OPTIONS"}
         return HttpOut(204, b"", headers)
 
-    def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
-        """Every check up to and including validation; raises the HubcapError that answers the request."""
-        headers, query, body = request.headers, request.query, request.body
+    def identify(self, app: AppConfig, request: HttpIn) -> tuple[bool, str | None]:
+        """Whether the sender signed with the app's key (else its Origin must be allowed), and the client
+        address: X-Forwarded-For entries the sender wrote count only when it signed."""
         authenticated = self._authenticated(app, request)
         if not authenticated:
-            check_origin(app, headers)
+            check_origin(app, request.headers)
         ip = client_ip(
-            headers.get("x-forwarded-for"),
+            request.headers.get("x-forwarded-for"),
             trusted_hops=self.settings.trusted_hops,
             trusted_proxies=self.trusted_proxies,
             authenticated=authenticated,
         )
+        return authenticated, ip
+
+    def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
+        """Every check up to and including validation; raises the HubcapError that answers the request."""
+        headers, query, body = request.headers, request.query, request.body
+        authenticated, ip = self.identify(app, request)
         limit = self.settings.max_body_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the {limit}-byte limit")

@@ -5,8 +5,8 @@ devices. `aid` names an account and `tid` one of its trackers, each a number or 
 (workers/apps.py: the registry maps an account to its app, its trackers and its registered vendors).
 The body is one JSON object checked against schemas/profile.schema.json.
 
-The request takes the same checks as POST /api/collect, in the same order (workers/collector.py), and the
-same envelope and hub:
+The request takes the same checks as POST /api/collect, in the same order
+(workers/collect/collector.py), and the same envelope and hub:
   method (405; OPTIONS is the CORS preflight) → account (403 unknown_account) → tracker of the account
   (403 unknown_tracker) → server key if signed, else Origin (403) → body size as received (413) →
   content type and compression (415) → gunzip, capped (413) → one JSON object (400 invalid_body) →
@@ -58,7 +58,6 @@ from workers.collect.body import (
 )
 from workers.collect.collector import Admitted, Collector, NotAllowed  # both routes refuse alike
 from workers.collect.http import HttpIn, HttpOut, http_error_response
-from workers.collect.privacy import client_ip
 from workers.collect.validation import MAX_ERRORS_PER_EVENT, SCHEMA_PATH, ErrorFinder
 from workers.errors import BadRequest, Forbidden, HubcapError, InvalidBody, PayloadTooLarge
 
@@ -188,15 +187,7 @@ def admit(
 ) -> Admitted:
     """Every check of the profile's request; raises the HubcapError that answers it."""
     headers, query, body = request.headers, request.query, request.body
-    authenticated = collector._authenticated(app, request)
-    if not authenticated:
-        check_origin(app, headers)
-    ip = client_ip(
-        headers.get("x-forwarded-for"),
-        trusted_hops=collector.settings.trusted_hops,
-        trusted_proxies=collector.trusted_proxies,
-        authenticated=authenticated,
-    )
+    authenticated, ip = collector.identify(app, request)
     limit = collector.settings.max_body_bytes
     if len(body) > limit:
         raise PayloadTooLarge(f"body is over the {limit}-byte limit")
