@@ -63,8 +63,10 @@ def shop() -> Iterator[str]:
 
 
 def hubcap(azurite: Azurite, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HUBCAP_LAKE_CONNECTION": azurite.connection_string}
-    env.pop("HUBCAP_APPS_JSON", None)
+    # Only this test's settings: a setting an earlier module left in the environment must not point the
+    # CLI at another table, hub or registry than the dev host reads.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUBCAP_", "EventHub", "AzureWebJobs"))}
+    env["HUBCAP_LAKE_CONNECTION"] = azurite.connection_string
     return subprocess.run(
         [sys.executable, "-m", "workers.cli", "links", *args],
         env=env,
