@@ -210,6 +210,20 @@ class Settings:
         }
         return cls(**values)
 
+    @property
+    def hub_scope(self) -> str:
+        """`<namespace host>/<hub>`: names this hub's sequence numbers. Two hubs of one name in two
+        namespaces (or two local endpoints on two ports) count from 0 each, so state that remembers a
+        sequence number must be kept per scope, not per hub name."""
+        namespace, hub = self.eventhub_namespace or "", self.eventhub_name
+        for part in (self.eventhub_connection or "").split(";"):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "endpoint":
+                namespace = value.strip().removeprefix("sb://").rstrip("/")
+            elif key.strip().lower() == "entitypath" and value.strip():
+                hub = value.strip()
+        return f"{namespace}/{hub}"
+
 
 SETTING_NAMES: tuple[str, ...] = tuple(spec.metadata["env"] for spec in dataclasses.fields(Settings))
 

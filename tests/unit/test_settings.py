@@ -58,3 +58,38 @@ def test_every_field_is_one_setting_with_a_meaning() -> None:
         len(specs),
         [],
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "scope"),
+    [
+        (
+            {"EventHubConnection": "Endpoint=sb://127.0.0.1:5673/;SharedAccessKeyName=k;SharedAccessKey=s"},
+            "127.0.0.1:5673/clicks",
+        ),
+        (
+            {
+                "EventHubConnection": "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;"
+                "SharedAccessKey=s;EntityPath=other",
+            },
+            "ns.servicebus.windows.net/other",
+        ),
+        (
+            {
+                "EventHubConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
+                "HUBCAP_EVENTHUB_NAME": "c2",
+            },
+            "ns.servicebus.windows.net/c2",
+        ),
+    ],
+    ids=["connection string", "entity path wins", "managed identity"],
+)
+def test_the_hub_scope_names_the_namespace_and_the_hub(env: dict[str, str], scope: str) -> None:
+    assert Settings.from_env(env).hub_scope == scope
+
+
+def test_two_endpoints_of_one_hub_name_keep_apart_state() -> None:
+    """A fresh local endpoint counts from 0 again: its state must not meet the old one's watermark."""
+    one = Settings.from_env({"EventHubConnection": "Endpoint=sb://127.0.0.1:1001/;SharedAccessKey=s"})
+    two = Settings.from_env({"EventHubConnection": "Endpoint=sb://127.0.0.1:1002/;SharedAccessKey=s"})
+    assert one.hub_scope != two.hub_scope

@@ -18,7 +18,8 @@ run's, even when the first run saved its dedup entries and then failed before it
 is in the table the batch's files, dedup entries and sessions are too. The stream stage
 (workers/stream/stage.py) skips messages at or below it.
 
-Table layout (PartitionKey `<hub>:<consumer group>:<partition>`):
+Table layout (PartitionKey `<namespace>/<hub>:<consumer group>:<partition>`, URL-quoted: a hub made
+anew, or another local endpoint, counts from 0 again and must not meet an old watermark):
     s:<app>:<visitor hash>     one session per visitor: session_id, last_seen (ms), idx
     lake                       last_sequence: the last sequence number whose rows are in the lake
     d:<first seq>:<n>          the dedup entries a batch added, zlib(JSON) in ≤ 64 KiB binary properties
@@ -375,4 +376,4 @@ def open_state_store(settings: Settings, consumer_group: str) -> TableStateStore
         asynchronous=False,
         missing="no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
     )
-    return TableStateStore(table, hub=settings.eventhub_name, consumer_group=consumer_group)
+    return TableStateStore(table, hub=settings.hub_scope, consumer_group=consumer_group)
