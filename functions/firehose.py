@@ -11,26 +11,14 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.capture import to_messages
+from functions.hub import sink_trigger, to_messages
 from workers.sinks.firehose.sink import get_firehose
 
 bp = func.Blueprint()
 
 
-@bp.function_name("firehose")
-@bp.retry(
-    strategy="exponential_backoff",
-    max_retry_count="-1",
-    minimum_interval="00:00:01",
-    maximum_interval="00:01:00",
-)
-@bp.event_hub_message_trigger(
-    arg_name="events",
-    event_hub_name="%HUBCAP_EVENTHUB_NAME%",
-    connection="EventHubConnection",
-    consumer_group="%HUBCAP_FIREHOSE_CONSUMER_GROUP%",
-    cardinality=func.Cardinality.MANY,
-    data_type=func.DataType.BINARY,
+@sink_trigger(
+    bp, "firehose", "HUBCAP_FIREHOSE_CONSUMER_GROUP", min_interval="00:00:01", max_interval="00:01:00"
 )
 def firehose_events(events: list[func.EventHubEvent]) -> None:
     get_firehose().process(to_messages(events))

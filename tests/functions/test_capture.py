@@ -22,7 +22,8 @@ from azure.functions.eventhub import EventHubTriggerConverter
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from devstack.services import Azurite
-from functions.capture import bp, to_messages
+from functions.capture import bp
+from functions.hub import to_messages
 from tests.capture_support import client_event, make_envelope
 from workers.errors import LakeWriteError
 from workers.sinks.lake.lake import iter_rows
