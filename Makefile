@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 INFRA_VENV := .venv-infra
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# Test files run in parallel, each whole on one worker (its module's services stay shared); most of
+# the suite's time is spent waiting on services, so three workers pay off on two cores.
+PYTEST_WORKERS ?= 3
 
 .PHONY: help install install-infra install-browser tracker dev test test-fast lint format typecheck bench clean
 
@@ -57,10 +60,10 @@ typecheck: $(VENV)/.installed ## mypy on workers/, devstack/, functions/ and fun
 	$(BIN)/mypy
 
 test: install install-infra install-browser tracker lint typecheck ## install everything, lint, typecheck, run every test
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install install-infra ## every test that needs no service or browser (the Bicep checks need .venv-infra)
-	$(BIN)/pytest -m "not integration and not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not integration and not browser" $(PYTEST_ARGS)
 
 bench: install tracker ## run every benchmark under bench/ (each prints one JSON object last)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from devstack.services import Azurite
@@ -165,6 +166,17 @@ def fuzz_devhost(azurite: Azurite, eventhubs: Any, tmp_path_factory: pytest.Temp
         host.stop()
 
 
+def _reports_the_hub_down(status: int, body: bytes) -> bool:
+    """Health answers 503 when the hub did not answer within its timeout (a loaded machine)."""
+    if status != 503:
+        return False
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(answer, dict) and answer.get("error") == "hub_unavailable"
+
+
 ROUTES = {"collect": "/api/collect", "pixel": "/api/collect/pixel.gif", "health": "/api/health"}
 
 
@@ -185,8 +197,10 @@ async def test_no_fuzzed_request_over_http_gets_a_5xx(fuzz_devhost: DevHostProce
                     data=case.body if case.body else None,
                     skip_auto_headers=["Content-Type", "User-Agent"],
                 ) as response:
-                    await response.read()
+                    body = await response.read()
                     statuses[response.status] = statuses.get(response.status, 0) + 1
+                    if case.route == "health" and _reports_the_hub_down(response.status, body):
+                        return  # the state of the hub, which health is there to report, not the input's
                     if response.status >= 500:
                         failures.append(f"{describe(number, case)} answered {response.status}")
             except (ValueError, UnicodeError):
