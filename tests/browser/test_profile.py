@@ -75,6 +75,20 @@ def send_server_event(host: DevHostProcess, instance_id: str) -> str:
         return str(resp.headers["X-Event-Id"])
 
 
+async def settled_rows(host: DevHostProcess, instance_id: str, quiet_s: float = 6.0) -> list[dict[str, Any]]:
+    """The instance's rows once none has landed for `quiet_s`: capture waits up to 5 s (host.json
+    maxWaitTime) to fill a batch, so a quieter spell means nothing more is on its way."""
+    rows = instance_rows(host, instance_id)
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet_s)
+        again = instance_rows(host, instance_id)
+        if len(again) == len(rows):
+            return again
+        rows = again
+    return rows
+
+
 async def test_a_tracker_event_and_a_server_event_join_by_instance_id(
     context: BrowserContext,
     site: Site,
@@ -99,6 +113,9 @@ async def test_a_tracker_event_and_a_server_event_join_by_instance_id(
         "chat_start",
         server_event_id,
     )
+    # The page may still flush events of this instance (on close, too): count them once they stop.
+    await page.close()
+    rows = await settled_rows(profile_host, instance_id)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HUBCAP_LAKE_FILESYSTEM", profile_host.env["HUBCAP_LAKE_FILESYSTEM"])
