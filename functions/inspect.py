@@ -46,6 +46,12 @@ async def inspect_read(req: func.HttpRequest) -> func.HttpResponse:
     return _response(await api.get(get_inspector(), view, dict(req.params), dict(req.headers)))
 
 
+@bp.function_name("inspect_stats")
+@bp.route(route="api/inspect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def inspect_stats(req: func.HttpRequest) -> func.HttpResponse:
+    return _response(api.stats(get_inspector()))
+
+
 @bp.function_name("inspect_reset")
 @bp.route(route="api/inspect/reset", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def inspect_reset(req: func.HttpRequest) -> func.HttpResponse:

@@ -3,6 +3,7 @@
     GET  /api/inspect/{all,good,bad}?appId=<app>[&event_type=][&event_id=][&attr.<name>=<value>…]
                                     [&wait=<N>[&timeout=<seconds>]]
     POST /api/inspect/reset?appId=<app>
+    GET  /api/inspect                the window's size and bounds (no events, no app names): 200 when on
 
 A GET answers `{"count": n, "events": [{"kind": "good"|"rejected"|"failed", "row": {…}}, …]}`, oldest
 first; with `wait` it answers as soon as N events match, or after `timeout` seconds (default
@@ -135,6 +136,20 @@ def _access(inspector: Inspector, params: Mapping[str, str], headers: Mapping[st
     if not hmac.compare_digest(token.strip().encode(), key.encode()):
         return _error(403, "forbidden", "the key is not this app's server key")
     return app_id
+
+
+def stats(inspector: Inspector) -> Reply:
+    if not inspector.enabled:
+        return _error(404, "inspector_off", "the inspector is off (HUBCAP_INSPECT_APPS is empty)")
+    window = inspector.window
+    body = {
+        "events": len(window),
+        "bytes": window.bytes,
+        "max_events": window.max_events,
+        "max_bytes": window.max_bytes,
+        "oversize": window.oversize,
+    }
+    return Reply(200, orjson.dumps(body))
 
 
 async def get(

@@ -139,3 +139,14 @@ def test_a_refused_reset_drops_nothing(params: dict[str, str], headers: dict[str
     found = inspector()
     assert api.reset(found, params, headers).status == status
     assert len(found.window) == 3
+
+
+def test_the_stats_show_the_window_and_its_bounds() -> None:
+    reply = api.stats(inspector())
+    body = orjson.loads(reply.body)
+    assert (reply.status, body["events"], body["max_events"], body["oversize"]) == (200, 3, 10_000, 0)
+    assert 0 < body["bytes"] <= body["max_bytes"]
+
+
+def test_the_stats_are_not_found_when_the_inspector_is_off() -> None:
+    assert api.stats(inspector(apps="")).status == 404

@@ -11,7 +11,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[4]
 FIREHOSE_FUNCTIONS = {"firehose", "firehose_retry", "firehose_health"}
 # The inspector shares the firehose's app: its window is in that process's memory (functions/inspect.py).
-INSPECT_FUNCTIONS = {"inspect", "inspect_read", "inspect_reset"}
+INSPECT_FUNCTIONS = {"inspect", "inspect_read", "inspect_reset", "inspect_stats"}
 
 
 def functions(entry: str) -> list[Any]:
