@@ -17,6 +17,7 @@ import pytest
 
 from devstack.stack import DevHostProcess
 from tests.collect_support import DEMO_KEY
+from workers.cli import main
 from workers.collect.signing import signed_headers
 from workers.inspect.client import InspectClient, InspectError
 
@@ -29,7 +30,7 @@ CHROME = (
 GB_IP = "81.2.69.160"
 # Generous for a loaded machine; a wait returns as soon as its events are there.
 WAIT_S = 45.0
-IDLE_S = 10.0
+IDLE_S = 8.0
 
 
 def post(devhost: DevHostProcess, app_id: str, events: list[dict[str, Any]], *, sign: bool = False) -> Any:
@@ -150,3 +151,42 @@ def test_reset_empties_the_apps_window(devhost: DevHostProcess, inspector: DevHo
         stats = orjson.loads(response.read())
     assert stats["events"] <= stats["max_events"]
     assert stats["bytes"] <= stats["max_bytes"]
+
+
+def test_the_cli_prints_the_matching_events_as_json_lines(
+    devhost: DevHostProcess, inspector: DevHostProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test_id = uuid.uuid4().hex
+    sent = event(test_id)
+    post(devhost, "test_release", [sent])
+    args = [
+        "inspect",
+        "good",
+        "--app",
+        "test_release",
+        "--attr",
+        f"test_id={test_id}",
+        "--url",
+        inspector.base_url,
+    ]
+
+    assert main([*args, "--wait", "1", "--timeout", str(WAIT_S)]) == 0
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert orjson.loads(line)["row"]["event_id"] == sent["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stderr"),
+    [
+        (["--attr", "test_id=nothing-matches", "--wait", "1", "--timeout", "0.2"], 1, "(timed out)"),
+        (["--wait", "0"], 2, "wait: must be a whole number"),
+        (["--app", "demo", "--key", "wrong"], 2, "HTTP 403 forbidden"),
+        (["--app", "nobody"], 2, "HTTP 404 not_inspected"),
+    ],
+)
+def test_the_cli_exit_code_says_what_went_wrong(
+    inspector: DevHostProcess, capsys: pytest.CaptureFixture[str], args: list[str], code: int, stderr: str
+) -> None:
+    assert main(["inspect", "--app", "test_release", "--url", inspector.base_url, *args]) == code
+    assert stderr in capsys.readouterr().err
