@@ -8,13 +8,16 @@ counted, never stored.
 
 `add` may run on any thread (the trigger's); `wait` is a coroutine that returns as soon as `count`
 entries match or the timeout passes. A waiter sleeps on an asyncio.Event of its own loop, which `add`
-sets through `call_soon_threadsafe`, so a long-poll holds no thread and blocks no other request.
+sets through `call_soon_threadsafe`, so a long-poll holds no thread and blocks no other request; on
+each wake-up it looks only at the entries added since the last one, so many long-polls over a full
+window cost what arrives, not what is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -98,6 +101,9 @@ class Window:
         self.bytes = 0
         self.oversize = 0
         self._entries: deque[Entry] = deque()
+        # Entries ever appended, and resets done: where a waiter's count left off.
+        self._appended = 0
+        self._resets = 0
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -112,13 +118,14 @@ class Window:
                     self.oversize += 1
                     continue
                 self._entries.append(entry)
+                self._appended += 1
                 self.bytes += size
                 while len(self._entries) > self.max_events or self.bytes > self.max_bytes:
                     self.bytes -= self._entries.popleft().size
             waiters = list(self._waiters)
         for loop, event in waiters:
             # A waiter whose loop has closed has gone; nothing is left to wake.
-            if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
     def select(self, query: Query) -> list[Entry]:
@@ -131,23 +138,45 @@ class Window:
             kept = deque(entry for entry in self._entries if entry.app_id != app_id)
             removed = len(self._entries) - len(kept)
             self._entries = kept
+            self._resets += 1
             self.bytes = sum(entry.size for entry in kept)
         return removed
 
+    def _count_new(
+        self, query: Query, mark: tuple[int, int] | None, counted: int
+    ) -> tuple[int, tuple[int, int]]:
+        """Matches in the window by counting only what came since `mark` (a full count on the first
+        call, or when a reset has moved entries since); over-counts entries evicted meanwhile, which
+        `wait` settles with a full select before it answers."""
+        with self._lock:
+            now = (self._appended, self._resets)
+            if mark is None or mark[1] != self._resets:
+                return sum(1 for entry in self._entries if query.matches(entry)), now
+            new = min(self._appended - mark[0], len(self._entries))
+            fresh = itertools.islice(reversed(self._entries), new)
+            return counted + sum(1 for entry in fresh if query.matches(entry)), now
+
     async def wait(self, query: Query, count: int, timeout_s: float) -> tuple[list[Entry], bool]:
         """The matching entries once there are `count` of them, or at the timeout; and whether the
-        count was reached."""
+        count was reached. Each wake-up costs the entries added since the last one, not the window."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        counted, mark = 0, None
         while True:
             woken = asyncio.Event()
             waiter = (loop, woken)
             with self._lock:
                 self._waiters.add(waiter)
             try:
-                found = self.select(query)
+                counted, mark = self._count_new(query, mark, counted)
+                if counted >= count:
+                    found = self.select(query)
+                    if len(found) >= count:
+                        return found, True
+                    counted, mark = len(found), None
                 remaining = deadline - loop.time()
-                if len(found) >= count or remaining <= 0:
+                if remaining <= 0:
+                    found = self.select(query)
                     return found, len(found) >= count
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), remaining)

@@ -138,3 +138,62 @@ async def test_wait_returns_at_once_when_enough_events_are_there() -> None:
     window.add([entry("a"), entry("b")])
     found, complete = await asyncio.wait_for(window.wait(Query("good", "shop"), 2, timeout_s=30), 5)
     assert (ids(found), complete) == (["a", "b"], True)
+
+
+async def test_a_wait_counts_again_after_a_reset() -> None:
+    window = Window(max_events=100, max_bytes=10**6)
+    window.add([entry("a"), entry("b")])
+    waiting = asyncio.create_task(window.wait(Query("good", "shop"), 3, timeout_s=30))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    window.reset("shop")
+    window.add([entry("c")])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    window.add([entry("d"), entry("e")])
+    found, complete = await asyncio.wait_for(waiting, 10)
+    assert (ids(found), complete) == (["c", "d", "e"], True)
+
+
+async def test_a_wait_does_not_count_matches_the_window_has_dropped() -> None:
+    window = Window(max_events=3, max_bytes=10**6)
+    window.add([entry("a", test_id="t")])
+    waiting = asyncio.create_task(
+        window.wait(Query("good", "shop", attributes={"test_id": "t"}), 2, timeout_s=30)
+    )
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # Three newer events push "a" out: one match is left, not two.
+    window.add([entry("x"), entry("y"), entry("b", test_id="t")])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    window.add([entry("c", test_id="t")])
+    found, complete = await asyncio.wait_for(waiting, 10)
+    assert (ids(found), complete) == (["b", "c"], True)
+
+
+class CountingQuery(Query):
+    """A query that counts how many entries it was asked about."""
+
+    def matches(self, entry: Entry) -> bool:
+        object.__setattr__(self, "asked", getattr(self, "asked", 0) + 1)
+        return super().matches(entry)
+
+
+async def test_a_wake_up_looks_only_at_the_new_entries() -> None:
+    window = Window(max_events=10_000, max_bytes=10**9)
+    window.add(entry(f"old-{i}") for i in range(5_000))
+    query = CountingQuery("good", "shop", attributes={"test_id": "new"})
+    waiting = asyncio.create_task(window.wait(query, 3, timeout_s=30))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    for n in range(3):
+        window.add([entry(f"new-{n}", test_id="new")])
+        for _ in range(5):
+            await asyncio.sleep(0)
+    found, complete = await asyncio.wait_for(waiting, 10)
+    assert (len(found), complete) == (3, True)
+    # One full count, three wake-ups of one entry each, and the final select.
+    assert getattr(query, "asked", 0) < 2 * 5_003 + 10
