@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.capture_support import client_event, contract_pipeline, hub_message, make_envelope
 from workers.apps import AppRegistry
@@ -102,3 +103,23 @@ def test_with_named_apps_other_apps_messages_are_not_even_decoded() -> None:
     assert "stage" not in vars(found)
     found.process([hub_message(make_envelope([client_event("s")]), 2)])
     assert [row["event_id"] for _, row in rows(found, "all")] == ["s"]
+
+
+@pytest.mark.parametrize(("max_events", "max_bytes"), [(50, 10**8), (10**6, 40_000)])
+def test_the_window_stays_within_its_bounds_under_load(max_events: int, max_bytes: int) -> None:
+    settings = Settings.from_env(
+        {
+            "HUBCAP_INSPECT_APPS": "*",
+            "HUBCAP_INSPECT_MAX_EVENTS": str(max_events),
+            "HUBCAP_INSPECT_MAX_BYTES": str(max_bytes),
+        }
+    )
+    found = Inspector(settings, REGISTRY, contract_pipeline())
+    for seq in range(100):
+        events = [client_event(f"e{seq}-{i}") for i in range(10)]
+        found.process([hub_message(make_envelope(events), seq)])
+        assert len(found.window) <= max_events
+        assert found.window.bytes <= max_bytes
+    kept = [row["event_id"] for _, row in rows(found, "good")]
+    assert kept[-1] == "e99-9"
+    assert len(kept) > 5
