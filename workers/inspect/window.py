@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from workers.stream.records import json_text
+
 KINDS = ("good", "rejected", "failed")
 # What each route serves: `bad` is every event that did not become a row.
 VIEWS: Mapping[str, frozenset[str]] = {
@@ -40,6 +42,17 @@ def attribute_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value, default=str).decode()
+
+
+def _json(item: dict[str, Any]) -> bytes:
+    """The item as JSON; a row orjson refuses (an integer beyond 64 bits in a forged envelope, nesting
+    past its limit) goes through the standard library, and one nothing can write keeps only its ids."""
+    text = json_text(item)
+    if text is not None:
+        return text.encode()
+    row = item["row"]
+    kept = {k: row.get(k) for k in ("app_id", "event_id", "event_type") if isinstance(row.get(k), str)}
+    return orjson.dumps({**item, "row": {**kept, "error": "the row cannot be written as JSON"}})
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ class Entry:
     def of(cls, kind: str, row: Mapping[str, Any], attributes: Any) -> Entry:
         """An entry of a row (an enriched row, a rejected or a failed record) and the client's
         attributes (anything but an object counts as none)."""
-        data = orjson.dumps({"kind": kind, "row": row}, default=str, option=orjson.OPT_NON_STR_KEYS)
+        data = _json({"kind": kind, "row": row})
         texts = (
             {str(k): attribute_text(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {}
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -197,3 +198,23 @@ async def test_a_wake_up_looks_only_at_the_new_entries() -> None:
     assert (len(found), complete) == (3, True)
     # One full count, three wake-ups of one entry each, and the final select.
     assert getattr(query, "asked", 0) < 2 * 5_003 + 10
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2**70, {"app_id": "shop", "event_id": "e", "big": 2**70}),
+        (nested(300), {"app_id": "shop", "event_id": "e", "big": nested(300)}),
+        (nested(5_000), {"app_id": "shop", "event_id": "e", "error": "the row cannot be written as JSON"}),
+    ],
+)
+def test_a_row_orjson_refuses_is_still_shown(value: Any, expected: dict[str, Any]) -> None:
+    kept = Entry.of("failed", {"app_id": "shop", "event_id": "e", "big": value}, None)
+    assert json.loads(kept.data) == {"kind": "failed", "row": expected}
