@@ -6,8 +6,8 @@
 
 Prints one JSON line per event (`{"kind": "good"|"rejected"|"failed", "row": {…}}`), oldest first, and a
 summary on stderr. Exit code 0; 1 when a wait timed out before N events matched; 2 when the API refused
-the request (its error printed). The URL defaults to `make dev`'s firehose host, the key to the app's
-server key in the dev registry (devstack/apps.dev.json).
+the request or could not be reached (the error printed). The URL defaults to `make dev`'s firehose
+host, the key to the app's server key in the dev registry (devstack/apps.dev.json).
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
     except InspectError as exc:
         print(f"inspector: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        # Nothing listening (is `make dev` running?), a timeout, or a URL that is not http(s).
+        print(f"inspector at {args.url}: {exc}", file=sys.stderr)
         return 2
     for item in found["events"]:
         sys.stdout.write(orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE).decode())
