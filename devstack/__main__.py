@@ -213,6 +213,9 @@ def main() -> int:
         default=_ports(os.environ.get("DEVSTACK_AZURITE_PORTS", "10000,10001,10002")),
     )
     parser.add_argument("--demo-port", type=int, default=int(os.environ.get("DEVSTACK_DEMO_PORT", 8000)))
+    parser.add_argument(
+        "--firehose-port", type=int, default=int(os.environ.get("DEVSTACK_FIREHOSE_PORT", 7072))
+    )
     parser.add_argument("--events", type=int, default=200, help="synthetic events to send at start")
     parser.add_argument("--once", action="store_true", help="stop after showing the first rows")
     args = parser.parse_args()
@@ -237,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
             azurite_ports=args.azurite_ports,
             host_name="localhost",
         ) as stack,
-        run_firehose(STATE, stack.host.env) as firehose,
+        run_firehose(STATE, stack.host.env, http_port=args.firehose_port) as firehose,
     ):
         record_pids(stack, firehose)
         settings = Settings.from_env(stack.host.env)
@@ -250,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"  firehose    {firehose.host.base_url} (second dev host) → receiver {firehose.receiver_url}"
             )
+            print(f"  inspector   {firehose.host.base_url}/api/inspect/all?appId=demo   (hubcap inspect)")
             before = lake_files(settings)
             print(f"AWS example → HTTP {post_aws_example(stack.base_url)}")
             key = server_key("demo", None)  # signed like a server-side sender, so visitor IPs count

@@ -31,6 +31,9 @@ HOST_OVERRIDES = {
     "AzureFunctionsJobHost__extensions__eventHubs__prefetchCount": "300",
 }
 
+# The inspector shares this app (functions/inspect.py) and is on for every app of the dev registry.
+INSPECT_ENV = {"HUBCAP_INSPECT_APPS": "*", "HUBCAP_INSPECT_CONSUMER_GROUP": "inspect"}
+
 
 def registry_with_receiver(receiver_url: str, apps_file: Path = APPS_FILE) -> str:
     """The dev app registry with the local receiver as every app's firehose destination."""
@@ -48,6 +51,7 @@ def firehose_env(app_env: dict[str, str], receiver_url: str, **overrides: str) -
         "HUBCAP_APPS_JSON": registry_with_receiver(receiver_url),
         "HUBCAP_FIREHOSE_CONSUMER_GROUP": "firehose",
         "HUBCAP_FIREHOSE_ALLOW_PRIVATE": "true",
+        **INSPECT_ENV,
         **overrides,
     }
 

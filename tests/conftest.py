@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.inspector import run_inspector
 from devstack.services import Azurite, EventHubsEndpoint, free_port, run_azurite, run_eventhubs
 from devstack.stack import DevHostProcess, app_env
 from workers.settings import get_settings
@@ -64,3 +65,15 @@ def devhost(
         yield host
     finally:
         host.stop()
+
+
+@pytest.fixture(scope="module")
+def inspector(
+    azurite: Azurite, eventhubs: EventHubsEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevHostProcess]:
+    """firehose_app.py's inspector on the module's hub (devstack/inspector.py), every dev app inspected,
+    the firehose itself off. Beside `devhost`, it sees what the collector sends: query it with
+    workers.inspect.client.InspectClient(inspector.base_url)."""
+    log = tmp_path_factory.mktemp("inspector") / "inspector.log"
+    with run_inspector(app_env(azurite, eventhubs), log) as host:
+        yield host

@@ -9,6 +9,7 @@
     hubcap status [--file .devstack/status.json]           which function fails on which partition, why
     hubcap firehose test|replay|redeliver --destination D   see workers/sinks/firehose/cli.py
     hubcap links add|ls|show|update|archive …              branded links (workers/links/cli.py)
+    hubcap inspect [all|good|bad] [--app A] [--wait N]      the inspector (workers/inspect/cli.py)
 
 Lake commands read settings like the Function App does (HUBCAP_LAKE_CONNECTION or
 HUBCAP_LAKE_ACCOUNT_URL, HUBCAP_LAKE_FILESYSTEM, HUBCAP_LAKE_API); `--connection` overrides them.
@@ -282,6 +283,9 @@ def parser() -> argparse.ArgumentParser:
 
     add_firehose_parser(sub)
     links_cli.add_parser(sub)
+    from workers.inspect.cli import add_parser as add_inspect_parser
+
+    add_inspect_parser(sub)
     return root
 
 

@@ -198,6 +198,26 @@ class Settings:
     links_spool_container: str = setting(
         "HUBCAP_LINKS_SPOOL_CONTAINER", "linkspool", "the container of clicks the hub has not taken yet"
     )
+    # The inspector (workers/inspect/): off unless apps are named; the window lives in one process's
+    # memory, so both bounds cap what a long-poll scans and what a response carries.
+    inspect_consumer_group: str = setting(
+        "HUBCAP_INSPECT_CONSUMER_GROUP", "inspect", "the inspector's consumer group on the hub"
+    )
+    inspect_apps: tuple[str, ...] = setting(
+        "HUBCAP_INSPECT_APPS",
+        (),
+        "apps whose events the inspector keeps, comma-separated, or * for every app; empty turns it off",
+        _csv,
+    )
+    inspect_max_events: int = setting(
+        "HUBCAP_INSPECT_MAX_EVENTS", 10_000, "events the inspector's window holds at most", _integer(1)
+    )
+    inspect_max_bytes: int = setting(
+        "HUBCAP_INSPECT_MAX_BYTES",
+        16 * MiB,
+        "bytes (as JSON) the inspector's window holds at most",
+        _integer(1024),
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -139,6 +139,9 @@ param avroCodec string = 'snappy'
 @description('Branded link domain bound to the Function App, served at its root (https://<domain>/<slug>); empty binds none.')
 param linkDomain string = ''
 
+@description('Test apps whose events the inspector (firehose app) serves, comma-separated (HUBCAP_INSPECT_APPS); empty keeps it off.')
+param inspectApps string = ''
+
 @description('Log level of the hubcap workers (HUBCAP_LOG_LEVEL).')
 @allowed([
   'DEBUG'
@@ -171,6 +174,7 @@ var names = {
 var hubName = 'clicks'
 var captureConsumerGroup = 'capture'
 var firehoseConsumerGroup = 'firehose'
+var inspectConsumerGroup = 'inspect'
 var lakeFilesystemName = 'lake'
 var saltContainerName = 'salts'
 var stateTableName = 'hubcapstate'
@@ -248,6 +252,8 @@ module eventHubs 'modules/eventhubs.bicep' = {
     consumerGroups: [
       captureConsumerGroup
       firehoseConsumerGroup
+      // inspect: the inspector's in-memory window, in the firehose's app (off unless inspectApps).
+      inspectConsumerGroup
     ]
     workspaceId: monitoring.outputs.workspaceId
   }
@@ -350,6 +356,8 @@ module firehoseApp 'modules/functionapp.bicep' = {
     logLevel: logLevel
     workspaceId: monitoring.outputs.workspaceId
     entryScript: 'firehose_app.py'
+    inspectConsumerGroup: inspectConsumerGroup
+    inspectApps: inspectApps
     // Small batches handed over quickly: the firehose's latency, without shrinking the lake's files.
     hostOverrides: {
       AzureFunctionsJobHost__extensions__eventHubs__maxEventBatchSize: '100'

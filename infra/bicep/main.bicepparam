@@ -53,3 +53,6 @@ param logLevel = 'INFO'
 
 // Branded links: the custom domain whose root serves /<slug> (see docs/deploy.md); empty binds none.
 param linkDomain = ''
+
+// The inspector: test apps whose events the firehose app keeps in memory (HUBCAP_INSPECT_APPS); empty is off.
+param inspectApps = ''

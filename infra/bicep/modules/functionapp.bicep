@@ -152,6 +152,12 @@ param firehoseWaitMs int = 1000
 @description('Branded link domain served at its root (https://<domain>/<slug>); empty binds none.')
 param linkDomain string = ''
 
+@description('Consumer group of the inspector function (firehose_app.py).')
+param inspectConsumerGroup string = 'inspect'
+
+@description('Test apps whose events the inspector keeps in memory and serves, comma-separated; empty (the default) turns the inspector off. Name only test apps that have a server key: requests must carry it.')
+param inspectApps string = ''
+
 // Names equal the code's settings (workers/settings.py SETTING_NAMES) plus the host and platform
 // settings that tests/unit/test_settings_names.py allow-lists; that test keeps them in step.
 var appSettings = {
@@ -201,6 +207,11 @@ var appSettings = {
   HUBCAP_LINKS_CACHE_TTL_S: '5'
   HUBCAP_LINKS_HUB_DEADLINE_MS: '50'
   HUBCAP_LINKS_SPOOL_CONTAINER: 'linkspool'
+  // The inspector: off unless test apps are named (main.bicep's inspectApps).
+  HUBCAP_INSPECT_CONSUMER_GROUP: inspectConsumerGroup
+  HUBCAP_INSPECT_APPS: inspectApps
+  HUBCAP_INSPECT_MAX_EVENTS: '10000'
+  HUBCAP_INSPECT_MAX_BYTES: '16777216'
 }
 
 // What differs between the two apps deployed from the package: the entry script (each app indexes only

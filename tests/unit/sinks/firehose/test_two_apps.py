@@ -10,6 +10,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[4]
 FIREHOSE_FUNCTIONS = {"firehose", "firehose_retry", "firehose_health"}
+# The inspector shares the firehose's app: its window is in that process's memory (functions/inspect.py).
+INSPECT_FUNCTIONS = {"inspect", "inspect_read", "inspect_reset", "inspect_stats"}
 
 
 def functions(entry: str) -> list[Any]:
@@ -22,13 +24,13 @@ def names(entry: str) -> set[str]:
     return {f.get_function_name() for f in functions(entry)}
 
 
-def test_the_firehose_app_indexes_only_the_firehose() -> None:
-    assert names("firehose_app.py") == FIREHOSE_FUNCTIONS
+def test_the_firehose_app_indexes_only_the_firehose_and_the_inspector() -> None:
+    assert names("firehose_app.py") == FIREHOSE_FUNCTIONS | INSPECT_FUNCTIONS
 
 
-def test_the_lake_app_indexes_no_firehose_function() -> None:
+def test_the_lake_app_indexes_no_firehose_or_inspector_function() -> None:
     lake = names("function_app.py")
-    assert lake & FIREHOSE_FUNCTIONS == set()
+    assert lake & (FIREHOSE_FUNCTIONS | INSPECT_FUNCTIONS) == set()
     assert "capture" in lake
 
 
@@ -41,6 +43,17 @@ def test_the_firehose_trigger_reads_its_own_consumer_group() -> None:
         if b.type == "eventHubTrigger"
     ]
     assert trigger.consumer_group == "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"
+
+
+def test_the_inspector_trigger_reads_its_own_consumer_group() -> None:
+    (trigger,) = [
+        b
+        for f in functions("firehose_app.py")
+        if f.get_function_name() == "inspect"
+        for b in f.get_bindings()
+        if b.type == "eventHubTrigger"
+    ]
+    assert trigger.consumer_group == "%HUBCAP_INSPECT_CONSUMER_GROUP%"
 
 
 def test_the_bicep_deploys_the_second_app_with_its_entry_script_and_batches() -> None:
