@@ -26,9 +26,11 @@ def sink_trigger(
     *,
     min_interval: str = "00:00:02",
     max_interval: str = "00:05:00",
+    retried: bool = True,
 ) -> Callable[[Handler], Any]:
     """Register `handler(events)` as function `name`, reading the hub on the consumer group named by
-    the app setting `consumer_group_setting`, retried with exponential backoff without end."""
+    the app setting `consumer_group_setting`, retried with exponential backoff without end (unless
+    `retried` is False: a sink that may skip a batch, such as the inspector's window)."""
 
     def register(handler: Handler) -> Any:
         trigger = bp.event_hub_message_trigger(
@@ -45,7 +47,8 @@ def sink_trigger(
             minimum_interval=min_interval,
             maximum_interval=max_interval,
         )
-        return bp.function_name(name)(retry(trigger(handler)))
+        triggered = trigger(handler)
+        return bp.function_name(name)(retry(triggered) if retried else triggered)
 
     return register
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.capture import to_messages
+from functions.hub import sink_trigger, to_messages
 from workers.inspect import api
 from workers.inspect.inspector import get_inspector
 from workers.settings import get_settings
@@ -19,15 +19,8 @@ from workers.settings import get_settings
 bp = func.Blueprint()
 
 
-@bp.function_name("inspect")
-@bp.event_hub_message_trigger(
-    arg_name="events",
-    event_hub_name="%HUBCAP_EVENTHUB_NAME%",
-    connection="EventHubConnection",
-    consumer_group="%HUBCAP_INSPECT_CONSUMER_GROUP%",
-    cardinality=func.Cardinality.MANY,
-    data_type=func.DataType.BINARY,
-)
+# No retry: the window is for looking, and a batch it cannot take must not hold the ones after it.
+@sink_trigger(bp, "inspect", "HUBCAP_INSPECT_CONSUMER_GROUP", retried=False)
 def inspect_events(events: list[func.EventHubEvent]) -> None:
     if get_settings().inspect_apps:
         get_inspector().process(to_messages(events))

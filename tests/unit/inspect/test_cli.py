@@ -23,6 +23,7 @@ def closed_port() -> int:
         (f"http://127.0.0.1:{closed_port()}", "Connection refused"),
         ("file:///etc/passwd", "must be http or https"),
     ],
+    ids=["closed port", "not http"],  # ids stable between pytest-xdist workers (the port is not)
 )
 def test_an_inspector_it_cannot_ask_exits_2_saying_why(
     url: str, said: str, capsys: pytest.CaptureFixture[str]
