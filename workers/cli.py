@@ -282,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
 
     add_firehose_parser(sub)
     links_cli.add_parser(sub)
+    from workers.sinks.metrics.cli import add_parser as add_metrics_parser
+
+    add_metrics_parser(sub)
     return root
 
 

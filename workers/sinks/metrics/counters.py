@@ -49,6 +49,7 @@ VALUE_CHARS = 200
 LINK_CLICK = "_link_click"
 # 1.04/sqrt(2^14) = 0.8% standard error: uniques of 10k+ visitors within 2% (2.5 standard errors).
 HLL_ERROR_RATE = 0.01
+SCOPE_KINDS = ("link", "domain", "workspace")
 # The kinds of record a metrics row counts (the stream stage's outputs).
 EVENT, REJECTED, FAILED = "event", "rejected", "failed"
 
