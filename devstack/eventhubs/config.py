@@ -52,7 +52,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
                     {
                         "Name": "clicks",
                         "PartitionCount": "4",
-                        "ConsumerGroups": [{"Name": "capture"}, {"Name": "firehose"}],
+                        "ConsumerGroups": [{"Name": "capture"}, {"Name": "firehose"}, {"Name": "metrics"}],
                     }
                 ],
             }

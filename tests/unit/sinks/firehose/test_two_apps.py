@@ -8,8 +8,11 @@ import runpy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[4]
 FIREHOSE_FUNCTIONS = {"firehose", "firehose_retry", "firehose_health"}
+METRICS_FUNCTIONS = {"metrics", "metrics_purge", "metrics_api", "dashboard", "dashboard_js"}
 
 
 def functions(entry: str) -> list[Any]:
@@ -22,25 +25,29 @@ def names(entry: str) -> set[str]:
     return {f.get_function_name() for f in functions(entry)}
 
 
-def test_the_firehose_app_indexes_only_the_firehose() -> None:
-    assert names("firehose_app.py") == FIREHOSE_FUNCTIONS
+def test_the_firehose_app_indexes_only_the_firehose_and_the_live_metrics() -> None:
+    assert names("firehose_app.py") == FIREHOSE_FUNCTIONS | METRICS_FUNCTIONS
 
 
-def test_the_lake_app_indexes_no_firehose_function() -> None:
+def test_the_lake_app_indexes_no_firehose_or_metrics_function() -> None:
     lake = names("function_app.py")
-    assert lake & FIREHOSE_FUNCTIONS == set()
+    assert lake & (FIREHOSE_FUNCTIONS | METRICS_FUNCTIONS) == set()
     assert "capture" in lake
 
 
-def test_the_firehose_trigger_reads_its_own_consumer_group() -> None:
+@pytest.mark.parametrize(
+    ("function", "group"),
+    [("firehose", "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"), ("metrics", "%HUBCAP_METRICS_CONSUMER_GROUP%")],
+)
+def test_each_real_time_trigger_reads_its_own_consumer_group(function: str, group: str) -> None:
     (trigger,) = [
         b
         for f in functions("firehose_app.py")
-        if f.get_function_name() == "firehose"
+        if f.get_function_name() == function
         for b in f.get_bindings()
         if b.type == "eventHubTrigger"
     ]
-    assert trigger.consumer_group == "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"
+    assert trigger.consumer_group == group
 
 
 def test_the_bicep_deploys_the_second_app_with_its_entry_script_and_batches() -> None:
