@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from devstack.firehose import HOST_OVERRIDES
 from devstack.services import free_port
 from devstack.stack import APPS_FILE, DevHostProcess, Stack
 
@@ -23,7 +24,8 @@ OFF = {f"AzureWebJobs.{name}.Disabled": "true" for name in ("firehose", "firehos
 @contextlib.contextmanager
 def run_metrics_host(stack: Stack, logs: Path, **env: str) -> Iterator[DevHostProcess]:
     host = DevHostProcess(
-        {**stack.host.env, **OFF, **env},
+        # The real-time app's small, quick batches, as in Azure and `make dev`.
+        {**stack.host.env, **HOST_OVERRIDES, **OFF, **env},
         "127.0.0.1",
         free_port("127.0.0.1"),
         logs / "metrics-host.log",

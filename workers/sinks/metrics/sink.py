@@ -31,18 +31,21 @@ def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:
     rows: dict[tuple[str, str], Pending] = {}
     for partition in output.partitions:
         _Partition(store, partition, rows).add_all()
+    for row in rows.values():
+        row.close()
     return list(rows.values())
 
 
 class _Partition:
-    """One hub partition's records → the rows they add to."""
+    """One hub partition's records → the minute rows they add to, each a part of its hour and day."""
 
     def __init__(self, store: MetricsStore, partition: PartitionOutput, rows: dict[tuple[str, str], Pending]):
         self.store = store
         self.partition_id = partition.partition_id
         self.partition = partition
         self.rows = rows
-        self._buckets: dict[int, list[tuple[str, str]]] = {}
+        # (app, scope, minute) → the minute row; the cache spares the keys' quoting per event.
+        self._minutes: dict[tuple[str, str, int], Pending] = {}
 
     def add_all(self) -> None:
         for kind, records in ((EVENT, self.partition.events), (REJECTED, self.partition.rejected)):
@@ -54,17 +57,22 @@ class _Partition:
     def add(self, kind: str, app_id: str, received_at: int, row: Row) -> None:
         sequence = int(row["hub_sequence_number"])
         for scope in scopes(row) if kind == EVENT else ("app",):
-            for step, text in self._bucket_texts(received_at):
-                self._row(self.store.partition_key(app_id, scope, step), text).add(sequence, kind, row)
+            self._minute(app_id, scope, received_at).add(sequence, kind, row)
         if kind != EVENT:
             self._row(self.store.errors_key(app_id), None).add(sequence, kind, row)
 
-    def _bucket_texts(self, received_at: int) -> list[tuple[str, str]]:
-        minute = received_at // 60_000
-        texts = self._buckets.get(minute)
-        if texts is None:
-            texts = self._buckets[minute] = [(step, bucket(received_at, step)) for step in STEPS]
-        return texts
+    def _minute(self, app_id: str, scope: str, received_at: int) -> Pending:
+        key = (app_id, scope, received_at // 60_000)
+        minute = self._minutes.get(key)
+        if minute is None:
+            minute = self._minutes[key] = self._row(
+                self.store.partition_key(app_id, scope, "minute"), bucket(received_at, "minute")
+            )
+            for step in STEPS[1:]:
+                self._row(self.store.partition_key(app_id, scope, step), bucket(received_at, step)).add_part(
+                    minute
+                )
+        return minute
 
     def _row(self, partition_key: str, bucket_text: str | None) -> Pending:
         row_key = self.partition_id if bucket_text is None else f"{bucket_text}|{self.partition_id}"

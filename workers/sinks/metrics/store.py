@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +58,11 @@ ERRORS_KEPT = 20
 ATTEMPTS = 8
 INT_COUNTERS = ("events", "link_clicks", "humans", "bots", "rejected", "failed")
 ERRORS_SCOPE = "errors"
+# The rows this process wrote last, with their ETags: a batch that follows its own writes reads
+# nothing. Bounded: a row's minute, hour and day per app and scope, for many apps and links.
+KNOWN_ROWS = 4096
+# A row as stored (its properties) and its ETag.
+Stored = tuple[dict[str, Any], str]
 MESSAGE_CHARS = 300
 # A failed event's type is read from its JSON text only when that is short: the cost stays bounded.
 EVENT_JSON_CHARS = 64 * 1024
@@ -67,12 +72,14 @@ EVENT_JSON_CHARS = 64 * 1024
 class Pending:
     """A row that one batch of one hub partition adds to: the batch's records for it, with their
     sequence numbers, and their counts folded as they come (what a row that has applied none of them
-    gets). `bucket` None is the app's errors row."""
+    gets). An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records
+    are folded once, into the minute. `bucket` None is the app's errors row."""
 
     partition_key: str
     row_key: str
     bucket: datetime | None
     items: list[tuple[int, str, Row]] = field(default_factory=list)
+    parts: list[Pending] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     first_sequence: int = sys.maxsize
     last_sequence: int = -1
@@ -84,11 +91,23 @@ class Pending:
         if self.bucket is not None:
             self.counts.add_record(kind, row)
 
+    def add_part(self, part: Pending) -> None:
+        self.parts.append(part)
+
+    def close(self) -> None:
+        """Folds the parts in, once the batch's records are all added."""
+        for part in self.parts:
+            self.counts.add(part.counts)
+            self.first_sequence = min(self.first_sequence, part.first_sequence)
+            self.last_sequence = max(self.last_sequence, part.last_sequence)
+
     def counts_after(self, sequence: int) -> Counts:
         """What the records after `sequence` add: all of them, unless a replay finds the row ahead."""
         if sequence < self.first_sequence:
             return self.counts
         counts = Counts()
+        for part in self.parts:
+            counts.add(part.counts_after(sequence))
         for item_sequence, kind, row in self.items:
             if item_sequence > sequence:
                 counts.add_record(kind, row)
@@ -138,6 +157,7 @@ class MetricsStore:
         self._prefix = quote(f"{hub}:{consumer_group}", safe=":")
         self.retention = timedelta(days=retention_days)
         self._ready = False
+        self._known: OrderedDict[tuple[str, str], Stored] = OrderedDict()
 
     def partition_key(self, app_id: str, scope: str, step: str) -> str:
         return "|".join((self._prefix, quote(app_id, safe=""), quote(scope, safe=":"), step))
@@ -172,47 +192,65 @@ class MetricsStore:
     def _apply_chunk(self, partition_key: str, rows: list[Pending]) -> int:
         for attempt in range(1, ATTEMPTS + 1):
             existing = self._existing(partition_key, rows)
-            operations = [op for row in rows if (op := self._operation(row, existing.get(row.row_key)))]
-            if not operations:
+            planned = [(row, op) for row in rows if (op := self._operation(row, existing.get(row.row_key)))]
+            if not planned:
                 return 0
             try:
-                self._table.submit_transaction(operations)
-                return len(operations)
+                answers = self._table.submit_transaction([op for _, op in planned])
             except (TableTransactionError, HttpResponseError) as exc:
+                for row in rows:
+                    self._known.pop((partition_key, row.row_key), None)
                 if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
                     raise
                 logs.emit(
                     log, logging.INFO, "metrics_write_conflict", attempt=attempt, status=exc.status_code
                 )
+                continue
+            for (row, op), answer in zip(planned, answers, strict=True):
+                self._remember((partition_key, row.row_key), (op[1], answer["etag"]))
+            return len(planned)
         raise AssertionError("unreachable")
 
-    def _existing(self, partition_key: str, rows: list[Pending]) -> dict[str, dict[str, Any]]:
-        """The chunk's rows as stored, by one range query (rows of other hub partitions in the range
-        come along and are left out)."""
+    def _remember(self, key: tuple[str, str], stored: Stored) -> None:
+        self._known[key] = stored
+        self._known.move_to_end(key)
+        while len(self._known) > KNOWN_ROWS:
+            self._known.popitem(last=False)
+
+    def _existing(self, partition_key: str, rows: list[Pending]) -> dict[str, Stored]:
+        """The chunk's rows as stored: as this process last wrote them when it did (a row someone else
+        wrote since fails the write on its ETag, and is read again), else by one range query (rows of
+        other hub partitions in the range come along and are left out)."""
+        found = {
+            row.row_key: known for row in rows if (known := self._known.get((partition_key, row.row_key)))
+        }
+        if len(found) == len(rows):
+            return found
         wanted = {row.row_key for row in rows}
         entities = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
             parameters={"pk": partition_key, "low": rows[0].row_key, "high": rows[-1].row_key},
         )
-        return {e["RowKey"]: e for e in entities if e["RowKey"] in wanted}
+        return {e["RowKey"]: (e, e.metadata["etag"]) for e in entities if e["RowKey"] in wanted}
 
-    def _operation(self, row: Pending, stored: dict[str, Any] | None) -> tuple[Any, ...] | None:
-        applied = -1 if stored is None else _int(stored["seq"])
+    def _operation(self, row: Pending, stored: Stored | None) -> tuple[Any, ...] | None:
+        entity_then = None if stored is None else stored[0]
+        applied = -1 if entity_then is None else _int(entity_then["seq"])
         if row.last_sequence <= applied:
             return None
         entity: dict[str, Any] = {"PartitionKey": row.partition_key, "RowKey": row.row_key}
         entity["seq"] = _int64(row.last_sequence)
         if row.bucket is None:
-            kept = [] if stored is None else orjson.loads(stored["errors"])
+            kept = [] if entity_then is None else orjson.loads(entity_then["errors"])
             entity["errors"] = orjson.dumps(latest_errors([*kept, *row.errors_after(applied)])).decode()
         else:
-            counts = Counts() if stored is None else counts_of(stored)
+            counts = Counts() if entity_then is None else counts_of(entity_then)
             counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))
         if stored is None:
             return ("create", entity)
-        options = {"mode": UpdateMode.REPLACE, "etag": stored.metadata["etag"]}  # type: ignore[attr-defined]
+        options = {"mode": UpdateMode.REPLACE, "etag": stored[1]}
         return ("update", entity, {**options, "match_condition": MatchConditions.IfNotModified})
 
     # -- reading
