@@ -21,7 +21,7 @@ from workers import logs
 from workers.enrich.base import Pipeline, Row
 from workers.settings import Settings, get_settings
 from workers.sinks.metrics.counters import EVENT, FAILED, REJECTED, STEPS, bucket, parse_bucket, scopes
-from workers.sinks.metrics.store import MetricsStore, Pending, open_metrics_store
+from workers.sinks.metrics.store import ERRORS, MetricsStore, Pending, open_metrics_store
 from workers.stream.stage import HubMessage, PartitionOutput, Stage, StageOutput
 
 log = logging.getLogger("hubcap.metrics")
@@ -59,23 +59,24 @@ class _Partition:
         for scope in scopes(row) if kind == EVENT else ("app",):
             self._minute(app_id, scope, received_at).add(sequence, kind, row)
         if kind != EVENT:
-            self._row(self.store.errors_key(app_id), None).add(sequence, kind, row)
+            self._row(self.store.partition_key(app_id, "app"), ERRORS, None).add(sequence, kind, row)
 
     def _minute(self, app_id: str, scope: str, received_at: int) -> Pending:
         key = (app_id, scope, received_at // 60_000)
         minute = self._minutes.get(key)
         if minute is None:
-            minute = self._minutes[key] = self._row(
-                self.store.partition_key(app_id, scope, "minute"), bucket(received_at, "minute")
-            )
+            partition_key = self.store.partition_key(app_id, scope)
+            minute = self._minutes[key] = self._row(partition_key, "minute", bucket(received_at, "minute"))
             for step in STEPS[1:]:
-                self._row(self.store.partition_key(app_id, scope, step), bucket(received_at, step)).add_part(
-                    minute
-                )
+                self._row(partition_key, step, bucket(received_at, step)).add_part(minute)
         return minute
 
-    def _row(self, partition_key: str, bucket_text: str | None) -> Pending:
-        row_key = self.partition_id if bucket_text is None else f"{bucket_text}|{self.partition_id}"
+    def _row(self, partition_key: str, step: str, bucket_text: str | None) -> Pending:
+        """`step` ERRORS with no bucket: the app's errors row."""
+        if bucket_text is None:
+            row_key = f"{step}|{self.partition_id}"
+        else:
+            row_key = f"{step}|{bucket_text}|{self.partition_id}"
         key = (partition_key, row_key)
         row = self.rows.get(key)
         if row is None:

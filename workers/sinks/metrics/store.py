@@ -1,22 +1,24 @@
 """Metrics rows in Azure Table storage, applied exactly once per hub partition.
 
 Table layout (setting HUBCAP_METRICS_TABLE):
-    PartitionKey  <hub scope>:<consumer group>|<app>|<scope>|<step>   (each part URL-quoted)
-    RowKey        <bucket>|<hub partition>                            e.g. 2026-11-30T00:17Z|3
+    PartitionKey  <hub scope>:<consumer group>|<app>|<scope>     (each part URL-quoted)
+    RowKey        <step>|<bucket>|<hub partition>                e.g. minute|2026-11-30T00:17Z|3
         seq (the last hub sequence number this row has applied), bucket (datetime, for the retention
         purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (zlib'd HyperLogLog
         registers), top_<dimension> (JSON [[value, count], …], at most TOP_N)
-    PartitionKey  <hub scope>:<consumer group>|<app>|errors
-    RowKey        <hub partition>
+    RowKey        errors|<hub partition>                         (in the scope `app` only)
         seq, errors (JSON: the latest ERRORS_KEPT rejected and failed records, newest first)
+One PartitionKey holds an app and scope's minutes, hours, days and errors, so one batch's changes to
+them are one transaction; a query of a step and range is one RowKey range.
 
 Exactly once: each hub partition writes only its own rows, and a row holds the counts and the last
-sequence number it applied together. Applying a batch reads the rows it touches, adds only the
-contributions of messages after each row's `seq`, and writes each row back under its ETag
-(IfNotModified; create for a new row), in one transaction per PartitionKey (at most 100 rows). A replayed
-batch, whole or in part, adds nothing; a write that lost a race (another instance took the partition
-over) fails whole on the ETag, and is read and applied again. Queries (`read_rows`) sum the partitions'
-rows.
+sequence number it applied together. Applying a batch reads the rows it touches (point reads; none for
+rows this process wrote last, which it remembers with their ETags), adds only the contributions of
+messages after each row's `seq`, and writes each row back under its ETag (IfNotModified; create for a
+new row), in one transaction per PartitionKey (at most 100 rows). A replayed batch, whole or in part,
+adds nothing; a write that lost a race (another instance took the partition over, or wrote since this
+one remembered the row) fails whole on the ETag, and is read and applied again. Queries (`read_rows`)
+sum the partitions' rows.
 
 The hub scope (namespace/hub, `Settings.hub_scope`) in the key keeps a hub made anew, whose sequence
 numbers start at 0 again, from meeting the old rows' watermarks. All three steps are written when a
@@ -41,7 +43,7 @@ from urllib.parse import quote
 
 import orjson
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 
 from workers import logs
@@ -57,7 +59,7 @@ ERRORS_KEPT = 20
 # Conflicts come from two instances holding one partition for a moment; a few rounds settle it.
 ATTEMPTS = 8
 INT_COUNTERS = ("events", "link_clicks", "humans", "bots", "rejected", "failed")
-ERRORS_SCOPE = "errors"
+ERRORS = "errors"  # the RowKey prefix of the latest errors
 # The rows this process wrote last, with their ETags: a batch that follows its own writes reads
 # nothing. Bounded: a row's minute, hour and day per app and scope, for many apps and links.
 KNOWN_ROWS = 4096
@@ -159,11 +161,8 @@ class MetricsStore:
         self._ready = False
         self._known: OrderedDict[tuple[str, str], Stored] = OrderedDict()
 
-    def partition_key(self, app_id: str, scope: str, step: str) -> str:
-        return "|".join((self._prefix, quote(app_id, safe=""), quote(scope, safe=":"), step))
-
-    def errors_key(self, app_id: str) -> str:
-        return "|".join((self._prefix, quote(app_id, safe=""), ERRORS_SCOPE))
+    def partition_key(self, app_id: str, scope: str) -> str:
+        return "|".join((self._prefix, quote(app_id, safe=""), quote(scope, safe=":")))
 
     def ensure_table(self) -> None:
         if self._ready:
@@ -219,19 +218,18 @@ class MetricsStore:
 
     def _existing(self, partition_key: str, rows: list[Pending]) -> dict[str, Stored]:
         """The chunk's rows as stored: as this process last wrote them when it did (a row someone else
-        wrote since fails the write on its ETag, and is read again), else by one range query (rows of
-        other hub partitions in the range come along and are left out)."""
-        found = {
-            row.row_key: known for row in rows if (known := self._known.get((partition_key, row.row_key)))
-        }
-        if len(found) == len(rows):
-            return found
-        wanted = {row.row_key for row in rows}
-        entities = self._table.query_entities(
-            "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
-            parameters={"pk": partition_key, "low": rows[0].row_key, "high": rows[-1].row_key},
-        )
-        return {e["RowKey"]: (e, e.metadata["etag"]) for e in entities if e["RowKey"] in wanted}
+        wrote since fails the write on its ETag, and is read again), else read; absent when new."""
+        found = {}
+        for row in rows:
+            known = self._known.get((partition_key, row.row_key))
+            if known is None:
+                try:
+                    entity = self._table.get_entity(partition_key, row.row_key)
+                except ResourceNotFoundError:
+                    continue
+                known = (entity, entity.metadata["etag"])
+            found[row.row_key] = known
+        return found
 
     def _operation(self, row: Pending, stored: Stored | None) -> tuple[Any, ...] | None:
         entity_then = None if stored is None else stored[0]
@@ -263,18 +261,19 @@ class MetricsStore:
         entities = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
             parameters={
-                "pk": self.partition_key(app_id, scope, step),
-                "low": f"{first}|",
-                "high": f"{last}|~",
+                "pk": self.partition_key(app_id, scope),
+                "low": f"{step}|{first}|",
+                "high": f"{step}|{last}|~",
             },
         )
         for entity in entities:
-            yield entity["RowKey"].split("|", 1)[0], counts_of(entity)
+            yield entity["RowKey"].split("|")[1], counts_of(entity)
 
     def read_errors(self, app_id: str) -> list[dict[str, Any]]:
         self.ensure_table()
         entities = self._table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": self.errors_key(app_id)}
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={"pk": self.partition_key(app_id, "app"), "low": f"{ERRORS}|", "high": f"{ERRORS}|~"},
         )
         return latest_errors([e for entity in entities for e in orjson.loads(entity["errors"])])
 

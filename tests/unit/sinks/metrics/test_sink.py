@@ -186,4 +186,4 @@ def test_pending_rows_group_a_batch_by_row(tables: Tables) -> None:
     sink = tables.sink()
     output = sink.stage.run(messages(1, 3))
     rows = pending_rows(sink.store, output)
-    assert sorted(r.row_key for r in rows) == sorted([f"{MINUTE}|0", f"{HOUR}|0", f"{DAY}|0"])
+    assert sorted(r.row_key for r in rows) == sorted([f"minute|{MINUTE}|0", f"hour|{HOUR}|0", f"day|{DAY}|0"])
