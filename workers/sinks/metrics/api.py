@@ -38,7 +38,6 @@ from workers.apps import AppRegistry
 from workers.collect.http import JSON, HttpIn, HttpOut
 from workers.settings import Settings, get_settings
 from workers.sinks.metrics.counters import (
-    COUNTERS,
     DIMENSIONS,
     SCOPE_KINDS,
     STEP_LENGTH,
@@ -46,6 +45,7 @@ from workers.sinks.metrics.counters import (
     VALUE_CHARS,
     Counts,
     bucket,
+    parse_bucket,
 )
 from workers.sinks.metrics.store import MetricsStore, open_metrics_store
 
@@ -90,8 +90,7 @@ def _moment(name: str, text: str) -> datetime:
 
 
 def floor(moment: datetime, step: str) -> datetime:
-    text = bucket(int(moment.timestamp() * 1000), step)
-    return datetime.strptime(text, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+    return parse_bucket(bucket(_ms(moment), step))
 
 
 def parse_query(params: Mapping[str, str], registry: AppRegistry, now: datetime) -> Query:
@@ -130,10 +129,6 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _point(counts: Counts) -> dict[str, int]:
-    return {name: getattr(counts, name) for name in COUNTERS}
-
-
 def metrics(store: MetricsStore, query: Query) -> dict[str, Any]:
     """The response body of a valid query (the CLI prints the same)."""
     first, last = bucket(_ms(query.first), query.step), bucket(_ms(query.last), query.step)
@@ -145,7 +140,7 @@ def metrics(store: MetricsStore, query: Query) -> dict[str, Any]:
     moment = query.first
     while moment <= query.last:
         counts = by_bucket.get(bucket(_ms(moment), query.step)) or Counts()
-        series.append({"t": _iso(moment), **_point(counts)})
+        series.append({"t": _iso(moment), **counts.totals()})
         totals.add(counts)
         moment += STEP_LENGTH[query.step]
     top = {
@@ -159,7 +154,7 @@ def metrics(store: MetricsStore, query: Query) -> dict[str, Any]:
         "from": _iso(query.first),
         "to": _iso(query.last),
         "series": series,
-        "totals": _point(totals),
+        "totals": totals.totals(),
         "top": top,
         "latest_errors": store.read_errors(query.app_id) if query.scope == "app" else [],
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -185,10 +185,3 @@ class Counts:
 
     def totals(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
-
-
-def sum_counts(parts: Iterable[Counts]) -> Counts:
-    total = Counts()
-    for part in parts:
-        total.add(part)
-    return total

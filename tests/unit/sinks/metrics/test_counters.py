@@ -17,11 +17,17 @@ from workers.sinks.metrics.counters import (
     scopes,
     sketch_bytes,
     sketch_from,
-    sum_counts,
 )
 
 AT = 1_767_225_600_000 + 13 * 3_600_000 + 17 * 60_000 + 5_000  # 2026-01-01T13:17:05Z
 LINK = {"link_id": "l1", "link_domain": "go.shop", "link_slug": "s", "link_workspace": "w1"}
+
+
+def sum_counts(parts: list[Counts]) -> Counts:
+    total = Counts()
+    for part in parts:
+        total.add(part)
+    return total
 
 
 def visitors(n: int, salt: str = "") -> list[str]:
