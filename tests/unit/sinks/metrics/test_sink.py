@@ -187,3 +187,15 @@ def test_pending_rows_group_a_batch_by_row(tables: Tables) -> None:
     output = sink.stage.run(messages(1, 3))
     rows = pending_rows(sink.store, output)
     assert sorted(r.row_key for r in rows) == sorted([f"minute|{MINUTE}|0", f"hour|{HOUR}|0", f"day|{DAY}|0"])
+
+
+def test_a_row_remembered_from_an_earlier_write_that_another_instance_changed_is_read_again(
+    tables: Tables,
+) -> None:
+    """Instance a remembers its rows; b writes them in between; a's next write fails on the ETag it
+    remembered, reads the rows again and adds its messages to b's."""
+    a, b = tables.sink(with_state=False), tables.sink(with_state=False)
+    a.process(messages(1, 3), NOW)
+    b.process(messages(4, 6), NOW)
+    a.process(messages(7, 9), NOW)
+    assert (tables.totals()["events"], tables.totals("day", first=DAY)["events"]) == (9, 9)
