@@ -15,8 +15,10 @@ import azure.functions as func
 from functions.capture import to_messages
 from workers import logs
 from workers.collect.http import HttpIn, HttpOut
+from workers.settings import get_settings
 from workers.sinks.metrics.api import dashboard_page, dashboard_script, get_api
 from workers.sinks.metrics.sink import get_metrics
+from workers.sinks.metrics.store import open_metrics_store
 
 bp = func.Blueprint()
 
@@ -45,7 +47,8 @@ def metrics_events(events: list[func.EventHubEvent]) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 17 3 * * *", run_on_startup=False, use_monitor=True)
 def metrics_purge(timer: func.TimerRequest) -> None:
     logs.configure()
-    get_metrics().store.purge()
+    # The store alone: purging needs no enrichment pipeline.
+    open_metrics_store(get_settings()).purge()
 
 
 def _answer(out: HttpOut) -> func.HttpResponse:
