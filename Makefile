@@ -42,8 +42,9 @@ install-infra: $(INFRA_VENV)/.installed ## checkov (+ pycep-parser) in their own
 install-browser: ## Debian's chromium for the browser tests (a Playwright browser download fails here)
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-tracker: node_modules/.installed ## build tracker/dist/hubcap.min.js
+tracker: node_modules/.installed ## build tracker/dist/hubcap.min.js and dashboard/dist/dashboard.min.js
 	node tracker/build.mjs
+	node dashboard/build.mjs
 
 dev: install tracker ## start Azurite, the Event Hubs endpoint and the dev host on :7071; Ctrl-C stops all
 	$(BIN)/python -m devstack

@@ -254,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
                 f"  firehose    {firehose.host.base_url} (second dev host) → receiver {firehose.receiver_url}"
             )
             print(f"  inspector   {firehose.host.base_url}/api/inspect/all?appId=demo   (hubcap inspect)")
+            dashboard = f"{firehose.host.base_url}/api/dashboard?appId=demo"
+            print(f"  dashboard   {dashboard} (read key: devstack/apps.dev.json)")
             before = lake_files(settings)
             print(f"AWS example → HTTP {post_aws_example(stack.base_url)}")
             key = server_key("demo", None)  # signed like a server-side sender, so visitor IPs count

@@ -41,6 +41,8 @@ def app_env(azurite: Azurite, eventhubs: EventHubsEndpoint, **overrides: str) ->
         "EventHubConnection": eventhubs.connection_string,
         "HUBCAP_EVENTHUB_NAME": eventhubs.hub,
         "HUBCAP_CAPTURE_CONSUMER_GROUP": "capture",
+        # The metrics trigger's binding names it (the real-time app, devstack/firehose.py).
+        "HUBCAP_METRICS_CONSUMER_GROUP": "metrics",
         "HUBCAP_LAKE_CONNECTION": azurite.connection_string,
         "HUBCAP_LAKE_FILESYSTEM": "lake",
         "HUBCAP_LAKE_API": "auto",

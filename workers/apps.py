@@ -7,7 +7,8 @@ server keys) or else the file named by HUBCAP_APPS_FILE. Shape (see devstack/app
                "server_key": "…", "quota": {"rate_per_s": 200, "burst": 1000},
                "sender_quota": {"rate_per_s": 20, "burst": 200}, "pixel": "referer",
                "domains": ["shop.example"], "bot_policy": "flag", "dedup_policy": "flag",
-               "account_id": "7", "trackers": ["1", "2"], "vendors": ["Vendor A"]}]}
+               "account_id": "7", "trackers": ["1", "2"], "vendors": ["Vendor A"],
+               "read_key": "…"}]}
 
 Quotas count events (a request costs its number of events, at least one). `pixel` is one of
 PIXEL_MODES: "off" (the default), "referer" (only from the app's own pages: a Referer whose origin is
@@ -74,6 +75,9 @@ class AppConfig:
     account_id: str | None = None
     trackers: frozenset[str] = frozenset()
     vendors: frozenset[str] = frozenset()
+    # The Bearer token of GET /api/metrics and the dashboard (workers/sinks/metrics/api.py); none: no
+    # one reads the app's metrics over HTTP.
+    read_key: str | None = None
 
     def origin_allowed(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
@@ -117,6 +121,7 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
             bot_policy=raw.get("bot_policy", "flag"),
             dedup_policy=raw.get("dedup_policy", "flag"),
             pixel=raw.get("pixel", "off"),
+            read_key=str(raw["read_key"]) if raw.get("read_key") else None,
             **_profile_ids(app_id, raw),
         )
     except (AttributeError, TypeError, ValueError) as exc:

@@ -284,8 +284,10 @@ def parser() -> argparse.ArgumentParser:
     add_firehose_parser(sub)
     links_cli.add_parser(sub)
     from workers.inspect.cli import add_parser as add_inspect_parser
+    from workers.sinks.metrics.cli import add_parser as add_metrics_parser
 
     add_inspect_parser(sub)
+    add_metrics_parser(sub)
     return root
 
 

@@ -219,6 +219,15 @@ class Settings:
         _integer(1024),
     )
 
+    # Live metrics (workers/sinks/metrics/): a third sink, in the real-time Function App.
+    metrics_consumer_group: str = setting(
+        "HUBCAP_METRICS_CONSUMER_GROUP", "metrics", "the metrics sink's consumer group on the hub"
+    )
+    metrics_table: str = setting("HUBCAP_METRICS_TABLE", "hubcapmetrics", "the table of the metrics rows")
+    metrics_retention_days: int = setting(
+        "HUBCAP_METRICS_RETENTION_DAYS", 90, "days the metrics rows are kept", _integer(1)
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

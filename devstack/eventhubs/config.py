@@ -52,7 +52,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
                     {
                         "Name": "clicks",
                         "PartitionCount": "4",
-                        "ConsumerGroups": [{"Name": "capture"}, {"Name": "firehose"}, {"Name": "inspect"}],
+                        "ConsumerGroups": [
+                            {"Name": "capture"},
+                            {"Name": "firehose"},
+                            {"Name": "inspect"},
+                            {"Name": "metrics"},
+                        ],
                     }
                 ],
             }

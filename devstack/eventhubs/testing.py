@@ -15,7 +15,7 @@ from devstack.services import EventHubsEndpoint, run_eventhubs
 
 def hub_config(
     hubs: dict[str, int] | None = None,
-    consumer_groups: tuple[str, ...] = ("capture", "firehose", "inspect"),
+    consumer_groups: tuple[str, ...] = ("capture", "firehose", "inspect", "metrics"),
     **endpoint: Any,
 ) -> dict[str, Any]:
     """A Config.json-shaped dict: `hubs` maps hub name → partition count; `endpoint` → Endpoint settings."""

@@ -248,12 +248,14 @@ module eventHubs 'modules/eventhubs.bicep' = {
     hubName: hubName
     partitionCount: eventHubPartitionCount
     retentionHours: eventHubRetentionHours
-    // capture: the lake writer; firehose: the second Function App, delivering to customers.
+    // capture: the lake writer; firehose: the second Function App, delivering to customers;
+    // metrics: the live counters, in the second Function App too (firehose_app.py).
     consumerGroups: [
       captureConsumerGroup
       firehoseConsumerGroup
       // inspect: the inspector's in-memory window, in the firehose's app (off unless inspectApps).
       inspectConsumerGroup
+      'metrics'
     ]
     workspaceId: monitoring.outputs.workspaceId
   }

@@ -275,6 +275,7 @@ ROLE_SCOPES = {
     "captureWritesLake": "lakeContainer",
     "collectorKeepsSalts": "saltContainer",
     "captureKeepsState": "stateTable",
+    "metricsKeepsCounters": "metricsTable",
     "firehoseKeepsRetries": "lakeQueueService",
     "appPublishesTelemetry": "appInsights",
     "appReadsRegistry": "vault",

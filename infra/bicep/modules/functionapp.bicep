@@ -202,6 +202,10 @@ var appSettings = {
   HUBCAP_FIREHOSE_TIMEOUT_S: '15'
   HUBCAP_FIREHOSE_RETRY_SCHEDULE_S: '5,300,1800,7200,18000,36000,36000'
   HUBCAP_FIREHOSE_GIVE_UP_S: '432000'
+  // Live metrics (firehose_app.py): counter rows in the lake account's metrics table.
+  HUBCAP_METRICS_CONSUMER_GROUP: 'metrics'
+  HUBCAP_METRICS_TABLE: 'hubcapmetrics'
+  HUBCAP_METRICS_RETENTION_DAYS: '90'
   // Branded links: the link table and the click spool live in the lake's account, like the state table.
   HUBCAP_LINKS_TABLE: 'hubcaplinks'
   HUBCAP_LINKS_CACHE_TTL_S: '5'

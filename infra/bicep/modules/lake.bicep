@@ -106,6 +106,14 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: stateTableName
 }
 
+@description('Table of the live metrics (workers/sinks/metrics/store.py); HUBCAP_METRICS_TABLE names it.')
+param metricsTableName string = 'hubcapmetrics'
+
+resource metricsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: metricsTableName
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'

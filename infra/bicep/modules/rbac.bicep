@@ -45,6 +45,9 @@ param appInsightsName string
 @description('Name of the Key Vault.')
 param keyVaultName string
 
+@description('Table of the live metrics (lake.bicep creates it).')
+param metricsTableName string = 'hubcapmetrics'
+
 // Built-in role definition IDs (the same in every tenant).
 var roles = {
   eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
@@ -197,6 +200,22 @@ resource collectorKeepsSalts 'Microsoft.Authorization/roleAssignments@2022-04-01
 resource captureKeepsState 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(stateTable.id, appPrincipalId, roles.storageTableDataContributor)
   scope: stateTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource metricsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: lakeTableService
+  name: metricsTableName
+}
+
+// Storage Table Data Contributor on the metrics table: the metrics sink writes it, /api/metrics reads it.
+resource metricsKeepsCounters 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(metricsTable.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: metricsTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: appPrincipalId

@@ -8,10 +8,14 @@ import runpy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[4]
 FIREHOSE_FUNCTIONS = {"firehose", "firehose_retry", "firehose_health"}
 # The inspector shares the firehose's app: its window is in that process's memory (functions/inspect.py).
 INSPECT_FUNCTIONS = {"inspect", "inspect_read", "inspect_reset", "inspect_stats"}
+METRICS_FUNCTIONS = {"metrics", "metrics_purge", "metrics_api", "dashboard", "dashboard_js"}
+REAL_TIME_FUNCTIONS = FIREHOSE_FUNCTIONS | INSPECT_FUNCTIONS | METRICS_FUNCTIONS
 
 
 def functions(entry: str) -> list[Any]:
@@ -24,25 +28,29 @@ def names(entry: str) -> set[str]:
     return {f.get_function_name() for f in functions(entry)}
 
 
-def test_the_firehose_app_indexes_only_the_firehose_and_the_inspector() -> None:
-    assert names("firehose_app.py") == FIREHOSE_FUNCTIONS | INSPECT_FUNCTIONS
+def test_the_firehose_app_indexes_only_the_real_time_functions() -> None:
+    assert names("firehose_app.py") == REAL_TIME_FUNCTIONS
 
 
-def test_the_lake_app_indexes_no_firehose_or_inspector_function() -> None:
+def test_the_lake_app_indexes_no_real_time_function() -> None:
     lake = names("function_app.py")
-    assert lake & (FIREHOSE_FUNCTIONS | INSPECT_FUNCTIONS) == set()
+    assert lake & REAL_TIME_FUNCTIONS == set()
     assert "capture" in lake
 
 
-def test_the_firehose_trigger_reads_its_own_consumer_group() -> None:
+@pytest.mark.parametrize(
+    ("function", "group"),
+    [("firehose", "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"), ("metrics", "%HUBCAP_METRICS_CONSUMER_GROUP%")],
+)
+def test_each_real_time_trigger_reads_its_own_consumer_group(function: str, group: str) -> None:
     (trigger,) = [
         b
         for f in functions("firehose_app.py")
-        if f.get_function_name() == "firehose"
+        if f.get_function_name() == function
         for b in f.get_bindings()
         if b.type == "eventHubTrigger"
     ]
-    assert trigger.consumer_group == "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"
+    assert trigger.consumer_group == group
 
 
 def test_the_inspector_trigger_reads_its_own_consumer_group() -> None:

@@ -1,0 +1,120 @@
+"""The metrics sink: hub messages → per-minute, hour and day counter rows, exactly once.
+
+It runs the shared stream stage (workers/stream/stage.py) with its own consumer group's partition state
+(HUBCAP_METRICS_CONSUMER_GROUP), so its events, bots, duplicates, rejected and failed records are the
+ones the lake gets for the same messages. Each record adds to the rows of its app and scopes
+(workers/sinks/metrics/counters.py) at the three steps, and rejected and failed ones to the app's
+latest errors; the store (workers/sinks/metrics/store.py) applies them exactly once per hub partition,
+and only then does the stage's partition state move on: a crash in between replays the batch, which
+the rows' own sequence numbers make a no-op.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from workers import logs
+from workers.enrich.base import Pipeline, Row
+from workers.settings import Settings, get_settings
+from workers.sinks.metrics.counters import EVENT, FAILED, REJECTED, STEPS, bucket, parse_bucket, scopes
+from workers.sinks.metrics.store import ERRORS, MetricsStore, Pending, open_metrics_store
+from workers.stream.stage import HubMessage, PartitionOutput, Stage, StageOutput
+
+log = logging.getLogger("hubcap.metrics")
+
+
+def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:
+    rows: dict[tuple[str, str], Pending] = {}
+    for partition in output.partitions:
+        _Partition(store, partition, rows).add_all()
+    for row in rows.values():
+        row.close()
+    return list(rows.values())
+
+
+class _Partition:
+    """One hub partition's records → the minute rows they add to, each a part of its hour and day."""
+
+    def __init__(self, store: MetricsStore, partition: PartitionOutput, rows: dict[tuple[str, str], Pending]):
+        self.store = store
+        self.partition_id = partition.partition_id
+        self.partition = partition
+        self.rows = rows
+        # (app, scope, minute) → the minute row; the cache spares the keys' quoting per event.
+        self._minutes: dict[tuple[str, str, int], Pending] = {}
+
+    def add_all(self) -> None:
+        for kind, records in ((EVENT, self.partition.events), (REJECTED, self.partition.rejected)):
+            for staged in records:
+                self.add(kind, staged.app_id, staged.received_at, staged.row)
+        for staged in self.partition.failed:
+            self.add(FAILED, staged.app_id, staged.received_at, staged.row)
+
+    def add(self, kind: str, app_id: str, received_at: int, row: Row) -> None:
+        sequence = int(row["hub_sequence_number"])
+        for scope in scopes(row) if kind == EVENT else ("app",):
+            self._minute(app_id, scope, received_at).add(sequence, kind, row)
+        if kind != EVENT:
+            self._row(self.store.partition_key(app_id, "app"), ERRORS, None).add(sequence, kind, row)
+
+    def _minute(self, app_id: str, scope: str, received_at: int) -> Pending:
+        key = (app_id, scope, received_at // 60_000)
+        minute = self._minutes.get(key)
+        if minute is None:
+            partition_key = self.store.partition_key(app_id, scope)
+            minute = self._minutes[key] = self._row(partition_key, "minute", bucket(received_at, "minute"))
+            for step in STEPS[1:]:
+                self._row(partition_key, step, bucket(received_at, step)).add_part(minute)
+        return minute
+
+    def _row(self, partition_key: str, step: str, bucket_text: str | None) -> Pending:
+        """`step` ERRORS with no bucket: the app's errors row."""
+        if bucket_text is None:
+            row_key = f"{step}|{self.partition_id}"
+        else:
+            row_key = f"{step}|{bucket_text}|{self.partition_id}"
+        key = (partition_key, row_key)
+        row = self.rows.get(key)
+        if row is None:
+            moment = None if bucket_text is None else parse_bucket(bucket_text)
+            row = self.rows[key] = Pending(partition_key, row_key, moment)
+        return row
+
+
+class MetricsSink:
+    def __init__(self, stage: Stage, store: MetricsStore) -> None:
+        self.stage = stage
+        self.store = store
+
+    def process(self, messages: Sequence[HubMessage], now: datetime | None = None) -> Counter[str]:
+        """Applies the batch; raises when a write fails, so the trigger's retry policy runs it again."""
+        output = self.stage.run(messages)
+        changed = self.store.apply(pending_rows(self.store, output), now or datetime.now(UTC))
+        for partition in output.partitions:
+            self.stage.commit(partition)
+        counts = output.counts
+        logs.emit(log, logging.INFO, "metrics_batch", rows_written=changed, counts=dict(counts))
+        return counts
+
+
+def build_metrics(settings: Settings, pipeline: Pipeline | None = None) -> MetricsSink:
+    from workers.apps import AppRegistry
+    from workers.enrich.pipeline import build_pipeline
+    from workers.stream.state import open_state_store
+
+    stage = Stage(
+        pipeline=pipeline or build_pipeline(),
+        registry=AppRegistry.from_settings(settings),
+        store=open_state_store(settings, settings.metrics_consumer_group),
+        settings=settings,
+    )
+    return MetricsSink(stage, open_metrics_store(settings))
+
+
+@functools.cache
+def get_metrics() -> MetricsSink:
+    return build_metrics(get_settings())

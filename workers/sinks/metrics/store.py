@@ -1,0 +1,361 @@
+"""Metrics rows in Azure Table storage, applied exactly once per hub partition.
+
+Table layout (setting HUBCAP_METRICS_TABLE):
+    PartitionKey  <hub scope>:<consumer group>|<app>|<scope>     (each part URL-quoted)
+    RowKey        <step>|<bucket>|<hub partition>                e.g. minute|2026-11-30T00:17Z|3
+        seq (the last hub sequence number this row has applied), bucket (datetime, for the retention
+        purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (zlib'd HyperLogLog
+        registers), top_<dimension> (JSON [[value, count], …], at most TOP_N)
+    RowKey        errors|<hub partition>                         (in the scope `app` only)
+        seq, errors (JSON: the latest ERRORS_KEPT rejected and failed records, newest first)
+One PartitionKey holds an app and scope's minutes, hours, days and errors, so one batch's changes to
+them are one transaction; a query of a step and range is one RowKey range.
+
+Exactly once: each hub partition writes only its own rows, and a row holds the counts and the last
+sequence number it applied together. Applying a batch reads the rows it touches (point reads; none for
+rows this process wrote last, which it remembers with their ETags), adds only the contributions of
+messages after each row's `seq`, and writes each row back under its ETag (IfNotModified; create for a
+new row), in one transaction per PartitionKey (at most 100 rows). A replayed batch, whole or in part,
+adds nothing; a write that lost a race (another instance took the partition over, or wrote since this
+one remembered the row) fails whole on the ETag, and is read and applied again. Queries (`read_rows`)
+sum the partitions' rows.
+
+The hub scope (namespace/hub, `Settings.hub_scope`) in the key keeps a hub made anew, whose sequence
+numbers start at 0 again, from meeting the old rows' watermarks. All three steps are written when a
+batch is applied, not rolled up later: each row is then exact as soon as the batch lands, and there is
+no second job with a watermark of its own to keep exactly once.
+
+Retention (HUBCAP_METRICS_RETENTION_DAYS): contributions to buckets older than the retention are not
+written (a replay of old messages cannot bring a purged row back), and `purge` deletes older rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
+
+from workers import logs
+from workers.connections import connect
+from workers.enrich.base import Row
+from workers.settings import Settings
+from workers.sinks.metrics.counters import DIMENSIONS, REJECTED, TOP_N, Counts, sketch_bytes, sketch_from
+
+log = logging.getLogger("hubcap.metrics")
+
+TRANSACTION_OPS = 100
+ERRORS_KEPT = 20
+# Conflicts come from two instances holding one partition for a moment; a few rounds settle it.
+ATTEMPTS = 8
+INT_COUNTERS = ("events", "link_clicks", "humans", "bots", "rejected", "failed")
+ERRORS = "errors"  # the RowKey prefix of the latest errors
+# The rows this process wrote last, with their ETags: a batch that follows its own writes reads
+# nothing. Bounded: a row's minute, hour and day per app and scope, for many apps and links.
+KNOWN_ROWS = 4096
+# A row as stored (its properties) and its ETag.
+Stored = tuple[dict[str, Any], str]
+MESSAGE_CHARS = 300
+# A failed event's type is read from its JSON text only when that is short: the cost stays bounded.
+EVENT_JSON_CHARS = 64 * 1024
+
+
+@dataclass
+class Pending:
+    """A row that one batch of one hub partition adds to: the batch's records for it, with their
+    sequence numbers, and their counts folded as they come (what a row that has applied none of them
+    gets). An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records
+    are folded once, into the minute. `bucket` None is the app's errors row."""
+
+    partition_key: str
+    row_key: str
+    bucket: datetime | None
+    items: list[tuple[int, str, Row]] = field(default_factory=list)
+    parts: list[Pending] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    first_sequence: int = sys.maxsize
+    last_sequence: int = -1
+
+    def add(self, sequence: int, kind: str, row: Row) -> None:
+        self.items.append((sequence, kind, row))
+        self.first_sequence = min(self.first_sequence, sequence)
+        self.last_sequence = max(self.last_sequence, sequence)
+        if self.bucket is not None:
+            self.counts.add_record(kind, row)
+
+    def add_part(self, part: Pending) -> None:
+        self.parts.append(part)
+
+    def close(self) -> None:
+        """Folds the parts in, once the batch's records are all added."""
+        for part in self.parts:
+            self.counts.add(part.counts)
+            self.first_sequence = min(self.first_sequence, part.first_sequence)
+            self.last_sequence = max(self.last_sequence, part.last_sequence)
+
+    def counts_after(self, sequence: int) -> Counts:
+        """What the records after `sequence` add: all of them, unless a replay finds the row ahead."""
+        if sequence < self.first_sequence:
+            return self.counts
+        counts = Counts()
+        for part in self.parts:
+            counts.add(part.counts_after(sequence))
+        for item_sequence, kind, row in self.items:
+            if item_sequence > sequence:
+                counts.add_record(kind, row)
+        return counts
+
+    def errors_after(self, sequence: int) -> list[dict[str, Any]]:
+        return latest_errors([error_entry(kind, row) for s, kind, row in self.items if s > sequence])
+
+
+def _int(value: Any) -> int:
+    return int(getattr(value, "value", value))
+
+
+def _int64(value: int) -> EntityProperty:
+    return EntityProperty(value, EdmType.INT64)
+
+
+def counts_of(entity: dict[str, Any]) -> Counts:
+    counts = Counts()
+    for name in INT_COUNTERS:
+        setattr(counts, name, _int(entity.get(name, 0)))
+    counts.sketch = sketch_from(entity.get("hll"))
+    for dimension in DIMENSIONS:
+        raw = entity.get(f"top_{dimension}")
+        if raw:
+            counts.top[dimension] = _counter(orjson.loads(raw))
+    return counts
+
+
+def _counter(pairs: list[list[Any]]) -> Counter[str]:
+    return Counter({str(value): int(n) for value, n in pairs})
+
+
+def _counter_properties(counts: Counts) -> dict[str, Any]:
+    properties: dict[str, Any] = {name: _int64(getattr(counts, name)) for name in INT_COUNTERS}
+    properties["hll"] = sketch_bytes(counts.merged_sketch())
+    for dimension in DIMENSIONS:
+        properties[f"top_{dimension}"] = orjson.dumps(counts.top_values(dimension, TOP_N)).decode()
+    return properties
+
+
+class MetricsStore:
+    """One consumer group's metrics rows in one table."""
+
+    def __init__(self, table: Any, *, hub: str, consumer_group: str, retention_days: int) -> None:
+        self._table = table
+        self._prefix = quote(f"{hub}:{consumer_group}", safe=":")
+        self.retention = timedelta(days=retention_days)
+        self._ready = False
+        self._known: OrderedDict[tuple[str, str], Stored] = OrderedDict()
+
+    def partition_key(self, app_id: str, scope: str) -> str:
+        return "|".join((self._prefix, quote(app_id, safe=""), quote(scope, safe=":")))
+
+    def ensure_table(self) -> None:
+        if self._ready:
+            return
+        with contextlib.suppress(ResourceExistsError):
+            self._table.create_table()
+        self._ready = True
+
+    # -- writing
+
+    def apply(self, pending: Iterable[Pending], now: datetime | None = None) -> int:
+        """Writes every pending row's fresh contributions; returns how many rows changed."""
+        self.ensure_table()
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        by_key: dict[str, list[Pending]] = {}
+        for row in pending:
+            if row.bucket is None or row.bucket >= cutoff:
+                by_key.setdefault(row.partition_key, []).append(row)
+        changed = 0
+        for partition_key, rows in by_key.items():
+            rows.sort(key=lambda r: r.row_key)
+            for start in range(0, len(rows), TRANSACTION_OPS):
+                changed += self._apply_chunk(partition_key, rows[start : start + TRANSACTION_OPS])
+        return changed
+
+    def _apply_chunk(self, partition_key: str, rows: list[Pending]) -> int:
+        for attempt in range(1, ATTEMPTS + 1):
+            existing = self._existing(partition_key, rows)
+            planned = [(row, op) for row in rows if (op := self._operation(row, existing.get(row.row_key)))]
+            if not planned:
+                return 0
+            try:
+                answers = self._table.submit_transaction([op for _, op in planned])
+            except (TableTransactionError, HttpResponseError) as exc:
+                for row in rows:
+                    self._known.pop((partition_key, row.row_key), None)
+                if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
+                    raise
+                logs.emit(
+                    log, logging.INFO, "metrics_write_conflict", attempt=attempt, status=exc.status_code
+                )
+                continue
+            for (row, op), answer in zip(planned, answers, strict=True):
+                self._remember((partition_key, row.row_key), (op[1], answer["etag"]))
+            return len(planned)
+        raise AssertionError("unreachable")
+
+    def _remember(self, key: tuple[str, str], stored: Stored) -> None:
+        self._known[key] = stored
+        self._known.move_to_end(key)
+        while len(self._known) > KNOWN_ROWS:
+            self._known.popitem(last=False)
+
+    def _existing(self, partition_key: str, rows: list[Pending]) -> dict[str, Stored]:
+        """The chunk's rows as stored: as this process last wrote them when it did (a row someone else
+        wrote since fails the write on its ETag, and is read again), else read; absent when new."""
+        found = {}
+        for row in rows:
+            known = self._known.get((partition_key, row.row_key))
+            if known is None:
+                try:
+                    entity = self._table.get_entity(partition_key, row.row_key)
+                except ResourceNotFoundError:
+                    continue
+                known = (entity, entity.metadata["etag"])
+            found[row.row_key] = known
+        return found
+
+    def _operation(self, row: Pending, stored: Stored | None) -> tuple[Any, ...] | None:
+        entity_then = None if stored is None else stored[0]
+        applied = -1 if entity_then is None else _int(entity_then["seq"])
+        if row.last_sequence <= applied:
+            return None
+        entity: dict[str, Any] = {"PartitionKey": row.partition_key, "RowKey": row.row_key}
+        entity["seq"] = _int64(row.last_sequence)
+        if row.bucket is None:
+            kept = [] if entity_then is None else orjson.loads(entity_then["errors"])
+            entity["errors"] = orjson.dumps(latest_errors([*kept, *row.errors_after(applied)])).decode()
+        else:
+            counts = Counts() if entity_then is None else counts_of(entity_then)
+            counts.add(row.counts_after(applied))
+            entity["bucket"] = row.bucket
+            entity.update(_counter_properties(counts))
+        if stored is None:
+            return ("create", entity)
+        options = {"mode": UpdateMode.REPLACE, "etag": stored[1]}
+        return ("update", entity, {**options, "match_condition": MatchConditions.IfNotModified})
+
+    # -- reading
+
+    def read_rows(
+        self, app_id: str, scope: str, step: str, first: str, last: str
+    ) -> Iterator[tuple[str, Counts]]:
+        """(bucket, counts) of every hub partition's row with `first` <= bucket <= `last`."""
+        self.ensure_table()
+        entities = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={
+                "pk": self.partition_key(app_id, scope),
+                "low": f"{step}|{first}|",
+                "high": f"{step}|{last}|~",
+            },
+        )
+        for entity in entities:
+            yield entity["RowKey"].split("|")[1], counts_of(entity)
+
+    def read_errors(self, app_id: str) -> list[dict[str, Any]]:
+        self.ensure_table()
+        entities = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={"pk": self.partition_key(app_id, "app"), "low": f"{ERRORS}|", "high": f"{ERRORS}|~"},
+        )
+        return latest_errors([e for entity in entities for e in orjson.loads(entity["errors"])])
+
+    # -- retention
+
+    def purge(self, now: datetime | None = None) -> int:
+        """Deletes the counter rows of buckets older than the retention; returns how many."""
+        self.ensure_table()
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        old = self._table.query_entities(
+            "bucket lt @cutoff", parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"]
+        )
+        deleted = 0
+        for entity in old:
+            # One by one: a delete is idempotent, and a transaction would fail whole on a row gone.
+            self._table.delete_entity(partition_key=entity["PartitionKey"], row_key=entity["RowKey"])
+            deleted += 1
+        if deleted:
+            logs.emit(log, logging.INFO, "metrics_purged", rows=deleted, cutoff=cutoff.isoformat())
+        return deleted
+
+
+def error_entry(kind: str, record: Row) -> dict[str, Any]:
+    """A rejected or failed record as the dashboard lists it."""
+    received = record.get("received_at")
+    moment = datetime.fromtimestamp(received / 1000, UTC) if isinstance(received, int) else None
+    if kind == REJECTED:
+        errors = record.get("errors") or []
+        code = "schema"
+        message = "; ".join(f"{e.get('path') or '/'}: {e.get('message')}" for e in errors) or "rejected"
+        event_type = record.get("event_type")
+    else:
+        code = f"{record.get('stage')}:{record['step']}" if record.get("step") else str(record.get("stage"))
+        message = str(record.get("error") or "")
+        event_type = _event_type(record.get("event_json"))
+    return {
+        "t": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else "",
+        "kind": kind,
+        "code": code,
+        "message": message[:MESSAGE_CHARS],
+        "event_type": event_type[:MESSAGE_CHARS] if isinstance(event_type, str) else None,
+    }
+
+
+def _event_type(event_json: Any) -> str | None:
+    if not isinstance(event_json, str) or len(event_json) > EVENT_JSON_CHARS:
+        return None
+    try:
+        event = orjson.loads(event_json)
+    except orjson.JSONDecodeError:
+        return None
+    value = event.get("event_type") if isinstance(event, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def latest_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest first, at most ERRORS_KEPT; ties by content so every reader cuts in the same place."""
+    ordered = sorted(
+        errors, key=lambda e: (e["t"], e.get("code") or "", e.get("message") or ""), reverse=True
+    )
+    return ordered[:ERRORS_KEPT]
+
+
+def open_metrics_store(settings: Settings) -> MetricsStore:
+    """The metrics table in the lake's storage account (Azurite's table endpoint locally)."""
+    from azure.data.tables import TableClient
+
+    table = connect(
+        settings.lake_connection,
+        settings.lake_account_url,
+        with_connection_string=lambda conn: TableClient.from_connection_string(conn, settings.metrics_table),
+        with_identity=lambda url, credential: TableClient(
+            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
+            settings.metrics_table,
+            credential=credential,
+        ),
+        asynchronous=False,
+        missing="no metrics table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
+    )
+    return MetricsStore(
+        table,
+        hub=settings.hub_scope,
+        consumer_group=settings.metrics_consumer_group,
+        retention_days=settings.metrics_retention_days,
+    )
