@@ -2,9 +2,10 @@
 
 1. Throughput: workers.synthetic traffic packed as the collector packs it (bench/capture.py's workload),
    in trigger batches of 256 messages, through `Firehose.process` (the real enrichment, filter, shape,
-   batches of ≤ 500 events, Standard Webhooks signing, the ledger write on Azurite) to the local webhook
-   receiver (devstack/receiver.py, its own process, verifying every signature). Timed in this process's
-   CPU time (what "per core" means on a shared machine), median of --repeats runs; beside it, in the
+   batches of ≤ 500 events, Standard Webhooks signing, the cut record write on Azurite) to the local
+   webhook receiver (devstack/receiver.py, its own process, keep-alive, verifying every signature).
+   Timed in this process's CPU time (what "per core" means on a shared machine), median of --repeats
+   runs; beside it, in the
    same run, the enrichment alone (`Stage.run`) on the same batches: `ratio_vs_enrich_only` is
    what the firehose's own work costs on top, and `sink_only_events_per_s` (derived: events over the
    difference of the two CPU times) the rate of the firehose's own stage, which is what the
