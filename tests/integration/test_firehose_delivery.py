@@ -418,3 +418,29 @@ def test_the_same_events_go_under_the_same_ids_whatever_the_batch_boundaries(
 
     assert set(first) == event_ids(batch, prefix)
     assert second == first
+
+
+def test_a_batch_failing_right_behind_a_retried_one_keeps_its_place(azurite: Azurite) -> None:
+    """The first retry gets through and the batch behind it, sent right after, fails: it stays pending,
+    under its id, and nothing later overtakes it."""
+    answers = iter([500, 200, 500])  # live batch, its retry, the batch behind it; then all is well
+    receiver = Receiver(lambda elapsed: (next(answers, 200), {}, 0.0))
+    with_receiver = running(receiver)
+    next(with_receiver)
+    try:
+        dest, prefix = unique("hook"), unique("e")
+        firehose = firehose_for(settings_for(azurite, registry_json("shop", webhook(dest, receiver.url))))
+        firehose.process(messages(prefix, 2))
+        firehose.process(messages(prefix, 2, first_sequence=2))
+        sent = event_ids(messages(prefix, 4), prefix)
+
+        def all_delivered() -> bool:
+            firehose.retry()
+            return set(receiver.delivered_ids()) == sent
+
+        assert poll(all_delivered, timeout=30, step=0.3)
+        statuses = [(r.id, r.status) for r in receiver.requests]
+        (first, second) = dict.fromkeys(request_id for request_id, _ in statuses)
+        assert statuses == [(first, 500), (first, 200), (second, 500), (second, 200)]
+    finally:
+        receiver.stop()
