@@ -279,7 +279,7 @@ class Outbox:
     def write_carry(self, partition: str, carry: dict[str, list[Item]]) -> None:
         """Durable once this returns; an empty carry removes the blob."""
         if not carry:
-            self.drop(self._carry_path(partition))
+            self.lake.delete(self._carry_path(partition))  # a stale carry would be sent again, later
             return
         doc = {
             dest: [[*item.position, item.visitor_hash, orjson.Fragment(item.data)] for item in items]

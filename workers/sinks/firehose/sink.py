@@ -188,7 +188,8 @@ class Firehose:
                 dest: [c.last for c in dest_chunks if c.last[0] == partition]
                 for dest, dest_chunks in chunks.items()
             }
-            self.outbox.write_cuts(partition, first, last, ends)
+            if any(ends.values()):  # no batch, no cut: nothing to record
+                self.outbox.write_cuts(partition, first, last, ends)
         return chunks
 
     def _deliver_all(
@@ -225,7 +226,7 @@ class Firehose:
         result.counts["events"] += len(enriched.rows)
         disabled = self.outbox.disabled()
         items = select(enriched.rows, self.destinations)
-        chunks = self.plan(messages, items) if items else {}
+        chunks = self.plan(messages, items)
         firsts: dict[str, int] = {}
         for m in messages:
             firsts[m.partition_id] = min(firsts.get(m.partition_id, m.sequence_number), m.sequence_number)
