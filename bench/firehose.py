@@ -2,13 +2,14 @@
 
 1. Throughput: workers.synthetic traffic packed as the collector packs it (bench/capture.py's workload),
    in trigger batches of 256 messages, through `Firehose.process` (the real enrichment, filter, shape,
-   batches of ≤ 500 events, Standard Webhooks signing, the ledger write on Azurite) to the local webhook
-   receiver (devstack/receiver.py, its own process, verifying every signature). Timed in this process's
-   CPU time (what "per core" means on a shared machine), median of --repeats runs; beside it, in the
-   same run, the enrichment alone (`Stage.run`) on the same batches: `ratio_vs_enrich_only` is
-   what the firehose's own work costs on top, and `sink_only_events_per_s` (derived: events over the
-   difference of the two CPU times) the rate of the firehose's own stage, which is what the
-   enrichment refactor does not share with capture.
+   batches of ≤ 500 events, Standard Webhooks signing, the cut record write on Azurite) to the local
+   webhook receiver (devstack/receiver.py, its own process, keep-alive, verifying every signature),
+   in a process whose garbage collector is tuned as the firehose Function App's is (`sink.tune_gc`).
+   Timed in this process's CPU time (what "per core" means on a shared machine), median of --repeats
+   runs; beside it, in the same run, the enrichment alone (`Stage.run`) on the same batches:
+   `ratio_vs_enrich_only` is what the firehose's own work costs on top, and `sink_only_events_per_s`
+   (derived: events over the difference of the two CPU times) the rate of the firehose's own stage,
+   which is what the enrichment refactor does not share with capture.
 2. Latency: the whole local stack (`make dev`'s: Azurite, the Event Hubs endpoint, the dev host, the
    firehose's dev host with its 200 ms max wait, the receiver); --rate events/s posted to the collector
    for --seconds (4 events per request); each event's latency is from the 200 answer of its request
@@ -46,7 +47,7 @@ from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.firehose import enrichment, registry  # noqa: E402
 from workers.sinks.firehose.durable import Outbox, open_queue_service  # noqa: E402
-from workers.sinks.firehose.sink import Firehose  # noqa: E402
+from workers.sinks.firehose.sink import Firehose, tune_gc  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
 
 
@@ -84,6 +85,7 @@ def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, flo
             )
             pipeline = build_pipeline()
             batches = workload(total_events)
+            tune_gc()  # as the firehose's Function App process does (get_firehose)
             firehose_cpu, enrich_cpu = [], []
             events = 0
             for _ in range(repeats):

@@ -27,6 +27,8 @@ def serve(port: int, secret: str, log: Path, host: str = "127.0.0.1") -> Threadi
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a customer's endpoint behind any web server
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}

@@ -2,8 +2,8 @@
 
 `Receiver` is a real HTTP server on a free loopback port, in a thread. Its `answer` decides each
 response (status, headers, delay) from the time since it started; every request is recorded with its
-headers and body, and `verified` checks its Standard Webhooks signature with the `standardwebhooks`
-package (not hubcap's code).
+headers, body and the client's port (one per connection), and `verified` checks its Standard Webhooks
+signature with the `standardwebhooks` package (not hubcap's code).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     status: int
+    port: int
 
     @property
     def id(self) -> str:
@@ -60,6 +61,10 @@ class Receiver:
     started: float = field(default_factory=time.monotonic)
     # With a context the receiver speaks TLS and is reached as https://localhost.
     tls: ssl.SSLContext | None = None
+    # HTTP/1.1 keeps connections open; `drop_kept` then closes each one after its answer without saying
+    # so, as a receiver's idle timeout does between two batches.
+    keep_alive: bool = False
+    drop_kept: bool = False
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,6 +78,8 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, headers, delay = receiver.answer(time.monotonic() - receiver.started)
@@ -81,7 +88,11 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(
                         Request(
-                            time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body, status
+                            time.monotonic(),
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            status,
+                            self.client_address[1],
                         )
                     )
                 self.send_response(status)
@@ -89,6 +100,8 @@ class Receiver:
                     self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                if receiver.drop_kept:
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

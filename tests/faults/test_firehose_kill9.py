@@ -2,7 +2,7 @@
 an event sent twice carries the same `webhook-id` both times.
 
 Real parts: the project's Event Hubs endpoint (envelopes sent with the azure-eventhub SDK), Azurite
-(checkpoints, state, ledger, retry queues), the firehose dev-host process running firehose_app.py with
+(checkpoints, state, cut records, retry queues), the firehose dev-host process running firehose_app.py with
 the real enrichment, and a receiver in this process verifying signatures with `standardwebhooks`.
 Bounded: 240 messages over ~6 s, one kill, a restart, up to 120 s to drain.
 """

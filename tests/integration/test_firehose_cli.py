@@ -3,6 +3,7 @@ receiver (signatures verified with `standardwebhooks`)."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from tests.firehose_support import (
 )
 from workers import cli
 from workers.apps import AppRegistry
+from workers.settings import Settings
+from workers.sinks.firehose.cli import hub_messages
 from workers.sinks.firehose.durable import undelivered_prefix
 from workers.sinks.lake.lake import open_lake
 from workers.sinks.lake.sink import LakeSink
@@ -184,3 +187,44 @@ def test_dry_run_prints_mapped_payloads_and_sends_nothing(
     printed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed == [{"id": f"{prefix}-0", "at": "2026-01-01T13:01:59.500Z"}]
     assert receiver.requests == []
+
+
+def test_replay_from_inside_a_live_batch_sends_every_event_under_its_live_id(
+    azurite: Azurite,
+    eventhubs: EventHubsEndpoint,
+    receiver: Receiver,
+    clean_settings: pytest.MonkeyPatch,
+) -> None:
+    """The live path cut the hub's messages in batches of 3 and 5 messages; a replay from the second
+    message on widens to the first live batch's start and re-forms every batch: the same ids."""
+    app, dest, prefix = f"app{uuid.uuid4().hex[:8]}", unique("hook"), unique("e")
+    apps = registry_json(app, webhook(dest, receiver.url))
+    settings = settings_for(azurite, apps)
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    producer = EventHubProducerClient.from_connection_string(
+        eventhubs.connection_string, eventhub_name=eventhubs.hub
+    )
+    with producer:
+        for seq in range(8):
+            env = make_envelope([client_event(f"{prefix}-{seq}-{i}") for i in range(2)], app_id=app)
+            encoded = envelope.encode(env)
+            event = EventData(encoded.body)
+            event.properties = dict(encoded.properties)
+            producer.send_event(event, partition_id="2")
+            time.sleep(0.02)  # distinct enqueue times, so a replay can start between two messages
+    use(clean_settings, azurite, apps, eventhubs)
+    clean_settings.setenv("HUBCAP_LAKE_FILESYSTEM", "lake")
+    read, _ = hub_messages(Settings.from_env(dict(os.environ)), since, datetime.now(UTC))
+    ours = sorted((m for m in read if m.partition_id == "2"), key=lambda m: m.sequence_number)[-8:]
+    live = firehose_for(settings)
+    live.process(ours[:3])
+    live.process(ours[3:])
+    live_ids = receiver.delivered_ids()
+    receiver.requests.clear()
+    assert ours[0].enqueued_time < ours[1].enqueued_time
+
+    replay = ["firehose", "replay", "--destination", dest, "--since", ours[1].enqueued_time.isoformat()]
+    assert cli.main(replay) == 0
+
+    assert len(live_ids) == 16
+    assert receiver.delivered_ids() == live_ids

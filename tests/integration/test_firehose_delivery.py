@@ -346,3 +346,101 @@ def first_items(firehose: Any, batch: list[HubMessage]) -> dict[str, Any]:
     from workers.sinks.firehose.sink import select
 
     return select(enrich(firehose.capture, batch).rows, firehose.destinations)
+
+
+def hub_order(event_id: str) -> tuple[int, int]:
+    """(sequence number, index) of an event id made by `messages`."""
+    sequence, index = event_id.rsplit("-", 2)[1:]
+    return int(sequence), int(index)
+
+
+def test_batches_behind_a_failed_one_wait_so_each_visitor_keeps_hub_order(azurite: Azurite) -> None:
+    answer = {"status": 500}
+    receiver = Receiver(lambda elapsed: (answer["status"], {}, 0.0))
+    with_receiver = running(receiver)
+    next(with_receiver)
+    try:
+        dest, prefix = unique("hook"), unique("e")
+        firehose = firehose_for(settings_for(azurite, registry_json("shop", webhook(dest, receiver.url))))
+        first = firehose.process(messages(prefix, 3))
+        answer["status"] = 200  # the receiver is back before the failed batch's retry is due
+
+        second = firehose.process(messages(prefix, 3, first_sequence=3))
+
+        assert (first.counts["queued"], second.counts["queued"], second.counts["delivered"]) == (6, 6, 0)
+        sent = event_ids(messages(prefix, 6), prefix)
+
+        def all_delivered() -> bool:
+            firehose.retry()
+            return set(receiver.delivered_ids()) == sent
+
+        assert poll(all_delivered, timeout=30, step=0.3)
+        seen: set[str] = set()
+        per_visitor: dict[str, list[str]] = {}
+        for request in receiver.delivered():
+            if request.id not in seen:  # what a receiver de-duplicating by webhook-id keeps
+                seen.add(request.id)
+                for event in request.events:
+                    per_visitor.setdefault(event["visitor_hash"], []).append(event["event_id"])
+        assert len(per_visitor) == 2
+        assert all(ids == sorted(ids, key=hub_order) for ids in per_visitor.values())
+        # Nothing pending any more: the partition is let go and goes live again.
+        assert firehose.process(messages(prefix, 1, first_sequence=6)).counts["delivered"] == 2
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("live", "again"),
+    [((5, 7), (3, 5, 4)), ((3, 5, 4), (12,)), ((12,), (1,) * 12)],
+)
+def test_the_same_events_go_under_the_same_ids_whatever_the_batch_boundaries(
+    azurite: Azurite, receiver: Receiver, live: tuple[int, ...], again: tuple[int, ...]
+) -> None:
+    """Live delivery cut the hub range one way; a re-delivery of the whole range (the state not
+    committed: a crash, or a replay) cuts it another: every event goes under the id it went under."""
+    dest, prefix = unique("hook"), unique("e")
+    settings = settings_for(azurite, registry_json("shop", webhook(dest, receiver.url)))
+    batch = messages(prefix, 12)
+
+    def run(firehose: Any, sizes: tuple[int, ...]) -> dict[str, str]:
+        receiver.requests.clear()
+        start = 0
+        for size in sizes:
+            firehose.process(batch[start : start + size])
+            start += size
+        return receiver.delivered_ids()
+
+    first = run(firehose_for(settings), live)
+    second = run(
+        firehose_for(settings_for(azurite, registry_json("shop", webhook(dest, receiver.url)))), again
+    )
+
+    assert set(first) == event_ids(batch, prefix)
+    assert second == first
+
+
+def test_a_batch_failing_right_behind_a_retried_one_keeps_its_place(azurite: Azurite) -> None:
+    """The first retry gets through and the batch behind it, sent right after, fails: it stays pending,
+    under its id, and nothing later overtakes it."""
+    answers = iter([500, 200, 500])  # live batch, its retry, the batch behind it; then all is well
+    receiver = Receiver(lambda elapsed: (next(answers, 200), {}, 0.0))
+    with_receiver = running(receiver)
+    next(with_receiver)
+    try:
+        dest, prefix = unique("hook"), unique("e")
+        firehose = firehose_for(settings_for(azurite, registry_json("shop", webhook(dest, receiver.url))))
+        firehose.process(messages(prefix, 2))
+        firehose.process(messages(prefix, 2, first_sequence=2))
+        sent = event_ids(messages(prefix, 4), prefix)
+
+        def all_delivered() -> bool:
+            firehose.retry()
+            return set(receiver.delivered_ids()) == sent
+
+        assert poll(all_delivered, timeout=30, step=0.3)
+        statuses = [(r.id, r.status) for r in receiver.requests]
+        (first, second) = dict.fromkeys(request_id for request_id, _ in statuses)
+        assert statuses == [(first, 500), (first, 200), (second, 500), (second, 200)]
+    finally:
+        receiver.stop()

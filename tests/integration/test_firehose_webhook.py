@@ -11,18 +11,20 @@ import trustme
 from tests.firehose_support import SECRET_KEY, Receiver
 from workers.sinks.firehose.payload import Chunk, Item
 from workers.sinks.firehose.registry import Destination
-from workers.sinks.firehose.transports import Outcome, post_webhook, retry_after
+from workers.sinks.firehose.transports import Clients, Outcome, post_webhook, retry_after
 
 pytestmark = pytest.mark.integration
 
 CHUNK = Chunk("dest-1", (Item(("0", 1, 0), "v", b'{"event_id":"e1"}'),))
 
 
-def attempt(receiver: Receiver, *, timeout_s: float = 5, allow_private: bool = True) -> Outcome:
+def attempt(
+    receiver: Receiver, *, timeout_s: float = 5, allow_private: bool = True, clients: Clients | None = None
+) -> Outcome:
     destination = Destination(
         id="dest-1", app_id="shop", kind="webhook", url=receiver.url, secrets=(SECRET_KEY,)
     )
-    return post_webhook(destination, CHUNK, timeout_s=timeout_s, allow_private=allow_private)
+    return post_webhook(destination, CHUNK, timeout_s=timeout_s, allow_private=allow_private, clients=clients)
 
 
 @pytest.mark.parametrize(
@@ -111,4 +113,35 @@ def test_https_goes_to_the_checked_address_and_verifies_the_host_name(
             assert "CERTIFICATE_VERIFY_FAILED" in (outcome.error or "")
             assert receiver.requests == []
     finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("keep_alive", "connections"),
+    [(True, 1), (False, 3)],
+)
+def test_a_connection_is_kept_for_the_next_batch_when_the_receiver_keeps_it(
+    keep_alive: bool, connections: int
+) -> None:
+    receiver = Receiver(keep_alive=keep_alive).start()
+    clients = Clients()
+    try:
+        outcomes = [attempt(receiver, clients=clients) for _ in range(3)]
+        assert outcomes == [Outcome(True, 200)] * 3
+        assert len({r.port for r in receiver.requests}) == connections
+    finally:
+        clients.close()
+        receiver.stop()
+
+
+def test_a_kept_connection_the_receiver_dropped_is_replaced_and_the_batch_sent() -> None:
+    receiver = Receiver(keep_alive=True, drop_kept=True).start()
+    clients = Clients()
+    try:
+        outcomes = [attempt(receiver, clients=clients) for _ in range(3)]
+        assert outcomes == [Outcome(True, 200)] * 3
+        assert len(receiver.requests) == 3  # each batch once: the dropped connection sent nothing
+        assert len({r.port for r in receiver.requests}) == 3
+    finally:
+        clients.close()
         receiver.stop()

@@ -8,12 +8,14 @@ filter → map (`payload`) → batches of at most 500 events or 1 MB, in hub ord
 
 Never lose, never block (`sink.Firehose`): every destination is sent to at once, each within a short
 wait; what is not delivered by then goes to that destination's durable retry queue (`durable`), on the
-schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h with jitter. The trigger returns, and so the hub
-checkpoint advances, only once every batch is delivered or durably queued: a crash re-delivers. Batch
-ids (`webhook-id`) are derived from the destination and the hub positions of the batch, and the batch
-boundaries of an unfinished trigger batch are written down before sending (the ledger, `durable`), so
-a re-delivery after a crash, a retry and a redelivery carry the same id (a replay too, when its range
-starts where a live batch started).
+schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h with jitter; while one is pending, the destination's
+later batches of that hub partition queue behind it, so each visitor's events arrive in hub order. The
+trigger returns, and so the hub checkpoint advances, only once every batch is delivered or durably
+queued: a crash re-delivers. Batch ids (`webhook-id`) are derived from the destination and the hub
+positions of the batch, and where each trigger batch's events were cut into batches is written down
+before sending (the cut records, `durable`); every later cut of the same messages (a re-delivery after
+a crash with other boundaries, a replay of any range) re-forms the same batches, so an event always
+goes under the same id.
 
 After the last attempt, a 410 or five days of failures the batch goes to the lake under
 `undelivered/v1/destination=<id>/…` and the destination is disabled (a log line and a counter).

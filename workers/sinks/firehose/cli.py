@@ -9,9 +9,11 @@
     hubcap firehose redeliver --destination D
         re-enables the destination and re-sends its batches in undelivered/, under their ids
 
-Replayed batches are cut as the live path cuts them (payload.chunk over hub order, per partition), so a
-range that starts where a live batch started carries the same ids; redelivered batches are the stored
-ones. Exit code 0 when everything was delivered, 1 otherwise.
+A replay cuts batches where the live path recorded its cuts (durable: the cut records), and widens its
+range, per partition, to the first and last message of the records it touches: whatever its `--since`
+and `--until`, each event goes out in the batch, under the `webhook-id`, the live path sent it in.
+Messages no record covers are cut by size alone. Redelivered batches are the stored ones.
+Exit code 0 when everything was delivered, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,11 +82,15 @@ def _send_all(firehose: Firehose, destination_id: str, chunks: Iterable[Chunk]) 
     return delivered, failed
 
 
-def _hub_messages(
-    settings: Settings, since: datetime, until: datetime
+# (partition, first, last) → the (first, last) the replay reads instead
+Widen = Callable[[str, int, int], tuple[int, int]]
+
+
+def hub_messages(
+    settings: Settings, since: datetime, until: datetime, widen: Widen | None = None
 ) -> tuple[list[HubMessage], dict[str, int]]:
-    """Messages enqueued in [since, until) on every partition, and each partition's first retained
-    sequence number (older ones come from the lake)."""
+    """Messages enqueued in [since, until) on every partition, each partition's range widened by
+    `widen`, and each partition's first retained sequence number (older ones come from the lake)."""
     from azure.eventhub import EventHubConsumerClient
 
     client = EventHubConsumerClient.from_connection_string(
@@ -99,13 +105,24 @@ def _hub_messages(
             last = props["last_enqueued_sequence_number"]
             if props["is_empty"]:
                 continue
-            messages += _read_partition(settings, partition, since, until, last)
+            got = _read_partition(settings, partition, since, until, last)
+            if got and widen is not None:
+                low, high = got[0].sequence_number, got[-1].sequence_number
+                wide_low, wide_high = widen(partition, low, high)
+                if wide_low < low:
+                    start = max(wide_low, beginning[partition])
+                    got = _read_partition(settings, partition, start, low - 1, last) + got
+                if wide_high > high:
+                    got += _read_partition(settings, partition, high + 1, wide_high, last)
+            messages += got
     return messages, beginning
 
 
 def _read_partition(
-    settings: Settings, partition: str, since: datetime, until: datetime, last: int
+    settings: Settings, partition: str, since: datetime | int, until: datetime | int, last: int
 ) -> list[HubMessage]:
+    """Messages from `since` (a time, or a sequence number, included) to before `until` (a time) or
+    up to `until` (a sequence number), and at most up to `last`."""
     from azure.eventhub import EventHubConsumerClient
 
     got: list[HubMessage] = []
@@ -114,11 +131,16 @@ def _read_partition(
         settings.eventhub_connection or "", consumer_group="$Default", eventhub_name=settings.eventhub_name
     )
 
+    def before_end(event: Any) -> bool:
+        if isinstance(until, int):
+            return bool(event.sequence_number <= until)
+        return bool(event.enqueued_time < until)
+
     def on_event(context: Any, event: Any) -> None:
         if event is None:
             done.set()  # max_wait_time passed with nothing new: the partition is read
             return
-        if event.enqueued_time < until:
+        if before_end(event):
             got.append(
                 HubMessage(
                     b"".join(event.body),
@@ -132,7 +154,7 @@ def _read_partition(
                     event.enqueued_time,
                 )
             )
-        if event.sequence_number >= last or event.enqueued_time >= until:
+        if event.sequence_number >= last or not before_end(event):
             done.set()
 
     thread = threading.Thread(
@@ -141,6 +163,7 @@ def _read_partition(
             "on_event": on_event,
             "partition_id": partition,
             "starting_position": since,
+            "starting_position_inclusive": True,
             "max_wait_time": 5,
         },
         daemon=True,
@@ -152,44 +175,71 @@ def _read_partition(
     return got
 
 
-def _lake_items(
+def _lake_rows(
     firehose: Firehose, destination_id: str, since: datetime, until: datetime, beginning: dict[str, int]
-) -> list[Item]:
+) -> dict[str, list[dict[str, Any]]]:
+    """Per partition, the app's rows the hub no longer holds, received in [since, until), the range
+    widened to the cut records it touches; in hub order."""
     destination = firehose.destinations.get(destination_id)
     low, high = since.timestamp() * 1000, until.timestamp() * 1000
-    rows = []
+    older: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for _, row in iter_rows(firehose.outbox.lake, f"events/v1/app_id={destination.app_id}/"):
         for name in payload.TIMESTAMP_FIELDS:
             if isinstance(row.get(name), datetime):
                 row[name] = int(row[name].timestamp() * 1000)
-        received = row.get("received_at") or 0
-        if low <= received < high and row["hub_sequence_number"] < beginning.get(
-            row["hub_partition"], 1 << 62
-        ):
-            rows.append(row)
-    rows.sort(key=lambda r: (r["hub_partition"], r["hub_sequence_number"]))
-    return select(rows, firehose.destinations).get(destination_id, [])
+        if row["hub_sequence_number"] < beginning.get(row["hub_partition"], 1 << 62):
+            older[row["hub_partition"]].append(row)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for partition, rows in older.items():
+        wanted = [r["hub_sequence_number"] for r in rows if low <= (r.get("received_at") or 0) < high]
+        if wanted:
+            cuts = firehose.outbox.read_cuts(partition, min(wanted), max(wanted))
+            kept = [r for r in rows if cuts.low <= r["hub_sequence_number"] <= cuts.high]
+            out[partition] = sorted(kept, key=lambda r: int(r["hub_sequence_number"]))
+    return out
+
+
+def replay_chunks(firehose: Firehose, destination_id: str, messages: Sequence[HubMessage]) -> list[Chunk]:
+    """The destination's batches of these messages (each partition's range whole), cut where the
+    live path recorded its cuts."""
+    from workers.sinks.firehose.enrichment import enrich
+
+    by_partition: dict[str, list[HubMessage]] = defaultdict(list)
+    for message in messages:
+        by_partition[message.partition_id].append(message)
+    chunks: list[Chunk] = []
+    for partition, partition_messages in by_partition.items():
+        partition_messages.sort(key=lambda m: m.sequence_number)
+        chunks += _cut(firehose, destination_id, partition, enrich(firehose.capture, partition_messages).rows)
+    return chunks
+
+
+def _cut(firehose: Firehose, destination_id: str, partition: str, rows: list[dict[str, Any]]) -> list[Chunk]:
+    items = select(rows, firehose.destinations).get(destination_id, [])
+    if not items:
+        return []
+    cuts = firehose.outbox.read_cuts(partition, items[0].position[1], items[-1].position[1])
+    return firehose.cut(destination_id, items, cuts)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings()
     firehose = build_firehose(settings, with_state=False)
     until = args.until or datetime.now(UTC)
-    messages, beginning = _hub_messages(settings, args.since, until)
-    older = _lake_items(firehose, args.destination, args.since, until, beginning)
-    by_partition: dict[str, list[HubMessage]] = defaultdict(list)
-    for message in messages:
-        by_partition[message.partition_id].append(message)
-    chunks = list(payload.chunk(args.destination, older))
-    for partition_messages in by_partition.values():
-        from workers.sinks.firehose.enrichment import enrich
 
-        rows = enrich(firehose.capture, sorted(partition_messages, key=lambda m: m.sequence_number)).rows
-        items = select(rows, firehose.destinations).get(args.destination, [])
-        chunks += payload.chunk(args.destination, items)
+    def widen(partition: str, first: int, last: int) -> tuple[int, int]:
+        cuts = firehose.outbox.read_cuts(partition, first, last)
+        return cuts.low, cuts.high
+
+    messages, beginning = hub_messages(settings, args.since, until, widen)
+    chunks: list[Chunk] = []
+    for partition, rows in _lake_rows(firehose, args.destination, args.since, until, beginning).items():
+        chunks += _cut(firehose, args.destination, partition, rows)
+    from_lake = sum(len(c.items) for c in chunks)
+    chunks += replay_chunks(firehose, args.destination, messages)
     delivered, failed = _send_all(firehose, args.destination, chunks)
     print(
-        f"replayed {delivered} events in {len(chunks)} batches ({len(older)} from the lake);"
+        f"replayed {delivered} events in {len(chunks)} batches ({from_lake} from the lake);"
         f" {failed} not delivered"
     )
     firehose.close()

@@ -1,15 +1,25 @@
 """What the firehose keeps so that nothing is lost: retry queues, undelivered batches, disabled
-destinations and the ledger, all in the lake's storage account.
+destinations, cut records and carries, all in the lake's storage account.
 
 - Retry queue, one Storage Queue per destination (`hubcap-fh-<id>`): a message per batch names the
-  batch and its attempt; the batch itself (up to 1 MB, over the queue's 64 KiB) is a blob under
-  `firehose/v1/pending/<id>/<batch id>.json`, written before the message. The message becomes visible
-  when the next attempt is due (the schedule's delay ±10 % jitter, or a longer Retry-After).
+  batch's blob; the batch itself (up to 1 MB, over the queue's 64 KiB) is that blob,
+  `firehose/v1/pending/<id>/p<partition>/<sequence number>-<index>-<batch id>.json` (named by its first
+  event's hub position, so listing a partition's blobs gives them in hub order), written before the
+  message. The message becomes visible when the next attempt is due (the schedule's delay ±10 % jitter,
+  or a longer Retry-After). A destination's partition with a batch pending is held: its later batches
+  queue behind it (`waiting`, `stream`) and are sent in hub order once it is through (see sink).
 - Undelivered: `undelivered/v1/destination=<id>/date=<YYYY-MM-DD>/<batch id>.json`, the batch with its
   reason (`attempts`, `gone`, `expired`, `disabled`), attempts, last status and last error.
 - Disabled: `firehose/v1/disabled/<id>.json`; `hubcap firehose redeliver` clears it.
-- Ledger: `firehose/v1/ledger/<consumer group>/p<partition>.json`, the batch cuts of the trigger batch
-  being delivered, written before sending (see payload.chunk).
+- Cuts: `firehose/v1/cuts/<consumer group>/p<partition>/<block>/<first>-<last>.json`, one per trigger
+  batch and partition, written before sending: where each destination's batches of the hub messages
+  first..last end. Every later cut of those messages (a re-delivery after a crash, a replay, whatever
+  its boundaries) reuses them, so the same events form the same batches under the same ids (see
+  payload.chunk). `<block>` is first // CUT_BLOCK, so a look-up lists a block or two, never a
+  partition's whole history; the records are kept as long as the lake's events.
+- Carry: `firehose/v1/carry/<consumer group>/p<partition>.json`, the events of a recorded batch that a
+  shorter re-delivered trigger batch ended inside of, per destination, until the next trigger batch
+  completes that batch (written only then; none most of the time).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from workers.sinks.firehose.payload import Chunk, Item, Position
 from workers.sinks.lake.lake import Lake
 
 JITTER = 0.1
+CUT_BLOCK = 1 << 16
 DISABLED_CACHE_S = 5.0
 
 
@@ -89,8 +100,13 @@ def queue_name(destination: str) -> str:
     return f"hubcap-fh-{destination}"
 
 
-def pending_path(destination: str, batch_id: str) -> str:
-    return f"firehose/v1/pending/{destination}/{batch_id}.json"
+def stream_prefix(destination: str, partition: str) -> str:
+    return f"firehose/v1/pending/{destination}/p{partition}/"
+
+
+def pending_path(chunk: Chunk) -> str:
+    partition, sequence, index = chunk.first
+    return f"{stream_prefix(chunk.destination, partition)}{sequence:020d}-{index:06d}-{chunk.id}.json"
 
 
 def undelivered_prefix(destination: str) -> str:
@@ -116,6 +132,7 @@ class Due:
 
     pending: Pending
     message: Any
+    path: str
 
 
 class Outbox:
@@ -159,40 +176,64 @@ class Outbox:
         return None
 
     def schedule_retry(self, pending: Pending, retry_after_s: float | None = None) -> None:
-        """Durable once this returns: the batch blob first, then the queue message that points at it."""
+        """Durable once this returns: the batch blob first, then the queue message that points at it.
+        A batch never tried (queued behind another) is first due after the schedule's first delay."""
         destination = pending.chunk.destination
-        self.lake.write(pending_path(destination, pending.chunk.id), pending.to_json())
-        delay = self.delay_s(pending.attempts, retry_after_s)
+        path = pending_path(pending.chunk)
+        self.lake.write(path, pending.to_json())
+        delay = self.delay_s(max(1, pending.attempts), retry_after_s)
         self._queue(destination).send_message(
-            orjson.dumps({"id": pending.chunk.id}).decode(), visibility_timeout=max(1, round(delay))
+            orjson.dumps({"path": path}).decode(), visibility_timeout=max(1, round(delay))
         )
+
+    def waiting(self, destination: str, partition: str) -> bool:
+        """Whether the destination's partition still has a batch pending (it is held)."""
+        return bool(self.lake.list(stream_prefix(destination, partition)))
+
+    def stream(self, destination: str, partition: str) -> list[str]:
+        """The blobs of the partition's pending batches, in hub order."""
+        return sorted(f.path for f in self.lake.list(stream_prefix(destination, partition)))
+
+    def read_pending(self, path: str) -> Pending | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return Pending.from_json(self.lake.read(path))
+        except (ResourceNotFoundError, FileNotFoundError, OSError):
+            return None  # delivered meanwhile
 
     def due(self, destination: str, limit: int = 32) -> Iterator[Due]:
         """Retries whose time has come; each is invisible to others for the next five minutes."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         queue = self._queue(destination)
         for message in queue.receive_messages(max_messages=min(limit, 32), visibility_timeout=300):
-            batch_id = orjson.loads(message.content)["id"]
-            try:
-                data = self.lake.read(pending_path(destination, batch_id))
-            except (ResourceNotFoundError, FileNotFoundError, OSError):
-                queue.delete_message(message)  # delivered by an earlier run that died before deleting
+            path = orjson.loads(message.content)["path"]
+            pending = self.read_pending(path)
+            if pending is None:
+                queue.delete_message(message)  # sent behind another, or by a run that died before deleting
                 continue
-            yield Due(Pending.from_json(data), message)
+            yield Due(pending, message, path)
 
     def done(self, due: Due) -> None:
         """Delivered (or given up and kept in undelivered/): the message goes, then the blob."""
-        destination = due.pending.chunk.destination
-        self._queue(destination).delete_message(due.message)
+        self._queue(due.pending.chunk.destination).delete_message(due.message)
+        self.drop(due.path)
+
+    def drop(self, path: str) -> None:
+        """A pending batch delivered or given up on; a queue message still naming it is then let go."""
         with contextlib.suppress(Exception):
-            self.lake.delete(pending_path(destination, due.pending.chunk.id))
+            self.lake.delete(path)
+
+    def keep(self, pending: Pending) -> None:
+        """Its attempts so far, written down; its queue message stays as it is."""
+        self.lake.write(pending_path(pending.chunk), pending.to_json())
 
     def reschedule(self, due: Due, retry_after_s: float | None = None) -> None:
-        destination = due.pending.chunk.destination
-        self.lake.write(pending_path(destination, due.pending.chunk.id), due.pending.to_json())
-        delay = self.delay_s(due.pending.attempts, retry_after_s)
-        self._queue(destination).update_message(due.message, visibility_timeout=max(1, round(delay)))
+        self.keep(due.pending)
+        self.postpone(due, self.delay_s(max(1, due.pending.attempts), retry_after_s))
+
+    def postpone(self, due: Due, delay_s: float) -> None:
+        queue = self._queue(due.pending.chunk.destination)
+        queue.update_message(due.message, visibility_timeout=max(1, round(delay_s)))
 
     def undeliver(self, pending: Pending, reason: str) -> str:
         at = now_ms()
@@ -232,20 +273,60 @@ class Outbox:
                 self._disabled_read = time.monotonic()
             return {name for name, off in self._disabled.items() if off}
 
-    def ledger_path(self, partition: str) -> str:
-        return f"firehose/v1/ledger/{self.group}/p{partition}.json"
+    def _carry_path(self, partition: str) -> str:
+        return f"firehose/v1/carry/{self.group}/p{partition}.json"
 
-    def write_ledger(self, partition: str, first: int, last: int, cuts: dict[str, list[Position]]) -> None:
-        doc = {"first": first, "last": last, "cuts": cuts}
-        self.lake.write(self.ledger_path(partition), orjson.dumps(doc))
-
-    def read_ledger(self, partition: str) -> tuple[int, int, dict[str, frozenset[Position]]] | None:
-        try:
-            doc = orjson.loads(self.lake.read(self.ledger_path(partition)))
-        except Exception:
-            return None  # none yet, or unreadable: cuts are then made afresh
-        cuts = {
-            dest: frozenset((str(p), int(s), int(i)) for p, s, i in marks)
-            for dest, marks in doc["cuts"].items()
+    def write_carry(self, partition: str, carry: dict[str, list[Item]]) -> None:
+        """Durable once this returns; an empty carry removes the blob."""
+        if not carry:
+            self.lake.delete(self._carry_path(partition))  # a stale carry would be sent again, later
+            return
+        doc = {
+            dest: [[*item.position, item.visitor_hash, orjson.Fragment(item.data)] for item in items]
+            for dest, items in carry.items()
         }
-        return int(doc["first"]), int(doc["last"]), cuts
+        self.lake.write(self._carry_path(partition), orjson.dumps(doc))
+
+    def read_carry(self, partition: str) -> dict[str, list[Item]]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            doc = orjson.loads(self.lake.read(self._carry_path(partition)))
+        except (ResourceNotFoundError, FileNotFoundError):
+            return {}
+        return {
+            dest: [Item((str(p), int(s), int(i)), str(v), orjson.dumps(event)) for p, s, i, v, event in items]
+            for dest, items in doc.items()
+        }
+
+    def _cuts_dir(self, partition: str, block: int) -> str:
+        return f"firehose/v1/cuts/{self.group}/p{partition}/{block:012d}/"
+
+    def write_cuts(self, partition: str, first: int, last: int, ends: dict[str, list[Position]]) -> None:
+        """Where each destination's batches of the partition's messages first..last end."""
+        path = f"{self._cuts_dir(partition, first // CUT_BLOCK)}{first:020d}-{last:020d}.json"
+        self.lake.write(path, orjson.dumps({"first": first, "last": last, "cuts": ends}))
+
+    def read_cuts(self, partition: str, first: int, last: int) -> Cuts:
+        """Every cut recorded for the partition's messages first..last, and how far the records
+        that hold them reach (a batch starts at `low` and one ends at `high`)."""
+        cuts: dict[str, set[Position]] = {}
+        low, high = first, last
+        # A record starts in the block of `first` or the one before (no trigger batch is that long).
+        for block in range(max(0, first // CUT_BLOCK - 1), last // CUT_BLOCK + 1):
+            for file in self.lake.list(self._cuts_dir(partition, block)):
+                start, end = (int(n) for n in file.path.rsplit("/", 1)[-1].removesuffix(".json").split("-"))
+                if start > last or end < first:
+                    continue
+                low, high = min(low, start), max(high, end)
+                doc = orjson.loads(self.lake.read(file.path))
+                for dest, marks in doc["cuts"].items():
+                    cuts.setdefault(dest, set()).update((str(p), int(s), int(i)) for p, s, i in marks)
+        return Cuts({dest: frozenset(marks) for dest, marks in cuts.items()}, low, high)
+
+
+@dataclass(frozen=True)
+class Cuts:
+    by_destination: dict[str, frozenset[Position]]
+    low: int
+    high: int

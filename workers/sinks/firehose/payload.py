@@ -5,17 +5,16 @@
   with milliseconds; with `query_params` plus `page_query` and `link_query` ({name: [values]}, the raw
   query parameters of the page URL and of a link click's `attributes.link_url`); with `fields`, only the
   selected fields under their new names.
-- `chunk`: events in hub order (so each visitor's events keep their order: a visitor's events share a
-  hub partition) cut into batches of at most MAX_EVENTS events and MAX_BYTES of JSON, plus any cut the
-  ledger recorded for a trigger batch that was being delivered when the process died, so the same
-  events make the same batches again.
+- `chunk`: one partition's events in hub order (so each visitor's events keep their order: a visitor's
+  events share a hub partition) cut into batches of at most MAX_EVENTS events and MAX_BYTES of JSON,
+  plus every cut recorded before for these events (durable.Outbox.read_cuts), so the same events make
+  the same batches again whatever the trigger batches' boundaries.
 - `batch_id`: the `webhook-id` of a batch: a digest of the destination and the hub positions of its
-  first and last event, stable across retries, redeliveries and re-deliveries after a crash.
+  first and last event; with the recorded cuts, an event goes under one id on every path.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -103,21 +102,37 @@ def matches(row: Mapping[str, Any], rule: Filter) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4096)
-def _second(seconds: int) -> str:
-    """`2026-01-01T13:02:00`; cached because a batch's timestamps share few seconds."""
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+# Second → `2026-01-01T13:02:00`: a trigger batch's timestamps share few seconds, and formatting one
+# costs more than the rest of an event's shaping. Cleared when full rather than evicted one by one.
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 1 << 16
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
 
 
 def iso(ms: Any) -> Any:
     """Milliseconds since the epoch as `2026-01-01T13:02:00.123Z`; anything else unchanged."""
-    if isinstance(ms, bool) or not isinstance(ms, int):
+    if ms.__class__ is not int:  # bool is an int subclass and stays as it is
         return ms
     seconds, millis = divmod(ms, 1000)
-    try:
-        return f"{_second(seconds)}.{millis:03d}Z"
-    except (OverflowError, OSError, ValueError):
-        return ms
+    text = _SECONDS.get(seconds)
+    if text is None:
+        try:
+            text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        except (OverflowError, OSError, ValueError):
+            return ms
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        _SECONDS[seconds] = text
+    return text + _MILLIS[millis]
+
+
+def iso_timestamps(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's millisecond timestamps as ISO-8601, in place (once per row, whatever the destinations)."""
+    for name in TIMESTAMP_FIELDS:
+        value = row.get(name)
+        if value.__class__ is int:
+            row[name] = iso(value)
+    return row
 
 
 def query(url: Any) -> dict[str, list[str]] | None:
@@ -130,17 +145,24 @@ def query(url: Any) -> dict[str, list[str]] | None:
 
 
 def shape(row: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
-    event = dict(row)
-    for name in TIMESTAMP_FIELDS:
-        if name in event:
-            event[name] = iso(event[name])
+    """The event as `destination` wants it, from an enriched row (left as it is)."""
+    return view(iso_timestamps(dict(row)), destination)
+
+
+def view(row: dict[str, Any], destination: Destination) -> dict[str, Any]:
+    """`shape` of a row whose timestamps `iso_timestamps` already converted: the row itself for the
+    default payload (no copy: the live path's rows are the firehose's own), else a new dict."""
     wants_query = destination.query_params or (
         destination.fields is not None
         and any(f in ("page_query", "link_query") for f, _ in destination.fields)
     )
+    event = row
     if wants_query:
-        event["page_query"] = query(row.get("page_url"))
-        event["link_query"] = query((row.get("attributes") or {}).get("link_url"))
+        event = {
+            **row,
+            "page_query": query(row.get("page_url")),
+            "link_query": query((row.get("attributes") or {}).get("link_url")),
+        }
     if destination.fields is None:
         return event
     return {new: event.get(name) for name, new in destination.fields}

@@ -2,9 +2,10 @@
 
 - webhook: `POST` of `{"data": [event, …]}` with the Standard Webhooks headers, over a connection to the
   address the egress guard checked (so a name cannot resolve to a public address for the check and a
-  private one for the request). 2xx is delivered; 410 disables the destination; 429 and 503 name their
-  `Retry-After`; any other status, a 3xx included (redirects are not followed), a timeout or a refused
-  connection is a failure to retry.
+  private one for the request), kept alive for the next batch to the same address (`Clients`); a kept
+  connection the receiver closed meanwhile is replaced once, the same request sent again. 2xx is
+  delivered; 410 disables the destination; 429 and 503 name their `Retry-After`; any other status, a
+  3xx included (redirects are not followed), a timeout or a refused connection is a failure to retry.
 - storage_queue: one queue message per part of the batch, `{"id", "part", "parts", "data"}`, each under
   the service's 64 KiB message limit; the id is the batch's, so a consumer can de-duplicate.
 - event_hub: one message per event, the visitor hash as partition key (a visitor's events stay in order
@@ -87,47 +88,84 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
 
 
-def post_webhook(destination: Destination, chunk: Chunk, *, timeout_s: float, allow_private: bool) -> Outcome:
+Address = tuple[str, str, int, str]  # (scheme, host, port, checked address)
+IDLE_PER_ADDRESS = 4
+RESPONSE_BYTES = 64 * 1024
+
+
+def _connect(address: Address, timeout_s: float) -> http.client.HTTPConnection:
+    scheme, host, port, ip = address
+    if scheme == "https":
+        return _PinnedHTTPSConnection(host, port, ip, timeout_s, ssl.create_default_context())
+    return _PinnedHTTPConnection(host, port, ip, timeout_s)
+
+
+def post_webhook(
+    destination: Destination,
+    chunk: Chunk,
+    *,
+    timeout_s: float,
+    allow_private: bool,
+    clients: Clients | None = None,
+) -> Outcome:
     assert destination.url is not None
     url = urlsplit(destination.url)
     body = chunk.body()
     try:
         host, port = check_url(destination.url, allow_private=allow_private, where=destination.id)
-        address = check_address(host, port, allow_private=allow_private)
+        ip = check_address(host, port, allow_private=allow_private)
     except (EgressError, DestinationError, ValueError) as exc:
         return Outcome(False, error=f"egress: {exc}")
-    connection: http.client.HTTPConnection
-    if url.scheme == "https":
-        connection = _PinnedHTTPSConnection(host, port, address, timeout_s, ssl.create_default_context())
-    else:
-        connection = _PinnedHTTPConnection(host, port, address, timeout_s)
+    address: Address = (url.scheme, host, port, ip)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         **signing.headers(destination.secrets, chunk.id, body),
     }
+    kept = clients.take(address) if clients is not None else None
+    connection = kept or _connect(address, timeout_s)
     try:
-        connection.request("POST", path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(64 * 1024)  # enough to reuse nothing, but not to wait on an endless body
-        status = response.status
-        wait = retry_after(response.getheader("Retry-After")) if status in (429, 503) else None
+        try:
+            status, wait, reusable = _exchange(connection, path, body, headers)
+        except (ConnectionError, http.client.RemoteDisconnected, http.client.CannotSendRequest):
+            if kept is None:
+                raise
+            connection.close()  # the receiver closed the kept connection while it was idle
+            connection = _connect(address, timeout_s)
+            status, wait, reusable = _exchange(connection, path, body, headers)
     except (OSError, http.client.HTTPException) as exc:
+        connection.close()
         return Outcome(False, error=f"{type(exc).__name__}: {exc}")
-    finally:
+    if reusable and clients is not None:
+        clients.give_back(address, connection)
+    else:
         connection.close()
     if 200 <= status < 300:
         return Outcome(True, status)
     return Outcome(False, status, f"HTTP {status}", wait)
 
 
+def _exchange(
+    connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, float | None, bool]:
+    """(status, Retry-After seconds, whether the connection may carry the next request)."""
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    response.read(RESPONSE_BYTES)  # enough for any answer worth reading, not an endless body
+    status = response.status
+    wait = retry_after(response.getheader("Retry-After")) if status in (429, 503) else None
+    return status, wait, response.isclosed() and not response.will_close
+
+
 class Clients:
-    """SDK clients per destination, built on first use and shared by the sending threads."""
+    """SDK clients per destination, built on first use and shared by the sending threads, and idle
+    webhook connections per checked address."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
+        self._idle: dict[Address, list[http.client.HTTPConnection]] = {}
 
     def get(self, destination: Destination) -> Any:
         with self._lock:
@@ -136,11 +174,28 @@ class Clients:
                 client = self._clients[destination.id] = _client(destination)
             return client
 
+    def take(self, address: Address) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(address)
+            return idle.pop() if idle else None
+
+    def give_back(self, address: Address, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(address, [])
+            if len(idle) < IDLE_PER_ADDRESS:
+                idle.append(connection)
+                return
+        connection.close()
+
     def close(self) -> None:
         with self._lock:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+            for idle in self._idle.values():
+                for connection in idle:
+                    connection.close()
+            self._idle.clear()
 
 
 def _client(destination: Destination) -> Any:
@@ -233,7 +288,9 @@ def send(
     """One attempt; never raises for what the destination or the network did."""
     try:
         if destination.kind == "webhook":
-            return post_webhook(destination, chunk, timeout_s=timeout_s, allow_private=allow_private)
+            return post_webhook(
+                destination, chunk, timeout_s=timeout_s, allow_private=allow_private, clients=clients
+            )
         client = clients.get(destination)
         if destination.kind == "storage_queue":
             return send_queue(client, chunk)
