@@ -67,6 +67,7 @@ from workers.collect.body import (
     check_media_type,
     check_origin,
     cors_headers,
+    gc_paused,
     gzip_bytes,
     gzipped,
     inflate_body,
@@ -93,7 +94,7 @@ from workers.collect.privacy import (
 )
 from workers.collect.quota import QuotaBook
 from workers.collect.signing import Verifier
-from workers.collect.validation import Validators
+from workers.collect.validation import Validators, Verdict
 from workers.errors import (
     BadSignature,
     HashMismatch,
@@ -339,13 +340,9 @@ class Collector:
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if is_gzipped:
             body = inflate_body(gzip_bytes(body), limit)
-        events = parse_events(body)
-        cost = max(1, len(events))
-        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
-        if app.sender_quota is not None and ip is not None:
-            self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
-        self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
-        verdict = self.validators.for_app(app.app_id).check(events)
+        # The events this drops (rejected and not stored) are freed before the collector resumes.
+        with gc_paused():
+            verdict = self._judge(app, ip, body)
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -358,6 +355,16 @@ class Collector:
             rejected=verdict.rejected,
             rejected_count=verdict.rejected_count,
         )
+
+    def _judge(self, app: AppConfig, ip: str | None, body: bytes) -> Verdict:
+        """The body's events charged to the quotas, then sorted into accepted and rejected."""
+        events = parse_events(body)
+        cost = max(1, len(events))
+        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
+        if app.sender_quota is not None and ip is not None:
+            self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
+        self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
+        return self.validators.for_app(app.app_id).check(events)
 
     # -- privacy, envelope, hub --------------------------------------------------------------------
 

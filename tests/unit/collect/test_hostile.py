@@ -6,6 +6,7 @@ messages(), or handle() on requests that never reach the hub."""
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import time
 import tracemalloc
@@ -162,6 +163,26 @@ def test_the_rest_are_counted_in_one_record(collector: Collector) -> None:
 def test_the_summary_counts_every_rejected_event(collector: Collector) -> None:
     admitted = admit(collector, request(body_of([event(0), *MANY_BAD[:100]])))
     assert summary(admitted) == {"accepted": 1, "rejected": 100}
+
+
+def test_judging_a_dense_invalid_body_sets_off_no_garbage_collection(collector: Collector) -> None:
+    # 130,000 young containers: once collection resumed, they were traversed and promoted, which
+    # doubled the request's cost (bench/hostile.py, gzip_invalid)
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    req = request(body_of(MANY_BAD))
+    admit(collector, request(body_of(MANY_BAD[:1])))  # compiles what judging needs, kept for good
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        admitted = admit(collector, req)
+    finally:
+        gc.callbacks.remove(count)
+    assert (admitted.rejected_count, started) == (limits.MAX_EVENTS_PER_REQUEST, [])
 
 
 def test_debug_output_is_capped(collector: Collector) -> None:
