@@ -47,6 +47,7 @@ a 500. Only such a sender may name the client in X-Forwarded-For.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -54,7 +55,7 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,7 +95,7 @@ from workers.collect.privacy import (
 )
 from workers.collect.quota import QuotaBook
 from workers.collect.signing import Verifier
-from workers.collect.validation import Validators, Verdict
+from workers.collect.validation import Validators, Verdict, finish
 from workers.errors import (
     BadSignature,
     HashMismatch,
@@ -117,6 +118,8 @@ MAX_PLATFORM_CHARS = 256
 MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
 # A 1x1 transparent GIF89a, 43 bytes (white and black palette, colour 0 transparent).
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+# A body larger than this, once inflated, lets the event loop serve others after its parse (admit_yielding).
+YIELD_BYTES = 64 * 1024
 # The prefix of an IPv6 client address that names one sender: what one subscriber is given.
 IPV6_SENDER_PREFIX = 64
 
@@ -263,7 +266,7 @@ class Collector:
                 raise NotAllowed(request.method, "POST, OPTIONS")
             app = self._app(request.query)
             cors = cors_headers(app, request.headers)
-            admitted = self.admit(request, request_id, app)
+            admitted = await self.admit_yielding(request, request_id, app)
             return await self._deliver(admitted, cors)
         except HubcapError as error:
             return http_error_response(error, cors)
@@ -328,6 +331,26 @@ class Collector:
 
     def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
         """Every check up to and including validation; raises the HubcapError that answers the request."""
+        return finish(self._admit_steps(request, request_id, app))
+
+    async def admit_yielding(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
+        """admit(), letting the event loop serve other requests between its steps: after a large
+        body's parse and between each CHUNK_EVENTS events judged. A body of up to CHUNK_EVENTS events
+        and YIELD_BYTES bytes takes no step, so an ordinary request costs nothing more; a 1 MiB
+        body holds the loop for its parse and one chunk at a time instead of for all of it (the
+        valid requests beside it wait that long: bench/hostile.py)."""
+        steps = self._admit_steps(request, request_id, app)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                admitted: Admitted = done.value
+                return admitted
+            await asyncio.sleep(0)
+
+    def _admit_steps(
+        self, request: HttpIn, request_id: str, app: AppConfig
+    ) -> Generator[None, None, Admitted]:
         headers, query, body = request.headers, request.query, request.body
         authenticated, ip = self.identify(app, request)
         limit = self.settings.max_body_bytes
@@ -342,7 +365,7 @@ class Collector:
             body = inflate_body(gzip_bytes(body), limit)
         # The events this drops (rejected and not stored) are freed before the collector resumes.
         with gc_paused():
-            verdict = self._judge(app, ip, body)
+            verdict = yield from self._judge(app, ip, body)
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -356,15 +379,17 @@ class Collector:
             rejected_count=verdict.rejected_count,
         )
 
-    def _judge(self, app: AppConfig, ip: str | None, body: bytes) -> Verdict:
+    def _judge(self, app: AppConfig, ip: str | None, body: bytes) -> Generator[None, None, Verdict]:
         """The body's events charged to the quotas, then sorted into accepted and rejected."""
         events = parse_events(body)
+        if len(body) > YIELD_BYTES:
+            yield
         cost = max(1, len(events))
         # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
         if app.sender_quota is not None and ip is not None:
             self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
         self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
-        return self.validators.for_app(app.app_id).check(events)
+        return (yield from self.validators.for_app(app.app_id).check_steps(events))
 
     # -- privacy, envelope, hub --------------------------------------------------------------------
 

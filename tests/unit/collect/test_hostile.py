@@ -5,6 +5,7 @@ messages(), or handle() on requests that never reach the hub."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import gzip
@@ -23,7 +24,7 @@ from workers.collect.collector import PIXEL_GIF, Collector, summary
 from workers.collect.http import HttpIn
 from workers.collect.privacy import GeoReader
 from workers.collect.quota import QuotaBook
-from workers.collect.validation import MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
+from workers.collect.validation import CHUNK_EVENTS, MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
 from workers.settings import Settings
 from workers.stream.envelope import decode
 
@@ -359,3 +360,53 @@ def test_no_valid_event_reaches_a_limit() -> None:
         page_url="u" * 4096,
     )
     assert limits.over_limit(biggest) is None
+
+
+# -- the event loop: a large body is judged in steps, so the requests beside it are served -----------
+
+
+async def loop_turns_while(work: Any) -> tuple[Any, int]:
+    """What awaiting `work` returns, and how many times another task ran meanwhile."""
+    turns = 0
+    done = False
+
+    async def other_request() -> None:
+        nonlocal turns
+        while not done:
+            await asyncio.sleep(0)
+            turns += 1
+
+    other = asyncio.create_task(other_request())
+    await asyncio.sleep(0)  # the other task starts
+    started = turns
+    try:
+        result = await work
+    finally:
+        done = True
+        await other
+    return result, turns - started - 1  # its last turn came after the work ended
+
+
+async def test_a_large_body_lets_other_requests_in_while_it_is_judged(collector: Collector) -> None:
+    req = request(body_of(MANY_BAD))
+    admitted, turns = await loop_turns_while(collector.admit_yielding(req, "r", collector._app(req.query)))
+    steps = limits.MAX_EVENTS_PER_REQUEST // CHUNK_EVENTS  # after the parse, then between chunks
+    assert (admitted.rejected_count, turns) == (limits.MAX_EVENTS_PER_REQUEST, steps)
+
+
+async def test_an_ordinary_body_is_judged_in_one_go(collector: Collector) -> None:
+    req = request(body_of([event(i) for i in range(20)]))
+    admitted, turns = await loop_turns_while(collector.admit_yielding(req, "r", collector._app(req.query)))
+    assert (len(admitted.accepted), turns) == (20, 0)
+
+
+async def test_judging_in_steps_sorts_events_as_judging_at_once(collector: Collector) -> None:
+    mixed = [event(i) if i % 3 else MANY_BAD[i] for i in range(3 * CHUNK_EVENTS + 7)]
+    req = request(body_of(mixed))
+    stepped = await collector.admit_yielding(req, "r", collector._app(req.query))
+    at_once = admit(collector, req)
+    assert (stepped.accepted, stepped.rejected, stepped.rejected_count) == (
+        at_once.accepted,
+        at_once.rejected,
+        at_once.rejected_count,
+    )
