@@ -12,8 +12,9 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   passed the cheap checks above are charged, so malformed traffic spends nobody's quota; the sender's
   bucket comes first and is keyed by the client address (an IPv6 address by its /64), not by anything
   the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
-  → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call;
-  otherwise each event meets the structural limits of workers/collect/limits.py (depth, width, key and string
+  → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call
+  per 500 events, and a large body is judged in steps with the event loop served between them
+  (admit_yielding); otherwise each event meets the structural limits of workers/collect/limits.py (depth, width, key and string
   length), then the schema. Valid events are accepted; the first MAX_STORED_REJECTED invalid ones
   travel in the envelope's rejected list with at most MAX_ERRORS_PER_EVENT errors each, the rest are
   counted in one more record → privacy (the raw IP stops here)
