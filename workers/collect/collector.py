@@ -14,10 +14,11 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
   → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call
   per 500 events, and a large body is judged in steps with the event loop served between them
-  (admit_yielding); otherwise each event meets the structural limits of workers/collect/limits.py (depth, width, key and string
-  length), then the schema. Valid events are accepted; the first MAX_STORED_REJECTED invalid ones
-  travel in the envelope's rejected list with at most MAX_ERRORS_PER_EVENT errors each, the rest are
-  counted in one more record → privacy (the raw IP stops here)
+  (admit_yielding); otherwise each event meets the structural limits of workers/collect/limits.py
+  (depth, width, key and string length), then the schema. Valid events are accepted; the first
+  MAX_STORED_REJECTED invalid ones travel in the envelope's rejected list with at most
+  MAX_ERRORS_PER_EVENT errors each, the rest are counted in one more record
+  → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
 No input answers 5xx: every check above raises a HubcapError with a 4xx status, lone surrogates in
