@@ -10,17 +10,31 @@
    project's Event Hubs endpoint run as in `make dev`. A load generator in this process posts the same
    20-event bodies to each route with --concurrency requests in flight for --seconds; only 200s count.
    Every collect request goes all the way to Event Hubs (a 200 means the events are in the hub).
+   Each route is warmed up for --warmup seconds first (connections, the salt, the hub's links), so
+   what is measured is the steady state.
+
+Where the time goes:
+- `stages_us_per_request`: each stage of the in-process path timed alone on the same requests (CPU
+  time, median of --repeats): `checks` (sender, origin, media type, compression), `parse` (the JSON
+  array), `validate` (jsonschema-rs), `privacy` (geo lookup and visitor hash), `envelope` (its JSON),
+  `compress` (its gzip), and `other`: the whole path (`us_per_request`) less those (dataclasses,
+  quotas, headers, glue, the garbage collector).
+- `http_cpu_ms_per_request`: per route, the CPU time that the dev host, the Event Hubs endpoint and
+  the load generator each spent per answered request (from /proc, over the measured seconds), since
+  on this machine the three share the same cores.
 
 Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
-`http_ratio_vs_noop` and the parameters.
+`http_ratio_vs_noop`, `stages_us_per_request`, `http_cpu_ms_per_request` and the parameters.
 
-    .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--concurrency 64]
+    .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--warmup 3]
+                                      [--concurrency 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -41,9 +55,12 @@ import orjson  # noqa: E402
 from devstack.services import free_port, run_azurite, run_eventhubs, wait_for_port  # noqa: E402
 from devstack.stack import GEO_DB, app_env  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.collect.collector import Collector, reset_collector  # noqa: E402
+from workers.collect.body import check_media_type, gzipped, parse_events  # noqa: E402
+from workers.collect.collector import Admitted, Collector, reset_collector  # noqa: E402
 from workers.collect.http import HttpIn  # noqa: E402
+from workers.collect.privacy import visitor_hash  # noqa: E402
 from workers.settings import Settings  # noqa: E402
+from workers.stream.envelope import decode, encode  # noqa: E402
 
 EVENTS_PER_BODY = 20
 APP = "bench"
@@ -108,7 +125,63 @@ def requests(count: int) -> list[HttpIn]:
     return out
 
 
-def in_process(count: int, repeats: int) -> dict[str, float]:
+def cpu_us_per_item(work: Any, items: list[Any], repeats: int) -> float:
+    """Median CPU µs of work(item) over the items."""
+    runs = []
+    for _ in range(repeats):
+        started = time.process_time()
+        for item in items:
+            work(item)
+        runs.append(time.process_time() - started)
+    return statistics.median(runs) / len(items) * 1e6
+
+
+def stages(
+    collector: Collector, workload: list[HttpIn], salt: bytes, repeats: int, whole_us: float
+) -> dict[str, float]:
+    """Each stage of admit() + messages() alone, µs per request (see the module docstring); `other`
+    is `whole_us`, the whole path's µs per request, less the stages."""
+    app = collector.registry.get(APP)
+    assert app is not None
+    validator = collector.validators.for_app(APP)
+
+    def checks(req: HttpIn) -> None:
+        collector.identify(app, req)
+        check_media_type(req.headers["content-type"])
+        gzipped(req.query, req.headers)
+
+    def privacy(admitted: Admitted) -> None:
+        collector.geo.lookup(admitted.client_ip)
+        visitor_hash(salt, APP, admitted.client_ip, admitted.headers.get("user-agent"))
+
+    def timed(work: Any, items: list[Any]) -> float:
+        # The inputs of every request at once are millions of objects, where an instance holds a few
+        # requests: frozen, the garbage collector does not walk them and the stage costs what it would.
+        gc.freeze()
+        try:
+            return cpu_us_per_item(work, items, repeats)
+        finally:
+            gc.unfreeze()
+
+    out = {
+        "checks": timed(checks, workload),
+        "parse": timed(parse_events, [req.body for req in workload]),
+        "validate": timed(validator.check, [parse_events(req.body) for req in workload]),
+        "privacy": timed(privacy, [collector.admit(req, "bench", app) for req in workload]),
+    }
+    envelopes = [
+        decode(m.body, m.properties)
+        for req in workload
+        for m in collector.messages(collector.admit(req, "bench", app), salt)[0]
+    ]
+    out["envelope"] = timed(lambda e: orjson.dumps(e.to_dict()), envelopes)
+    # envelope.encode is the JSON and then the gzip: the gzip is what it costs beyond the JSON
+    out["compress"] = timed(encode, envelopes) - out["envelope"]
+    out["other"] = whole_us - sum(out.values())
+    return {name: round(us, 1) for name, us in out.items()}
+
+
+def in_process(count: int, repeats: int) -> dict[str, Any]:
     # Settings that name services admit()/messages() never reach; the geo database is the dev one.
     env = {
         "EventHubConnection": "Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v",
@@ -136,6 +209,10 @@ def in_process(count: int, repeats: int) -> dict[str, float]:
     return {
         "events_per_s": round(events / statistics.median(cpu)),
         "events_per_s_wall": round(events / statistics.median(wall)),
+        "us_per_request": round(statistics.median(cpu) / count * 1e6, 1),
+        "stages_us_per_request": stages(
+            collector, workload, salt, repeats, statistics.median(cpu) / count * 1e6
+        ),
     }
 
 
@@ -164,7 +241,16 @@ def serve(port: int) -> None:
     web.run_app(web_app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def load(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(
+    url: str, bodies: list[bytes], seconds: float, warmup: float, concurrency: int, pids: Mapping[str, int]
+) -> dict[str, Any]:
+    """Requests answered 200 per second, and the CPU ms per such request of each process in `pids`."""
     import aiohttp
 
     statuses: dict[int, int] = {}
@@ -182,16 +268,22 @@ async def load(url: str, bodies: list[bytes], seconds: float, concurrency: int) 
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        deadline = time.perf_counter() + 1.0  # warm-up: connections, the salt, the hub link
+        deadline = time.perf_counter() + warmup
         await asyncio.gather(*(worker(i, session, False) for i in range(concurrency)))
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*(worker(i, session, True) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"ok_per_s": statuses.get(200, 0) / elapsed, "statuses": statuses}
+        ok = statuses.get(200, 0)
+        cpu_ms = {
+            name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / max(ok, 1), 3)
+            for name, pid in pids.items()
+        }
+    return {"ok_per_s": ok / elapsed, "statuses": statuses, "cpu_ms_per_request": cpu_ms}
 
 
-def over_http(seconds: float, concurrency: int) -> dict[str, Any]:
+def over_http(seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         with run_azurite(base / "azurite") as azurite, run_eventhubs(base / "eventhubs") as eventhubs:
@@ -206,10 +298,12 @@ def over_http(seconds: float, concurrency: int) -> dict[str, Any]:
             try:
                 wait_for_port("127.0.0.1", port, 60, child)
                 bodies = [body(n) for n in range(200)]
-                collect = asyncio.run(
-                    load(f"http://127.0.0.1:{port}/api/collect?appId={APP}", bodies, seconds, concurrency)
+                pids = {"host": child.pid, "eventhubs": eventhubs.pid, "client": os.getpid()}
+                base_url = f"http://127.0.0.1:{port}"
+                collect, noop = (
+                    asyncio.run(load(base_url + path, bodies, seconds, warmup, concurrency, pids))
+                    for path in (f"/api/collect?appId={APP}", "/bench/noop")
                 )
-                noop = asyncio.run(load(f"http://127.0.0.1:{port}/bench/noop", bodies, seconds, concurrency))
             finally:
                 child.terminate()
                 child.wait(10)
@@ -218,6 +312,10 @@ def over_http(seconds: float, concurrency: int) -> dict[str, Any]:
         "noop_requests_per_s": round(noop["ok_per_s"]),
         "http_ratio_vs_noop": round(collect["ok_per_s"] / noop["ok_per_s"], 3) if noop["ok_per_s"] else 0.0,
         "http_statuses": collect["statuses"],
+        "http_cpu_ms_per_request": {
+            "collect": collect["cpu_ms_per_request"],
+            "noop": noop["cpu_ms_per_request"],
+        },
     }
 
 
@@ -226,6 +324,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="distinct 20-event requests in-process")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per HTTP route")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per HTTP route first")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,7 +333,8 @@ def main() -> None:
         return
     result: dict[str, Any] = in_process(args.requests, args.repeats)
     print(f"in-process: {result['events_per_s']:,} events/s per core (CPU time)", file=sys.stderr)
-    result.update(over_http(args.seconds, args.concurrency))
+    print(f"in-process stages, µs per request: {result['stages_us_per_request']}", file=sys.stderr)
+    result.update(over_http(args.seconds, args.warmup, args.concurrency))
     collect, noop = result["http_requests_per_s"], result["noop_requests_per_s"]
     print(f"HTTP: collect {collect:,} req/s, no-op {noop:,} req/s", file=sys.stderr)
     result.update(
@@ -242,6 +342,7 @@ def main() -> None:
         requests=args.requests,
         repeats=args.repeats,
         seconds=args.seconds,
+        warmup=args.warmup,
         concurrency=args.concurrency,
     )
     print(json.dumps(result))

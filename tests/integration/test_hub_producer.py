@@ -16,6 +16,7 @@ from azure.eventhub.aio import EventHubProducerClient
 
 from devstack.eventhubs.testing import endpoint_with, hub_config
 from devstack.services import EventHubsEndpoint
+from tests.unit.collect.test_hub import counting_partition_lookups
 from workers.collect.hub import HubProducer
 from workers.errors import HubUnavailable
 from workers.stream.envelope import EncodedEnvelope
@@ -44,6 +45,16 @@ async def test_a_key_goes_where_the_endpoint_puts_it(eventhubs: EventHubsEndpoin
         after = await last_sequences(client)
         placed = [p for p in before if after[p] != before[p]]
         assert placed == [await producer.partition_for(key)]
+
+
+async def test_concurrent_first_sends_ask_for_the_partitions_once(eventhubs: EventHubsEndpoint) -> None:
+    producer = producer_for(eventhubs)
+    calls = counting_partition_lookups(producer)
+    try:
+        placed = await asyncio.gather(*(producer.partition_for(f"visitor-{i}") for i in range(20)))
+    finally:
+        await producer.close()
+    assert (len(calls), set(placed) <= {"0", "1", "2", "3"}) == (1, True)
 
 
 @pytest.fixture

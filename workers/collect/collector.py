@@ -12,11 +12,13 @@ POST /api/collect, in order (each check is cheaper than the next, so bad traffic
   passed the cheap checks above are charged, so malformed traffic spends nobody's quota; the sender's
   bucket comes first and is keyed by the client address (an IPv6 address by its /64), not by anything
   the client writes, so one address cannot drain its app's bucket by varying its User-Agent.
-  → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call;
-  otherwise each event meets the structural limits of workers/collect/limits.py (depth, width, key and string
-  length), then the schema. Valid events are accepted; the first MAX_STORED_REJECTED invalid ones
-  travel in the envelope's rejected list with at most MAX_ERRORS_PER_EVENT errors each, the rest are
-  counted in one more record → privacy (the raw IP stops here)
+  → validation (workers/collect/validation.py): a body the schema accepts whole costs one native call
+  per 500 events, and a large body is judged in steps with the event loop served between them
+  (admit_yielding); otherwise each event meets the structural limits of workers/collect/limits.py
+  (depth, width, key and string length), then the schema. Valid events are accepted; the first
+  MAX_STORED_REJECTED invalid ones travel in the envelope's rejected list with at most
+  MAX_ERRORS_PER_EVENT errors each, the rest are counted in one more record
+  → privacy (the raw IP stops here)
   → envelope → Event Hubs (503 when it cannot take it) → 200 {"accepted": n, "rejected": m}.
 
 No input answers 5xx: every check above raises a HubcapError with a 4xx status, lone surrogates in
@@ -47,6 +49,7 @@ a 500. Only such a sender may name the client in X-Forwarded-For.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -54,7 +57,7 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +70,7 @@ from workers.collect.body import (
     check_media_type,
     check_origin,
     cors_headers,
+    gc_paused,
     gzip_bytes,
     gzipped,
     inflate_body,
@@ -93,7 +97,7 @@ from workers.collect.privacy import (
 )
 from workers.collect.quota import QuotaBook
 from workers.collect.signing import Verifier
-from workers.collect.validation import Validators
+from workers.collect.validation import Validators, Verdict, finish
 from workers.errors import (
     BadSignature,
     HashMismatch,
@@ -116,6 +120,8 @@ MAX_PLATFORM_CHARS = 256
 MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
 # A 1x1 transparent GIF89a, 43 bytes (white and black palette, colour 0 transparent).
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+# A body larger than this, once inflated, lets the event loop serve others after its parse (admit_yielding).
+YIELD_BYTES = 64 * 1024
 # The prefix of an IPv6 client address that names one sender: what one subscriber is given.
 IPV6_SENDER_PREFIX = 64
 
@@ -262,7 +268,7 @@ class Collector:
                 raise NotAllowed(request.method, "POST, OPTIONS")
             app = self._app(request.query)
             cors = cors_headers(app, request.headers)
-            admitted = self.admit(request, request_id, app)
+            admitted = await self.admit_yielding(request, request_id, app)
             return await self._deliver(admitted, cors)
         except HubcapError as error:
             return http_error_response(error, cors)
@@ -327,6 +333,26 @@ class Collector:
 
     def admit(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
         """Every check up to and including validation; raises the HubcapError that answers the request."""
+        return finish(self._admit_steps(request, request_id, app))
+
+    async def admit_yielding(self, request: HttpIn, request_id: str, app: AppConfig) -> Admitted:
+        """admit(), letting the event loop serve other requests between its steps: after a large
+        body's parse and between each CHUNK_EVENTS events judged. A body of up to CHUNK_EVENTS events
+        and YIELD_BYTES bytes takes no step, so an ordinary request costs nothing more; a 1 MiB
+        body holds the loop for its parse and one chunk at a time instead of for all of it (the
+        valid requests beside it wait that long: bench/hostile.py)."""
+        steps = self._admit_steps(request, request_id, app)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                admitted: Admitted = done.value
+                return admitted
+            await asyncio.sleep(0)
+
+    def _admit_steps(
+        self, request: HttpIn, request_id: str, app: AppConfig
+    ) -> Generator[None, None, Admitted]:
         headers, query, body = request.headers, request.query, request.body
         authenticated, ip = self.identify(app, request)
         limit = self.settings.max_body_bytes
@@ -339,13 +365,9 @@ class Collector:
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if is_gzipped:
             body = inflate_body(gzip_bytes(body), limit)
-        events = parse_events(body)
-        cost = max(1, len(events))
-        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
-        if app.sender_quota is not None and ip is not None:
-            self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
-        self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
-        verdict = self.validators.for_app(app.app_id).check(events)
+        # The events this drops (rejected and not stored) are freed before the collector resumes.
+        with gc_paused():
+            verdict = yield from self._judge(app, ip, body)
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -358,6 +380,18 @@ class Collector:
             rejected=verdict.rejected,
             rejected_count=verdict.rejected_count,
         )
+
+    def _judge(self, app: AppConfig, ip: str | None, body: bytes) -> Generator[None, None, Verdict]:
+        """The body's events charged to the quotas, then sorted into accepted and rejected."""
+        events = parse_events(body)
+        if len(body) > YIELD_BYTES:
+            yield
+        cost = max(1, len(events))
+        # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
+        if app.sender_quota is not None and ip is not None:
+            self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
+        self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
+        return (yield from self.validators.for_app(app.app_id).check_steps(events))
 
     # -- privacy, envelope, hub --------------------------------------------------------------------
 

@@ -139,6 +139,7 @@ class HubProducer:
     def __init__(self, client: EventHubProducerClient) -> None:
         self.client = client
         self._partition_ids: list[str] = []
+        self._partition_lookup: asyncio.Future[list[str]] | None = None
         self._queues: dict[str, list[_Pending]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
 
@@ -147,11 +148,29 @@ class HubProducer:
         return cls(client_from_settings(settings))
 
     async def partition_for(self, partition_key: str) -> str:
-        if not self._partition_ids:
-            self._partition_ids = list(
-                await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S)
-            )
-        return self._partition_ids[partition_for_key(partition_key, len(self._partition_ids))]
+        ids = self._partition_ids or await self._partition_ids_once()
+        return ids[partition_for_key(partition_key, len(ids))]
+
+    async def _partition_ids_once(self) -> list[str]:
+        """The hub's partition ids from one management request, however many requests ask at once.
+
+        Each such request opens a management connection of its own (TLS context and all): the
+        requests that reached a cold instance together used to ask one each, and at 64 in flight that
+        took 90% of the instance's CPU (py-spy, bench/collect.py). A failed lookup is forgotten, so the
+        next request asks again; one waiter going away does not cancel it for the others.
+        """
+        if self._partition_lookup is None:
+            self._partition_lookup = asyncio.ensure_future(self._fetch_partition_ids())
+        lookup = self._partition_lookup
+        try:
+            return await asyncio.shield(lookup)
+        finally:
+            if lookup.done() and (lookup.cancelled() or lookup.exception() is not None):
+                self._partition_lookup = None
+
+    async def _fetch_partition_ids(self) -> list[str]:
+        self._partition_ids = list(await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S))
+        return self._partition_ids
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         try:

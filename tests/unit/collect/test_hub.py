@@ -162,3 +162,24 @@ async def test_a_failed_send_is_hub_unavailable_with_retry_after(dead_hub: HubPr
 async def test_an_unreachable_hub_fails_the_health_check(dead_hub: HubProducer) -> None:
     with pytest.raises(HubUnavailable):
         await dead_hub.check()
+
+
+def counting_partition_lookups(producer: HubProducer) -> list[int]:
+    """Counts the producer's calls of the real SDK's get_partition_ids (each a management request)."""
+    calls: list[int] = []
+    real = producer.client.get_partition_ids
+
+    async def counted() -> list[str]:
+        calls.append(1)
+        return await real()
+
+    producer.client.get_partition_ids = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_failed_partition_lookup_is_asked_again_by_the_next_request(dead_hub: HubProducer) -> None:
+    calls = counting_partition_lookups(dead_hub)
+    for _ in range(2):
+        with pytest.raises(HubUnavailable):
+            await dead_hub.send([EncodedEnvelope(b"{}", {"schema": "s"})], "0" * 32)
+    assert len(calls) == 2
