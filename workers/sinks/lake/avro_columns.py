@@ -5,7 +5,10 @@ The encoder is built once per schema from the parsed schema: every schema node b
 encodes each field's column (the field's values across all rows, fetched with C-level `map`) and zips the
 columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted call
 per field. Strings, enums, booleans and nullable scalars go through per-field caches of their encoded bytes
-(bounded; most clickstream values repeat: app ids, browsers, countries, versions, null).
+(bounded; most clickstream values repeat: app ids, browsers, countries, versions, null). A long column
+encodes each distinct value once (a message's events share their times); a union column of several
+classes (a map of strings and numbers) encodes each class's values as one column; a column of nulls
+costs one list.
 
 Equivalence with fastavro is the contract: for every row the fast path accepts, its bytes equal
 `fastavro.schemaless_writer(..., strict_allow_default=True)`'s (tests/unit/test_avro_columns.py checks it
@@ -29,7 +32,7 @@ import io
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any, ClassVar
@@ -73,6 +76,10 @@ def _varint(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     if n < 0x4000:
         return _WHOLE[n]
+    if n < 1 << 42:  # up to 6 bytes: every millisecond timestamp of this century
+        if n < 1 << 28:
+            return _CONTINUED[n & 0x3FFF] + _WHOLE[n >> 14]
+        return _CONTINUED[n & 0x3FFF] + _CONTINUED[(n >> 14) & 0x3FFF] + _WHOLE[n >> 28]
     out = b""
     while n >= 0x4000:  # 14 bits at a time from tables: a timestamp takes two rounds, not six
         out += _CONTINUED[n & 0x3FFF]
@@ -92,12 +99,6 @@ def _unsigned(n: int) -> bytes:
 _WHOLE = [_unsigned(n) for n in range(0x4000)]
 _CONTINUED = [bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(0x4000)]
 _LENGTH = [_varint(i) for i in range(4096)]
-
-
-def _long(n: int) -> bytes:
-    if n.__class__ is not int or not LONG_MIN <= n <= LONG_MAX:
-        raise _Unusual
-    return _varint(n)
 
 
 def _length(n: int) -> bytes:
@@ -143,7 +144,7 @@ class Node:
     def one(self, value: Any) -> bytes:
         return self.column([value])[0]
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         return list(map(self.one, values))
 
 
@@ -155,12 +156,17 @@ class Null(Node):
             raise _Unusual
         return b""
 
+    def column(self, values: Sequence[Any]) -> list[bytes]:
+        if not set(map(type, values)) <= {NoneType}:
+            raise _Unusual
+        return [b""] * len(values)
+
 
 class Boolean(Node):
     classes = (bool,)
     table: ClassVar[dict[bool, bytes]] = {True: b"\x01", False: b"\x00"}
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {bool}:
             raise _Unusual
         return list(map(self.table.__getitem__, values))
@@ -185,10 +191,13 @@ class Long(Node):
             raise _Unusual
         return _varint(value)
 
-    def column(self, values: list[Any]) -> list[bytes]:
-        if self.low == LONG_MIN and self.high == LONG_MAX:
-            return list(map(_long, values))
-        return list(map(self.one, values))
+    def column(self, values: Sequence[Any]) -> list[bytes]:
+        # Checked before the values meet as dict keys, where True == 1. Each distinct value is encoded
+        # once: the events of one message share their times, sequence number and sizes.
+        if not set(map(type, values)) <= {int}:
+            raise _Unusual
+        encoded = {value: self.one(value) for value in set(values)}
+        return list(map(encoded.__getitem__, values))
 
 
 class Double(Node):
@@ -202,7 +211,7 @@ class Double(Node):
             raise _Unusual
         return self.pack(float(value))
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {float, int}:
             raise _Unusual
         return list(map(self.pack, map(float, values)))
@@ -223,7 +232,7 @@ class String(Node):
     def one(self, value: Any) -> bytes:
         return self.cache[value]
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         # Only str keys enter the cache, and only a str equals a str: no type check needed before it.
         return list(map(self.cache.__getitem__, values))
 
@@ -256,7 +265,7 @@ class Enum(Node):
             raise _Unusual
         return self.table[value]  # KeyError: not a symbol
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         return list(map(self.table.__getitem__, values))
 
 
@@ -271,7 +280,7 @@ class Array(Node):
     def __init__(self, items: Node) -> None:
         self.items = items
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {list}:
             raise _Unusual
         flat = self.items.column(list(chain.from_iterable(values)))
@@ -291,7 +300,7 @@ class Map(Node):
         self.values = values
         self.keys = String()
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {dict}:
             raise _Unusual
         keys = list(chain.from_iterable(values))
@@ -324,17 +333,20 @@ class Record(Node):
 
     def complete(self, value: Any) -> dict[str, Any]:
         """The row with defaults filled in; refuses extra fields and missing ones without a default."""
-        if value.__class__ is not dict or not set(value) <= self.names:
+        if value.__class__ is not dict or not self.names.issuperset(value):
             raise _Unusual
-        return {name: value.get(name, default) for name, _, default in self.fields}
+        # Key order does not matter (fields are read by name); one missing without a default raises
+        # KeyError when the fields are read.
+        return {**self.defaults, **value}
 
     def seal(self) -> None:
         self.names = frozenset(name for name, _, _ in self.fields)
+        self.defaults = {name: default for name, _, default in self.fields if default is not _NO_DEFAULT}
         self.nodes = [node for _, node, _ in self.fields]
         self.values_of = itemgetter(*(name for name, _, _ in self.fields))
         self.size = len(self.fields)
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if len(values) <= CHUNK_ROWS:
             return self._chunk(values)
         # Chunks keep the rows being read in the CPU cache: a column pass touches every row once.
@@ -344,7 +356,7 @@ class Record(Node):
             )
         )
 
-    def _chunk(self, values: list[Any]) -> list[bytes]:
+    def _chunk(self, values: Sequence[Any]) -> list[bytes]:
         if not values or not self.nodes:
             return [b""] * len(values)
         if not set(map(type, values)) <= {dict}:
@@ -354,8 +366,7 @@ class Record(Node):
         # A row with all its keys has no extras (same count); a missing one raises KeyError here.
         rows = map(self.values_of, values) if self.size > 1 else ((v,) for v in map(self.values_of, values))
         columns = [
-            node.column(list(column))
-            for node, column in zip(self.nodes, zip(*rows, strict=True), strict=True)
+            node.column(column) for node, column in zip(self.nodes, zip(*rows, strict=True), strict=True)
         ]
         return list(map(b"".join, zip(*columns, strict=True)))
 
@@ -425,27 +436,30 @@ class Union(Node):
             raise _Unusual
         return self.prefixes[index] + self.branches[index].one(value)
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if self.cache is not None and self.cache_classes is None:
             return list(map(self.cache.__getitem__, values))
         classes = set(map(type, values))
         if self.cache is not None and self.cache_classes is not None and classes <= self.cache_classes:
             return list(map(self.cache.__getitem__, values))
+        if int in classes or not classes <= self.by_class.keys():
+            return list(map(self.one, values))  # an int's branch depends on its value
         if len(classes) == 1:
             [cls] = classes
-            index = self.by_class.get(cls)
-            if index is not None:
-                prefix = self.prefixes[index]
-                return [prefix + e for e in self.branches[index].column(values)]
-        if len(classes) == 2 and NoneType in classes:
-            [cls] = classes - {NoneType}
-            index = self.by_class.get(cls)
-            null = self.by_class.get(NoneType)
-            if index is not None and null is not None:
-                rest = iter(self.branches[index].column([v for v in values if v is not None]))
-                prefix, empty = self.prefixes[index], self.prefixes[null]
-                return [empty if v is None else prefix + next(rest) for v in values]
-        return list(map(self.one, values))
+            index = self.by_class[cls]
+            if cls is NoneType:
+                return [self.prefixes[index]] * len(values)
+            prefix = self.prefixes[index]
+            return [prefix + e for e in self.branches[index].column(values)]
+        # Several classes (a map of strings and numbers): each branch encodes its own values as a
+        # column, then the encodings are dealt back in row order.
+        dealt: dict[type, Iterator[bytes]] = {}
+        for cls in classes:
+            index = self.by_class[cls]
+            prefix = self.prefixes[index]
+            own = self.branches[index].column([v for v in values if v.__class__ is cls])
+            dealt[cls] = iter([prefix + e for e in own])
+        return [next(dealt[v.__class__]) for v in values]
 
 
 def build(schema: Any) -> Node:
