@@ -32,8 +32,8 @@ import io
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -331,17 +331,10 @@ class Record(Node):
         self.name = name
         self.fields: list[tuple[str, Node, Any]] = []
 
-    def complete(self, value: Any) -> dict[str, Any]:
-        """The row with defaults filled in; refuses extra fields and missing ones without a default."""
-        if value.__class__ is not dict or not self.names.issuperset(value):
-            raise _Unusual
-        # Key order does not matter (fields are read by name); one missing without a default raises
-        # KeyError when the fields are read.
-        return {**self.defaults, **value}
-
     def seal(self) -> None:
         self.names = frozenset(name for name, _, _ in self.fields)
-        self.defaults = {name: default for name, _, default in self.fields if default is not _NO_DEFAULT}
+        # A field missing without a default reads as _NO_DEFAULT, which every node refuses.
+        self.lookups = [(name, default) for name, _, default in self.fields]
         self.nodes = [node for _, node, _ in self.fields]
         self.values_of = itemgetter(*(name for name, _, _ in self.fields))
         self.size = len(self.fields)
@@ -361,13 +354,23 @@ class Record(Node):
             return [b""] * len(values)
         if not set(map(type, values)) <= {dict}:
             raise _Unusual
-        if not set(map(len, values)) <= {self.size}:
-            values = list(map(self.complete, values))
-        # A row with all its keys has no extras (same count); a missing one raises KeyError here.
-        rows = map(self.values_of, values) if self.size > 1 else ((v,) for v in map(self.values_of, values))
-        columns = [
-            node.column(column) for node, column in zip(self.nodes, zip(*rows, strict=True), strict=True)
-        ]
+        raw: Iterable[Sequence[Any]]
+        if set(map(len, values)) <= {self.size}:
+            # A row with all its keys has no extras (same count); a missing one raises KeyError here.
+            rows = (
+                map(self.values_of, values) if self.size > 1 else ((v,) for v in map(self.values_of, values))
+            )
+            raw = zip(*rows, strict=True)
+        else:
+            # Rows that leave fields to their defaults (capture's leave out the link and profile
+            # columns): each column read with dict.get, no completed copy of every row.
+            if not all(map(self.names.issuperset, values)):
+                raise _Unusual
+            count = len(values)
+            raw = [
+                list(map(dict.get, values, repeat(name, count), repeat(d, count))) for name, d in self.lookups
+            ]
+        columns = [node.column(column) for node, column in zip(self.nodes, raw, strict=True)]
         return list(map(b"".join, zip(*columns, strict=True)))
 
 
