@@ -33,7 +33,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -269,9 +269,13 @@ class Enum(Node):
         return list(map(self.table.__getitem__, values))
 
 
-def _blocked(count: int, body: bytes) -> bytes:
-    """An array or map with one block of `count` items (fastavro writes one), or the empty one."""
-    return _length(count) + body + b"\x00" if count else b"\x00"
+def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
+    """Arrays or maps of `counts[i]` of the encoded `items` each, in one block (fastavro writes one)
+    or the empty one; a column of empty ones (no items, no user attributes) is one list."""
+    if not items:
+        return [b"\x00"] * len(counts)
+    rest = iter(items)
+    return [_length(c) + b"".join(islice(rest, c)) + b"\x00" if c else b"\x00" for c in counts]
 
 
 class Array(Node):
@@ -283,14 +287,7 @@ class Array(Node):
     def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {list}:
             raise _Unusual
-        flat = self.items.column(list(chain.from_iterable(values)))
-        out = []
-        start = 0
-        for value in values:
-            count = len(value)
-            out.append(_blocked(count, b"".join(flat[start : start + count])))
-            start += count
-        return out
+        return _blocks(list(map(len, values)), self.items.column(list(chain.from_iterable(values))))
 
 
 class Map(Node):
@@ -308,17 +305,7 @@ class Map(Node):
             raise _Unusual
         encoded_keys = self.keys.column(keys)
         encoded_values = self.values.column(list(chain.from_iterable(v.values() for v in values)))
-        pairs = list(map(bytes.__add__, encoded_keys, encoded_values))
-        out = []
-        start = 0
-        for value in values:
-            count = len(value)
-            if count:
-                out.append(_length(count) + b"".join(pairs[start : start + count]) + b"\x00")
-                start += count
-            else:
-                out.append(b"\x00")
-        return out
+        return _blocks(list(map(len, values)), list(map(bytes.__add__, encoded_keys, encoded_values)))
 
 
 _NO_DEFAULT = object()

@@ -172,6 +172,9 @@ FAST_PATHS = {
     "nullable array: null in every row": ("link_tags", [None, None, None]),
     "nullable map: null in every row": ("redirect_query", [None, None]),
     "nullable long: null in every row": ("link_version", [None, None]),
+    "array: empty in every row": ("items", [[], [], []]),
+    "array: empty but in one row": ("bot_indicators", [[], ["headless", "webdriver"], []]),
+    "map: empty in every row": ("user", [{}, {}]),
     "map: values of several classes": (
         "attributes",
         [{"a": "x", "b": 1.5}, {"a": 2.5, "b": "y", "c": True}, {}, {"d": False}],
