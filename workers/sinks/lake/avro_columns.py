@@ -349,16 +349,34 @@ class Record(Node):
             )
             raw = zip(*rows, strict=True)
         else:
-            # Rows that leave fields to their defaults (capture's leave out the link and profile
-            # columns): each column read with dict.get, no completed copy of every row.
-            if not all(map(self.names.issuperset, values)):
-                raise _Unusual
-            count = len(values)
-            raw = [
-                list(map(dict.get, values, repeat(name, count), repeat(d, count))) for name, d in self.lookups
-            ]
+            raw = self._sparse(values)
         columns = [node.column(column) for node, column in zip(self.nodes, raw, strict=True)]
         return list(map(b"".join, zip(*columns, strict=True)))
+
+    def _sparse(self, values: Sequence[dict[str, Any]]) -> list[Sequence[Any]]:
+        """The columns of rows that leave fields to their defaults (capture's leave out the link and
+        profile columns), with no completed copy of each row: a field no row holds is its default
+        repeated; when every row holds the same fields, they are read as in `_chunk`, else each
+        column with dict.get. A field missing without a default reads as _NO_DEFAULT, which every
+        node refuses."""
+        present = set().union(*values)
+        if not present <= self.names:
+            raise _Unusual
+        count = len(values)
+        if set(map(len, values)) == {len(present)}:  # then each row holds every present field
+            held = [name for name, _, _ in self.fields if name in present]
+            read: dict[str, Sequence[Any]] = {}
+            if len(held) == 1:
+                read[held[0]] = list(map(itemgetter(held[0]), values))
+            elif held:
+                read.update(zip(held, zip(*map(itemgetter(*held), values), strict=True), strict=True))
+            return [read[name] if name in read else [default] * count for name, default in self.lookups]
+        return [
+            list(map(dict.get, values, repeat(name, count), repeat(default, count)))
+            if name in present
+            else [default] * count
+            for name, default in self.lookups
+        ]
 
 
 class Union(Node):

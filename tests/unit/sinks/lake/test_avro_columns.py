@@ -173,6 +173,10 @@ FAST_PATHS = {
     "nullable map: null in every row": ("redirect_query", [None, None]),
     "nullable long: null in every row": ("link_version", [None, None]),
     "array: empty in every row": ("items", [[], [], []]),
+    "record: rows holding the same few fields": ("items", [[{"id": "a"}], [{"id": "b"}, {"id": "c"}]]),
+    "record: rows holding one field each": ("items", [[{"id": "a"}, {"price": 1.5}]]),
+    "record: rows holding no field": ("items", [[{}], [{}, {}]]),
+    "record: a field outside the schema": ("items", [[{"id": "a", "nope": 1}], [{"id": "b", "nope": 2}]]),
     "array: empty but in one row": ("bot_indicators", [[], ["headless", "webdriver"], []]),
     "map: empty in every row": ("user", [{}, {}]),
     "map: values of several classes": (
@@ -200,6 +204,16 @@ def test_rows_missing_fields_with_defaults_write_fastavros_datums() -> None:
     left_out = ("bot_indicators", "attributes", "items", "user", "screen_width")
     for row, missing in zip(rows, left_out, strict=True):
         del row[missing]
+    assert _ours("clickstream", rows) == _expected("clickstream", rows)
+
+
+@pytest.mark.parametrize("first_row_also_lacks", [None, "screen_width"], ids=["same fields", "other fields"])
+def test_a_field_no_row_holds_takes_its_default(first_row_also_lacks: str | None) -> None:
+    rows = _sample_rows(3)
+    for row in rows:
+        del row["attributes"]  # default {}, not null
+    if first_row_also_lacks:
+        del rows[0][first_row_also_lacks]
     assert _ours("clickstream", rows) == _expected("clickstream", rows)
 
 
