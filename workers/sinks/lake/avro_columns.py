@@ -21,7 +21,8 @@ schema) makes that row fall back to fastavro itself, so the set of rows accepted
 A row neither accepts raises `Misfit`, naming the field path (`items[0].price`).
 
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
-missing without a default is refused.
+missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
+holds is its default repeated (capture's rows leave out the link and profile columns).
 """
 
 from __future__ import annotations
