@@ -5,7 +5,10 @@ The encoder is built once per schema from the parsed schema: every schema node b
 encodes each field's column (the field's values across all rows, fetched with C-level `map`) and zips the
 columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted call
 per field. Strings, enums, booleans and nullable scalars go through per-field caches of their encoded bytes
-(bounded; most clickstream values repeat: app ids, browsers, countries, versions, null).
+(bounded; most clickstream values repeat: app ids, browsers, countries, versions, null). A long column
+encodes each distinct value once (a message's events share their times); a union column of several
+classes (a map of strings and numbers) encodes each class's values as one column; a column of nulls
+costs one list.
 
 Equivalence with fastavro is the contract: for every row the fast path accepts, its bytes equal
 `fastavro.schemaless_writer(..., strict_allow_default=True)`'s (tests/unit/test_avro_columns.py checks it
@@ -18,7 +21,8 @@ schema) makes that row fall back to fastavro itself, so the set of rows accepted
 A row neither accepts raises `Misfit`, naming the field path (`items[0].price`).
 
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
-missing without a default is refused.
+missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
+holds is its default repeated (capture's rows leave out the link and profile columns).
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import io
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Sequence
-from itertools import chain
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -73,6 +77,10 @@ def _varint(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     if n < 0x4000:
         return _WHOLE[n]
+    if n < 1 << 42:  # up to 6 bytes: every millisecond timestamp of this century
+        if n < 1 << 28:
+            return _CONTINUED[n & 0x3FFF] + _WHOLE[n >> 14]
+        return _CONTINUED[n & 0x3FFF] + _CONTINUED[(n >> 14) & 0x3FFF] + _WHOLE[n >> 28]
     out = b""
     while n >= 0x4000:  # 14 bits at a time from tables: a timestamp takes two rounds, not six
         out += _CONTINUED[n & 0x3FFF]
@@ -92,12 +100,6 @@ def _unsigned(n: int) -> bytes:
 _WHOLE = [_unsigned(n) for n in range(0x4000)]
 _CONTINUED = [bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(0x4000)]
 _LENGTH = [_varint(i) for i in range(4096)]
-
-
-def _long(n: int) -> bytes:
-    if n.__class__ is not int or not LONG_MIN <= n <= LONG_MAX:
-        raise _Unusual
-    return _varint(n)
 
 
 def _length(n: int) -> bytes:
@@ -143,7 +145,7 @@ class Node:
     def one(self, value: Any) -> bytes:
         return self.column([value])[0]
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         return list(map(self.one, values))
 
 
@@ -155,12 +157,17 @@ class Null(Node):
             raise _Unusual
         return b""
 
+    def column(self, values: Sequence[Any]) -> list[bytes]:
+        if not set(map(type, values)) <= {NoneType}:
+            raise _Unusual
+        return [b""] * len(values)
+
 
 class Boolean(Node):
     classes = (bool,)
     table: ClassVar[dict[bool, bytes]] = {True: b"\x01", False: b"\x00"}
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {bool}:
             raise _Unusual
         return list(map(self.table.__getitem__, values))
@@ -185,10 +192,13 @@ class Long(Node):
             raise _Unusual
         return _varint(value)
 
-    def column(self, values: list[Any]) -> list[bytes]:
-        if self.low == LONG_MIN and self.high == LONG_MAX:
-            return list(map(_long, values))
-        return list(map(self.one, values))
+    def column(self, values: Sequence[Any]) -> list[bytes]:
+        # Checked before the values meet as dict keys, where True == 1. Each distinct value is encoded
+        # once: the events of one message share their times, sequence number and sizes.
+        if not set(map(type, values)) <= {int}:
+            raise _Unusual
+        encoded = {value: self.one(value) for value in set(values)}
+        return list(map(encoded.__getitem__, values))
 
 
 class Double(Node):
@@ -202,7 +212,7 @@ class Double(Node):
             raise _Unusual
         return self.pack(float(value))
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {float, int}:
             raise _Unusual
         return list(map(self.pack, map(float, values)))
@@ -223,7 +233,7 @@ class String(Node):
     def one(self, value: Any) -> bytes:
         return self.cache[value]
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         # Only str keys enter the cache, and only a str equals a str: no type check needed before it.
         return list(map(self.cache.__getitem__, values))
 
@@ -256,13 +266,17 @@ class Enum(Node):
             raise _Unusual
         return self.table[value]  # KeyError: not a symbol
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         return list(map(self.table.__getitem__, values))
 
 
-def _blocked(count: int, body: bytes) -> bytes:
-    """An array or map with one block of `count` items (fastavro writes one), or the empty one."""
-    return _length(count) + body + b"\x00" if count else b"\x00"
+def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
+    """Arrays or maps of `counts[i]` of the encoded `items` each, in one block (fastavro writes one)
+    or the empty one; a column of empty ones (no items, no user attributes) is one list."""
+    if not items:
+        return [b"\x00"] * len(counts)
+    rest = iter(items)
+    return [_length(c) + b"".join(islice(rest, c)) + b"\x00" if c else b"\x00" for c in counts]
 
 
 class Array(Node):
@@ -271,17 +285,10 @@ class Array(Node):
     def __init__(self, items: Node) -> None:
         self.items = items
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {list}:
             raise _Unusual
-        flat = self.items.column(list(chain.from_iterable(values)))
-        out = []
-        start = 0
-        for value in values:
-            count = len(value)
-            out.append(_blocked(count, b"".join(flat[start : start + count])))
-            start += count
-        return out
+        return _blocks(list(map(len, values)), self.items.column(list(chain.from_iterable(values))))
 
 
 class Map(Node):
@@ -291,7 +298,7 @@ class Map(Node):
         self.values = values
         self.keys = String()
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if not set(map(type, values)) <= {dict}:
             raise _Unusual
         keys = list(chain.from_iterable(values))
@@ -299,17 +306,7 @@ class Map(Node):
             raise _Unusual
         encoded_keys = self.keys.column(keys)
         encoded_values = self.values.column(list(chain.from_iterable(v.values() for v in values)))
-        pairs = list(map(bytes.__add__, encoded_keys, encoded_values))
-        out = []
-        start = 0
-        for value in values:
-            count = len(value)
-            if count:
-                out.append(_length(count) + b"".join(pairs[start : start + count]) + b"\x00")
-                start += count
-            else:
-                out.append(b"\x00")
-        return out
+        return _blocks(list(map(len, values)), list(map(bytes.__add__, encoded_keys, encoded_values)))
 
 
 _NO_DEFAULT = object()
@@ -322,19 +319,15 @@ class Record(Node):
         self.name = name
         self.fields: list[tuple[str, Node, Any]] = []
 
-    def complete(self, value: Any) -> dict[str, Any]:
-        """The row with defaults filled in; refuses extra fields and missing ones without a default."""
-        if value.__class__ is not dict or not set(value) <= self.names:
-            raise _Unusual
-        return {name: value.get(name, default) for name, _, default in self.fields}
-
     def seal(self) -> None:
         self.names = frozenset(name for name, _, _ in self.fields)
+        # A field missing without a default reads as _NO_DEFAULT, which every node refuses.
+        self.lookups = [(name, default) for name, _, default in self.fields]
         self.nodes = [node for _, node, _ in self.fields]
         self.values_of = itemgetter(*(name for name, _, _ in self.fields))
         self.size = len(self.fields)
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if len(values) <= CHUNK_ROWS:
             return self._chunk(values)
         # Chunks keep the rows being read in the CPU cache: a column pass touches every row once.
@@ -344,20 +337,47 @@ class Record(Node):
             )
         )
 
-    def _chunk(self, values: list[Any]) -> list[bytes]:
+    def _chunk(self, values: Sequence[Any]) -> list[bytes]:
         if not values or not self.nodes:
             return [b""] * len(values)
         if not set(map(type, values)) <= {dict}:
             raise _Unusual
-        if not set(map(len, values)) <= {self.size}:
-            values = list(map(self.complete, values))
-        # A row with all its keys has no extras (same count); a missing one raises KeyError here.
-        rows = map(self.values_of, values) if self.size > 1 else ((v,) for v in map(self.values_of, values))
-        columns = [
-            node.column(list(column))
-            for node, column in zip(self.nodes, zip(*rows, strict=True), strict=True)
-        ]
+        raw: Iterable[Sequence[Any]]
+        if set(map(len, values)) <= {self.size}:
+            # A row with all its keys has no extras (same count); a missing one raises KeyError here.
+            rows = (
+                map(self.values_of, values) if self.size > 1 else ((v,) for v in map(self.values_of, values))
+            )
+            raw = zip(*rows, strict=True)
+        else:
+            raw = self._sparse(values)
+        columns = [node.column(column) for node, column in zip(self.nodes, raw, strict=True)]
         return list(map(b"".join, zip(*columns, strict=True)))
+
+    def _sparse(self, values: Sequence[dict[str, Any]]) -> list[Sequence[Any]]:
+        """The columns of rows that leave fields to their defaults (capture's leave out the link and
+        profile columns), with no completed copy of each row: a field no row holds is its default
+        repeated; when every row holds the same fields, they are read as in `_chunk`, else each
+        column with dict.get. A field missing without a default reads as _NO_DEFAULT, which every
+        node refuses."""
+        present = set().union(*values)
+        if not present <= self.names:
+            raise _Unusual
+        count = len(values)
+        if set(map(len, values)) == {len(present)}:  # then each row holds every present field
+            held = [name for name, _, _ in self.fields if name in present]
+            read: dict[str, Sequence[Any]] = {}
+            if len(held) == 1:
+                read[held[0]] = list(map(itemgetter(held[0]), values))
+            elif held:
+                read.update(zip(held, zip(*map(itemgetter(*held), values), strict=True), strict=True))
+            return [read[name] if name in read else [default] * count for name, default in self.lookups]
+        return [
+            list(map(dict.get, values, repeat(name, count), repeat(default, count)))
+            if name in present
+            else [default] * count
+            for name, default in self.lookups
+        ]
 
 
 class Union(Node):
@@ -425,27 +445,30 @@ class Union(Node):
             raise _Unusual
         return self.prefixes[index] + self.branches[index].one(value)
 
-    def column(self, values: list[Any]) -> list[bytes]:
+    def column(self, values: Sequence[Any]) -> list[bytes]:
         if self.cache is not None and self.cache_classes is None:
             return list(map(self.cache.__getitem__, values))
         classes = set(map(type, values))
         if self.cache is not None and self.cache_classes is not None and classes <= self.cache_classes:
             return list(map(self.cache.__getitem__, values))
+        if int in classes or not classes <= self.by_class.keys():
+            return list(map(self.one, values))  # an int's branch depends on its value
         if len(classes) == 1:
             [cls] = classes
-            index = self.by_class.get(cls)
-            if index is not None:
-                prefix = self.prefixes[index]
-                return [prefix + e for e in self.branches[index].column(values)]
-        if len(classes) == 2 and NoneType in classes:
-            [cls] = classes - {NoneType}
-            index = self.by_class.get(cls)
-            null = self.by_class.get(NoneType)
-            if index is not None and null is not None:
-                rest = iter(self.branches[index].column([v for v in values if v is not None]))
-                prefix, empty = self.prefixes[index], self.prefixes[null]
-                return [empty if v is None else prefix + next(rest) for v in values]
-        return list(map(self.one, values))
+            index = self.by_class[cls]
+            if cls is NoneType:
+                return [self.prefixes[index]] * len(values)
+            prefix = self.prefixes[index]
+            return [prefix + e for e in self.branches[index].column(values)]
+        # Several classes (a map of strings and numbers): each branch encodes its own values as a
+        # column, then the encodings are dealt back in row order.
+        dealt: dict[type, Iterator[bytes]] = {}
+        for cls in classes:
+            index = self.by_class[cls]
+            prefix = self.prefixes[index]
+            own = self.branches[index].column([v for v in values if v.__class__ is cls])
+            dealt[cls] = iter([prefix + e for e in own])
+        return [next(dealt[v.__class__]) for v in values]
 
 
 def build(schema: Any) -> Node:

@@ -155,6 +155,68 @@ def test_values_equal_as_keys_do_not_share_cached_bytes(field: str, first: Any, 
     assert got == [_expected("clickstream", [_sample_rows(1)[0] | {field: v}]) for v in (first, second)]
 
 
+# Each fast path of the column encoder, given a column that takes it (one value per row): the datums
+# must stay fastavro's, or the rows be refused alike.
+WIDEST_VARINT = [
+    sign * (2**bits + delta)
+    for bits in (6, 13, 20, 27, 34, 41, 48, 62)
+    for delta in (-1, 0)
+    for sign in (1, -1)
+]
+FAST_PATHS = {
+    "long: each varint width": ("event_timestamp", WIDEST_VARINT),
+    "long: values repeated across rows": ("hub_sequence_number", [7, 7, 7, 8, 8, -1, -1]),
+    "long: int and bool, equal as keys": ("session_index", [1, True, 1]),
+    "long: int and float, equal as keys": ("hub_sequence_number", [2, 2.0]),
+    "int: repeated, out of range": ("redirect_status", [301, 301, 2**31]),
+    "nullable array: null in every row": ("link_tags", [None, None, None]),
+    "nullable map: null in every row": ("redirect_query", [None, None]),
+    "nullable long: null in every row": ("link_version", [None, None]),
+    "array: empty in every row": ("items", [[], [], []]),
+    "record: rows holding the same few fields": ("items", [[{"id": "a"}], [{"id": "b"}, {"id": "c"}]]),
+    "record: rows holding one field each": ("items", [[{"id": "a"}, {"price": 1.5}]]),
+    "record: rows holding no field": ("items", [[{}], [{}, {}]]),
+    "record: a field outside the schema": ("items", [[{"id": "a", "nope": 1}], [{"id": "b", "nope": 2}]]),
+    "array: empty but in one row": ("bot_indicators", [[], ["headless", "webdriver"], []]),
+    "map: empty in every row": ("user", [{}, {}]),
+    "map: values of several classes": (
+        "attributes",
+        [{"a": "x", "b": 1.5}, {"a": 2.5, "b": "y", "c": True}, {}, {"d": False}],
+    ),
+    "map: several classes, ints among them": ("attributes", [{"a": "x", "b": 2**40}, {"c": 1.0, "d": 1}]),
+    "map: several classes, one no branch takes": ("attributes", [{"a": "x", "b": None}, {"c": 1.5}]),
+    "map: several classes, a str subclass": (
+        "attributes",
+        [{"a": "x"}, {"b": type("Text", (str,), {})("y")}],
+    ),
+}
+
+
+@pytest.mark.parametrize(("field", "column"), FAST_PATHS.values(), ids=FAST_PATHS.keys())
+def test_each_fast_path_writes_fastavros_datums(field: str, column: list[Any]) -> None:
+    rows = [row | {field: value} for row, value in zip(_sample_rows(len(column)), column, strict=True)]
+    assert _ours("clickstream", rows) == _expected("clickstream", rows)
+
+
+def test_rows_missing_fields_with_defaults_write_fastavros_datums() -> None:
+    """Capture's rows leave out the columns no event of theirs sets (link and profile columns)."""
+    rows = _sample_rows(5)
+    left_out = ("bot_indicators", "attributes", "items", "user", "screen_width")
+    for row, missing in zip(rows, left_out, strict=True):
+        del row[missing]
+    assert _ours("clickstream", rows) == _expected("clickstream", rows)
+
+
+@pytest.mark.parametrize("first_row_also_lacks", [None, "screen_width"], ids=["same fields", "other fields"])
+def test_a_field_no_row_holds_takes_its_default(first_row_also_lacks: str | None) -> None:
+    rows = _sample_rows(3)
+    for row in rows:
+        del row["attributes"]  # default {}, not null
+    if first_row_also_lacks:
+        del rows[0][first_row_also_lacks]
+    assert _ours("clickstream", rows) == _expected("clickstream", rows)
+
+
 def _sample_rows(count: int) -> list[dict[str, Any]]:
     """Clickstream rows using every field kind, enough of them for several 16 KB blocks."""
     rows = []
