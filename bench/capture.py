@@ -15,6 +15,8 @@ from the plain runs), the time per event of each stage: `decode` (envelope.decod
 pipeline), `state` (session and duplicate assignment, Batch.assign), `encode` (avro.encode) and
 `row_mapping` (the rest of prepare: building rows from events, lineage, grouping by lake folder), in
 CPU microseconds per event; each timer pair costs about a microsecond, counted in its stage.
+The process's garbage collector is tuned as the lake's Function App's is (workers.stream.stage.tune_gc);
+`--default-gc` keeps Python's defaults.
 Last line: one JSON object with `events_per_s` (against `target_events_per_s`, 20k),
 `avro_only_records_per_s`, `ratio_vs_avro_only`, `fastavro_records_per_s`, `encoder_vs_fastavro`,
 `stages_us_per_event` and the parameters.
@@ -51,7 +53,7 @@ from workers.sinks.lake import avro  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
 from workers.sinks.lake.sink import LakeSink  # noqa: E402
 from workers.stream import envelope  # noqa: E402
-from workers.stream.stage import HubMessage  # noqa: E402
+from workers.stream.stage import HubMessage, tune_gc  # noqa: E402
 from workers.stream.state import Batch  # noqa: E402
 
 BATCH = 256
@@ -130,6 +132,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--codec", choices=avro.CODECS, default=get_settings().avro_codec)
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default GC thresholds (the baseline of tune_gc)",
+    )
     args = parser.parse_args()
 
     settings = Settings(avro_codec=args.codec, lake_connection="UseDevelopmentStorage=true")
@@ -141,6 +148,8 @@ def main() -> None:
         settings=settings,
     )
     batches = workload(args.events)
+    if not args.default_gc:
+        tune_gc()  # as the lake's Function App process does (get_capture)
     events = sum(len(envelope.decode(m.body, dict(m.properties)).events) for b in batches for m in b)
 
     # Batch by batch, each batch's rows dropped before the next, so memory looks like a running worker's.

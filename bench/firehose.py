@@ -4,7 +4,8 @@
    in trigger batches of 256 messages, through `Firehose.process` (the real enrichment, filter, shape,
    batches of ≤ 500 events, Standard Webhooks signing, the cut record write on Azurite) to the local
    webhook receiver (devstack/receiver.py, its own process, keep-alive, verifying every signature),
-   in a process whose garbage collector is tuned as the firehose Function App's is (`sink.tune_gc`).
+   in a process whose garbage collector is tuned as the firehose Function App's is
+   (`workers.stream.stage.tune_gc`).
    Timed in this process's CPU time (what "per core" means on a shared machine), median of --repeats
    runs; beside it, in the same run, the enrichment alone (`Stage.run`) on the same batches:
    `ratio_vs_enrich_only` is what the firehose's own work costs on top, and `sink_only_events_per_s`
@@ -47,8 +48,9 @@ from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.firehose import enrichment, registry  # noqa: E402
 from workers.sinks.firehose.durable import Outbox, open_queue_service  # noqa: E402
-from workers.sinks.firehose.sink import Firehose, tune_gc  # noqa: E402
+from workers.sinks.firehose.sink import Firehose  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
+from workers.stream.stage import tune_gc  # noqa: E402
 
 
 def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, float, int]:

@@ -23,6 +23,7 @@ the hub with its own consumer group (the state store's key).
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -310,3 +311,18 @@ class _BatchRun:
                 return
             self.counts["bots_flagged"] += 1
         self.partition.events.append(Staged(row, env.app_id, env.received_at, event))
+
+
+# A trigger batch makes hundreds of objects per event, nearly all freed by reference counting alone;
+# at the default threshold (700) the cyclic collector still runs every few events, and each full
+# collection walks every live object, the partition states' dedup windows included: a quarter to a
+# third of a stage's time (bench/capture.py, bench/firehose.py). A process made of such batches
+# collects far less often.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """For a process that runs a stage (capture, the firehose, metrics): rarer cyclic collections,
+    and what is built so far (the enrichment's tables, the registry, the clients) kept out of them."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()

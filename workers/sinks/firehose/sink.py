@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import gc
 import logging
 import threading
 import time
@@ -43,7 +42,7 @@ from workers.sinks.firehose import payload, registry, transports
 from workers.sinks.firehose.durable import Cuts, Due, Outbox, Pending, open_queue_service, pending_path
 from workers.sinks.firehose.enrichment import build, enrich
 from workers.sinks.firehose.payload import Chunk, Item, Position
-from workers.stream.stage import HubMessage, Stage
+from workers.stream.stage import HubMessage, Stage, tune_gc
 
 log = logging.getLogger("hubcap.firehose")
 
@@ -385,20 +384,6 @@ def build_firehose(settings: Settings, *, with_state: bool = True) -> Firehose:
     destinations = registry.load(settings)
     outbox = Outbox(open_lake(settings), open_queue_service(settings), settings)
     return Firehose(build(settings, build_pipeline(), with_state=with_state), destinations, outbox, settings)
-
-
-# A trigger batch makes hundreds of objects per event, nearly all freed by reference counting alone;
-# at the default threshold (700) the cyclic collector still runs every few events, and each full
-# collection walks every live object, the partition states' dedup windows included: a third of the
-# enrichment's time (bench/firehose.py). A process made of such batches collects far less often.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_gc() -> None:
-    """For a process that runs the firehose: rarer cyclic collections, and what is built so far (the
-    enrichment's tables, the registry, the clients) kept out of them for good."""
-    gc.set_threshold(*GC_THRESHOLDS)
-    gc.freeze()
 
 
 @functools.cache

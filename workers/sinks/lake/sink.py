@@ -34,7 +34,7 @@ from workers.settings import Settings, get_settings
 from workers.sinks.lake import avro
 from workers.sinks.lake.lake import Lake, file_name, open_lake, partition_path
 from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, text
-from workers.stream.stage import CAPTURE_VERSION, HubMessage, PartitionOutput, Stage, ms
+from workers.stream.stage import CAPTURE_VERSION, HubMessage, PartitionOutput, Stage, ms, tune_gc
 from workers.stream.state import StateStore, open_state_store
 
 log = logging.getLogger("hubcap.capture")
@@ -236,7 +236,9 @@ def get_capture() -> LakeSink:
     """The process-wide LakeSink (partition state stays in memory between batches)."""
     from workers.enrich.pipeline import build_pipeline
 
-    return build_capture(get_settings(), build_pipeline())
+    capture = build_capture(get_settings(), build_pipeline())
+    tune_gc()
+    return capture
 
 
 def capture(messages: Sequence[HubMessage]) -> CaptureResult:

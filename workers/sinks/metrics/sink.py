@@ -22,7 +22,7 @@ from workers.enrich.base import Pipeline, Row
 from workers.settings import Settings, get_settings
 from workers.sinks.metrics.counters import EVENT, FAILED, REJECTED, STEPS, bucket, parse_bucket, scopes
 from workers.sinks.metrics.store import ERRORS, MetricsStore, Pending, open_metrics_store
-from workers.stream.stage import HubMessage, PartitionOutput, Stage, StageOutput
+from workers.stream.stage import HubMessage, PartitionOutput, Stage, StageOutput, tune_gc
 
 log = logging.getLogger("hubcap.metrics")
 
@@ -117,4 +117,6 @@ def build_metrics(settings: Settings, pipeline: Pipeline | None = None) -> Metri
 
 @functools.cache
 def get_metrics() -> MetricsSink:
-    return build_metrics(get_settings())
+    metrics = build_metrics(get_settings())
+    tune_gc()
+    return metrics
