@@ -17,7 +17,9 @@ connection string names one (EntityPath).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -96,8 +98,21 @@ def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
     return groups
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context for AMQP connections. Left to itself the SDK builds a context,
+    loading the system's CA certificates, on every connect: tens of ms of CPU on the event loop for
+    each partition's link, each management request and each reconnect while the hub is down."""
+    return ssl.create_default_context()
+
+
 def client_from_settings(settings: Settings) -> EventHubProducerClient:
-    options: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.2, "retry_backoff_max": 2}
+    options: dict[str, Any] = {
+        "retry_total": 2,
+        "retry_backoff_factor": 0.2,
+        "retry_backoff_max": 2,
+        "ssl_context": tls_context(),
+    }
 
     def with_connection_string(conn: str) -> EventHubProducerClient:
         name = None if "entitypath=" in conn.lower() else settings.eventhub_name
@@ -139,6 +154,7 @@ class HubProducer:
     def __init__(self, client: EventHubProducerClient) -> None:
         self.client = client
         self._partition_ids: list[str] = []
+        self._partition_lookup: asyncio.Future[list[str]] | None = None
         self._queues: dict[str, list[_Pending]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
 
@@ -148,10 +164,19 @@ class HubProducer:
 
     async def partition_for(self, partition_key: str) -> str:
         if not self._partition_ids:
-            self._partition_ids = list(
-                await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S)
-            )
+            self._partition_ids = await asyncio.shield(self._look_up_partitions())
         return self._partition_ids[partition_for_key(partition_key, len(self._partition_ids))]
+
+    def _look_up_partitions(self) -> asyncio.Future[list[str]]:
+        """One lookup for every request that needs it: each lookup opens its own AMQP connection,
+        whose set-up (an SSL context with the system's CA certificates) takes tens of ms of CPU, so a
+        cold instance's first burst of requests, each looking up on its own, used to starve itself
+        past SEND_TIMEOUT_S and never cache the answer."""
+        if self._partition_lookup is None or self._partition_lookup.done():
+            lookup = asyncio.ensure_future(asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S))
+            lookup.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._partition_lookup = lookup
+        return self._partition_lookup
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         try:
