@@ -148,9 +148,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         services.callback(hub.close)
         # Capture off (the platform's AzureWebJobs.<name>.Disabled): the dev host would run its SDK
         # consumer on the same event loop, whose reconnects while the hub is down stall the redirects.
-        env = app_env(
-            azurite, eventhubs, HUBCAP_LOG_LEVEL="WARNING", **{"AzureWebJobs.capture.Disabled": "true"}
-        )
+        overrides = {"AzureWebJobs.capture.Disabled": "true"}
+        if args.hub_deadline_ms:
+            overrides["HUBCAP_LINKS_HUB_DEADLINE_MS"] = str(args.hub_deadline_ms)
+        env = app_env(azurite, eventhubs, HUBCAP_LOG_LEVEL="WARNING", **overrides)
         provision(env)
         create_link(env)
         port = free_port()
