@@ -1,10 +1,12 @@
 """The click spool against Azurite and, for the drain, the Event Hubs endpoint through the real SDK: clicks
 spooled together share a blob, the drain puts every click on its partition in order, clicks the hub took
-late take their blob back, and a spool whose container storage lost makes it again."""
+late take their blob back, and a spool whose container storage lost makes it again; and the redirect
+spools straight away, probing the hub in the background, once the hub is down."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,8 +14,12 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from devstack.services import Azurite, EventHubsEndpoint
+from tests.collect_support import collector_for, unit_env
 from workers.collect.hub import HubProducer
 from workers.errors import HubUnavailable
+from workers.links.cache import LinkCache
+from workers.links.model import Link
+from workers.links.redirect import HUB_PAUSE_S, LinkRequest, Redirector
 from workers.links.spool import Spool
 from workers.settings import Settings
 from workers.stream.envelope import EncodedEnvelope
@@ -147,3 +153,44 @@ async def test_a_container_storage_lost_is_made_again(spool: Spool, azurite: Azu
         assert len(blob_names(spool, azurite)) == 1
     else:
         assert (await spool.drain(send)).left is False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_once_the_hub_is_down_a_click_probes_it_without_waiting(spool: Spool, azurite: Azurite) -> None:
+    # Nothing listens on port 9: each send fails only after the SDK's retries (well over a second).
+    collector = collector_for(unit_env(HUBCAP_LAKE_CONNECTION=azurite.connection_string))
+    link = Link("l1", "localhost", "a", "https://shop.example/", "demo", created_at=1, updated_at=1)
+
+    async def load(domain: str, slug: str) -> Link:
+        return link
+
+    clock = Clock()
+    redirector = Redirector(collector, LinkCache(load, ttl_s=60), spool, hub_deadline_s=5.0, clock=clock)
+    sends: list[asyncio.Future[None]] = []
+    send = collector.hub.send
+
+    def counted(messages: list[EncodedEnvelope], key: str) -> asyncio.Future[None]:
+        sends.append(asyncio.ensure_future(send(messages, key)))
+        return sends[-1]
+
+    collector.hub.send = counted  # type: ignore[method-assign]
+    click_request = LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": "Firefox/133"})
+    try:
+        assert (await redirector.handle(click_request)).status == 302  # waits for the send to fail
+        await redirector.settle()
+        assert redirector.hub_down
+        clock.now += HUB_PAUSE_S + 1
+        assert (await redirector.handle(click_request)).status == 302
+        assert (len(sends), sends[-1].done()) == (2, False)  # answered while the probe was still out
+        await redirector.settle()
+        assert redirector.spooled_clicks == 2
+    finally:
+        await redirector.settle()
+        await collector.close()

@@ -287,7 +287,7 @@ class Redirector:
             done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
             if send in done and send.exception() is None:
                 return
-        elif not self._probing and time.monotonic() >= self._probe_after:
+        elif not self._probing and self.clock() >= self._probe_after:
             self._probing = True
             send = self._send(messages, partition_key)
         # A click is one small envelope: pack() never splits it.
@@ -302,6 +302,10 @@ class Redirector:
         put.add_done_callback(spooled)
         await self._after_deadline(send, put)
 
+    @property
+    def hub_down(self) -> bool:
+        return self._hub_down
+
     def _send(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
         send = asyncio.ensure_future(self.collector.hub.send(messages, partition_key))
         send.add_done_callback(self._watch_hub)
@@ -313,7 +317,7 @@ class Redirector:
             if not self._hub_down:
                 logs.emit(log, logging.WARNING, "link_hub_down", probe_every_s=HUB_PAUSE_S)
             self._hub_down = True
-            self._probe_after = time.monotonic() + HUB_PAUSE_S
+            self._probe_after = self.clock() + HUB_PAUSE_S
         elif self._hub_down:
             logs.emit(log, logging.INFO, "link_hub_back")
             self._hub_down = False
