@@ -163,8 +163,11 @@ class Clock:
         return self.now
 
 
-async def test_once_the_hub_is_down_a_click_probes_it_without_waiting(spool: Spool, azurite: Azurite) -> None:
-    # Nothing listens on port 9: each send fails only after the SDK's retries (well over a second).
+def unreachable_hub_redirector(
+    spool: Spool, azurite: Azurite, hub_deadline_s: float
+) -> tuple[Redirector, list[asyncio.Future[None]], Clock]:
+    """A redirector whose hub is unreachable: nothing listens on port 9, so each send fails only after
+    the SDK's retries (well over a second). Its sends are collected as they start."""
     collector = collector_for(unit_env(HUBCAP_LAKE_CONNECTION=azurite.connection_string))
     link = Link("l1", "localhost", "a", "https://shop.example/", "demo", created_at=1, updated_at=1)
 
@@ -172,7 +175,8 @@ async def test_once_the_hub_is_down_a_click_probes_it_without_waiting(spool: Spo
         return link
 
     clock = Clock()
-    redirector = Redirector(collector, LinkCache(load, ttl_s=60), spool, hub_deadline_s=5.0, clock=clock)
+    cache = LinkCache(load, ttl_s=60)
+    redirector = Redirector(collector, cache, spool, hub_deadline_s=hub_deadline_s, clock=clock)
     sends: list[asyncio.Future[None]] = []
     send = collector.hub.send
 
@@ -181,16 +185,38 @@ async def test_once_the_hub_is_down_a_click_probes_it_without_waiting(spool: Spo
         return sends[-1]
 
     collector.hub.send = counted  # type: ignore[method-assign]
-    click_request = LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": "Firefox/133"})
+    return redirector, sends, clock
+
+
+CLICK = LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": "Firefox/133"})
+
+
+async def test_a_send_past_its_deadline_makes_the_next_clicks_skip_the_hub(
+    spool: Spool, azurite: Azurite
+) -> None:
+    redirector, sends, _ = unreachable_hub_redirector(spool, azurite, hub_deadline_s=0.05)
     try:
-        assert (await redirector.handle(click_request)).status == 302  # waits for the send to fail
+        await redirector.collector.salts.current()  # a cold salt read would outlast the answer's budget
+        assert (await redirector.handle(CLICK)).status == 302
+        assert (redirector.hub_down, sends[0].done()) == (True, False)
+        assert (await redirector.handle(CLICK)).status == 302
+        assert len(sends) == 1
+    finally:
+        await redirector.settle()
+        await redirector.collector.close()
+
+
+async def test_once_the_hub_is_down_a_click_probes_it_without_waiting(spool: Spool, azurite: Azurite) -> None:
+    redirector, sends, clock = unreachable_hub_redirector(spool, azurite, hub_deadline_s=5.0)
+    try:
+        assert (await redirector.handle(CLICK)).status == 302  # waits for the send to fail
         await redirector.settle()
         assert redirector.hub_down
         clock.now += HUB_PAUSE_S + 1
-        assert (await redirector.handle(click_request)).status == 302
+        assert (await redirector.handle(CLICK)).status == 302
         assert (len(sends), sends[-1].done()) == (2, False)  # answered while the probe was still out
         await redirector.settle()
         assert redirector.spooled_clicks == 2
     finally:
         await redirector.settle()
-        await collector.close()
+        await redirector.collector.close()

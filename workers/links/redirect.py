@@ -30,10 +30,11 @@ write). When neither the hub nor the spool takes the click (storage down as well
 in the logs (`link_click_lost`, with a running total). The redirect is answered regardless: the link's
 availability beats its event.
 
-After a hub send fails the hub counts as down: clicks go straight to the spool, without waiting for
-the hub at all, until a send succeeds again. Every HUB_PAUSE_S one click probes the hub: it is spooled
-like the others and also sent in the background, and its success ends the outage (the spool then
-drops its copy as for any late send). So no click waits on a hub known to be down. When the registry
+When a send misses its deadline or fails, the hub counts as down: clicks go straight to the spool,
+without waiting for the hub at all, until a send succeeds again (a merely slow hub is back as soon as
+the late send lands). Meanwhile one click every HUB_PAUSE_S probes the hub: it is spooled like
+the others and also sent in the background, and its success ends the outage (the spool then drops its
+copy as for any late send). So no click waits on a hub known to be slow or down. When the registry
 cannot be read, a link cached earlier is served past its TTL; only a link never seen by this instance
 answers 503.
 """
@@ -287,6 +288,8 @@ class Redirector:
             done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
             if send in done and send.exception() is None:
                 return
+            if not send.done():  # the clicks behind this one need not wait to learn how it ends
+                self._hub_is_down("deadline")
         elif not self._probing and self.clock() >= self._probe_after:
             self._probing = True
             send = self._send(messages, partition_key)
@@ -314,13 +317,17 @@ class Redirector:
     def _watch_hub(self, send: asyncio.Future[None]) -> None:
         self._probing = False
         if send.cancelled() or send.exception() is not None:
-            if not self._hub_down:
-                logs.emit(log, logging.WARNING, "link_hub_down", probe_every_s=HUB_PAUSE_S)
-            self._hub_down = True
-            self._probe_after = self.clock() + HUB_PAUSE_S
+            self._hub_is_down("send_failed")
         elif self._hub_down:
             logs.emit(log, logging.INFO, "link_hub_back")
             self._hub_down = False
+
+    def _hub_is_down(self, reason: str) -> None:
+        """The next probe is HUB_PAUSE_S away: a send still in flight tells first if the hub is back."""
+        self._probe_after = self.clock() + HUB_PAUSE_S
+        if not self._hub_down:
+            logs.emit(log, logging.WARNING, "link_hub_down", reason=reason, probe_every_s=HUB_PAUSE_S)
+            self._hub_down = True
 
     async def _after_deadline(self, send: asyncio.Future[None] | None, put: asyncio.Future[str]) -> None:
         """Once the late send and the spool write have ended: the spool learns whether the hub took the
