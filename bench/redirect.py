@@ -10,8 +10,9 @@ apart from the HTTP functions, while the dev host would run its consumer on the 
    --rounds interleaved rounds; the ratio is the median round's (only 302s count). Every redirect makes
    its click event and waits for the hub (up to HUBCAP_LINKS_HUB_DEADLINE_MS).
 2. Latency, hub up: --latency sequential GETs, p50 and p99 of the wall time per request.
-3. Latency, hub stopped: the Event Hubs endpoint is stopped, so every click waits out the hub deadline
-   and goes to the spool in Azurite; the same measure. The spool then holds the clicks (counted).
+3. Latency, hub stopped: the Event Hubs endpoint is stopped; after the first failed send the redirect
+   counts the hub as down and every click goes straight to the spool in Azurite; the same measure.
+   The spool then holds the clicks (counted).
 
 Last line: one JSON object with `http_ratio_vs_noop`, `p99_ms_hub_up`, `p99_ms_hub_down`, the p50s,
 the request rates and the parameters.
@@ -136,7 +137,8 @@ def spooled(env: dict[str, str]) -> int:
     with ContainerClient.from_connection_string(
         settings.lake_connection, settings.links_spool_container
     ) as c:
-        return len(list(c.list_blobs()))
+        # One line per click: clicks spooled together share a blob.
+        return sum(c.download_blob(b.name).readall().count(b"\n") for b in c.list_blobs())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,9 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         services.callback(hub.close)
         # Capture off (the platform's AzureWebJobs.<name>.Disabled): the dev host would run its SDK
         # consumer on the same event loop, whose reconnects while the hub is down stall the redirects.
-        env = app_env(
-            azurite, eventhubs, HUBCAP_LOG_LEVEL="WARNING", **{"AzureWebJobs.capture.Disabled": "true"}
-        )
+        overrides = {"AzureWebJobs.capture.Disabled": "true"}
+        if args.hub_deadline_ms:
+            overrides["HUBCAP_LINKS_HUB_DEADLINE_MS"] = str(args.hub_deadline_ms)
+        env = app_env(azurite, eventhubs, HUBCAP_LOG_LEVEL="WARNING", **overrides)
         provision(env)
         create_link(env)
         port = free_port()

@@ -78,3 +78,34 @@ async def test_closing_mid_send_answers_every_queued_request(stoppable: EventHub
     done, _ = await asyncio.wait(requests, timeout=5)
     assert len(done) == 3
     assert all(isinstance(r.exception(), HubUnavailable) for r in requests)
+
+
+class CountedLookups:
+    """The client's own partition lookup, counted; `fail_first` makes the first one fail."""
+
+    def __init__(self, client: EventHubProducerClient, *, fail_first: bool = False) -> None:
+        self.lookup = client.get_partition_ids
+        self.calls = 0
+        self.fail_first = fail_first
+
+    async def __call__(self) -> list[str]:
+        self.calls += 1
+        if self.fail_first and self.calls == 1:
+            raise ConnectionError("the hub is not there yet")
+        return await self.lookup()
+
+
+async def test_a_failed_partition_lookup_is_tried_again_by_the_next_send(
+    eventhubs: EventHubsEndpoint,
+) -> None:
+    producer = producer_for(eventhubs)
+    counted = CountedLookups(producer.client, fail_first=True)
+    producer.client.get_partition_ids = counted  # type: ignore[method-assign]
+    message = [EncodedEnvelope(b"{}", {"schema": "s"})]
+    try:
+        with pytest.raises(HubUnavailable):
+            await producer.send(message, "visitor-1")
+        assert await producer.partition_for("visitor-1") in await counted.lookup()
+    finally:
+        await producer.close()
+    assert counted.calls == 2

@@ -123,7 +123,8 @@ def spooled(outage: Outage) -> int:
         settings.lake_connection, settings.links_spool_container
     )
     with contextlib.suppress(Exception), container:
-        return len(list(container.list_blobs()))
+        # A spool blob holds one line per click (clicks spooled together share a blob).
+        return sum(container.download_blob(b.name).readall().count(b"\n") for b in container.list_blobs())
     return 0
 
 

@@ -22,15 +22,21 @@ further) and envelope, then to its hub producer, keyed by the visitor hash like 
 Durability without slowness: the redirect waits for the hub's acknowledgement at most
 HUBCAP_LINKS_HUB_DEADLINE_MS. A click not acknowledged by then is written to the spool
 (workers/links/spool.py). The send goes on in the background: if the hub takes the click after all,
-the spooled copy is removed again, and should the drain have sent it first, capture flags the second
-copy as a duplicate (same event id). The answer waits for the click to be in the hub or the spool at
-most the hub deadline plus SPOOL_DEADLINE_S; the click's delivery goes on in the background past that
-(a cold instance reading the day's salt, a slow spool write). When neither the hub nor the spool
-takes the click (storage down as well) it is counted as lost in the logs (`link_click_lost`, with a
-running total). The redirect is answered regardless: the link's availability beats its event.
-After a hub send fails, clicks go straight to the spool for HUB_PAUSE_S (the spool drain keeps
-probing the hub). When the registry cannot be read, a link cached earlier is served past its TTL;
-only a link never seen by this instance answers 503.
+the spool is told (`settle`) and drops the blob once all its clicks were taken; should the drain have
+sent one first, capture flags the second copy as a duplicate (same event id). The answer waits for the
+click to be in the hub or the spool at most the hub deadline plus SPOOL_DEADLINE_S; the click's
+delivery goes on in the background past that (a cold instance reading the day's salt, a slow spool
+write). When neither the hub nor the spool takes the click (storage down as well) it is counted as lost
+in the logs (`link_click_lost`, with a running total). The redirect is answered regardless: the link's
+availability beats its event.
+
+When a send misses its deadline or fails, the hub counts as down: clicks go straight to the spool,
+without waiting for the hub at all, until a send succeeds again (a merely slow hub is back as soon as
+the late send lands). Meanwhile one click every HUB_PAUSE_S probes the hub: it is spooled like
+the others and also sent in the background, and its success ends the outage (the spool then drops its
+copy as for any late send). So no click waits on a hub known to be slow or down. When the registry
+cannot be read, a link cached earlier is served past its TTL; only a link never seen by this instance
+answers 503.
 """
 
 from __future__ import annotations
@@ -49,19 +55,18 @@ from workers import logs
 from workers.apps import AppConfig
 from workers.collect.collector import Admitted, Collector, HttpIn, scrubbed
 from workers.collect.privacy import client_ip
-from workers.errors import HubUnavailable
 from workers.links.cache import LinkCache
 from workers.links.model import DOMAIN, SLUG, Link, normal_domain
 from workers.links.spool import Spool
+from workers.stream.envelope import EncodedEnvelope
 
 log = logging.getLogger("hubcap.links")
 
 CLICK = "_link_click"
 NOT_FOUND = "_link_not_found"
 SPOOL_DEADLINE_S = 0.05
-# After a failed hub send, clicks go straight to the spool for this long: while Event Hubs is down, each
-# send makes the SDK reconnect, which stalls the event loop for up to a few hundred ms (measured here).
-# The spool drain keeps trying the hub meanwhile.
+# While the hub is down, one click in this long also probes it (in the background): each probe makes
+# the SDK reconnect and retry, which costs the event loop CPU, and waiting on it would cost the answer.
 HUB_PAUSE_S = 5.0
 # The day's salt is read from storage once a day per instance (and on a cold start): that read may be
 # slow, and the redirect does not wait for it (the click goes on in the background).
@@ -166,7 +171,9 @@ class Redirector:
         self.lost_clicks = 0
         self.spooled_clicks = 0
         self._background: set[asyncio.Future[Any]] = set()
-        self._hub_paused_until = 0.0
+        self._hub_down = False
+        self._probe_after = 0.0
+        self._probing = False
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
         token = logs.request_id.set(secrets.token_hex(8))
@@ -262,35 +269,33 @@ class Redirector:
         delivery = asyncio.ensure_future(self._deliver(admitted, durable))
         self._keep(delivery)
         # The answer waits for the click to be durable (in the hub or the spool), but only so long.
-        await asyncio.wait(
-            {durable, delivery},
-            timeout=self.hub_deadline_s + SPOOL_DEADLINE_S,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        budget = SPOOL_DEADLINE_S if self._hub_down else self.hub_deadline_s + SPOOL_DEADLINE_S
+        await asyncio.wait({durable, delivery}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
 
     async def _deliver(self, admitted: Admitted, durable: asyncio.Future[None]) -> None:
         """The click to the hub, or after the hub deadline to the spool; runs on past the answer."""
         collector = self.collector
         try:
-            salt = await asyncio.wait_for(collector.salts.current(), SALT_DEADLINE_S)
+            async with asyncio.timeout(SALT_DEADLINE_S):
+                salt = await collector.salts.current()
             messages, partition_key = collector.messages(admitted, salt)
         except Exception as exc:
             self._lost("no_salt", type(exc).__name__)
             return
-        if time.monotonic() < self._hub_paused_until:
-            send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            send.set_exception(HubUnavailable("the hub failed moments ago: straight to the spool"))
-        else:
-            send = asyncio.ensure_future(collector.hub.send(messages, partition_key))
-            send.add_done_callback(self._watch_hub)
+        send: asyncio.Future[None] | None = None
+        if not self._hub_down:
+            send = self._send(messages, partition_key)
             done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
             if send in done and send.exception() is None:
                 return
+            if not send.done():  # the clicks behind this one need not wait to learn how it ends
+                self._hub_is_down("deadline")
+        elif not self._probing and self.clock() >= self._probe_after:
+            self._probing = True
+            send = self._send(messages, partition_key)
         # A click is one small envelope: pack() never splits it.
         put = asyncio.ensure_future(
-            self.spool.put(
-                messages[0], partition_key, received_at=admitted.received_at, request_id=admitted.request_id
-            )
+            self.spool.put(messages[0], partition_key, received_at=admitted.received_at)
         )
 
         def spooled(task: asyncio.Future[str]) -> None:
@@ -300,20 +305,40 @@ class Redirector:
         put.add_done_callback(spooled)
         await self._after_deadline(send, put)
 
-    def _watch_hub(self, send: asyncio.Future[None]) -> None:
-        if not send.cancelled() and send.exception() is not None:
-            self._hub_paused_until = time.monotonic() + HUB_PAUSE_S
+    @property
+    def hub_down(self) -> bool:
+        return self._hub_down
 
-    async def _after_deadline(self, send: asyncio.Future[None], put: asyncio.Future[str]) -> None:
-        """Once the late send and the spool write have ended: a click the hub took after all leaves the
-        spool again (so it is not sent twice), and one neither took is counted as lost."""
-        sent = await _succeeded(send)
-        spooled = await _succeeded(put)
-        if sent and spooled:
-            await self.spool.remove(put.result())
-        elif spooled:
-            self.spooled_clicks += 1
-            logs.emit(log, logging.INFO, "link_click_spooled", spooled_total=self.spooled_clicks)
+    def _send(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+        send = asyncio.ensure_future(self.collector.hub.send(messages, partition_key))
+        send.add_done_callback(self._watch_hub)
+        return send
+
+    def _watch_hub(self, send: asyncio.Future[None]) -> None:
+        self._probing = False
+        if send.cancelled() or send.exception() is not None:
+            self._hub_is_down("send_failed")
+        elif self._hub_down:
+            logs.emit(log, logging.INFO, "link_hub_back")
+            self._hub_down = False
+
+    def _hub_is_down(self, reason: str) -> None:
+        """The next probe is HUB_PAUSE_S away: a send still in flight tells first if the hub is back."""
+        self._probe_after = self.clock() + HUB_PAUSE_S
+        if not self._hub_down:
+            logs.emit(log, logging.WARNING, "link_hub_down", reason=reason, probe_every_s=HUB_PAUSE_S)
+            self._hub_down = True
+
+    async def _after_deadline(self, send: asyncio.Future[None] | None, put: asyncio.Future[str]) -> None:
+        """Once the late send and the spool write have ended: the spool learns whether the hub took the
+        click after all (so a blob the hub took whole is not sent twice), and a click neither took is
+        counted as lost."""
+        sent = send is not None and await _succeeded(send)
+        if await _succeeded(put):
+            await self.spool.settle(put.result(), sent=sent)
+            if not sent:
+                self.spooled_clicks += 1
+                logs.emit(log, logging.INFO, "link_click_spooled", spooled_total=self.spooled_clicks)
         elif not sent:
             error = type(put.exception()).__name__ if not put.cancelled() else "cancelled"
             self._lost("spool_failed", error)
