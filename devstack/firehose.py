@@ -32,7 +32,7 @@ HOST_OVERRIDES = {
 }
 
 # The inspector shares this app (functions/inspect.py) and is on for every app of the dev registry.
-INSPECT_ENV = {"HUBCAP_INSPECT_APPS": "*", "HUBCAP_INSPECT_CONSUMER_GROUP": "inspect"}
+INSPECT_ENV = {"HUBCAP_INSPECT_APPS": "*"}
 
 
 def registry_with_receiver(receiver_url: str, apps_file: Path = APPS_FILE) -> str:
@@ -49,7 +49,6 @@ def firehose_env(app_env: dict[str, str], receiver_url: str, **overrides: str) -
         **app_env,
         **HOST_OVERRIDES,
         "HUBCAP_APPS_JSON": registry_with_receiver(receiver_url),
-        "HUBCAP_FIREHOSE_CONSUMER_GROUP": "firehose",
         "HUBCAP_FIREHOSE_ALLOW_PRIVATE": "true",
         **INSPECT_ENV,
         **overrides,

@@ -40,8 +40,11 @@ def app_env(azurite: Azurite, eventhubs: EventHubsEndpoint, **overrides: str) ->
         "AzureWebJobsStorage": azurite.connection_string,
         "EventHubConnection": eventhubs.connection_string,
         "HUBCAP_EVENTHUB_NAME": eventhubs.hub,
+        # Every sink's trigger binding names its consumer group by app setting, and a binding whose
+        # setting is missing stops the host: both apps get all four, as infra/bicep gives them.
         "HUBCAP_CAPTURE_CONSUMER_GROUP": "capture",
-        # The metrics trigger's binding names it (the real-time app, devstack/firehose.py).
+        "HUBCAP_FIREHOSE_CONSUMER_GROUP": "firehose",
+        "HUBCAP_INSPECT_CONSUMER_GROUP": "inspect",
         "HUBCAP_METRICS_CONSUMER_GROUP": "metrics",
         "HUBCAP_LAKE_CONNECTION": azurite.connection_string,
         "HUBCAP_LAKE_FILESYSTEM": "lake",

@@ -36,8 +36,9 @@ DEADLINE_S = 90
 # while the hub is down its reconnects stall that loop for hundreds of ms at a time (in Azure the host
 # runs triggers apart from the worker). So the budget here only tells "answered without waiting for the
 # hub" (its send gives up after 10 s) from "waited"; bench/redirect.py, with capture disabled, measures
-# the redirect's own latency.
-ANSWER_BUDGET_S = 3.0
+# the redirect's own latency. 5 s, halfway to the send's 10 s: with the suite's three workers on two
+# cores, stalls of 3 s were seen.
+ANSWER_BUDGET_S = 5.0
 CLICKS = 20
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 

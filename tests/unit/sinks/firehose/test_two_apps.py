@@ -40,7 +40,11 @@ def test_the_lake_app_indexes_no_real_time_function() -> None:
 
 @pytest.mark.parametrize(
     ("function", "group"),
-    [("firehose", "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"), ("metrics", "%HUBCAP_METRICS_CONSUMER_GROUP%")],
+    [
+        ("firehose", "%HUBCAP_FIREHOSE_CONSUMER_GROUP%"),
+        ("metrics", "%HUBCAP_METRICS_CONSUMER_GROUP%"),
+        ("inspect", "%HUBCAP_INSPECT_CONSUMER_GROUP%"),
+    ],
 )
 def test_each_real_time_trigger_reads_its_own_consumer_group(function: str, group: str) -> None:
     (trigger,) = [
@@ -53,15 +57,25 @@ def test_each_real_time_trigger_reads_its_own_consumer_group(function: str, grou
     assert trigger.consumer_group == group
 
 
-def test_the_inspector_trigger_reads_its_own_consumer_group() -> None:
-    (trigger,) = [
-        b
-        for f in functions("firehose_app.py")
-        if f.get_function_name() == "inspect"
+@pytest.mark.parametrize("entry", ["function_app.py", "firehose_app.py"])
+def test_the_local_stack_sets_every_app_setting_a_binding_names(entry: str) -> None:
+    """The dev host, like the Functions host, refuses to start a binding whose %setting% is unset."""
+    from devstack.services import Azurite, EventHubsEndpoint
+    from devstack.stack import app_env
+
+    env = app_env(
+        Azurite("127.0.0.1", 10000, 10001, 10002),  # only the connection strings are read
+        EventHubsEndpoint("127.0.0.1", 5672),
+    )
+    named = {
+        name
+        for f in functions(entry)
         for b in f.get_bindings()
-        if b.type == "eventHubTrigger"
-    ]
-    assert trigger.consumer_group == "%HUBCAP_INSPECT_CONSUMER_GROUP%"
+        for value in vars(b).values()
+        if isinstance(value, str)
+        for name in re.findall(r"%([A-Za-z0-9_]+)%", value)
+    }
+    assert named - env.keys() == set()
 
 
 def test_the_bicep_deploys_the_second_app_with_its_entry_script_and_batches() -> None:
