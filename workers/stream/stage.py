@@ -246,8 +246,8 @@ class _BatchRun:
             geo=env.geo,
         )
         sent = _Sent(message, env, {**CLIENT_TEMPLATE, **shared}, context)
+        self.counts["events"] += len(env.events)
         for event in env.events:
-            self.counts["events"] += 1
             try:
                 row = event_row(event, env.platform, sent.base)
             except Exception as exc:

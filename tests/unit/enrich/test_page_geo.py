@@ -67,3 +67,32 @@ def test_geo(name: str) -> None:
         row["geo_lat"],
         row["geo_lon"],
     ) == expected
+
+
+# One geo step, each context in turn: equal-looking objects (1 == 1.0 == True) must still get their own
+# values, and going back to an earlier object gives its values again.
+GEO_SEQUENCES = {
+    "each_object_its_own_values": (
+        {"country": "DE", "lat": 52.5, "lon": 13.4},
+        {"country": "FR", "lat": 48.9, "lon": 2.35},
+        {"country": "DE", "lat": 52.5, "lon": 13.4},
+    ),
+    "bool_equal_to_int_is_no_coordinate": ({"lat": 1, "lon": 0}, {"lat": True, "lon": False}),
+    "no_geo_between_geos": ({"country": "DE"}, None, {"country": "FR"}, {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GEO_SEQUENCES))
+def test_geo_step_never_reuses_another_objects_values(name: str) -> None:
+    step = geo_step()
+    for geo in GEO_SEQUENCES[name]:
+        assert step({}, context(geo=geo)) == geo_step()({}, context(geo=geo))
+
+
+def test_geo_step_shares_one_objects_values_across_events() -> None:
+    step, geo = geo_step(), {"country": "DE", "region": "Berlin", "lat": 52.5, "lon": 13.4}
+    rows = [step({}, context(geo=geo)) for _ in range(3)]
+    expected = dict(geo_country="DE", geo_region="Berlin", geo_city=None, geo_lat=52.5, geo_lon=13.4)
+    assert rows == [expected] * 3
+    rows[0]["geo_country"] = "changed in one row"
+    assert rows[1]["geo_country"] == "DE"

@@ -103,3 +103,25 @@ GZIPPED = encode(envelope(events=[{"event_id": f"e{i}"} for i in range(500)]))
 def test_a_bad_gzip_envelope_is_an_envelope_error(body: bytes, message: str) -> None:
     with pytest.raises(EnvelopeError, match=message):
         decode(body, {**GZIPPED.properties, "content-encoding": "gzip"})
+
+
+# Properties come with str keys from the Functions host and with bytes keys from AMQP; where both are
+# there, the str key's value counts, even a null one.
+PROPERTIES = {
+    "bytes_schema_is_read": ({b"schema": b"other"}, "unsupported envelope schema 'other'"),
+    "bytes_encoding_is_read": ({b"content-encoding": b"br"}, "unsupported content-encoding 'br'"),
+    "str_key_wins": ({"schema": "other", b"schema": SCHEMA.encode()}, "unsupported envelope schema 'other'"),
+    "null_str_key_wins": ({"schema": None, b"schema": b"other"}, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROPERTIES))
+def test_properties_are_read_by_str_key_then_bytes_key(name: str) -> None:
+    properties, error = PROPERTIES[name]
+    sent = envelope()
+    body = orjson.dumps(sent.to_dict())
+    if error is None:
+        assert decode(body, properties) == sent
+    else:
+        with pytest.raises(EnvelopeError, match=error):
+            decode(body, properties)

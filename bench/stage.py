@@ -1,0 +1,125 @@
+"""The enrichment stage alone, per core: workers/stream/stage.py's Stage.run (decode, rows, enrichment,
+session and dedup), no sink, no encoding, no state store.
+
+Workload: bench/capture.py's (workers.synthetic traffic packed as the collector packs it, trigger batches
+of 256 messages on one partition), each batch on a fresh partition state, GC tuned as a stage's process
+is (workers.stream.stage.tune_gc). A figure is the median of --repeats runs over the whole workload after
+one warm-up run, in this process's CPU time.
+
+`--baseline DIR` compares with another checkout's code (e.g. `git worktree add /tmp/base <sha>`): this
+script runs in its own process on DIR's code and on this checkout's, alternately, --pairs times, and
+reports each pair's ratio. The machines this runs on are shared and noisy; a pair, close in time, is what
+can be compared.
+
+Last line: one JSON object with `events_per_s` and `us_per_event`; with --baseline also
+`baseline_events_per_s`, `speedup` (median of the pairs' ratios, baseline CPU time / this code's),
+`speedup_range` and `pairs`.
+
+    .venv/bin/python bench/stage.py [--events 10000] [--repeats 5] [--baseline DIR --pairs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(code: Path, events: int, repeats: int) -> float:
+    """Median CPU seconds of Stage.run over the workload, on the `workers` package under `code`."""
+    sys.path.insert(0, str(code))
+    # workers is imported from `code` first: capture's own path entry cannot displace it then.
+    import workers
+
+    # A stale install of the package elsewhere on the path would make both sides the same code.
+    if not Path(workers.__file__).resolve().is_relative_to(code.resolve()):
+        raise SystemExit(f"workers came from {workers.__file__}, not from {code}")
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from capture import workload
+
+    from workers.apps import AppRegistry
+    from workers.enrich.pipeline import build_pipeline
+    from workers.settings import Settings
+    from workers.stream.stage import Stage, tune_gc
+
+    stage = Stage(
+        pipeline=build_pipeline(),
+        registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
+        store=None,
+        settings=Settings(),
+    )
+    batches = workload(events)
+    tune_gc()
+
+    def run() -> float:
+        start = time.process_time()
+        for batch in batches:
+            stage._states.clear()
+            stage._next_sequence.clear()
+            stage.run(batch)
+        return time.process_time() - start
+
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
+def child(code: Path, events: int, repeats: int) -> float:
+    command = [sys.executable, __file__, "--events", str(events), "--repeats", str(repeats)]
+    out = subprocess.run([*command, "--code", str(code)], check=True, capture_output=True, text=True)
+    return float(json.loads(out.stdout.splitlines()[-1])["cpu_s"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with, in pairs")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # one side of a pair
+    args = parser.parse_args()
+    if args.code is not None:
+        print(json.dumps({"cpu_s": measure(args.code, args.events, args.repeats)}))
+        return
+    if args.baseline is None:
+        cpu_s = measure(ROOT, args.events, args.repeats)
+        result: dict[str, object] = {}
+    else:
+        pairs = []
+        for _ in range(args.pairs):
+            baseline_s = child(args.baseline.resolve(), args.events, args.repeats)
+            this_s = child(ROOT, args.events, args.repeats)
+            pairs.append((baseline_s, this_s))
+            baseline_us, this_us = baseline_s / args.events * 1e6, this_s / args.events * 1e6
+            print(f"pair: baseline {baseline_us:.2f} µs/event, this code {this_us:.2f} µs/event")
+        ratios = [baseline_s / this_s for baseline_s, this_s in pairs]
+        cpu_s = statistics.median(this_s for _, this_s in pairs)
+        result = {
+            "baseline_events_per_s": round(args.events / statistics.median(b for b, _ in pairs)),
+            "speedup": round(statistics.median(ratios), 3),
+            "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)],
+            "pairs": args.pairs,
+        }
+    print(f"stage alone: {args.events / cpu_s:,.0f} events/s per CPU second")
+    print(
+        json.dumps(
+            {
+                "events_per_s": round(args.events / cpu_s),
+                "us_per_event": round(cpu_s / args.events * 1e6, 2),
+                **result,
+                "events": args.events,
+                "repeats": args.repeats,
+                "clock": "process_time",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
