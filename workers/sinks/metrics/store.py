@@ -15,10 +15,11 @@ Exactly once: each hub partition writes only its own rows, and a row holds the c
 sequence number it applied together. Applying a batch reads the rows it touches (point reads; none for
 rows this process wrote last, which it remembers with their ETags), adds only the contributions of
 messages after each row's `seq`, and writes each row back under its ETag (IfNotModified; create for a
-new row), in one transaction per PartitionKey (at most 100 rows). A replayed batch, whole or in part,
-adds nothing; a write that lost a race (another instance took the partition over, or wrote since this
-one remembered the row) fails whole on the ETag, and is read and applied again. Queries (`read_rows`)
-sum the partitions' rows.
+new row), in one transaction per PartitionKey (at most 100 rows; built and read as plain text by
+workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of the sink's cost).
+A replayed batch, whole or in part, adds nothing; a write that lost a race (another instance took the
+partition over, or wrote since this one remembered the row) fails whole on the ETag, and is read and
+applied again. Queries (`read_rows`) sum the partitions' rows.
 
 The hub scope (namespace/hub, `Settings.hub_scope`) in the key keeps a hub made anew, whose sequence
 numbers start at 0 again, from meeting the old rows' watermarks. All three steps are written when a
@@ -42,15 +43,14 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 
 from workers import logs
 from workers.connections import connect
 from workers.enrich.base import Row
 from workers.settings import Settings
 from workers.sinks.metrics.counters import DIMENSIONS, REJECTED, TOP_N, Counts, sketch_bytes, sketch_from
+from workers.sinks.metrics.transaction import Write, submit
 
 log = logging.getLogger("hubcap.metrics")
 
@@ -123,10 +123,6 @@ def _int(value: Any) -> int:
     return int(getattr(value, "value", value))
 
 
-def _int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
-
-
 def counts_of(entity: dict[str, Any]) -> Counts:
     counts = Counts()
     for name in INT_COUNTERS:
@@ -144,7 +140,7 @@ def _counter(pairs: list[list[Any]]) -> Counter[str]:
 
 
 def _counter_properties(counts: Counts) -> dict[str, Any]:
-    properties: dict[str, Any] = {name: _int64(getattr(counts, name)) for name in INT_COUNTERS}
+    properties: dict[str, Any] = {name: getattr(counts, name) for name in INT_COUNTERS}
     properties["hll"] = sketch_bytes(counts.merged_sketch())
     for dimension in DIMENSIONS:
         properties[f"top_{dimension}"] = orjson.dumps(counts.top_values(dimension, TOP_N)).decode()
@@ -191,12 +187,12 @@ class MetricsStore:
     def _apply_chunk(self, partition_key: str, rows: list[Pending]) -> int:
         for attempt in range(1, ATTEMPTS + 1):
             existing = self._existing(partition_key, rows)
-            planned = [(row, op) for row in rows if (op := self._operation(row, existing.get(row.row_key)))]
+            planned = [write for row in rows if (write := self._operation(row, existing.get(row.row_key)))]
             if not planned:
                 return 0
             try:
-                answers = self._table.submit_transaction([op for _, op in planned])
-            except (TableTransactionError, HttpResponseError) as exc:
+                etags = self._submit(planned)
+            except HttpResponseError as exc:
                 for row in rows:
                     self._known.pop((partition_key, row.row_key), None)
                 if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
@@ -205,10 +201,13 @@ class MetricsStore:
                     log, logging.INFO, "metrics_write_conflict", attempt=attempt, status=exc.status_code
                 )
                 continue
-            for (row, op), answer in zip(planned, answers, strict=True):
-                self._remember((partition_key, row.row_key), (op[1], answer["etag"]))
+            for write, etag in zip(planned, etags, strict=True):
+                self._remember((partition_key, write.row_key), (write.properties, etag))
             return len(planned)
         raise AssertionError("unreachable")
+
+    def _submit(self, writes: list[Write]) -> list[str]:
+        return submit(self._table, writes)
 
     def _remember(self, key: tuple[str, str], stored: Stored) -> None:
         self._known[key] = stored
@@ -231,13 +230,12 @@ class MetricsStore:
             found[row.row_key] = known
         return found
 
-    def _operation(self, row: Pending, stored: Stored | None) -> tuple[Any, ...] | None:
+    def _operation(self, row: Pending, stored: Stored | None) -> Write | None:
         entity_then = None if stored is None else stored[0]
         applied = -1 if entity_then is None else _int(entity_then["seq"])
         if row.last_sequence <= applied:
             return None
-        entity: dict[str, Any] = {"PartitionKey": row.partition_key, "RowKey": row.row_key}
-        entity["seq"] = _int64(row.last_sequence)
+        entity: dict[str, Any] = {"seq": row.last_sequence}
         if row.bucket is None:
             kept = [] if entity_then is None else orjson.loads(entity_then["errors"])
             entity["errors"] = orjson.dumps(latest_errors([*kept, *row.errors_after(applied)])).decode()
@@ -246,10 +244,7 @@ class MetricsStore:
             counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))
-        if stored is None:
-            return ("create", entity)
-        options = {"mode": UpdateMode.REPLACE, "etag": stored[1]}
-        return ("update", entity, {**options, "match_condition": MatchConditions.IfNotModified})
+        return Write(row.partition_key, row.row_key, entity, None if stored is None else stored[1])
 
     # -- reading
 
