@@ -31,9 +31,11 @@ def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:
     rows: dict[tuple[str, str], Pending] = {}
     for partition in output.partitions:
         _Partition(store, partition, rows).add_all()
-    for row in rows.values():
+    # Minutes first: an hour or day row folds in its minutes' counts.
+    ordered = sorted(rows.values(), key=lambda row: bool(row.parts))
+    for row in ordered:
         row.close()
-    return list(rows.values())
+    return ordered
 
 
 class _Partition:

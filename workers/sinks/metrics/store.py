@@ -73,9 +73,9 @@ EVENT_JSON_CHARS = 64 * 1024
 @dataclass
 class Pending:
     """A row that one batch of one hub partition adds to: the batch's records for it, with their
-    sequence numbers, and their counts folded as they come (what a row that has applied none of them
-    gets). An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records
-    are folded once, into the minute. `bucket` None is the app's errors row."""
+    sequence numbers, and (once closed) their counts: what a row that has applied none of them gets.
+    An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records are
+    counted once, in the minute. `bucket` None is the app's errors row."""
 
     partition_key: str
     row_key: str
@@ -88,16 +88,17 @@ class Pending:
 
     def add(self, sequence: int, kind: str, row: Row) -> None:
         self.items.append((sequence, kind, row))
-        self.first_sequence = min(self.first_sequence, sequence)
-        self.last_sequence = max(self.last_sequence, sequence)
-        if self.bucket is not None:
-            self.counts.add_record(kind, row)
 
     def add_part(self, part: Pending) -> None:
         self.parts.append(part)
 
     def close(self) -> None:
-        """Folds the parts in, once the batch's records are all added."""
+        """Counts the records, all at once, and folds the parts in; parts are closed first."""
+        if self.items:
+            sequences = [item[0] for item in self.items]
+            self.first_sequence, self.last_sequence = min(sequences), max(sequences)
+            if self.bucket is not None:
+                self.counts.add_records((kind, row) for _, kind, row in self.items)
         for part in self.parts:
             self.counts.add(part.counts)
             self.first_sequence = min(self.first_sequence, part.first_sequence)
@@ -110,9 +111,7 @@ class Pending:
         counts = Counts()
         for part in self.parts:
             counts.add(part.counts_after(sequence))
-        for item_sequence, kind, row in self.items:
-            if item_sequence > sequence:
-                counts.add_record(kind, row)
+        counts.add_records((kind, row) for item_sequence, kind, row in self.items if item_sequence > sequence)
         return counts
 
     def errors_after(self, sequence: int) -> list[dict[str, Any]]:

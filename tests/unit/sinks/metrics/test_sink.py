@@ -197,3 +197,16 @@ def test_a_row_remembered_from_an_earlier_write_that_another_instance_changed_is
     b.process(messages(4, 6), NOW)
     a.process(messages(7, 9), NOW)
     assert (tables.totals()["events"], tables.totals("day", first=DAY)["events"]) == (9, 9)
+
+
+def test_an_hour_row_sums_every_minute_of_the_batch_in_it(tables: Tables) -> None:
+    """The hour row is counted from its minutes' rows, whichever minute of the batch came first."""
+    next_minute = "2026-01-01T13:03Z"
+    batch = messages(1, 2) + messages(3, 5, received_at=RECEIVED_AT + 60_000) + messages(6, 6)
+    tables.sink().process(batch, NOW)
+    assert (
+        tables.totals(first=MINUTE)["events"],
+        tables.totals(first=next_minute)["events"],
+        tables.totals("hour", first=HOUR)["events"],
+        tables.totals("day", first=DAY)["events"],
+    ) == (3, 3, 6, 6)
