@@ -113,10 +113,10 @@ def submit(table: Any, writes: Sequence[Write]) -> list[str]:
     text = response.read().decode()
     if response.status_code != 202:
         raise TransactionRefused(response.status_code, text[:300])
-    return _etags(text, len(writes))
+    return etags_of(text, len(writes))
 
 
-def _etags(text: str, expected: int) -> list[str]:
+def etags_of(text: str, expected: int) -> list[str]:
     """The ETag of each answer, in order; the first failing answer's status raised."""
     etags: list[str] = []
     status = 0

@@ -9,7 +9,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from devstack.services import Azurite
-from workers.sinks.metrics.transaction import TransactionRefused, Write, submit
+from workers.sinks.metrics.transaction import TransactionRefused, Write, etags_of, submit
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +79,30 @@ def test_a_transaction_on_a_missing_table_fails_with_the_services_status(azurite
 def test_a_property_of_no_table_type_is_refused_before_sending(table: TableClient) -> None:
     with pytest.raises(TypeError, match="property ratio: no Table type for float"):
         submit(table, [Write(PARTITION, "r", {"ratio": 0.5})])
+
+
+CHANGESET_ANSWER = "--changesetresponse_1\r\nContent-Type: application/http\r\n\r\n{status}\r\n{headers}\r\n"
+
+
+@pytest.mark.parametrize(
+    ("answers", "status"),
+    [
+        ([("HTTP/1.1 204 No Content", "DataServiceVersion: 3.0;")], 502),  # an answer without its ETag
+        ([("HTTP/1.1 201 Created", 'ETag: W/"1"')], 502),  # fewer answers than writes
+        ([("HTTP/1.1 500 Internal Server Error", "")], 500),
+    ],
+    ids=["answer_without_etag", "too_few_answers", "failing_answer"],
+)
+def test_an_answer_that_does_not_account_for_every_write_is_refused(
+    answers: list[tuple[str, str]], status: int
+) -> None:
+    text = "".join(CHANGESET_ANSWER.format(status=line, headers=headers) for line, headers in answers)
+    with pytest.raises(TransactionRefused) as refused:
+        etags_of(text, 2)
+    assert refused.value.status_code == status
+
+
+def test_every_answers_etag_is_returned_in_order() -> None:
+    answers = [("HTTP/1.1 201 Created", 'ETag: W/"1"'), ("HTTP/1.1 204 No Content", 'etag: W/"2"')]
+    text = "".join(CHANGESET_ANSWER.format(status=line, headers=headers) for line, headers in answers)
+    assert etags_of(text, 2) == ['W/"1"', 'W/"2"']
