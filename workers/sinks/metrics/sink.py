@@ -25,15 +25,18 @@ from workers.sinks.metrics.store import ERRORS, MetricsStore, Pending, open_metr
 from workers.stream.stage import HubMessage, PartitionOutput, Stage, StageOutput, tune_gc
 
 log = logging.getLogger("hubcap.metrics")
+APP_ONLY = ("app",)
 
 
 def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:
     rows: dict[tuple[str, str], Pending] = {}
     for partition in output.partitions:
         _Partition(store, partition, rows).add_all()
-    for row in rows.values():
+    # Minutes first: an hour or day row folds in its minutes' counts.
+    ordered = sorted(rows.values(), key=lambda row: bool(row.parts))
+    for row in ordered:
         row.close()
-    return list(rows.values())
+    return ordered
 
 
 class _Partition:
@@ -56,7 +59,9 @@ class _Partition:
 
     def add(self, kind: str, app_id: str, received_at: int, row: Row) -> None:
         sequence = int(row["hub_sequence_number"])
-        for scope in scopes(row) if kind == EVENT else ("app",):
+        # Most events are no branded link's: their one scope is known without scopes()' look-ups.
+        linked = kind == EVENT and (row.get("link_id") or row.get("link_domain") or row.get("link_workspace"))
+        for scope in scopes(row) if linked else APP_ONLY:
             self._minute(app_id, scope, received_at).add(sequence, kind, row)
         if kind != EVENT:
             self._row(self.store.partition_key(app_id, "app"), ERRORS, None).add(sequence, kind, row)

@@ -15,10 +15,11 @@ Exactly once: each hub partition writes only its own rows, and a row holds the c
 sequence number it applied together. Applying a batch reads the rows it touches (point reads; none for
 rows this process wrote last, which it remembers with their ETags), adds only the contributions of
 messages after each row's `seq`, and writes each row back under its ETag (IfNotModified; create for a
-new row), in one transaction per PartitionKey (at most 100 rows). A replayed batch, whole or in part,
-adds nothing; a write that lost a race (another instance took the partition over, or wrote since this
-one remembered the row) fails whole on the ETag, and is read and applied again. Queries (`read_rows`)
-sum the partitions' rows.
+new row), in one transaction per PartitionKey (at most 100 rows; built and read as plain text by
+workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of the sink's cost).
+A replayed batch, whole or in part, adds nothing; a write that lost a race (another instance took the
+partition over, or wrote since this one remembered the row) fails whole on the ETag, and is read and
+applied again. Queries (`read_rows`) sum the partitions' rows.
 
 The hub scope (namespace/hub, `Settings.hub_scope`) in the key keeps a hub made anew, whose sequence
 numbers start at 0 again, from meeting the old rows' watermarks. All three steps are written when a
@@ -42,15 +43,14 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 
 from workers import logs
 from workers.connections import connect
 from workers.enrich.base import Row
 from workers.settings import Settings
 from workers.sinks.metrics.counters import DIMENSIONS, REJECTED, TOP_N, Counts, sketch_bytes, sketch_from
+from workers.sinks.metrics.transaction import Write, submit
 
 log = logging.getLogger("hubcap.metrics")
 
@@ -73,9 +73,9 @@ EVENT_JSON_CHARS = 64 * 1024
 @dataclass
 class Pending:
     """A row that one batch of one hub partition adds to: the batch's records for it, with their
-    sequence numbers, and their counts folded as they come (what a row that has applied none of them
-    gets). An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records
-    are folded once, into the minute. `bucket` None is the app's errors row."""
+    sequence numbers, and (once closed) their counts: what a row that has applied none of them gets.
+    An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records are
+    counted once, in the minute. `bucket` None is the app's errors row."""
 
     partition_key: str
     row_key: str
@@ -88,16 +88,17 @@ class Pending:
 
     def add(self, sequence: int, kind: str, row: Row) -> None:
         self.items.append((sequence, kind, row))
-        self.first_sequence = min(self.first_sequence, sequence)
-        self.last_sequence = max(self.last_sequence, sequence)
-        if self.bucket is not None:
-            self.counts.add_record(kind, row)
 
     def add_part(self, part: Pending) -> None:
         self.parts.append(part)
 
     def close(self) -> None:
-        """Folds the parts in, once the batch's records are all added."""
+        """Counts the records, all at once, and folds the parts in; parts are closed first."""
+        if self.items:
+            sequences = [item[0] for item in self.items]
+            self.first_sequence, self.last_sequence = min(sequences), max(sequences)
+            if self.bucket is not None:
+                self.counts.add_records((kind, row) for _, kind, row in self.items)
         for part in self.parts:
             self.counts.add(part.counts)
             self.first_sequence = min(self.first_sequence, part.first_sequence)
@@ -110,9 +111,7 @@ class Pending:
         counts = Counts()
         for part in self.parts:
             counts.add(part.counts_after(sequence))
-        for item_sequence, kind, row in self.items:
-            if item_sequence > sequence:
-                counts.add_record(kind, row)
+        counts.add_records((kind, row) for item_sequence, kind, row in self.items if item_sequence > sequence)
         return counts
 
     def errors_after(self, sequence: int) -> list[dict[str, Any]]:
@@ -121,10 +120,6 @@ class Pending:
 
 def _int(value: Any) -> int:
     return int(getattr(value, "value", value))
-
-
-def _int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
 
 
 def counts_of(entity: dict[str, Any]) -> Counts:
@@ -144,7 +139,7 @@ def _counter(pairs: list[list[Any]]) -> Counter[str]:
 
 
 def _counter_properties(counts: Counts) -> dict[str, Any]:
-    properties: dict[str, Any] = {name: _int64(getattr(counts, name)) for name in INT_COUNTERS}
+    properties: dict[str, Any] = {name: getattr(counts, name) for name in INT_COUNTERS}
     properties["hll"] = sketch_bytes(counts.merged_sketch())
     for dimension in DIMENSIONS:
         properties[f"top_{dimension}"] = orjson.dumps(counts.top_values(dimension, TOP_N)).decode()
@@ -191,12 +186,12 @@ class MetricsStore:
     def _apply_chunk(self, partition_key: str, rows: list[Pending]) -> int:
         for attempt in range(1, ATTEMPTS + 1):
             existing = self._existing(partition_key, rows)
-            planned = [(row, op) for row in rows if (op := self._operation(row, existing.get(row.row_key)))]
+            planned = [write for row in rows if (write := self._operation(row, existing.get(row.row_key)))]
             if not planned:
                 return 0
             try:
-                answers = self._table.submit_transaction([op for _, op in planned])
-            except (TableTransactionError, HttpResponseError) as exc:
+                etags = self._submit(planned)
+            except HttpResponseError as exc:
                 for row in rows:
                     self._known.pop((partition_key, row.row_key), None)
                 if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
@@ -205,10 +200,13 @@ class MetricsStore:
                     log, logging.INFO, "metrics_write_conflict", attempt=attempt, status=exc.status_code
                 )
                 continue
-            for (row, op), answer in zip(planned, answers, strict=True):
-                self._remember((partition_key, row.row_key), (op[1], answer["etag"]))
+            for write, etag in zip(planned, etags, strict=True):
+                self._remember((partition_key, write.row_key), (write.properties, etag))
             return len(planned)
         raise AssertionError("unreachable")
+
+    def _submit(self, writes: list[Write]) -> list[str]:
+        return submit(self._table, writes)
 
     def _remember(self, key: tuple[str, str], stored: Stored) -> None:
         self._known[key] = stored
@@ -231,13 +229,12 @@ class MetricsStore:
             found[row.row_key] = known
         return found
 
-    def _operation(self, row: Pending, stored: Stored | None) -> tuple[Any, ...] | None:
+    def _operation(self, row: Pending, stored: Stored | None) -> Write | None:
         entity_then = None if stored is None else stored[0]
         applied = -1 if entity_then is None else _int(entity_then["seq"])
         if row.last_sequence <= applied:
             return None
-        entity: dict[str, Any] = {"PartitionKey": row.partition_key, "RowKey": row.row_key}
-        entity["seq"] = _int64(row.last_sequence)
+        entity: dict[str, Any] = {"seq": row.last_sequence}
         if row.bucket is None:
             kept = [] if entity_then is None else orjson.loads(entity_then["errors"])
             entity["errors"] = orjson.dumps(latest_errors([*kept, *row.errors_after(applied)])).decode()
@@ -246,10 +243,7 @@ class MetricsStore:
             counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))
-        if stored is None:
-            return ("create", entity)
-        options = {"mode": UpdateMode.REPLACE, "etag": stored[1]}
-        return ("update", entity, {**options, "match_condition": MatchConditions.IfNotModified})
+        return Write(row.partition_key, row.row_key, entity, None if stored is None else stored[1])
 
     # -- reading
 

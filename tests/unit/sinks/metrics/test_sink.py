@@ -17,6 +17,7 @@ from workers.settings import Settings
 from workers.sinks.metrics.counters import Counts
 from workers.sinks.metrics.sink import MetricsSink, pending_rows
 from workers.sinks.metrics.store import ERRORS_KEPT, MetricsStore
+from workers.sinks.metrics.transaction import Write
 from workers.stream.stage import HubMessage, Stage
 from workers.stream.state import TableStateStore
 
@@ -125,28 +126,25 @@ def test_a_replayed_batch_adds_only_what_it_had_not_applied(
     assert tables.totals()["events"] == max(first_batch[1], replay[1])
 
 
-class RacingTable:
-    """The metrics table, where another instance writes just before this one's first transaction."""
+class RacingStore(MetricsStore):
+    """The metrics store, where another instance writes just before this one's first transaction."""
 
     def __init__(self, table: TableClient, rival: MetricsSink) -> None:
-        self.table, self.rival, self.raced = table, rival, 0
+        super().__init__(table, hub="ns/clicks", consumer_group="metrics", retention_days=30)
+        self.rival, self.raced = rival, 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.table, name)
-
-    def submit_transaction(self, operations: Any, **kwargs: Any) -> Any:
+    def _submit(self, writes: list[Write]) -> list[str]:
         if not self.raced:
             self.raced += 1
             self.rival.process(messages(1, 3), NOW)
-        return self.table.submit_transaction(operations, **kwargs)
+        return super()._submit(writes)
 
 
 def test_a_write_that_loses_a_race_is_read_and_applied_again(tables: Tables) -> None:
     """Another instance writes partition 0's rows between this one's read and its write: the ETag
     refuses this one's transaction, which reads the rows again and adds its own messages to them."""
-    racing = RacingTable(tables.metrics, tables.sink(with_state=False))
-    store = MetricsStore(racing, hub="ns/clicks", consumer_group="metrics", retention_days=30)
-    tables.sink(store, with_state=False).process(messages(4, 6), NOW)
+    racing = RacingStore(tables.metrics, tables.sink(with_state=False))
+    tables.sink(racing, with_state=False).process(messages(4, 6), NOW)
     assert (racing.raced, tables.totals()["events"], tables.totals("day", first=DAY)["events"]) == (1, 6, 6)
 
 
@@ -199,3 +197,16 @@ def test_a_row_remembered_from_an_earlier_write_that_another_instance_changed_is
     b.process(messages(4, 6), NOW)
     a.process(messages(7, 9), NOW)
     assert (tables.totals()["events"], tables.totals("day", first=DAY)["events"]) == (9, 9)
+
+
+def test_an_hour_row_sums_every_minute_of_the_batch_in_it(tables: Tables) -> None:
+    """The hour row is counted from its minutes' rows, whichever minute of the batch came first."""
+    next_minute = "2026-01-01T13:03Z"
+    batch = messages(1, 2) + messages(3, 5, received_at=RECEIVED_AT + 60_000) + messages(6, 6)
+    tables.sink().process(batch, NOW)
+    assert (
+        tables.totals(first=MINUTE)["events"],
+        tables.totals(first=next_minute)["events"],
+        tables.totals("hour", first=HOUR)["events"],
+        tables.totals("day", first=DAY)["events"],
+    ) == (3, 3, 6, 6)
