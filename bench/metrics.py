@@ -48,6 +48,7 @@ from workers.collect.signing import signed_headers  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.metrics.sink import build_metrics, pending_rows  # noqa: E402
+from workers.stream.stage import tune_gc  # noqa: E402
 from workers.synthetic import server_key  # noqa: E402
 
 
@@ -67,6 +68,7 @@ def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, flo
                 }
             )
             sink = build_metrics(settings, pipeline)
+            tune_gc()  # as the real-time app's process does (get_metrics)
             sink.store.ensure_table()
             sink.stage.store = None  # the stage's state I/O is capture's cost too, in bench/capture.py
             spent_stage = spent_own = 0.0

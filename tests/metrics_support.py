@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from devstack.firehose import HOST_OVERRIDES, INSPECT_ENV
+from devstack.firehose import HOST_OVERRIDES
 from devstack.services import free_port
 from devstack.stack import APPS_FILE, DevHostProcess, Stack
 
@@ -18,7 +18,7 @@ DEMO_READ_KEY = next(a for a in json.loads(APPS_FILE.read_text())["apps"] if a["
     "read_key"
 ]
 # Only the metrics functions: this host is about the counters, not the webhooks or the inspector
-# (whose binding settings must still resolve, hence INSPECT_ENV).
+# (their bindings' settings come with app_env all the same).
 OFF = {f"AzureWebJobs.{name}.Disabled": "true" for name in ("firehose", "firehose_retry", "inspect")}
 
 
@@ -26,7 +26,7 @@ OFF = {f"AzureWebJobs.{name}.Disabled": "true" for name in ("firehose", "firehos
 def run_metrics_host(stack: Stack, logs: Path, **env: str) -> Iterator[DevHostProcess]:
     host = DevHostProcess(
         # The real-time app's small, quick batches, as in Azure and `make dev`.
-        {**stack.host.env, **HOST_OVERRIDES, **INSPECT_ENV, **OFF, **env},
+        {**stack.host.env, **HOST_OVERRIDES, **OFF, **env},
         "127.0.0.1",
         free_port("127.0.0.1"),
         logs / "metrics-host.log",
