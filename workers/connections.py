@@ -44,3 +44,22 @@ def connect(
     if account_url:
         return with_identity(account_url, default_credential(asynchronous=asynchronous))
     raise ConfigError(missing)
+
+
+def lake_table(
+    connection_string: str | None, account_url: str | None, table_name: str, *, missing: str
+) -> Any:
+    """A table client in the lake's storage account (Azurite's table endpoint locally): the same
+    account's table endpoint, whether the setting names its dfs or its blob URL."""
+    from azure.data.tables import TableClient
+
+    return connect(
+        connection_string,
+        account_url,
+        with_connection_string=lambda conn: TableClient.from_connection_string(conn, table_name),
+        with_identity=lambda url, credential: TableClient(
+            url.replace(".dfs.", ".table.").replace(".blob.", ".table."), table_name, credential=credential
+        ),
+        asynchronous=False,
+        missing=missing,
+    )

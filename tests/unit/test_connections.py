@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.connections import connect
+from workers.connections import connect, lake_table
 from workers.errors import ConfigError
 
 
@@ -55,3 +55,22 @@ def test_a_connection_string_else_the_managed_identity(
 def test_neither_is_a_config_error_saying_what_to_set() -> None:
     with pytest.raises(ConfigError, match="no storage: set A or B"):
         build(None, "")
+
+
+@pytest.mark.parametrize(
+    "account_url",
+    ["https://acct.dfs.core.windows.net", "https://acct.blob.core.windows.net"],
+    ids=["dfs", "blob"],
+)
+def test_a_lake_table_is_on_the_same_accounts_table_endpoint(account_url: str) -> None:
+    table = lake_table(None, account_url, "hubcapstate", missing="unused")
+    assert (table.account_name, table.table_name, table.url) == (
+        "acct",
+        "hubcapstate",
+        "https://acct.table.core.windows.net",
+    )
+
+
+def test_a_lake_table_without_settings_names_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="no state table"):
+        lake_table(None, None, "hubcapstate", missing="no state table: set HUBCAP_LAKE_CONNECTION")

@@ -43,7 +43,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import EdmType, EntityProperty
 
 from workers import logs
-from workers.connections import connect
+from workers.connections import lake_table
 from workers.settings import Settings
 
 log = logging.getLogger("hubcap.state")
@@ -363,18 +363,10 @@ def _int(value: Any) -> int:
 def open_state_store(settings: Settings, consumer_group: str) -> TableStateStore:
     """The state of `consumer_group`'s reading of the hub, in the lake's storage account (Azurite's
     table endpoint locally): each sink reads with its own consumer group, so keeps its own state."""
-    from azure.data.tables import TableClient
-
-    table = connect(
+    table = lake_table(
         settings.lake_connection,
         settings.lake_account_url,
-        with_connection_string=lambda conn: TableClient.from_connection_string(conn, settings.state_table),
-        with_identity=lambda url, credential: TableClient(
-            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
-            settings.state_table,
-            credential=credential,
-        ),
-        asynchronous=False,
+        settings.state_table,
         missing="no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
     )
     return TableStateStore(table, hub=settings.hub_scope, consumer_group=consumer_group)

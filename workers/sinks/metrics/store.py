@@ -46,7 +46,7 @@ import orjson
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from workers import logs
-from workers.connections import connect
+from workers.connections import lake_table
 from workers.enrich.base import Row
 from workers.settings import Settings
 from workers.sinks.metrics.counters import DIMENSIONS, REJECTED, TOP_N, Counts, sketch_bytes, sketch_from
@@ -333,18 +333,10 @@ def latest_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def open_metrics_store(settings: Settings) -> MetricsStore:
     """The metrics table in the lake's storage account (Azurite's table endpoint locally)."""
-    from azure.data.tables import TableClient
-
-    table = connect(
+    table = lake_table(
         settings.lake_connection,
         settings.lake_account_url,
-        with_connection_string=lambda conn: TableClient.from_connection_string(conn, settings.metrics_table),
-        with_identity=lambda url, credential: TableClient(
-            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
-            settings.metrics_table,
-            credential=credential,
-        ),
-        asynchronous=False,
+        settings.metrics_table,
         missing="no metrics table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
     )
     return MetricsStore(
