@@ -47,18 +47,22 @@ def connect(
 
 
 def lake_table(
-    connection_string: str | None, account_url: str | None, table_name: str, *, missing: str
+    connection_string: str | None, account_url: str | None, table_name: str, *, missing: str, **options: Any
 ) -> Any:
     """A table client in the lake's storage account (Azurite's table endpoint locally): the same
-    account's table endpoint, whether the setting names its dfs or its blob URL."""
+    account's table endpoint, whether the setting names its dfs or its blob URL. `options` go to the
+    client (timeouts, retries)."""
     from azure.data.tables import TableClient
 
     return connect(
         connection_string,
         account_url,
-        with_connection_string=lambda conn: TableClient.from_connection_string(conn, table_name),
+        with_connection_string=lambda conn: TableClient.from_connection_string(conn, table_name, **options),
         with_identity=lambda url, credential: TableClient(
-            url.replace(".dfs.", ".table.").replace(".blob.", ".table."), table_name, credential=credential
+            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
+            table_name,
+            credential=credential,
+            **options,
         ),
         asynchronous=False,
         missing=missing,

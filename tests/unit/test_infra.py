@@ -276,6 +276,8 @@ ROLE_SCOPES = {
     "collectorKeepsSalts": "saltContainer",
     "captureKeepsState": "stateTable",
     "metricsKeepsCounters": "metricsTable",
+    "linksKeepsRegistry": "linksTable",
+    "linksSpoolsClicks": "linksSpoolContainer",
     "firehoseKeepsRetries": "lakeQueueService",
     "appPublishesTelemetry": "appInsights",
     "appReadsRegistry": "vault",

@@ -20,7 +20,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
-from workers.errors import ConfigError, HubcapError
+from workers.connections import lake_table
+from workers.errors import HubcapError
 from workers.links.model import Link
 from workers.settings import Settings
 
@@ -93,7 +94,15 @@ class LinkRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings, **client_options: Any) -> LinkRegistry:
-        return cls(table_client(settings, settings.links_table, **client_options))
+        return cls(
+            lake_table(
+                settings.lake_connection,
+                settings.lake_account_url,
+                settings.links_table,
+                missing="no link table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
+                **client_options,
+            )
+        )
 
     def _ensure_table(self) -> None:
         if not self._ready:
@@ -156,15 +165,3 @@ class LinkRegistry:
             entities = self.table.list_entities()
         for entity in entities:
             yield from_entity(entity)
-
-
-def table_client(settings: Settings, name: str, **options: Any) -> TableClient:
-    """A table in the lake's storage account, as the state table is."""
-    if settings.lake_connection:
-        return TableClient.from_connection_string(settings.lake_connection, name, **options)
-    if settings.lake_account_url:
-        from azure.identity import DefaultAzureCredential
-
-        url = settings.lake_account_url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
-        return TableClient(url, name, credential=DefaultAzureCredential(), **options)
-    raise ConfigError("no link table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL")

@@ -114,6 +114,25 @@ resource metricsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
   name: metricsTableName
 }
 
+@description('Table of the branded-link registry (workers/links/registry.py); HUBCAP_LINKS_TABLE names it.')
+param linksTableName string = 'hubcaplinks'
+
+resource linksTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: linksTableName
+}
+
+@description('Container of the clicks the hub has not taken yet (workers/links/spool.py); HUBCAP_LINKS_SPOOL_CONTAINER names it.')
+param linksSpoolContainerName string = 'linkspool'
+
+resource linksSpoolContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: linksSpoolContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'

@@ -223,6 +223,44 @@ resource metricsKeepsCounters 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+@description('Table of the branded-link registry (lake.bicep creates it).')
+param linksTableName string = 'hubcaplinks'
+
+@description('Container of the redirect\'s click spool (lake.bicep creates it).')
+param linksSpoolContainerName string = 'linkspool'
+
+resource linksTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: lakeTableService
+  name: linksTableName
+}
+
+// Storage Table Data Contributor on the link table: the redirect reads links, the management API writes them.
+resource linksKeepsRegistry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(linksTable.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: linksTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource linksSpoolContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: lakeBlobService
+  name: linksSpoolContainerName
+}
+
+// Storage Blob Data Contributor on the spool container: the redirect spools clicks, the drain deletes them.
+resource linksSpoolsClicks 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(linksSpoolContainer.id, appPrincipalId, roles.storageBlobDataContributor)
+  scope: linksSpoolContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // Monitoring Metrics Publisher on Application Insights: telemetry with Entra ID auth (local auth is off).
 resource appPublishesTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(appInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
