@@ -342,13 +342,18 @@ class Collector:
         body holds the loop for its parse and one chunk at a time instead of for all of it (the
         valid requests beside it wait that long: bench/hostile.py)."""
         steps = self._admit_steps(request, request_id, app)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                admitted: Admitted = done.value
-                return admitted
-            await asyncio.sleep(0)
+        try:
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    admitted: Admitted = done.value
+                    return admitted
+                await asyncio.sleep(0)
+        finally:
+            # A request cancelled between steps (its client went away) must end the steps' gc_paused
+            # block now: left to the generator's collection, the pause could outlive it for good.
+            steps.close()
 
     def _admit_steps(
         self, request: HttpIn, request_id: str, app: AppConfig

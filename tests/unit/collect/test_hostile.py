@@ -410,3 +410,26 @@ async def test_judging_in_steps_sorts_events_as_judging_at_once(collector: Colle
         at_once.rejected,
         at_once.rejected_count,
     )
+
+
+async def test_a_request_cancelled_while_judged_in_steps_resumes_the_garbage_collector(
+    collector: Collector,
+) -> None:
+    """A client that goes away mid-judging must not leave the process without cyclic GC: the
+    cancelled exception (kept here, as a handler that logs it would) holds the suspended steps."""
+    req = request(body_of(MANY_BAD))
+    assert gc.isenabled()
+    task = asyncio.ensure_future(collector.admit_yielding(req, "r", collector._app(req.query)))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError as cancelled:
+        kept = cancelled  # noqa: F841 (the traceback keeps the coroutine's frame alive)
+        enabled = gc.isenabled()
+    else:
+        raise AssertionError("the judging finished before it could be cancelled")
+    finally:
+        gc.enable()  # whatever happened, the tests after this one run as usual
+    assert enabled
