@@ -72,6 +72,9 @@ class Query:
     by: tuple[str, ...]
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 9000
+
+
 def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> HttpOut:
     return HttpOut(status, orjson.dumps(body), {"Content-Type": JSON, **NO_STORE, **(headers or {})})
 
@@ -82,11 +85,16 @@ def _error(status: int, code: str, message: str, **extra: str) -> HttpOut:
 
 
 def _moment(name: str, text: str) -> datetime:
+    said = f"{name} must be an ISO 8601 time between {FIRST_YEAR} and {LAST_YEAR}, e.g. 2026-11-30T00:17:00Z"
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise BadParameter(name, f"{name} must be an ISO 8601 time, e.g. 2026-11-30T00:17:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadParameter(name, said) from None
+    # Bucket names are four-digit years, and a range near year 1 or 9999 overflows its own steps.
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise BadParameter(name, said)
+    return moment
 
 
 def floor(moment: datetime, step: str) -> datetime:
@@ -97,8 +105,6 @@ def parse_query(params: Mapping[str, str], registry: AppRegistry, now: datetime)
     app_id = params.get("appId", "")
     if not app_id:
         raise BadParameter("appId", "appId is required")
-    if registry.get(app_id) is None:
-        raise BadParameter("appId", f"appId {app_id[:VALUE_CHARS]!r} is not a registered app")
     scope = params.get("scope") or "app"
     kind, sep, value = scope.partition(":")
     if scope != "app" and not (sep and kind in SCOPE_KINDS and value and len(value) <= VALUE_CHARS):
@@ -177,18 +183,23 @@ def handle(
         out = _error(405, "method_not_allowed", f"method {request.method} is not allowed here; use GET")
         out.headers["Allow"] = "GET, HEAD"
         return out
+    # The key is checked before the other parameters, and an app that is not registered is refused
+    # as a wrong key is: an unauthenticated caller learns nothing about which app ids exist.
+    app_id = request.query.get("appId", "")
+    if not app_id:
+        return _error(400, "bad_parameter", "appId is required", parameter="appId")
+    token = _bearer(request.headers)
+    if token is None:
+        return _error(401, "unauthorized", "send the app's read key as Authorization: Bearer <read_key>")
+    app = registry.get(app_id)
+    expected = app.read_key if app is not None else None
+    # Constant time: the comparison does not tell how much of a guess was right.
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _error(403, "forbidden", f"this key may not read app {app_id[:VALUE_CHARS]!r}'s metrics")
     try:
         query = parse_query(request.query, registry, now or datetime.now(UTC))
     except BadParameter as exc:
         return _error(400, "bad_parameter", exc.message, parameter=exc.parameter)
-    token = _bearer(request.headers)
-    if token is None:
-        return _error(401, "unauthorized", "send the app's read key as Authorization: Bearer <read_key>")
-    app = registry.get(query.app_id)
-    expected = app.read_key if app is not None else None
-    # Constant time: the comparison does not tell how much of a guess was right.
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
-        return _error(403, "forbidden", f"this key may not read app {query.app_id}'s metrics")
     return _json(200, metrics(store, query))
 
 
