@@ -66,6 +66,11 @@ KNOWN_ROWS = 4096
 # A row as stored (its properties) and its ETag.
 Stored = tuple[dict[str, Any], str]
 MESSAGE_CHARS = 300
+# Table storage holds at most 64 KiB in a string property (32K UTF-16 units). Values are cut to a few
+# hundred characters, but JSON writes a control character as six (`\u0001`), so a list of them is
+# also cut, by its written size, from its least important end: else one client's page paths could
+# make a row the service refuses, and the partition would retry that batch forever.
+PROPERTY_UTF16_UNITS = 30_000
 # A failed event's type is read from its JSON text only when that is short: the cost stays bounded.
 EVENT_JSON_CHARS = 64 * 1024
 
@@ -138,11 +143,21 @@ def _counter(pairs: list[list[Any]]) -> Counter[str]:
     return Counter({str(value): int(n) for value, n in pairs})
 
 
+def fitting_json(items: list[Any]) -> str:
+    """`items` as JSON, without as many of its last items as it takes to fit one Table property."""
+    while True:
+        text = orjson.dumps(items).decode()
+        if len(text.encode("utf-16-le")) // 2 <= PROPERTY_UTF16_UNITS:
+            return text
+        items = items[: len(items) - 1 - len(items) // 8]  # a few at a time: n is at most TOP_N
+
+
 def _counter_properties(counts: Counts) -> dict[str, Any]:
     properties: dict[str, Any] = {name: getattr(counts, name) for name in INT_COUNTERS}
     properties["hll"] = sketch_bytes(counts.merged_sketch())
     for dimension in DIMENSIONS:
-        properties[f"top_{dimension}"] = orjson.dumps(counts.top_values(dimension, TOP_N)).decode()
+        # most counted first: what does not fit is the tail
+        properties[f"top_{dimension}"] = fitting_json(counts.top_values(dimension, TOP_N))
     return properties
 
 
@@ -237,7 +252,8 @@ class MetricsStore:
         entity: dict[str, Any] = {"seq": row.last_sequence}
         if row.bucket is None:
             kept = [] if entity_then is None else orjson.loads(entity_then["errors"])
-            entity["errors"] = orjson.dumps(latest_errors([*kept, *row.errors_after(applied)])).decode()
+            # newest first: what does not fit is the oldest
+            entity["errors"] = fitting_json(latest_errors([*kept, *row.errors_after(applied)]))
         else:
             counts = Counts() if entity_then is None else counts_of(entity_then)
             counts.add(row.counts_after(applied))

@@ -13,10 +13,11 @@ from azure.data.tables import TableClient
 from devstack.services import Azurite
 from tests.capture_support import RECEIVED_AT, client_event, contract_pipeline, hub_message, make_envelope
 from workers.apps import AppRegistry
+from workers.enrich.base import Pipeline
 from workers.settings import Settings
-from workers.sinks.metrics.counters import Counts
+from workers.sinks.metrics.counters import TOP_N, Counts
 from workers.sinks.metrics.sink import MetricsSink, pending_rows
-from workers.sinks.metrics.store import ERRORS_KEPT, MetricsStore
+from workers.sinks.metrics.store import ERRORS_KEPT, PROPERTY_UTF16_UNITS, MetricsStore, fitting_json
 from workers.sinks.metrics.transaction import Write
 from workers.stream.stage import HubMessage, Stage
 from workers.stream.state import TableStateStore
@@ -210,3 +211,29 @@ def test_an_hour_row_sums_every_minute_of_the_batch_in_it(tables: Tables) -> Non
         tables.totals("hour", first=HOUR)["events"],
         tables.totals("day", first=DAY)["events"],
     ) == (3, 3, 6, 6)
+
+
+def test_page_paths_that_escape_to_six_times_their_length_still_fit_a_row(tables: Tables) -> None:
+    """JSON writes a control character as `\\u0001`: 60 paths of 200 of them once made a 119 KB top
+    list, over Table storage's 64 KiB per property, and the partition retried that batch forever."""
+    base = contract_pipeline()
+
+    def page(row: dict[str, Any], context: Any) -> dict[str, Any]:
+        row["page_path"] = f"/{row['event_id']}" + "\x01" * 250
+        return row
+
+    sink = tables.sink()
+    sink.stage.pipeline = Pipeline(steps=(*base.steps, ("page", page)), versions=base.versions)
+    sink.process(messages(1, 60), NOW)
+    assert tables.totals()["events"] == 60
+    [(_, counts)] = list(tables.store().read_rows("shop", "app", "minute", MINUTE, MINUTE))
+    kept = counts.top_values("page", TOP_N)
+    assert 0 < len(kept) < 60
+
+
+def test_a_list_too_long_for_one_property_loses_its_tail() -> None:
+    items = [[f"/{i}" + "\x01" * 200, 60 - i] for i in range(50)]
+    text = fitting_json(items)
+    kept = orjson.loads(text)
+    assert (len(text.encode("utf-16-le")) // 2 <= PROPERTY_UTF16_UNITS, kept) == (True, items[: len(kept)])
+    assert fitting_json(items[:3]) == orjson.dumps(items[:3]).decode()
