@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from azure.core.exceptions import ServiceRequestError
 from azure.eventhub import EventHubConsumerClient
 from azure.storage.queue import QueueClient
 
@@ -30,7 +31,7 @@ from tests.firehose_support import (
     unique,
     webhook,
 )
-from workers.sinks.firehose.durable import Pending, undelivered_prefix
+from workers.sinks.firehose.durable import Pending, queue_name, undelivered_prefix
 from workers.sinks.lake.lake import open_lake
 from workers.stream.stage import HubMessage
 
@@ -442,5 +443,39 @@ def test_a_batch_failing_right_behind_a_retried_one_keeps_its_place(azurite: Azu
         statuses = [(r.id, r.status) for r in receiver.requests]
         (first, second) = dict.fromkeys(request_id for request_id, _ in statuses)
         assert statuses == [(first, 500), (first, 200), (second, 500), (second, 200)]
+    finally:
+        receiver.stop()
+
+
+def test_a_failed_delete_after_a_delivery_leaves_no_blob_without_its_message(azurite: Azurite) -> None:
+    """A pending blob that no queue message names would head its partition's stream for good and hold
+    every later batch of the destination; a storage error between the two deletes must not make one."""
+    receiver = Receiver(lambda elapsed: (500 if elapsed < 1 else 200, {}, 0.0))
+    with_receiver = running(receiver)
+    next(with_receiver)
+    try:
+        dest, prefix = unique("hook"), unique("e")
+        firehose = firehose_for(settings_for(azurite, registry_json("shop", webhook(dest, receiver.url))))
+        firehose.process(messages(prefix, 1))
+        assert firehose.outbox.waiting(dest, "0")
+        real_delete = firehose.outbox.lake.delete
+
+        def failing_delete(path: str) -> None:
+            raise ServiceRequestError("storage went away")
+
+        firehose.outbox.lake.delete = failing_delete  # type: ignore[method-assign]
+
+        def retry_hits_the_failure() -> bool:
+            try:
+                firehose.retry()
+            except ServiceRequestError:
+                return True
+            return False
+
+        assert poll(retry_hits_the_failure, timeout=20, step=0.3)
+        firehose.outbox.lake.delete = real_delete  # type: ignore[method-assign]
+        queue = firehose.outbox.queues.get_queue_client(queue_name(dest))
+        messages_left = queue.get_queue_properties().approximate_message_count
+        assert (len(firehose.outbox.stream(dest, "0")), messages_left) == (1, 1)
     finally:
         receiver.stop()

@@ -214,14 +214,19 @@ class Outbox:
             yield Due(pending, message, path)
 
     def done(self, due: Due) -> None:
-        """Delivered (or given up and kept in undelivered/): the message goes, then the blob."""
-        self._queue(due.pending.chunk.destination).delete_message(due.message)
+        """Delivered (or given up and kept in undelivered/): the blob goes, then the message.
+
+        In this order a failure between the two leaves a message naming a missing blob, which due()
+        lets go. The other order could leave a blob no message names: at the head of its partition's
+        stream it would hold every later batch of that destination for good."""
         self.drop(due.path)
+        self._queue(due.pending.chunk.destination).delete_message(due.message)
 
     def drop(self, path: str) -> None:
-        """A pending batch delivered or given up on; a queue message still naming it is then let go."""
-        with contextlib.suppress(Exception):
-            self.lake.delete(path)
+        """A pending batch delivered or given up on. A blob already gone is fine (Lake.delete); a
+        failure to delete raises (the retry timer runs again) rather than leave a blob that holds
+        its stream."""
+        self.lake.delete(path)
 
     def keep(self, pending: Pending) -> None:
         """Its attempts so far, written down; its queue message stays as it is."""
