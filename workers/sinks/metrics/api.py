@@ -195,7 +195,7 @@ def handle(
     expected = app.read_key if app is not None else None
     # Constant time: the comparison does not tell how much of a guess was right.
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
-        return _error(403, "forbidden", f"this key may not read app {app_id[:VALUE_CHARS]!r}'s metrics")
+        return _error(403, "forbidden", f"this key may not read app {app_id[:VALUE_CHARS]}'s metrics")
     try:
         query = parse_query(request.query, registry, now or datetime.now(UTC))
     except BadParameter as exc:
