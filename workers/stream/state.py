@@ -28,6 +28,7 @@ anew, or another local endpoint, counts from 0 again and must not meet an old wa
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import uuid
@@ -66,6 +67,10 @@ class Seen(NamedTuple):
     session_id: str
     session_index: int
     session_start: bool
+
+
+# A named tuple's own constructor is a Python function; this one is C alone, for the per-event path.
+_seen = functools.partial(tuple.__new__, Seen)
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass builds four times slower, per event
@@ -128,12 +133,27 @@ class Batch:
         received_at: int,
         sequence_number: int,
     ) -> Assignment:
+        return Assignment(
+            *self.place(app_id, visitor_hash, event_id, client_session_id, received_at, sequence_number)
+        )
+
+    def place(
+        self,
+        app_id: str,
+        visitor_hash: str,
+        event_id: str,
+        client_session_id: str | None,
+        received_at: int,
+        sequence_number: int,
+    ) -> tuple[str, bool, int, bool, bool]:
+        """`assign` as a plain tuple (session_id, session_start, session_index, is_duplicate,
+        replayed), for the stage's loop: it runs once per event."""
         if self.first_sequence is None:
             self.first_sequence = sequence_number
         event_key = (app_id, event_id)
         earlier = self.seen.get(event_key)
         if earlier is not None:
-            return Assignment(earlier.session_id, earlier.session_start, earlier.session_index, True)
+            return earlier.session_id, earlier.session_start, earlier.session_index, True, False
         earlier = self.state.seen.get(event_key) if self.window else None
         if earlier is not None:
             # Seen at this very sequence number: a replay of a written batch, not a client retry. Noted in
@@ -142,27 +162,26 @@ class Batch:
             if replay:
                 self.seen[event_key] = earlier
                 self._restore(app_id, visitor_hash, earlier, received_at)
-            return Assignment(
-                earlier.session_id, earlier.session_start, earlier.session_index, not replay, replay
-            )
+            return earlier.session_id, earlier.session_start, earlier.session_index, not replay, replay
         key = (app_id, visitor_hash)
-        current = self._session(key)
+        current = self.sessions.get(key) or self.state.sessions.get(key)
         if client_session_id:
             continues = current is not None and current.session_id == client_session_id
         else:
             continues = current is not None and received_at - current.last_seen <= self.timeout_ms
         if continues and current is not None:
-            session = Session(current.session_id, max(current.last_seen, received_at), current.index + 1)
+            last_seen = current.last_seen
+            session = Session(
+                current.session_id, last_seen if last_seen > received_at else received_at, current.index + 1
+            )
         else:
             session_id = client_session_id or server_session_id(app_id, visitor_hash, received_at, event_id)
             session = Session(session_id, received_at, 1)
         self.sessions[key] = session
-        assignment = Assignment(session.session_id, session.index == 1, session.index, False)
+        start = session.index == 1
         if self.window:
-            self.seen[event_key] = Seen(
-                sequence_number, session.session_id, session.index, session.index == 1
-            )
-        return assignment
+            self.seen[event_key] = _seen((sequence_number, session.session_id, session.index, start))
+        return session.session_id, start, session.index, False, False
 
     def first_of(self, app_id: str, key: str, sequence_number: int) -> bool:
         """Whether `key` (e.g. a visitor's click on a link in a day) is seen here for the first time.
