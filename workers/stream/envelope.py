@@ -31,7 +31,9 @@ characters (it names a state table row).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -113,6 +115,8 @@ _VISITOR_HASH = re.compile(r"[0-9a-f]{32}")
 # received_at must name a day the lake's date= partitions can hold (years 2000 to 2099).
 _RECEIVED_AT_RANGE = range(946_684_800_000, 4_102_444_800_000)
 _TEXT = ("request_id", "app_id", "visitor_hash")
+_OBJECT_OR_NULL = (dict, type(None))
+_LIST_OR_NULL = (list, type(None))
 _OPTIONAL_TEXT = (
     "platform",
     "user_agent",
@@ -123,7 +127,7 @@ _OPTIONAL_TEXT = (
 )
 
 
-def _get(props: dict[Any, Any], key: str) -> str | None:
+def _get(props: Mapping[Any, Any], key: str) -> str | None:
     value = props[key] if key in props else props.get(key.encode())
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -149,10 +153,12 @@ def _check_types(data: dict[str, Any]) -> None:
     sequence = data.get("bundle_sequence_id")
     if sequence is not None and (type(sequence) is not int or sequence not in wire.INT64):
         raise EnvelopeError("envelope field bundle_sequence_id must be a 64-bit integer or null")
-    if not isinstance(data.get("geo"), dict | None):
+    # orjson makes plain dicts and lists: an exact type test is isinstance's answer, at a fraction of
+    # the cost of a union's.
+    if get("geo").__class__ not in _OBJECT_OR_NULL:
         raise EnvelopeError("envelope field geo must be an object or null")
     for name in ("events", "rejected"):
-        if not isinstance(data.get(name), list | None):
+        if get(name).__class__ not in _LIST_OR_NULL:
             raise EnvelopeError(f"envelope field {name} must be a list")
     if len(data["app_id"]) > MAX_APP_ID:
         raise EnvelopeError(f"envelope field app_id is longer than {MAX_APP_ID} characters")
@@ -178,7 +184,7 @@ def app_id_property(properties: dict[Any, Any]) -> str | None:
     return app_id
 
 
-def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
+def decode(body: bytes, properties: Mapping[Any, Any] | None = None) -> Envelope:
     """Decode one hub message. Raises EnvelopeError with a specific reason on any defect, and on
     nothing else: a body this module did not foresee still fails as EnvelopeError."""
     try:
@@ -189,7 +195,7 @@ def decode(body: bytes, properties: dict[Any, Any] | None = None) -> Envelope:
         raise EnvelopeError(f"envelope could not be decoded: {type(exc).__name__}: {exc}") from exc
 
 
-def _decode(body: bytes, props: dict[Any, Any]) -> Envelope:
+def _decode(body: bytes, props: Mapping[Any, Any]) -> Envelope:
     schema = _get(props, "schema")
     if schema is not None and schema != SCHEMA:
         raise EnvelopeError(f"unsupported envelope schema {schema!r}")
@@ -233,6 +239,6 @@ def _decode(body: bytes, props: dict[Any, Any]) -> Envelope:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnvelopeError(f"envelope field missing or malformed: {exc}") from exc
-    if not all(isinstance(e, dict) for e in envelope.events):
+    if not all(map(isinstance, envelope.events, repeat(dict))):
         raise EnvelopeError("envelope events must be JSON objects")
     return envelope
