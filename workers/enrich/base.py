@@ -4,13 +4,18 @@ The capture worker builds one `row` per event (the client's fields plus envelope
 schemas/clickstream.avsc), then runs the pipeline, which adds the enrichment fields listed in
 `ENRICHMENT_FIELDS`. Expensive resources (UA parser + cache, bot patterns, referrer table) are
 built once per process and captured by the steps; a step never does I/O.
+
+`Pipeline.for_request` is the same pipeline for the events of one request (one hub message): the fields
+every one of them gets, and the rest, per event. A pipeline built with `specialize`
+(workers/enrich/request.py for build_pipeline's) computes the request's share once; any other runs
+every step per event. Either way each event's row ends up as `run` makes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from workers.apps import AppConfig
 
@@ -44,10 +49,22 @@ class EnrichmentError(Exception):
         self.cause = cause
 
 
+class RequestEnrichment(NamedTuple):
+    """The pipeline for the events of one request: `fields` to put in each event's row before `run`,
+    then `run(row)`, which raises as `Pipeline.run` does. `fields` (never mutated) holds the columns
+    the steps add, in the order they add them, with the request's values; None where `run` sets the
+    value per event. Empty when every step runs per event."""
+
+    fields: dict[str, Any]
+    run: Callable[[Row], Row]
+
+
 @dataclass(frozen=True)
 class Pipeline:
     steps: tuple[tuple[str, Step], ...]
     versions: dict[str, str]  # reference-data versions for lineage, e.g. {"ua_rules": "202610"}
+    # `steps` for one request's events; must give the rows `run` gives (workers/enrich/request.py).
+    specialize: Callable[[EnrichContext], RequestEnrichment] | None = None
 
     def run(self, row: Row, context: EnrichContext) -> Row:
         for name, step in self.steps:
@@ -56,6 +73,11 @@ class Pipeline:
             except Exception as exc:
                 raise EnrichmentError(name, exc) from exc
         return row
+
+    def for_request(self, context: EnrichContext) -> RequestEnrichment:
+        if self.specialize is not None:
+            return self.specialize(context)
+        return RequestEnrichment({}, lambda row: self.run(row, context))
 
 
 # Names and Avro types of what the stateless steps add. Every one is nullable with default null.

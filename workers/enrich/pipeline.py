@@ -6,6 +6,8 @@
 
 Steps mutate the row in place and return it. Order matters where noted: page before referrer (internal
 check needs page_host), referrer before campaign (which may upgrade the category to paid).
+`pipeline.for_request(context)` runs them for one request's events, each step's work once per
+distinct input (workers/enrich/request.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from workers.enrich.geo import geo_step
 from workers.enrich.language import language_step
 from workers.enrich.page import PageParser, page_step
 from workers.enrich.referrer import LOCAL_REFERERS_FILE, RefererDatabase, ReferrerParser, referrer_step
+from workers.enrich.request import RequestSteps
 from workers.enrich.ua import UserAgentClassifier, ua_rules_version, ua_step
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -71,15 +74,13 @@ def default_resources() -> Resources:
 
 def build_pipeline(resources: Resources | None = None) -> Pipeline:
     r = resources if resources is not None else default_resources()
-    return Pipeline(
-        steps=(
-            ("page", page_step(r.pages)),
-            ("referrer", referrer_step(r.referrers)),
-            ("campaign", campaign_step(r.pages)),
-            ("user_agent", ua_step(r.user_agents)),
-            ("bots", bot_step(r.user_agents)),
-            ("language", language_step()),
-            ("geo", geo_step()),
-        ),
-        versions=dict(r.versions),
+    steps = (
+        ("page", page_step(r.pages)),
+        ("referrer", referrer_step(r.referrers)),
+        ("campaign", campaign_step(r.pages)),
+        ("user_agent", ua_step(r.user_agents)),
+        ("bots", bot_step(r.user_agents)),
+        ("language", language_step()),
+        ("geo", geo_step()),
     )
+    return Pipeline(steps=steps, versions=dict(r.versions), specialize=RequestSteps(steps))

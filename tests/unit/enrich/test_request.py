@@ -1,0 +1,153 @@
+"""workers/enrich/request.py: the memos behind Pipeline.for_request give each input its own steps'
+answer, stay within their bounds, and leave what they cannot key to the steps."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
+from workers.enrich.pipeline import Resources, build_pipeline
+from workers.enrich.request import MAX_KEY_CHARS, RequestSteps
+
+from .helpers import SHOP, context
+
+PAGE = "https://shop.example/p/1"
+GEO = {"country": "CH", "region": "ZH", "city": "Zürich", "lat": 47.37, "lon": 8.54}
+OTHER_SHOP = dataclasses.replace(SHOP, app_id="other", domains=("blog.shop.example",))
+
+
+def event(**fields: Any) -> Row:
+    row: Row = {
+        "page_url": PAGE,
+        "page_referrer": "https://www.google.com/search?q=shoes",
+        "platform": "Web",
+        "system_language": None,
+        "locale": None,
+        "attributes": {},
+    }
+    row.update(fields)
+    return row
+
+
+# Pairs that differ in one input of one memo: the second must not get the first one's answer.
+NEIGHBOURS: dict[str, tuple[tuple[Row, EnrichContext], tuple[Row, EnrichContext]]] = {
+    "referrer": ((event(), context()), (event(page_referrer="https://www.bing.com/"), context())),
+    "referrer_empty_or_absent": (
+        (event(page_referrer=""), context(referer_header="https://t.co/x")),
+        (event(page_referrer=None), context(referer_header="https://t.co/x")),
+    ),
+    "header": (
+        (event(page_referrer=None), context(referer_header="https://t.co/x")),
+        (event(page_referrer=None), context(referer_header=PAGE)),
+    ),
+    "own_hosts": (
+        (event(page_referrer="https://blog.shop.example/"), context()),
+        (event(page_referrer="https://blog.shop.example/"), context(app=OTHER_SHOP)),
+    ),
+    "no_app": (
+        (event(page_referrer="https://blog.shop.example/"), context(app=OTHER_SHOP)),
+        (event(page_referrer="https://blog.shop.example/"), context(app=None)),
+    ),
+    "page_campaign": ((event(), context()), (event(page_url=PAGE + "?utm_medium=cpc"), context())),
+    "platform_case": (
+        (event(platform="Web"), context(accept_language=None)),
+        (event(platform="iOS"), context(accept_language=None)),
+    ),
+    "webdriver": ((event(), context()), (event(attributes={"_webdriver": True}), context())),
+    "accept_language": ((event(), context()), (event(), context(accept_language=None))),
+    "system_language": ((event(system_language="de"), context()), (event(system_language="fr"), context())),
+    "locale": ((event(locale="ja_JP"), context()), (event(locale="pt_BR"), context())),
+    "user_agent": ((event(), context()), (event(), context(user_agent="curl/8.0"))),
+    "geo": ((event(), context(geo=GEO)), (event(), context(geo={**GEO, "lat": True}))),
+}
+
+
+@pytest.fixture(scope="module")
+def resources() -> Resources:
+    return Resources.load()
+
+
+def plain(pipeline: Pipeline) -> Pipeline:
+    return Pipeline(steps=pipeline.steps, versions=pipeline.versions)
+
+
+def fast(pipeline: Pipeline, row: Row, ctx: EnrichContext) -> Row:
+    request = pipeline.for_request(ctx)
+    return request.run({**request.fields, **row})
+
+
+@pytest.mark.parametrize("name", sorted(NEIGHBOURS))
+def test_a_memo_gives_each_input_its_own_answer(resources: Resources, name: str) -> None:
+    pipeline = build_pipeline(resources)
+    (first, first_ctx), (second, second_ctx) = NEIGHBOURS[name]
+    assert fast(pipeline, dict(first), first_ctx) == plain(pipeline).run(dict(first), first_ctx)
+    assert fast(pipeline, dict(second), second_ctx) == plain(pipeline).run(dict(second), second_ctx)
+
+
+def test_memos_hold_at_most_their_entries(resources: Resources) -> None:
+    pipeline = build_pipeline(resources)
+    steps = RequestSteps(pipeline.steps, entries=4)
+    for n in range(20):
+        request = steps(context(user_agent=f"agent/{n}", accept_language=f"de-{n}"))
+        request.run(event(page_url=f"{PAGE}/{n}", locale=f"l{n}"))
+    sizes = [memo.cache_info().currsize for memo in (steps.urls, steps.visitor, steps.request_fields)]  # type: ignore[attr-defined]
+    assert sizes == [4, 4, 4]
+
+
+@pytest.mark.parametrize(
+    ("row", "ctx"),
+    [
+        (event(page_url=PAGE + "/" + "a" * MAX_KEY_CHARS), context()),
+        (event(system_language="de" * MAX_KEY_CHARS), context()),
+        (event(page_url=5), context()),
+        (event(attributes=["_webdriver"]), context()),
+        (event(), context(user_agent="Mozilla/5.0 " + "x" * MAX_KEY_CHARS)),
+        (event(), dataclasses.replace(context(), method="HEAD")),
+    ],
+    ids=[
+        "long_page_url",
+        "long_language",
+        "page_url_not_text",
+        "attributes_not_an_object",
+        "long_user_agent",
+        "method",
+    ],
+)
+def test_what_cannot_key_a_memo_goes_through_the_steps(
+    resources: Resources, row: Row, ctx: EnrichContext
+) -> None:
+    pipeline = build_pipeline(resources)
+    steps = RequestSteps(pipeline.steps)
+    request = steps(ctx)
+    try:
+        expected: Any = plain(pipeline).run(dict(row), ctx)
+    except EnrichmentError as exc:
+        expected = exc.step
+    try:
+        got: Any = request.run({**request.fields, **row})
+    except EnrichmentError as exc:
+        got = exc.step
+    assert got == expected
+    assert [memo.cache_info().currsize for memo in (steps.urls, steps.visitor)] == [0, 0]  # type: ignore[attr-defined]
+
+
+def test_a_step_that_raises_on_a_memo_miss_is_named(resources: Resources) -> None:
+    def campaign(row: Row, ctx: EnrichContext) -> Row:
+        raise KeyError("utm")
+
+    steps = tuple(
+        (name, campaign if name == "campaign" else step) for name, step in build_pipeline(resources).steps
+    )
+    request = RequestSteps(steps)(context())
+    with pytest.raises(EnrichmentError) as raised:
+        request.run({**request.fields, **event()})
+    assert raised.value.step == "campaign"
+
+
+def test_request_steps_refuse_other_steps(resources: Resources) -> None:
+    steps = build_pipeline(resources).steps
+    with pytest.raises(ValueError, match="RequestSteps knows the steps"):
+        RequestSteps(steps[1:])

@@ -1,0 +1,158 @@
+"""build_pipeline's steps for the events of one request (`Pipeline.for_request`): each step's work done
+once per distinct input instead of once per event, with the rows `Pipeline.run` makes.
+
+What a step reads decides where its work happens:
+- `user_agent` reads the request's User-Agent alone: a memo keyed by it holds
+  `RequestEnrichment.fields`, which the stage merges into the template every row of the request is
+  copied from. `geo` reads the request's geo alone: it runs once per request.
+- `page`, `referrer` and `campaign` read the event's page_url and page_referrer, the request's Referer
+  header and the app's own hosts: one memo keyed by exactly these holds their fields.
+- `bots` and `language` read the request's User-Agent and Accept-Language (and `method`, None but for a
+  redirect's click), and the event's platform, system_language, locale and whether its `_webdriver`
+  attribute is set: one memo keyed by these holds is_bot, the indicators and the language.
+
+A memo miss runs the steps themselves on a row holding only those inputs, so a memo holds what the
+steps make and nothing else. Each memo is an LRU cache of at most `entries` results. Only strings or
+null go into a key, the request's at most MAX_KEY_CHARS characters in all and the event's as many, so
+senders cannot fill memory (8192 entries of at most 4096 characters: tens of MB at worst). Anything
+else goes through the steps as they are (`Pipeline.run`, so a failure names its step as ever): every
+event of a request with a `method` or with longer headers, and an event with a value of another type
+(a forged envelope's) or longer strings, or one a memo's steps raise on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from workers.apps import AppConfig
+from workers.enrich.base import EnrichContext, Pipeline, RequestEnrichment, Row, Step
+from workers.enrich.bots import WEBDRIVER_ATTRIBUTE
+from workers.enrich.geo import geo_fields
+from workers.enrich.page import CAMPAIGN_FIELDS
+from workers.enrich.referrer import REFERRER_FIELDS, OwnHosts
+from workers.enrich.ua import UA_FIELDS
+
+URL_COLUMNS = ("page_host", "page_path", *REFERRER_FIELDS, *CAMPAIGN_FIELDS)
+BOT_COLUMNS = ("is_bot", "bot_indicators")
+GEO_COLUMNS = tuple(geo_fields(None))
+# In the order the steps add them, so a row's columns come out in the order Pipeline.run gives.
+COLUMNS = (*URL_COLUMNS, *UA_FIELDS, *BOT_COLUMNS, "language", *GEO_COLUMNS)
+PLACEHOLDERS = dict.fromkeys(COLUMNS)
+STEP_NAMES = ("page", "referrer", "campaign", "user_agent", "bots", "language", "geo")
+# A key's strings, in all: real URLs and headers are far shorter.
+MAX_KEY_CHARS = 2048
+MEMO_ENTRIES = 8192
+
+
+def _fits(values: tuple[Any, ...]) -> bool:
+    """Whether the values can key a memo: strings or null, MAX_KEY_CHARS characters in all."""
+    chars = 0
+    for value in values:
+        if value is None:
+            continue
+        if value.__class__ is not str:
+            return False
+        chars += len(value)
+    return chars <= MAX_KEY_CHARS
+
+
+class RequestSteps:
+    """`Pipeline.specialize` for build_pipeline's steps (STEP_NAMES, in that order)."""
+
+    def __init__(self, steps: tuple[tuple[str, Step], ...], entries: int = MEMO_ENTRIES) -> None:
+        if tuple(name for name, _ in steps) != STEP_NAMES:
+            raise ValueError(f"RequestSteps knows the steps {STEP_NAMES}, not {[n for n, _ in steps]}")
+        self.plain = Pipeline(steps=steps, versions={}).run
+        self.steps = dict(steps)
+        self._own_hosts = OwnHosts()
+        # What a miss of the URL memo needs from an app: any app with these own hosts gives the same
+        # fields, so a race between two requests writing here is harmless.
+        self._app_of_hosts: dict[frozenset[str] | None, AppConfig | None] = {None: None}
+        self.urls: Callable[..., dict[str, Any]] = functools.lru_cache(maxsize=entries)(self._urls)
+        self.visitor: Callable[..., tuple[bool, tuple[str, ...], str | None]] = functools.lru_cache(
+            maxsize=entries
+        )(self._visitor)
+        self.request_fields: Callable[[str | None], dict[str, Any]] = functools.lru_cache(maxsize=entries)(
+            self._request_fields
+        )
+
+    def _urls(
+        self, hosts: frozenset[str] | None, page_url: str | None, referrer: str | None, header: str | None
+    ) -> dict[str, Any]:
+        context = EnrichContext(self._app_of_hosts[hosts], None, None, header, None)
+        row: Row = {"page_url": page_url, "page_referrer": referrer}
+        for name in ("page", "referrer", "campaign"):
+            row = self.steps[name](row, context)
+        return {column: row[column] for column in URL_COLUMNS}
+
+    def _visitor(
+        self,
+        user_agent: str | None,
+        accept: str | None,
+        platform: str | None,
+        webdriver: bool,
+        system_language: str | None,
+        locale: str | None,
+    ) -> tuple[bool, tuple[str, ...], str | None]:
+        """is_bot, bot_indicators and language."""
+        context = EnrichContext(None, user_agent, accept, None, None)
+        attributes = {WEBDRIVER_ATTRIBUTE: True} if webdriver else None
+        row: Row = {
+            "platform": platform,
+            "attributes": attributes,
+            "system_language": system_language,
+            "locale": locale,
+        }
+        row = self.steps["language"](self.steps["bots"](row, context), context)
+        return row["is_bot"], tuple(row["bot_indicators"]), row["language"]
+
+    def _request_fields(self, user_agent: str | None) -> dict[str, Any]:
+        """COLUMNS, with the user_agent step's values for this User-Agent."""
+        context = EnrichContext(None, user_agent, None, None, None)
+        return {**PLACEHOLDERS, **self.steps["user_agent"]({}, context)}
+
+    def _everything_per_event(self, context: EnrichContext) -> RequestEnrichment:
+        plain = self.plain
+        return RequestEnrichment(PLACEHOLDERS, lambda row: plain(row, context))
+
+    def __call__(self, context: EnrichContext) -> RequestEnrichment:
+        header, user_agent, accept = context.referer_header, context.user_agent, context.accept_language
+        if context.method is not None or not _fits((header, user_agent, accept)):
+            return self._everything_per_event(context)
+        try:
+            fields = self.request_fields(user_agent)
+            geo = self.steps["geo"]({}, context)
+        except Exception:  # each event fails in that step, as Pipeline.run has it
+            return self._everything_per_event(context)
+        hosts = None
+        if context.app is not None:
+            hosts = self._own_hosts(context.app)
+            self._app_of_hosts[hosts] = context.app
+        urls, visitor, plain = self.urls, self.visitor, self.plain
+
+        def run(row: Row) -> Row:
+            get = row.get
+            page_url, referrer, attributes = get("page_url"), get("page_referrer"), get("attributes")
+            platform, system_language, locale = get("platform"), get("system_language"), get("locale")
+            webdriver = False
+            if attributes:
+                if attributes.__class__ is not dict:
+                    return plain(row, context)
+                webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
+            source = header if referrer is None else referrer
+            if not _fits((page_url, source, platform, system_language, locale)):
+                return plain(row, context)
+            try:
+                row.update(urls(hosts, page_url, referrer, header if referrer is None else None))
+                found = visitor(user_agent, accept, platform, webdriver, system_language, locale)
+            except Exception:
+                return plain(row, context)
+            row["is_bot"] = found[0]
+            row["bot_indicators"] = list(found[1])
+            row["language"] = found[2]
+            row.update(geo)
+            return row
+
+        return RequestEnrichment(fields, run)
