@@ -5,12 +5,19 @@ None), its id, type, timestamp, platform (the envelope's when the event has none
 attributes, user attributes and items. Whole numbers a client wrote as floats (1920.0) become ints.
 Values of another shape pass through unchanged, so the sink's schema refuses them and the event goes
 to failed/ instead of taking the batch down.
+
+`event_row` builds a row from scratch. `RowTemplate` makes the same rows faster, for the events of one
+message: each row is a copy of a template holding every column the message's rows share, in the order
+`event_row` adds them, and the event's fields go in by a plan made once per shape of event (its keys,
+in order). It builds none for an event `event_row` gives more columns (a link click's, a profile
+event's) or for odd attributes: the caller uses `event_row` then.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from workers.enrich.base import Row
 from workers.links.columns import link_columns
@@ -164,3 +171,104 @@ def event_row(event: dict[str, Any], platform: str | None, base: dict[str, Any])
         for name in PROFILE_COLUMNS:
             row[name] = profile.get(name)
     return row
+
+
+# The columns event_row sets from every event, in its order, and the event field each comes from.
+EVENT_COLUMNS = {
+    "event_id": "event_id",
+    "event_type": "event_type",
+    "timestamp": "event_timestamp",
+    "platform": "platform",
+    "session_id": "client_session_id",
+    "attributes": "attributes",
+    "user": "user",
+    "items": "items",
+    "instance_id": "instance_id",
+}
+RENAMED = tuple((field, column) for field, column in EVENT_COLUMNS.items() if field != column)
+# What an event's field of the same name goes into as it is.
+COPIED = CLIENT_FIELD_SET | {field for field, column in EVENT_COLUMNS.items() if field == column}
+# Fields whose columns event_row fills only for some events: such events keep event_row.
+OWN_ROW_FIELDS = frozenset(("link", "profile"))
+WHOLE_NUMBER_COLUMNS = WHOLE_NUMBER_FIELDS | {"event_timestamp"}
+# Real senders send a few shapes of event; a hostile one may vary its keys, so plans are an LRU.
+MAX_PLANS = 256
+
+
+class _Plan(NamedTuple):
+    """How a row is made from a copy of the template updated with an event of this shape."""
+
+    others: tuple[str, ...]  # the event's fields that go into no column of the same name
+    renamed: tuple[tuple[str, str], ...]  # (field, column) of the event's renamed fields
+    whole: tuple[str, ...]  # the columns whole() applies to
+    has_platform: bool
+
+
+@functools.lru_cache(maxsize=MAX_PLANS)
+def _plan(shape: tuple[str, ...]) -> _Plan | None:
+    if not OWN_ROW_FIELDS.isdisjoint(shape):
+        return None
+    fields = set(shape)
+    renamed = tuple((field, column) for field, column in RENAMED if field in fields)
+    set_columns = {EVENT_COLUMNS.get(name, name) for name in fields if name in COPIED | EVENT_COLUMNS.keys()}
+    return _Plan(
+        others=tuple(name for name in shape if name not in COPIED and name not in EVENT_COLUMNS),
+        renamed=renamed,
+        whole=tuple(sorted(set_columns & WHOLE_NUMBER_COLUMNS)),
+        has_platform="platform" in fields,
+    )
+
+
+EVENT_PLACEHOLDERS = dict.fromkeys(EVENT_COLUMNS.values())
+
+
+class RowTemplate:
+    """event_row's rows for the events of one message, `platform` being the envelope's. `template`
+    holds event_row's `base`, then EVENT_PLACEHOLDERS, then any further columns every row starts
+    with (the request's enrichment); it is not copied, so it is the caller's no more."""
+
+    def __init__(self, template: dict[str, Any], platform: str | None) -> None:
+        self.platform = platform
+        self.template = template
+        template["platform"] = platform
+
+    def row(self, event: dict[str, Any]) -> Row | None:
+        """The row event_row makes of `event`, or None when event_row must make it. Raises where
+        event_row raises."""
+        plan = _plan(tuple(event))
+        if plan is None:
+            return None
+        template = self.template
+        row = template.copy()
+        row.update(event)
+        for name in plan.others:
+            if name in template:  # e.g. app_id: the envelope's, not the event's
+                row[name] = template[name]
+            else:
+                del row[name]
+        for field, column in plan.renamed:
+            row[column] = event[field]
+            if field in template:  # session_id: the stage's column, not the client's session
+                row[field] = template[field]
+            else:
+                del row[field]
+        for column in plan.whole:
+            value = row[column]
+            if value.__class__ is float and value.is_integer():
+                row[column] = int(value)
+        if plan.has_platform and not row["platform"]:
+            row["platform"] = self.platform
+        attributes = row["attributes"]
+        if not attributes:
+            row["attributes"] = {}
+        elif attributes.__class__ is not dict:
+            return None
+        elif "_page_url" in attributes:
+            for reserved, column in AWS_WEB_ATTRIBUTES:
+                if row[column] is None and isinstance(attributes.get(reserved), str):
+                    row[column] = attributes[reserved]
+        event_user = row["user"]
+        row["user"] = user(event_user) if event_user else {}
+        items = row["items"]
+        row["items"] = [item(entry) for entry in items] if items else []
+        return row

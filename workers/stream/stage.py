@@ -23,6 +23,7 @@ the hub with its own consumer group (the state store's key).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -37,11 +38,19 @@ from workers.links.columns import first_click_key
 from workers.settings import Settings
 from workers.stream import envelope
 from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, rejected_record
-from workers.stream.rows import CLIENT_TEMPLATE, client_session, dedup_id, event_row
+from workers.stream.rows import (
+    CLIENT_TEMPLATE,
+    EVENT_PLACEHOLDERS,
+    RowTemplate,
+    client_session,
+    dedup_id,
+    event_row,
+)
 from workers.stream.state import Batch, PartitionState, StateStore
 
 # The source's own version: a deployed Function App runs the code without installing the package.
 CAPTURE_VERSION = workers.__version__
+SESSION_COLUMNS = ("session_id", "session_start", "session_index", "is_duplicate")
 
 VERSION_FIELDS = {
     "ua_rules": "ua_rules_version",
@@ -73,6 +82,10 @@ class Staged(NamedTuple):
     app_id: str
     received_at: int
     source: Any
+
+
+# A named tuple's own constructor is a Python function; this one is C alone, for the per-event loop.
+staged = functools.partial(tuple.__new__, Staged)
 
 
 @dataclass
@@ -124,6 +137,20 @@ class Stage:
         self.versions = {column: pipeline.versions.get(name) for name, column in VERSION_FIELDS.items()}
         self._states: dict[str, PartitionState] = {}
         self._next_sequence: dict[str, int] = {}
+        self._prototype: dict[str, Any] | None = None
+
+    def row_template(self, shared: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """The columns every row of a message starts with, in the order event_row and the pipeline add
+        them: a copy of one prototype (every message has the same columns), its values set."""
+        if self._prototype is None:
+            # With the pipeline's columns known up front, so are the last ones, which the stage adds:
+            # a row made with room for them is never resized.
+            last = SESSION_COLUMNS if fields else ()
+            self._prototype = dict.fromkeys([*CLIENT_TEMPLATE, *shared, *EVENT_PLACEHOLDERS, *fields, *last])
+        template = self._prototype.copy()
+        template.update(shared)
+        template.update(fields)
+        return template
 
     def run(self, messages: Sequence[HubMessage]) -> StageOutput:
         """Everything but I/O after the state load: decode, enrich, sessionize."""
@@ -200,7 +227,7 @@ class _Sent(NamedTuple):
 
     message: HubMessage
     env: envelope.Envelope
-    base: dict[str, Any]
+    shared: dict[str, Any]
     context: EnrichContext
 
 
@@ -215,7 +242,7 @@ class _BatchRun:
     def message(self, message: HubMessage) -> None:
         enqueued_ms = ms(message.enqueued_time)
         try:
-            env = envelope.decode(message.body, dict(message.properties))
+            env = envelope.decode(message.body, message.properties)
         except envelope.EnvelopeError as exc:
             self.counts["envelopes_failed"] += 1
             app_id = envelope.app_id_property(dict(message.properties)) or UNKNOWN_APP
@@ -225,92 +252,105 @@ class _BatchRun:
             row["raw_properties"] = {str(k): str(v) for k, v in message.properties.items()}
             self.partition.failed.append(Staged(row, app_id, enqueued_ms, message))
             return
-        lineage = self.stage.lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
+        stage = self.stage
+        lineage = stage.lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
+        app_id, received_at, visitor_hash = env.app_id, env.received_at, env.visitor_hash
         shared = {
-            "app_id": env.app_id,
-            "received_at": env.received_at,
+            "app_id": app_id,
+            "received_at": received_at,
             "request_id": env.request_id,
-            "visitor_hash": env.visitor_hash,
+            "visitor_hash": visitor_hash,
             "bundle_sequence_id": env.bundle_sequence_id,
             **lineage,
         }
         for rejected in env.rejected:
             record = rejected_record(rejected, shared)
-            self.partition.rejected.append(Staged(record, env.app_id, env.received_at, rejected))
+            self.partition.rejected.append(Staged(record, app_id, received_at, rejected))
             self.counts["rejected"] += 1
-        context = EnrichContext(
-            app=self.stage.registry.get(env.app_id),
-            user_agent=env.user_agent,
-            accept_language=env.accept_language,
-            referer_header=env.referer,
-            geo=env.geo,
-        )
-        sent = _Sent(message, env, {**CLIENT_TEMPLATE, **shared}, context)
-        self.counts["events"] += len(env.events)
+        app = stage.registry.get(app_id)
+        context = EnrichContext(app, env.user_agent, env.accept_language, env.referer, env.geo)
+        sent = _Sent(message, env, shared, context)
+        request = stage.pipeline.for_request(context)
+        rows = RowTemplate(stage.row_template(shared, request.fields), env.platform)
+        sequence_number = message.sequence_number
+        place = self.partition.batch.place
+        keep = self.partition.events.append
+        drop_duplicates = app is not None and app.dedup_policy == "drop"
+        drop_bots = app is not None and app.bot_policy == "drop"
+        counts = self.counts
+        counts["events"] += len(env.events)
         for event in env.events:
             try:
-                row = event_row(event, env.platform, sent.base)
-            except Exception as exc:
-                # Only a forged or corrupted envelope gets here (the collector's schema admits no such
-                # shape): the event goes to failed/, the batch goes on.
-                self.counts["failed_encoding"] += 1
-                error = f"no row can be built from the event: {type(exc).__name__}: {exc}"
-                self._fail(
-                    sent, failed_record("encoding", error, env.app_id, env.received_at, sent.base, event)
-                )
+                made = rows.row(event)
+            except Exception:
+                made = None  # event_row says why
+            try:
+                row = request.run(made) if made is not None else self._plain(sent, event)
+            except _NoRow:
                 continue
-            self._event(sent, event, row)
+            except EnrichmentError as exc:
+                counts["failed_enrichment"] += 1
+                record = failed_record("enrichment", str(exc), app_id, received_at, shared, event)
+                record["step"] = exc.step
+                self._fail(sent, record)
+                continue
+            session_id, start, index, duplicate, replayed = place(
+                app_id,
+                visitor_hash,
+                dedup_id(row["event_id"]),
+                client_session(row["client_session_id"]),
+                received_at,
+                sequence_number,
+            )
+            row["session_id"] = session_id
+            row["session_start"] = start
+            row["session_index"] = index
+            row["is_duplicate"] = duplicate
+            if row.get("link_id"):
+                key = first_click_key(row["link_id"], visitor_hash, received_at)
+                row["is_first_click"] = self.partition.batch.first_of(app_id, key, sequence_number)
+            if replayed:
+                counts["replayed"] += 1
+            if duplicate:
+                if drop_duplicates:
+                    counts["duplicates_dropped"] += 1
+                    continue
+                counts["duplicates_flagged"] += 1
+            if row.get("is_bot"):
+                if drop_bots:
+                    counts["bots_dropped"] += 1
+                    continue
+                counts["bots_flagged"] += 1
+            keep(staged((row, app_id, received_at, event)))
+
+    def _plain(self, sent: _Sent, event: dict[str, Any]) -> Row:
+        """The event's row by event_row and every step for this event alone, with the context as this
+        event has it; _NoRow when no row can be built from it."""
+        env, context = sent.env, sent.context
+        try:
+            row = event_row(event, env.platform, {**CLIENT_TEMPLATE, **sent.shared})
+        except Exception as exc:
+            # Only a forged or corrupted envelope gets here (the collector's schema admits no such
+            # shape): the event goes to failed/, the batch goes on.
+            self.counts["failed_encoding"] += 1
+            error = f"no row can be built from the event: {type(exc).__name__}: {exc}"
+            record = failed_record("encoding", error, env.app_id, env.received_at, sent.shared, event)
+            self._fail(sent, record)
+            raise _NoRow from exc
+        link = event.get("link")
+        if isinstance(link, dict) and isinstance(link.get("method"), str):
+            # A redirect's click: the bot step flags a HEAD request (workers/enrich/bots.py).
+            context = dataclasses.replace(context, method=link["method"])
+        return self.stage.pipeline.run(row, context)
 
     def _fail(self, sent: _Sent, record: Row) -> None:
         self.partition.failed.append(
             Staged(keep_raw(record, sent.message), sent.env.app_id, sent.env.received_at, sent.message)
         )
 
-    def _event(self, sent: _Sent, event: dict[str, Any], row: Row) -> None:
-        env, app = sent.env, sent.context.app
-        context = sent.context
-        link = event.get("link")
-        if isinstance(link, dict) and isinstance(link.get("method"), str):
-            # A redirect's click: the bot step flags a HEAD request (workers/enrich/bots.py).
-            context = dataclasses.replace(context, method=link["method"])
-        try:
-            row = self.stage.pipeline.run(row, context)
-        except EnrichmentError as exc:
-            self.counts["failed_enrichment"] += 1
-            record = failed_record("enrichment", str(exc), env.app_id, env.received_at, sent.base, event)
-            record["step"] = exc.step
-            self._fail(sent, record)
-            return
-        assignment = self.partition.batch.assign(
-            app_id=env.app_id,
-            visitor_hash=env.visitor_hash,
-            event_id=dedup_id(row["event_id"]),
-            client_session_id=client_session(row["client_session_id"]),
-            received_at=env.received_at,
-            sequence_number=sent.message.sequence_number,
-        )
-        row["session_id"] = assignment.session_id
-        row["session_start"] = assignment.session_start
-        row["session_index"] = assignment.session_index
-        row["is_duplicate"] = assignment.is_duplicate
-        if row.get("link_id"):
-            key = first_click_key(row["link_id"], env.visitor_hash, env.received_at)
-            row["is_first_click"] = self.partition.batch.first_of(
-                env.app_id, key, sent.message.sequence_number
-            )
-        if assignment.replayed:
-            self.counts["replayed"] += 1
-        if assignment.is_duplicate:
-            if app is not None and app.dedup_policy == "drop":
-                self.counts["duplicates_dropped"] += 1
-                return
-            self.counts["duplicates_flagged"] += 1
-        if row.get("is_bot"):
-            if app is not None and app.bot_policy == "drop":
-                self.counts["bots_dropped"] += 1
-                return
-            self.counts["bots_flagged"] += 1
-        self.partition.events.append(Staged(row, env.app_id, env.received_at, event))
+
+class _NoRow(Exception):
+    """An event no row can be built from; its failed record is made."""
 
 
 # A trigger batch makes hundreds of objects per event, nearly all freed by reference counting alone;
