@@ -53,7 +53,8 @@ class RequestEnrichment(NamedTuple):
     """The pipeline for the events of one request: `fields` to put in each event's row before `run`,
     then `run(row)`, which raises as `Pipeline.run` does. `fields` (never mutated) holds the columns
     the steps add, in the order they add them, with the request's values; None where `run` sets the
-    value per event. Empty when every step runs per event."""
+    value per event. Its keys are the same for every request of one pipeline: all the columns, or
+    none when every step runs per event."""
 
     fields: dict[str, Any]
     run: Callable[[Row], Row]

@@ -138,15 +138,18 @@ class Stage:
         self._states: dict[str, PartitionState] = {}
         self._next_sequence: dict[str, int] = {}
         self._prototype: dict[str, Any] | None = None
+        self._prototype_of: Pipeline | None = None
 
     def row_template(self, shared: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         """The columns every row of a message starts with, in the order event_row and the pipeline add
-        them: a copy of one prototype (every message has the same columns), its values set."""
-        if self._prototype is None:
+        them: a copy of one prototype (every message has the same columns, for one pipeline: its
+        RequestEnrichment.fields has the same keys for every request), its values set."""
+        if self._prototype is None or self._prototype_of is not self.pipeline:
             # With the pipeline's columns known up front, so are the last ones, which the stage adds:
             # a row made with room for them is never resized.
             last = SESSION_COLUMNS if fields else ()
             self._prototype = dict.fromkeys([*CLIENT_TEMPLATE, *shared, *EVENT_PLACEHOLDERS, *fields, *last])
+            self._prototype_of = self.pipeline
         template = self._prototype.copy()
         template.update(shared)
         template.update(fields)

@@ -14,6 +14,7 @@ from tests.capture_support import client_event, hub_message, make_envelope
 from workers import synthetic
 from workers.apps import AppConfig, AppRegistry
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline
+from workers.enrich.geo import geo_step
 from workers.enrich.pipeline import Resources, build_pipeline
 from workers.links.columns import first_click_key
 from workers.settings import Settings
@@ -183,4 +184,14 @@ def test_an_odd_event_makes_the_row_of_the_plain_path(stage: Stage, name: str) -
 def test_an_odd_request_makes_the_rows_of_the_plain_path(stage: Stage, name: str) -> None:
     events = [client_event("e-1"), client_event("e-2", page_referrer=None, platform="iOS")]
     messages = [hub_message(make_envelope(events, **ODD_REQUESTS[name]), 1)]
+    assert stage_rows(stage, messages) == plain_rows(stage, messages)
+
+
+def test_a_pipeline_put_in_the_stage_later_makes_its_own_rows() -> None:
+    stage = Stage(
+        pipeline=build_pipeline(Resources.load()), registry=REGISTRY, store=None, settings=Settings()
+    )
+    messages = [hub_message(make_envelope([client_event("e-1")]), 1)]
+    stage.run(messages)
+    stage.pipeline = Pipeline(steps=(("geo", geo_step()),), versions={})
     assert stage_rows(stage, messages) == plain_rows(stage, messages)
