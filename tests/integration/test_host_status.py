@@ -78,11 +78,15 @@ def capture_checkpointed(stack: Stack) -> bool:
         return any("/capture/checkpoint/" in blob.name for blob in container.list_blobs())
 
 
-def poll_storage(stack: Stack, condition: Callable[[Stack], bool]) -> None:
+def poll_storage(stack: Stack, condition: Callable[[Stack], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not condition(stack):
-        assert time.monotonic() < deadline, f"{condition.__name__} still false after {DEADLINE_S}s"
+        assert time.monotonic() < deadline, f"{what}: not within {DEADLINE_S}s"
         time.sleep(0.2)
+
+
+def log_of(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def capture_entries(status: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def test_capture_failing_on_storage_shows_in_the_status_and_recovers(
     # A kill before capture's checkpoint is written leaves the checkpoint store retrying it with its
     # own backoff, and the next batch waits behind it instead of failing; the drain must be ok before
     # it can be seen to recover.
-    poll_storage(stack, capture_checkpointed)
+    poll_storage(stack, capture_checkpointed, "capture's checkpoint")
     poll(stack, lambda s: drain_entry(s).get("state") == "ok")
     os.killpg(stack.azurite.pid, signal.SIGKILL)
     assert post_event(stack) == 200
@@ -120,6 +124,13 @@ def test_capture_failing_on_storage_shows_in_the_status_and_recovers(
     ports = (stack.azurite.blob_port, stack.azurite.queue_port, stack.azurite.table_port)
     restarted_log = tmp_path / "logs" / "azurite-restarted.log"
     with run_azurite(tmp_path / "azurite", host=stack.azurite.host, ports=ports, log=restarted_log):
+        # The ports were free during the outage: a process of another test may have taken one, and then
+        # what answers on it is not this Azurite.
+        blob_url = f"http://{stack.azurite.host}:{stack.azurite.blob_port}"
+        listening = f"Blob service is successfully listening at {blob_url}"
+        poll_storage(
+            stack, lambda _: listening in log_of(restarted_log), f"the restarted Azurite's {listening!r}"
+        )
         recovered = poll(stack, lambda s: capture_entries(s).get(partition, {}).get("state") == "ok")
         assert capture_entries(recovered)[partition]["last_error"] == entry["last_error"]
         poll(stack, lambda s: drain_entry(s).get("state") == "ok")
