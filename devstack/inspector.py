@@ -1,7 +1,8 @@
 """The inspector on the local stack: the firehose's app (firehose_app.py) in a dev-host process of its
-own, with the firehose's trigger and timer switched off, for tests that need the inspector and not the
-webhook receiver. `make dev` needs none of this: its firehose host (devstack/firehose.py) runs the
-inspector too. `InspectorProcess.client` talks to it (workers/inspect/client.py).
+own, with every trigger but the inspector's switched off (the firehose's and the metrics sink's), for
+tests that need the inspector and not the webhook receiver or the counters. `make dev` needs none of
+this: its firehose host (devstack/firehose.py) runs the inspector too. Query it with
+`InspectClient(host.base_url)` (workers/inspect/client.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from devstack.services import free_port
 from devstack.stack import DevHostProcess
 
 HEALTH_PATH = "/api/inspect"
+# firehose_app.py's other non-HTTP functions. Each sink would read the hub and build its enrichment
+# stage in this process too, taking the CPU the inspector's own batches wait for.
+OTHER_TRIGGERS = ("firehose", "firehose_retry", "metrics", "metrics_purge")
 
 
 def inspector_env(app_env: dict[str, str], **overrides: str) -> dict[str, str]:
@@ -23,8 +27,7 @@ def inspector_env(app_env: dict[str, str], **overrides: str) -> dict[str, str]:
         **HOST_OVERRIDES,
         **INSPECT_ENV,
         # The platform's switch for non-HTTP functions, as the dev host honours it.
-        "AzureWebJobs.firehose.Disabled": "true",
-        "AzureWebJobs.firehose_retry.Disabled": "true",
+        **{f"AzureWebJobs.{name}.Disabled": "true" for name in OTHER_TRIGGERS},
         **overrides,
     }
 

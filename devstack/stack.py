@@ -103,11 +103,21 @@ class DevHostProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it: a caller with other work to do meanwhile calls
+        `wait_ready` when it needs the host."""
         cmd = [sys.executable, "-m", "devstack.host", "--host", self.host, "--port", str(self.port)]
         cmd += ["--app", self.app]
         if self.status_file is not None:
             cmd += ["--status-file", str(self.status_file)]
         self.proc = spawn(cmd, self.log, env={**os.environ, **self.env})
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if self.proc is None:
+            raise RuntimeError("the dev host was not launched")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,6 +1,7 @@
 """The official Clickstream Analytics on AWS web SDK (npm `@aws/clickstream-web`, pinned in
 package.json) in Debian's chromium against the dev host, from a page whose origin the app allows by
-name: its events land in the lake as rows.
+name: its events become enriched rows and none is rejected, as the inspector (workers/inspect/) sees them
+on the dev host's hub.
 
 The SDK is bundled at test time with the pinned esbuild. It fetches with `credentials: 'include'`
 and `Content-Type: application/json`, so every request is preflighted and the browser reads an answer
@@ -13,28 +14,26 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import BrowserContext
 
+from devstack.inspector import inspector_host
 from devstack.services import Azurite, EventHubsEndpoint, free_port
 from devstack.stack import DevHostProcess, app_env, provision
-from workers.settings import Settings
-from workers.sinks.lake.lake import iter_rows, open_lake
+from tests.inspect_support import wait_for_rows
+from workers.inspect.client import InspectClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "aws_web"
-LAKE_DEADLINE_S = 60.0
-POLL_S = 0.5
+DEADLINE_S = 60.0
 ENTRY = (
     "import { ClickstreamAnalytics, SendMode } from '@aws/clickstream-web';"
     "window.ClickstreamAnalytics = ClickstreamAnalytics; window.SendMode = SendMode;"
@@ -61,21 +60,38 @@ def page_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def sdk_host(
+def hosts(
     azurite: Azurite,
     eventhubs: EventHubsEndpoint,
     page_port: int,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[DevHostProcess]:
+) -> Iterator[tuple[DevHostProcess, DevHostProcess]]:
+    """The dev host, and the inspector on its hub with its registry (the app `aws_web`), which starts
+    meanwhile."""
     registry = {"apps": [{"app_id": APP, "allowed_origins": [f"http://127.0.0.1:{page_port}"]}]}
     env = app_env(azurite, eventhubs, HUBCAP_APPS_JSON=json.dumps(registry))
     provision(env)
-    host = DevHostProcess(env, "127.0.0.1", free_port(), tmp_path_factory.mktemp("sdk-host") / "devhost.log")
-    host.start()
+    logs = tmp_path_factory.mktemp("sdk-host")
+    host = DevHostProcess(env, "127.0.0.1", free_port(), logs / "devhost.log")
+    inspector = inspector_host(env, logs / "inspector.log")
+    inspector.launch()
     try:
-        yield host
+        host.start()
+        yield host, inspector
     finally:
         host.stop()
+        inspector.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk_host(hosts: tuple[DevHostProcess, DevHostProcess]) -> DevHostProcess:
+    return hosts[0]
+
+
+@pytest.fixture(scope="module")
+def inspector(hosts: tuple[DevHostProcess, DevHostProcess]) -> DevHostProcess:
+    hosts[1].wait_ready()
+    return hosts[1]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -99,31 +115,8 @@ async def page_url(sdk_script: bytes, page_port: int, sdk_host: DevHostProcess) 
     await runner.cleanup()
 
 
-def lake_rows(host: DevHostProcess, run: str) -> list[dict[str, Any]]:
-    lake = open_lake(Settings.from_env(host.env))
-    return [
-        row
-        for _, row in iter_rows(lake, f"events/v1/app_id={APP}/")
-        if (row.get("attributes") or {}).get("run") == run
-    ]
-
-
-def rejected_rows(host: DevHostProcess) -> list[dict[str, Any]]:
-    lake = open_lake(Settings.from_env(host.env))
-    return [row for _, row in iter_rows(lake, f"rejected/v1/app_id={APP}/")]
-
-
-async def rows_within(host: DevHostProcess, run: str, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + LAKE_DEADLINE_S
-    rows = await asyncio.to_thread(lake_rows, host, run)
-    while len(rows) < count and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        rows = await asyncio.to_thread(lake_rows, host, run)
-    return rows
-
-
-async def test_the_aws_web_sdk_events_land_as_rows(
-    context: BrowserContext, page_url: str, sdk_host: DevHostProcess
+async def test_the_aws_web_sdk_events_are_accepted_as_rows(
+    context: BrowserContext, page_url: str, sdk_host: DevHostProcess, inspector: DevHostProcess
 ) -> None:
     run = uuid.uuid4().hex
     answers: list[tuple[str, int]] = []
@@ -141,8 +134,11 @@ async def test_the_aws_web_sdk_events_land_as_rows(
         }""",
         [f"{sdk_host.base_url}/api/collect", APP, run],
     )
-    rows = await rows_within(sdk_host, run, 2)
-    rejected = await asyncio.to_thread(rejected_rows, sdk_host)
+    client = InspectClient(inspector.base_url)
+    rows = await asyncio.to_thread(
+        wait_for_rows, client, "good", APP, 2, within_s=DEADLINE_S, attributes={"run": run}
+    )
+    rejected = (await asyncio.to_thread(client.events, "bad", APP))["events"]
     got = (
         sorted(str(r["event_type"]) for r in rows),
         {(r["page_url"], r["page_title"]) for r in rows},

@@ -1,6 +1,7 @@
 """Branded links end to end on the local stack: the CLI creates a link, HTTP clients and Chromium follow
-it through the dev host (the branded domain `localhost`), and the click lands in the lake as a row with
-its routing and tracking fields."""
+it through the dev host (the branded domain `localhost`), and the click becomes an enriched row with its
+routing and tracking fields, as the inspector (the `inspector` fixture, workers/inspect/) gets it from
+the stage the lake's capture shares."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,8 +22,9 @@ import pytest
 from devstack.browser import CHROMIUM, CHROMIUM_ARGS
 from devstack.services import Azurite, free_port
 from devstack.stack import DevHostProcess
-from workers.settings import Settings
-from workers.sinks.lake.lake import iter_rows, open_lake
+from tests.collect_support import DEMO_KEY
+from tests.inspect_support import wait_for_rows
+from workers.inspect.client import InspectClient
 
 pytestmark = pytest.mark.integration
 
@@ -124,21 +125,17 @@ def raw(devhost: DevHostProcess, method: str, slug: str, query: str = "", user_a
     return response
 
 
-def link_rows(devhost: DevHostProcess, slug: str, count: int) -> list[dict[str, Any]]:
-    lake = open_lake(Settings.from_env(devhost.env))
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        # A click the hub acknowledged only after the redirect's deadline may reach the lake twice; capture
-        # flags the second copy, which analysts (and this test) leave out.
-        rows = [
-            row
-            for _, row in iter_rows(lake, "events/v1/app_id=demo/")
-            if row.get("link_slug") == slug and not row["is_duplicate"]
-        ]
-        if len(rows) >= count or time.monotonic() > deadline:
-            assert len(rows) >= count, f"{len(rows)} of {count} click rows reached the lake in {DEADLINE_S}s"
-            return sorted(rows, key=lambda row: row["received_at"])
-        time.sleep(0.5)
+def link_rows(inspector: DevHostProcess, slug: str, count: int) -> list[dict[str, Any]]:
+    # A click the hub acknowledged only after the redirect's deadline may reach the hub twice; the stage
+    # flags the second copy, which analysts (and this test) leave out.
+    return wait_for_rows(
+        InspectClient(inspector.base_url, key=DEMO_KEY),
+        "good",
+        "demo",
+        count,
+        within_s=DEADLINE_S,
+        where=lambda row: row.get("link_slug") == slug and not row["is_duplicate"],
+    )
 
 
 def test_the_cli_creates_a_link_that_show_and_ls_list(azurite: Azurite, shop: str) -> None:
@@ -191,14 +188,14 @@ def test_the_redirect_is_not_cacheable_and_not_indexed(
 
 
 def test_a_click_row_has_routing_and_tracking_fields_and_only_the_first_is_first(
-    devhost: DevHostProcess, azurite: Azurite, shop: str
+    devhost: DevHostProcess, inspector: DevHostProcess, azurite: Azurite, shop: str
 ) -> None:
     slug = add_link(azurite, shop)
     # A user agent of its own: a visitor (salted hash of address and user agent) no other test shares.
     user_agent = FIREFOX.replace("133.0", f"133.{uuid.uuid4().int % 1000}")
     for _ in range(2):
         assert raw(devhost, "GET", slug, "utm_campaign=spring&a=1", user_agent).status == 302
-    first, second = link_rows(devhost, slug, 2)
+    first, second = link_rows(inspector, slug, 2)
     shown = orjson.loads(hubcap(azurite, "show", "--app", "demo", "localhost", slug).stdout)
     assert {k: first[k] for k in ROUTING} == {
         "event_type": "_link_click",
@@ -220,7 +217,7 @@ def test_a_click_row_has_routing_and_tracking_fields_and_only_the_first_is_first
         "referrer_host": "mail.google.com",
         "is_bot": False,
     }
-    assert int(first["link_created_at"].timestamp() * 1000) == shown["created_at"]
+    assert first["link_created_at"] == shown["created_at"]
     assert (first["is_first_click"], second["is_first_click"]) == (True, False)
     assert first["visitor_hash"] == second["visitor_hash"]
     assert first["session_id"] == second["session_id"]
@@ -250,19 +247,21 @@ ROUTING = (
 
 
 def test_head_answers_like_get_and_its_method_reaches_the_row(
-    devhost: DevHostProcess, azurite: Azurite, shop: str
+    devhost: DevHostProcess, inspector: DevHostProcess, azurite: Azurite, shop: str
 ) -> None:
     slug = add_link(azurite, shop)
     response = raw(devhost, "HEAD", slug)
-    [row] = link_rows(devhost, slug, 1)
+    [row] = link_rows(inspector, slug, 1)
     assert (response.status, response.getheader("Location")) == (302, f"{shop}/landing?ref=link")
     assert (row["request_method"], row["redirect_status"]) == ("HEAD", 302)
 
 
-def test_an_unknown_slug_answers_404_and_leaves_a_not_found_event(devhost: DevHostProcess) -> None:
+def test_an_unknown_slug_answers_404_and_leaves_a_not_found_event(
+    devhost: DevHostProcess, inspector: DevHostProcess
+) -> None:
     slug = "missing" + uuid.uuid4().hex[:8]
     response = raw(devhost, "GET", slug)
-    [row] = link_rows(devhost, slug, 1)
+    [row] = link_rows(inspector, slug, 1)
     assert (response.status, response.getheader("Cache-Control")) == (404, "no-store, max-age=0")
     assert (row["event_type"], row["link_id"], row["redirect_status"]) == ("_link_not_found", None, 404)
 
@@ -274,6 +273,7 @@ def test_an_unknown_slug_answers_404_and_leaves_a_not_found_event(devhost: DevHo
 )
 def test_an_archived_link_answers_its_fallback_or_410(
     devhost: DevHostProcess,
+    inspector: DevHostProcess,
     azurite: Azurite,
     shop: str,
     extra: tuple[str, ...],
@@ -283,13 +283,13 @@ def test_an_archived_link_answers_its_fallback_or_410(
     slug = add_link(azurite, shop, *extra)
     assert hubcap(azurite, "archive", "--app", "demo", "localhost", slug).returncode == 0
     response = raw(devhost, "GET", slug)
-    [row] = link_rows(devhost, slug, 1)
+    [row] = link_rows(inspector, slug, 1)
     assert (response.status, response.getheader("Location")) == (status, location)
     assert (row["redirect_status"], row["link_version"]) == (status, 2)
 
 
 def test_a_click_in_chromium_lands_on_the_destination_page(
-    devhost: DevHostProcess, azurite: Azurite, shop: str
+    devhost: DevHostProcess, inspector: DevHostProcess, azurite: Azurite, shop: str
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -307,6 +307,6 @@ def test_a_click_in_chromium_lands_on_the_destination_page(
             title = page.title()
         finally:
             browser.close()
-    [row] = link_rows(devhost, slug, 1)
+    [row] = link_rows(inspector, slug, 1)
     assert title == LANDING_TITLE
     assert (row["request_method"], row["page_referrer"]) == ("GET", f"{shop}/")

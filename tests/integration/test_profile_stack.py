@@ -1,10 +1,10 @@
 """The event profile end to end from a server: a signed POST /api/collect/1/1/event through the dev host
-(devstack/apps.dev.json: account 1, tracker 1 → app demo, vendor "Vendor A"), the Event Hubs endpoint and
-capture, to its row in the lake; and a refused event that never reaches it."""
+(devstack/apps.dev.json: account 1, tracker 1 → app demo, vendor "Vendor A") and the Event Hubs endpoint
+to its enriched row, as the inspector (workers/inspect/, the `inspector` fixture) gets it from the stage
+capture shares; and a refused event that never reaches the hub."""
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -15,9 +15,9 @@ import pytest
 
 from devstack.stack import DevHostProcess
 from tests.collect_support import DEMO_KEY
+from tests.inspect_support import wait_for_rows
 from workers.collect.signing import signed_headers
-from workers.settings import Settings
-from workers.sinks.lake.lake import iter_rows, open_lake
+from workers.inspect.client import InspectClient
 
 pytestmark = pytest.mark.integration
 
@@ -37,21 +37,10 @@ def post_event(devhost: DevHostProcess, fields: dict[str, Any], path: str = "1/1
         return err.code, err.headers, err.read()
 
 
-def rows_where(devhost: DevHostProcess, column: str, values: set[str]) -> dict[str, dict[str, Any]]:
-    lake = open_lake(Settings.from_env(devhost.env))
-    return {
-        row[column]: row for _, row in iter_rows(lake, "events/v1/app_id=demo/") if row.get(column) in values
-    }
-
-
-def wait_for_rows(devhost: DevHostProcess, column: str, values: set[str]) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        found = rows_where(devhost, column, values)
-        if found.keys() == values or time.monotonic() > deadline:
-            assert found.keys() == values, f"{values - found.keys()} never reached the lake in {DEADLINE_S}s"
-            return found
-        time.sleep(0.5)
+def inspected(inspector: DevHostProcess, view: str, **filters: Any) -> list[dict[str, Any]]:
+    """Every row of app demo the filters match, once there is one."""
+    client = InspectClient(inspector.base_url, key=DEMO_KEY)
+    return wait_for_rows(client, view, "demo", 1, within_s=DEADLINE_S, **filters)
 
 
 def profile_event(instance_id: str, **fields: Any) -> dict[str, Any]:
@@ -66,11 +55,11 @@ def profile_event(instance_id: str, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server_row(devhost: DevHostProcess) -> tuple[Any, dict[str, Any]]:
+def server_row(devhost: DevHostProcess, inspector: DevHostProcess) -> tuple[Any, dict[str, Any]]:
     status, headers, body = post_event(devhost, profile_event(f"chat-{uuid.uuid4()}", score=7, channel="web"))
     assert (status, body) == (204, b"")
-    event_id = headers["X-Event-Id"]
-    return headers, wait_for_rows(devhost, "event_id", {event_id})[event_id]
+    (row,) = inspected(inspector, "good", event_id=headers["X-Event-Id"])
+    return headers, row
 
 
 def test_the_event_id_is_a_server_made_uuid7(server_row: tuple[Any, dict[str, Any]]) -> None:
@@ -106,15 +95,15 @@ def test_the_row_has_the_instance_id_and_no_raw_ip(server_row: tuple[Any, dict[s
     assert CLIENT_IP not in orjson.dumps(row, default=str).decode()
 
 
-def test_a_refused_event_never_reaches_the_lake(devhost: DevHostProcess) -> None:
-    refused, accepted = f"refused-{uuid.uuid4()}", f"accepted-{uuid.uuid4()}"
-    status, _, body = post_event(devhost, profile_event(refused, vendor="Vendor B"))
+def test_a_refused_event_never_reaches_the_hub(devhost: DevHostProcess, inspector: DevHostProcess) -> None:
+    test_id = uuid.uuid4().hex
+    status, _, body = post_event(devhost, profile_event("refused", vendor="Vendor B", test_id=test_id))
     assert (status, orjson.loads(body)["error"]) == (400, "unknown_vendor")
-    # The same sender, so the same partition: once the later event is in the lake, so would the
-    # refused one be had it been queued.
-    assert post_event(devhost, profile_event(accepted))[0] == 204
-    wait_for_rows(devhost, "instance_id", {accepted})
-    assert rows_where(devhost, "instance_id", {refused}) == {}
+    # The same sender, so the same partition: once the later event is inspected, so would the refused
+    # one be, good or bad, had it been queued.
+    assert post_event(devhost, profile_event("accepted", test_id=test_id))[0] == 204
+    rows = inspected(inspector, "all", attributes={"test_id": test_id})
+    assert [row["instance_id"] for row in rows] == ["accepted"]
 
 
 @pytest.mark.parametrize(

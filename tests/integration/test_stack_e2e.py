@@ -1,6 +1,10 @@
 """End to end: HTTP → collector → Event Hubs endpoint → capture → Avro in Azurite, through the dev host.
 
-The stack is the one `make dev` runs (devstack.stack.run_stack), with its own state in a temp folder.
+The stack is the one `make dev` runs (devstack.stack.run_stack), with its own state in a temp folder,
+and the inspector beside it as `make dev` runs it (devstack/inspector.py). Where the lake is what a test
+is about (the README's example landing, a restart that loses and duplicates nothing) it reads the Avro
+files; where acceptance, enrichment or validation is, it long-polls the inspector, which gets the same
+rows from the same stage (workers/stream/stage.py) without waiting for a file.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from typing import Any
 import orjson
 import pytest
 
-from devstack.stack import Stack, run_stack
+from devstack.inspector import inspector_host
+from devstack.stack import DevHostProcess, Stack, run_stack
+from tests.inspect_support import wait_for_rows
 from workers.collect.signing import signed_headers
+from workers.inspect.client import InspectClient
 from workers.settings import Settings
 from workers.sinks.lake.lake import iter_rows, open_lake
 from workers.synthetic import server_key
@@ -36,9 +43,35 @@ DEADLINE_S = 60
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, DevHostProcess]]:
+    """The stack, and the inspector on it launched at once: it starts while the first tests wait on
+    the lake, so the tests that need it find it ready."""
     with run_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
+        inspector = inspector_host(running.host.env, tmp_path_factory.mktemp("inspector") / "inspector.log")
+        inspector.launch()
+        try:
+            yield running, inspector
+        finally:
+            inspector.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(stacks: tuple[Stack, DevHostProcess]) -> Stack:
+    return stacks[0]
+
+
+@pytest.fixture(scope="module")
+def inspector(stacks: tuple[Stack, DevHostProcess]) -> DevHostProcess:
+    stacks[1].wait_ready()
+    return stacks[1]
+
+
+def inspected(inspector: DevHostProcess, view: str, app_id: str, event_id: str) -> dict[str, Any]:
+    """The event's row (a good one enriched, a bad one with its errors) once the inspector has it."""
+    key = DEMO_KEY if app_id == "demo" else None
+    client = InspectClient(inspector.base_url, key=key)
+    (row,) = wait_for_rows(client, view, app_id, 1, within_s=DEADLINE_S, event_id=event_id)
+    return row
 
 
 def post(
@@ -71,23 +104,21 @@ def event(app_id: str, event_type: str = "page_view", **fields: Any) -> dict[str
     }
 
 
-def rows_by_id(stack: Stack, area: str = "events") -> dict[str, list[dict[str, Any]]]:
+def rows_by_id(stack: Stack) -> dict[str, list[dict[str, Any]]]:
     lake = open_lake(Settings.from_env(stack.host.env))
     found: dict[str, list[dict[str, Any]]] = {}
-    for _, row in iter_rows(lake, f"{area}/v1/"):
+    for _, row in iter_rows(lake, "events/v1/"):
         found.setdefault(str(row.get("event_id")), []).append(row)
     return found
 
 
-def wait_for(
-    stack: Stack, ids: set[str], area: str = "events", timeout: float = DEADLINE_S
-) -> dict[str, list[dict[str, Any]]]:
+def wait_for(stack: Stack, ids: set[str], timeout: float = DEADLINE_S) -> dict[str, list[dict[str, Any]]]:
     deadline = time.monotonic() + timeout
     while True:
-        found = rows_by_id(stack, area)
+        found = rows_by_id(stack)
         if ids <= found.keys() or time.monotonic() > deadline:
             missing = ids - found.keys()
-            assert not missing, f"{len(missing)} events never reached {area}/ within {timeout}s"
+            assert not missing, f"{len(missing)} events never reached events/ within {timeout}s"
             return found
         time.sleep(0.5)
 
@@ -119,7 +150,7 @@ def test_aws_clickstream_example_lands_in_the_lake(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def enriched_row(stack: Stack) -> dict[str, Any]:
+def enriched_row(stack: Stack, inspector: DevHostProcess) -> dict[str, Any]:
     """One signed server-side request carrying a visitor's IP, UA, language, referrer and campaign."""
     ev = event(
         "demo",
@@ -134,7 +165,7 @@ def enriched_row(stack: Stack) -> dict[str, Any]:
     headers = {**signed_headers(DEMO_KEY, url, body, GB_IP), "Accept-Language": "en-GB,en;q=0.8"}
     status, reply = post(stack, "demo", body, headers=headers)
     assert (status, reply.get("accepted")) == (200, 1)
-    return wait_for(stack, {ev["event_id"]})[ev["event_id"]][0]
+    return inspected(inspector, "good", "demo", ev["event_id"])
 
 
 @pytest.mark.parametrize(
@@ -201,23 +232,30 @@ def test_no_raw_ip_in_the_row(enriched_row: dict[str, Any]) -> None:
         ("text/plain", lambda b: b, {"Content-Type": "text/plain;charset=UTF-8"}, ""),
     ],
 )
-def test_body_variants_land(
-    stack: Stack, name: str, encode: Callable[[bytes], bytes], headers: dict[str, str], query: str
+def test_body_variants_are_accepted(
+    stack: Stack,
+    inspector: DevHostProcess,
+    name: str,
+    encode: Callable[[bytes], bytes],
+    headers: dict[str, str],
+    query: str,
 ) -> None:
     ev = event("test_release", "body_variant", attributes={"variant": name})
     status, _ = post(stack, "test_release", encode(orjson.dumps([ev])), headers=headers, query=query)
     assert status == 200
-    assert wait_for(stack, {ev["event_id"]})[ev["event_id"]][0]["attributes"] == {"variant": name}
+    assert inspected(inspector, "good", "test_release", ev["event_id"])["attributes"] == {"variant": name}
 
 
-def test_an_invalid_event_goes_to_rejected_and_its_neighbour_to_events(stack: Stack) -> None:
+def test_an_invalid_event_is_rejected_with_its_errors_and_its_neighbour_kept(
+    stack: Stack, inspector: DevHostProcess
+) -> None:
     good = event("test_release", "good_neighbour")
     bad = event("test_release", "x" * 51)
     status, reply = post(stack, "test_release", orjson.dumps([good, bad]))
     assert (status, reply) == (200, {"accepted": 1, "rejected": 1})
-    wait_for(stack, {good["event_id"]})
-    rejected = wait_for(stack, {bad["event_id"]}, area="rejected")[bad["event_id"]][0]
-    assert "/event_type" in str(rejected["errors"])
+    assert inspected(inspector, "good", "test_release", good["event_id"])["event_type"] == "good_neighbour"
+    rejected = inspected(inspector, "bad", "test_release", bad["event_id"])
+    assert any(error["path"] == "/event_type" for error in rejected["errors"])
 
 
 def _send_until_accepted(stack: Stack, body: bytes) -> None:
