@@ -71,6 +71,14 @@ def _reversed(row: Row) -> Row:
     return dict(reversed(row.items()))
 
 
+def _swapped(row: Row) -> Row:
+    """The same fields, event_type before event_id: two strings, so a misread would still encode."""
+    keys = list(row)
+    at = keys.index("event_id")
+    keys[at : at + 2] = ["event_type", "event_id"]
+    return {k: row[k] for k in keys}
+
+
 def _without(field: str) -> Callable[[Row], Row]:
     return lambda row: {k: v for k, v in row.items() if k != field}
 
@@ -79,6 +87,7 @@ def _without(field: str) -> Callable[[Row], Row]:
 KEY_ORDERS: dict[str, tuple[int | None, Callable[[Row], Row]]] = {
     "every row in the reverse order": (None, _reversed),
     "one row in the reverse order": (5, _reversed),
+    "one row with two strings swapped": (5, _swapped),
     "one row with a field fewer": (5, _without("screen_width")),
     "every row without a field that has no default": (None, _without("visitor_hash")),
     "one row without a field that has no default": (5, _without("visitor_hash")),
