@@ -41,7 +41,7 @@ import sys
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import accumulate, chain, islice, repeat
+from itertools import accumulate, chain, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -112,6 +112,8 @@ def _unsigned(n: int) -> bytes:
 _WHOLE = [_unsigned(n) for n in range(0x4000)]
 _CONTINUED = [bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(0x4000)]
 _LENGTH = [_varint(i) for i in range(4096)]
+# The count before a block's items; an empty array or map is its end marker alone.
+_BLOCK_HEADS = [b"", *_LENGTH[1:]]
 
 
 def _length(n: int) -> bytes:
@@ -351,11 +353,17 @@ def _merge_constants(columns: list[list[bytes]]) -> list[list[bytes]]:
 
 def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
     """Arrays or maps of `counts[i]` of the encoded `items` each, in one block (fastavro writes one)
-    or the empty one; a column of empty ones (no items, no user attributes) is one list."""
+    or the empty one, in C-level passes; a column of empty ones (no items, no user attributes) is one
+    list."""
     if not items:
         return [b"\x00"] * len(counts)
-    rest = iter(items)
-    return [_length(c) + b"".join(islice(rest, c)) + b"\x00" if c else b"\x00" for c in counts]
+    ends = list(accumulate(counts))
+    bodies = map(b"".join, map(items.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    try:
+        heads = list(map(_BLOCK_HEADS.__getitem__, counts))
+    except IndexError:  # a block of 4,096 items or more
+        heads = [_length(c) if c else b"" for c in counts]
+    return list(map(b"".join, zip(heads, bodies, repeat(b"\x00"))))
 
 
 class Array(Node):
@@ -384,7 +392,7 @@ class Map(Node):
         if not set(map(type, keys)) <= {str}:
             raise _Unusual
         encoded_keys = self.keys.column(keys)
-        encoded_values = self.values.column(list(chain.from_iterable(v.values() for v in values)))
+        encoded_values = self.values.column(list(chain.from_iterable(map(dict.values, values))))
         return _blocks(list(map(len, values)), list(map(bytes.__add__, encoded_keys, encoded_values)))
 
 
@@ -580,8 +588,7 @@ class Union(Node):
             index = self.by_class[cls]
             if cls is NoneType:
                 return [self.prefixes[index]] * len(values)
-            prefix = self.prefixes[index]
-            return [prefix + e for e in self.branches[index].column(values)]
+            return list(map(self.prefixes[index].__add__, self.branches[index].column(values)))
         # Several classes (a map of strings and numbers): each branch encodes its own values as a
         # column, then the encodings are dealt back in row order.
         dealt: dict[type, Iterator[bytes]] = {}

@@ -164,6 +164,23 @@ def test_the_cache_comes_back_when_values_repeat_again() -> None:
     assert (encoder.datums(rows), node.cache.bypass, "same" in node.cache) == (_fastavro(rows), 0, True)
 
 
+MANY = 5000  # items in one array or map: a count beyond the table of short ones
+COLLECTIONS = {
+    "an array of many items beside empty ones": ("bot_indicators", [[], ["x"] * MANY, None, ["y"]]),
+    "a map of many entries beside empty ones": (
+        "attributes",
+        [{}, {f"k{i}": i for i in range(MANY)}, {"a": "b"}],
+    ),
+    "maps of many entries in every row": ("attributes", [{f"k{i}": 1.5 for i in range(MANY)}] * 2),
+}
+
+
+@pytest.mark.parametrize(("field", "values"), COLLECTIONS.values(), ids=COLLECTIONS.keys())
+def test_arrays_and_maps_of_any_size_write_fastavros_datums(field: str, values: list[Any]) -> None:
+    rows = [row | {field: value} for row, value in zip(_rows(len(values)), values, strict=True)]
+    assert _ours(rows) == _fastavro(rows)
+
+
 def _big_row(row: Row) -> Row:
     return row | {"page_title": "t" * 40_000}
 
