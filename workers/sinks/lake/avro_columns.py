@@ -259,7 +259,12 @@ class Long(Node):
         # once: the events of one message share their times, sequence number and sizes.
         if not set(map(type, values)) <= {int}:
             raise _Unusual
-        encoded = {value: self.one(value) for value in set(values)}
+        distinct = set(values)
+        if not distinct:
+            return []
+        if min(distinct) < self.low or max(distinct) > self.high:
+            raise _Unusual
+        encoded = dict(zip(distinct, map(_varint, distinct), strict=True))
         return list(map(encoded.__getitem__, values))
 
 
@@ -540,8 +545,10 @@ class Union(Node):
             branch = branches[other]
             if isinstance(branch, String | Enum | Long | Double | Boolean):
                 null_bytes, prefix = self.prefixes[null], self.prefixes[other]
+                # A string goes past its branch's own cache: one cache per value is enough.
+                encode = branch._encode if isinstance(branch, String) else branch.one
                 self.cache = _Cache(
-                    lambda v: prefix + branch.one(v),
+                    lambda v: prefix + encode(v),
                     {None: null_bytes},
                     (lambda values: _nullable_strings(values, null_bytes, prefix))
                     if isinstance(branch, String)
