@@ -664,6 +664,7 @@ class Encoder:
     def __init__(self, parsed_schema: Any) -> None:
         self.schema = parsed_schema
         self.root = build(parsed_schema)
+        self.headers: dict[str, bytes] = {}
 
     def datums(self, rows: Sequence[Any]) -> list[bytes]:
         """Each row's Avro binary encoding; raises Misfit on a row that does not fit the schema."""
@@ -687,9 +688,7 @@ class Encoder:
         compress = CODECS.get(codec)
         if compress is None:
             raise ValueError(f"unrecognized codec: {codec}")
-        header = io.BytesIO()
-        fastavro.writer(header, self.schema, [], codec=codec, sync_marker=sync_marker)
-        out = [header.getvalue()]
+        out = [self._header(codec), sync_marker]
         datums = self.datums(rows)
         ends = list(accumulate(map(len, datums)))  # bytes up to the end of each row
         start, written = 0, 0
@@ -700,6 +699,15 @@ class Encoder:
             out += (_length(stop - start), _length(len(data)), data, sync_marker)
             start, written = stop, ends[stop - 1]
         return b"".join(out)
+
+    def _header(self, codec: str) -> bytes:
+        """fastavro.writer's header for `codec` up to its sync marker, the header's last 16 bytes:
+        writing it serializes the whole schema, milliseconds per file, the same for every file."""
+        if codec not in self.headers:
+            header = io.BytesIO()
+            fastavro.writer(header, self.schema, [], codec=codec, sync_marker=bytes(16))
+            self.headers[codec] = header.getvalue()[:-16]
+        return self.headers[codec]
 
 
 def _snappy(block: bytes) -> bytes:

@@ -204,3 +204,21 @@ def test_files_split_blocks_as_fastavro_writer_does(
     schema = lake_avro.schema("clickstream")
     fastavro.writer(reference, schema, rows, codec=codec, sync_marker=b"s" * 16, strict_allow_default=True)
     assert Encoder(schema).file(rows, codec=codec, sync_marker=b"s" * 16) == reference.getvalue()
+
+
+def test_one_encoder_writes_each_codec_and_marker_as_fastavro_writer_does() -> None:
+    schema = lake_avro.schema("clickstream")
+    encoder = Encoder(schema)
+    rows = _rows(3)
+    ours, theirs = [], []
+    for codec, marker in [
+        ("snappy", b"a" * 16),
+        ("null", b"b" * 16),
+        ("snappy", b"c" * 16),
+        ("deflate", b"a" * 16),
+    ]:
+        ours.append(encoder.file(rows, codec=codec, sync_marker=marker))
+        reference = io.BytesIO()
+        fastavro.writer(reference, schema, rows, codec=codec, sync_marker=marker, strict_allow_default=True)
+        theirs.append(reference.getvalue())
+    assert ours == theirs
