@@ -8,18 +8,22 @@ fastavro.writer (validator off, the reference) measured in the same run. Candida
 - `fastavro`: fastavro.writer, the reference;
 - `fastavro_strict`: fastavro.writer with strict_allow_default=True, what the lake writer used before;
 - `columns`: workers.sinks.lake.avro_columns.Encoder, what avro.encode uses now;
+- `baseline`: with `--baseline DIR`, the avro_columns.py of another checkout of this repository (a
+  `git worktree add DIR <commit>`), interleaved with the others so that load hits both alike; each
+  result then also carries `ratio_vs_baseline`;
 - `cavro`, `cerializer`: measured only when importable (not project dependencies: cerializer compiles
   generated Cython with a C compiler at first use, which a Function App does not have).
 
 Last line: one JSON object `{"results": [{encoder, codec, rows_per_s, ratio_vs_fastavro, bytes_per_row}],
 "rows", "repeats"}`.
 
-    .venv/bin/python bench/avro.py [--events 10000] [--repeats 5] [--codecs null,snappy]
+    .venv/bin/python bench/avro.py [--events 10000] [--repeats 5] [--codecs null,snappy] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import statistics
@@ -62,7 +66,18 @@ def capture_rows(events: int) -> list[list[dict[str, Any]]]:
     return files
 
 
-def writers() -> dict[str, Writer]:
+def baseline_encoder(checkout: Path) -> Any:
+    """The Encoder class of `checkout`'s avro_columns.py, loaded beside this one's."""
+    path = checkout / "workers" / "sinks" / "lake" / "avro_columns.py"
+    spec = importlib.util.spec_from_file_location("baseline_avro_columns", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no avro_columns.py at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Encoder
+
+
+def writers(baseline: Path | None = None) -> dict[str, Writer]:
     parsed = avro.schema("clickstream")
     marker = b"m" * 16
 
@@ -88,6 +103,9 @@ def writers() -> dict[str, Writer]:
         "fastavro_strict": fastavro_writer(True),
         "columns": lambda rows, codec: encoder.file(rows, codec=codec, sync_marker=marker),
     }
+    if baseline is not None:
+        before = baseline_encoder(baseline)(parsed)
+        out["baseline"] = lambda rows, codec: before.file(rows, codec=codec, sync_marker=marker)
     raw = json.loads((avro.SCHEMA_DIR / "clickstream.avsc").read_text())
     try:
         import cavro  # type: ignore[import-not-found]
@@ -122,11 +140,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--codecs", default=",".join(avro.CODECS))
+    parser.add_argument("--baseline", type=Path, help="another checkout whose encoder to compare with")
     args = parser.parse_args()
 
     files = capture_rows(args.events)
     rows = sum(map(len, files))
-    candidates = writers()
+    candidates = writers(args.baseline)
     results = []
     for codec in args.codecs.split(","):
         times: dict[str, list[float]] = {}
@@ -142,8 +161,11 @@ def main() -> None:
             rate = round(rows / statistics.median(spent))
             results.append({"encoder": name, "codec": codec, "rows_per_s": rate, "bytes": sizes[name]})
     by_codec = {r["codec"]: r["rows_per_s"] for r in results if r["encoder"] == "fastavro"}
+    baseline = {r["codec"]: r["rows_per_s"] for r in results if r["encoder"] == "baseline"}
     for r in results:
         r["ratio_vs_fastavro"] = round(r["rows_per_s"] / by_codec[r["codec"]], 2)
+        if baseline:
+            r["ratio_vs_baseline"] = round(r["rows_per_s"] / baseline[r["codec"]], 2)
         r["bytes_per_row"] = round(r.pop("bytes") / rows, 1)
         print(
             f"{r['encoder']:16s} {r['codec']:10s} {r['rows_per_s']:>9,} rows/s  "

@@ -4,11 +4,16 @@ The encoder is built once per schema from the parsed schema: every schema node b
 `column(values)` turns a list of Python values into the list of their Avro binary encodings. A record
 encodes each field's column (the field's values across all rows, fetched with C-level `map`) and zips the
 columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted call
-per field. Strings, enums, booleans and nullable scalars go through per-field caches of their encoded bytes
-(bounded; most clickstream values repeat: app ids, browsers, countries, versions, null). A long column
-encodes each distinct value once (a message's events share their times); a union column of several
-classes (a map of strings and numbers) encodes each class's values as one column; a column of nulls
-costs one list.
+per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by
+position from `dict.values`, with no lookup by name; a plan per key order maps positions to the schema's
+fields and holds the encoded default of each field the rows leave out. Adjacent columns that hold one
+value in every row (nulls, defaults) are joined into one before the rows are. Strings, enums, booleans
+and nullable scalars go through per-field caches of their encoded bytes (bounded; most clickstream
+values repeat: app ids, browsers, countries, versions, null); a string column that mostly misses (ids)
+gives its cache up for the next BYPASS_COLUMNS columns and is encoded in C-level passes instead. A long
+column encodes each distinct value once (a message's events share their times); a union column of
+several classes (a map of strings and numbers) encodes each class's values as one column; a column of
+nulls costs one list.
 
 Equivalence with fastavro is the contract: for every row the fast path accepts, its bytes equal
 `fastavro.schemaless_writer(..., strict_allow_default=True)`'s (tests/unit/test_avro_columns.py checks it
@@ -28,18 +33,21 @@ holds is its default repeated (capture's rows leave out the link and profile col
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import struct
 import sys
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain, islice, repeat
+from itertools import accumulate, chain, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
 import cramjam
 import fastavro
+from isal import isal_zlib
 
 # fastavro's own choice of zstd module (requirements.txt: backports.zstd before Python 3.14), so that
 # both write the same frames.
@@ -51,6 +59,10 @@ CHUNK_ROWS = 256
 CACHE_ENTRIES = 2048
 CACHE_MAX_CHARS = 96
 CACHE_INT = 1 << 20  # screen sizes, offsets, counters; not timestamps
+# A string column whose values mostly miss the cache (ids) skips it for the next this many columns.
+BYPASS_COLUMNS = 32
+# Key orders of a record's rows, each with its way to the schema's field order.
+MAX_PLANS = 64
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 NoneType = type(None)
@@ -100,6 +112,8 @@ def _unsigned(n: int) -> bytes:
 _WHOLE = [_unsigned(n) for n in range(0x4000)]
 _CONTINUED = [bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(0x4000)]
 _LENGTH = [_varint(i) for i in range(4096)]
+# The count before a block's items; an empty array or map is its end marker alone.
+_BLOCK_HEADS = [b"", *_LENGTH[1:]]
 
 
 def _length(n: int) -> bytes:
@@ -111,15 +125,63 @@ def _string(value: Any) -> bytes:
     return _length(len(data)) + data
 
 
-class _Cache(dict[Any, bytes]):
-    """Encoded bytes per value; a miss encodes with `encode` (which type-checks); small values stay."""
+@functools.cache
+def _lengths(prefix: bytes) -> list[bytes]:
+    """`prefix` (a union branch's index, or nothing) and the varint of each length below 4096."""
+    return [prefix + length for length in _LENGTH]
 
-    def __init__(self, encode: Callable[[Any], bytes], preset: dict[Any, bytes] | None = None) -> None:
+
+def _strings(values: Sequence[Any], prefix: bytes) -> list[bytes]:
+    """Each str encoded with `prefix` before it, in C-level passes over the column and no cache (for ids,
+    which never repeat). A value that is not a str raises TypeError, as the cache's type check would;
+    surrogates raise as in fastavro."""
+    data = list(map(str.encode, values))
+    try:
+        return list(map(bytes.__add__, map(_lengths(prefix).__getitem__, map(len, data)), data))
+    except IndexError:  # a string of 4 KiB or more
+        return [prefix + _length(len(d)) + d for d in data]
+
+
+def _nullable_strings(values: Sequence[Any], null: bytes, prefix: bytes) -> list[bytes]:
+    """`_strings` for a ["null", "string"] union: None as `null`, a str with its branch's `prefix`."""
+    if None not in values:
+        return _strings(values, prefix)
+    encoded = iter(_strings([v for v in values if v is not None], prefix))
+    return [null if v is None else next(encoded) for v in values]
+
+
+class _Cache(dict[Any, bytes]):
+    """Encoded bytes per value; a miss encodes with `encode` (which type-checks); small values stay.
+
+    With `uncached`, which encodes a whole column the same way without the cache: a column that
+    misses more than it hits (ids, fresh per event) turns the cache off for the next BYPASS_COLUMNS
+    columns, where it would cost a Python call per value and evict the values that do repeat."""
+
+    def __init__(
+        self,
+        encode: Callable[[Any], bytes],
+        preset: dict[Any, bytes] | None = None,
+        uncached: Callable[[Sequence[Any]], list[bytes]] | None = None,
+    ) -> None:
         super().__init__(preset or {})
         self.encode = encode
         self.preset = dict(preset or {})
+        self.uncached = uncached
+        self.misses = 0
+        self.bypass = 0
+
+    def column(self, values: Sequence[Any]) -> list[bytes]:
+        if self.bypass:
+            self.bypass -= 1
+            return self.uncached(values)  # type: ignore[misc]  # bypass is only set with uncached
+        misses = self.misses
+        encoded = list(map(self.__getitem__, values))
+        if self.uncached is not None and (self.misses - misses) * 2 > len(values):
+            self.bypass = BYPASS_COLUMNS
+        return encoded
 
     def __missing__(self, value: Any) -> bytes:
+        self.misses += 1
         encoded = self.encode(value)
         cls = value.__class__
         if (
@@ -197,7 +259,12 @@ class Long(Node):
         # once: the events of one message share their times, sequence number and sizes.
         if not set(map(type, values)) <= {int}:
             raise _Unusual
-        encoded = {value: self.one(value) for value in set(values)}
+        distinct = set(values)
+        if not distinct:
+            return []
+        if min(distinct) < self.low or max(distinct) > self.high:
+            raise _Unusual
+        encoded = dict(zip(distinct, map(_varint, distinct), strict=True))
         return list(map(encoded.__getitem__, values))
 
 
@@ -222,7 +289,7 @@ class String(Node):
     classes = (str,)
 
     def __init__(self) -> None:
-        self.cache = _Cache(self._encode)
+        self.cache = _Cache(self._encode, uncached=lambda values: _strings(values, b""))
 
     @staticmethod
     def _encode(value: Any) -> bytes:
@@ -235,7 +302,7 @@ class String(Node):
 
     def column(self, values: Sequence[Any]) -> list[bytes]:
         # Only str keys enter the cache, and only a str equals a str: no type check needed before it.
-        return list(map(self.cache.__getitem__, values))
+        return self.cache.column(values)
 
 
 class Bytes(Node):
@@ -270,13 +337,38 @@ class Enum(Node):
         return list(map(self.table.__getitem__, values))
 
 
+def _merge_constants(columns: list[list[bytes]]) -> list[list[bytes]]:
+    """Each run of adjacent columns that hold one value in every row (nulls, defaults, a chunk's app)
+    as one column: each row's join then takes fewer pieces."""
+    merged: list[list[bytes]] = []
+    run: bytes | None = None
+    for column in columns:
+        first = column[0]
+        if column[-1] == first and column.count(first) == len(column):
+            run = first if run is None else run + first
+            continue
+        if run is not None:
+            merged.append([run] * len(column))
+            run = None
+        merged.append(column)
+    if run is not None:
+        merged.append([run] * len(columns[0]))
+    return merged
+
+
 def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
     """Arrays or maps of `counts[i]` of the encoded `items` each, in one block (fastavro writes one)
-    or the empty one; a column of empty ones (no items, no user attributes) is one list."""
+    or the empty one, in C-level passes; a column of empty ones (no items, no user attributes) is one
+    list."""
     if not items:
         return [b"\x00"] * len(counts)
-    rest = iter(items)
-    return [_length(c) + b"".join(islice(rest, c)) + b"\x00" if c else b"\x00" for c in counts]
+    ends = list(accumulate(counts))
+    bodies = map(b"".join, map(items.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    try:
+        heads = list(map(_BLOCK_HEADS.__getitem__, counts))
+    except IndexError:  # a block of 4,096 items or more
+        heads = [_length(c) if c else b"" for c in counts]
+    return list(map(b"".join, zip(heads, bodies, repeat(b"\x00"))))
 
 
 class Array(Node):
@@ -305,7 +397,7 @@ class Map(Node):
         if not set(map(type, keys)) <= {str}:
             raise _Unusual
         encoded_keys = self.keys.column(keys)
-        encoded_values = self.values.column(list(chain.from_iterable(v.values() for v in values)))
+        encoded_values = self.values.column(list(chain.from_iterable(map(dict.values, values))))
         return _blocks(list(map(len, values)), list(map(bytes.__add__, encoded_keys, encoded_values)))
 
 
@@ -326,6 +418,7 @@ class Record(Node):
         self.nodes = [node for _, node, _ in self.fields]
         self.values_of = itemgetter(*(name for name, _, _ in self.fields))
         self.size = len(self.fields)
+        self.plans: dict[tuple[Any, ...], list[tuple[Node | None, Any]]] = {}
 
     def column(self, values: Sequence[Any]) -> list[bytes]:
         if len(values) <= CHUNK_ROWS:
@@ -342,6 +435,13 @@ class Record(Node):
             return [b""] * len(values)
         if not set(map(type, values)) <= {dict}:
             raise _Unusual
+        plan = self._plan(values)
+        if plan is not None:
+            # The rows' values in their own key order, each column read by position: no lookup by name.
+            transposed = list(zip(*map(dict.values, values), strict=True))
+            count = len(values)
+            columns = [node.column(transposed[at]) if node is not None else [at] * count for node, at in plan]
+            return list(map(b"".join, zip(*_merge_constants(columns), strict=True)))
         raw: Iterable[Sequence[Any]]
         if set(map(len, values)) <= {self.size}:
             # A row with all its keys has no extras (same count); a missing one raises KeyError here.
@@ -353,6 +453,37 @@ class Record(Node):
             raw = self._sparse(values)
         columns = [node.column(column) for node, column in zip(self.nodes, raw, strict=True)]
         return list(map(b"".join, zip(*columns, strict=True)))
+
+    def _plan(self, values: Sequence[dict[Any, Any]]) -> list[tuple[Node | None, Any]] | None:
+        """When every row holds the same keys in the same order (rows built alike, as capture's are),
+        the fields in schema order as (node, position of the field in a row's values), or (None, its
+        encoded default) for a field the rows leave out, runs of those merged into one; else None."""
+        order = tuple(values[0])
+        if list(map(tuple, values)).count(order) != len(values):
+            return None
+        plan = self.plans.get(order)
+        if plan is None:
+            plan = self._make_plan(order)
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            self.plans[order] = plan
+        return plan
+
+    def _make_plan(self, order: tuple[Any, ...]) -> list[tuple[Node | None, Any]]:
+        position = {name: at for at, name in enumerate(order)}
+        if not position.keys() <= self.names:
+            raise _Unusual
+        plan: list[tuple[Node | None, Any]] = []
+        for name, node, default in self.fields:
+            if name in position:
+                plan.append((node, position[name]))
+                continue
+            encoded = node.one(default)  # a field without a default: _NO_DEFAULT, which raises _Unusual
+            if plan and plan[-1][0] is None:
+                plan[-1] = (None, plan[-1][1] + encoded)
+            else:
+                plan.append((None, encoded))
+        return plan
 
     def _sparse(self, values: Sequence[dict[str, Any]]) -> list[Sequence[Any]]:
         """The columns of rows that leave fields to their defaults (capture's leave out the link and
@@ -413,9 +544,15 @@ class Union(Node):
             null, other = nullable[0], 1 - nullable[0]
             branch = branches[other]
             if isinstance(branch, String | Enum | Long | Double | Boolean):
+                null_bytes, prefix = self.prefixes[null], self.prefixes[other]
+                # A string goes past its branch's own cache: one cache per value is enough.
+                encode = branch._encode if isinstance(branch, String) else branch.one
                 self.cache = _Cache(
-                    lambda v: self.prefixes[other] + branch.one(v),
-                    {None: self.prefixes[null]},
+                    lambda v: prefix + encode(v),
+                    {None: null_bytes},
+                    (lambda values: _nullable_strings(values, null_bytes, prefix))
+                    if isinstance(branch, String)
+                    else None,
                 )
                 if not isinstance(branch, String | Enum):
                     self.cache_classes = {NoneType, *branch.classes}
@@ -447,7 +584,7 @@ class Union(Node):
 
     def column(self, values: Sequence[Any]) -> list[bytes]:
         if self.cache is not None and self.cache_classes is None:
-            return list(map(self.cache.__getitem__, values))
+            return self.cache.column(values)
         classes = set(map(type, values))
         if self.cache is not None and self.cache_classes is not None and classes <= self.cache_classes:
             return list(map(self.cache.__getitem__, values))
@@ -458,8 +595,7 @@ class Union(Node):
             index = self.by_class[cls]
             if cls is NoneType:
                 return [self.prefixes[index]] * len(values)
-            prefix = self.prefixes[index]
-            return [prefix + e for e in self.branches[index].column(values)]
+            return list(map(self.prefixes[index].__add__, self.branches[index].column(values)))
         # Several classes (a map of strings and numbers): each branch encodes its own values as a
         # column, then the encodings are dealt back in row order.
         dealt: dict[type, Iterator[bytes]] = {}
@@ -528,6 +664,7 @@ class Encoder:
     def __init__(self, parsed_schema: Any) -> None:
         self.schema = parsed_schema
         self.root = build(parsed_schema)
+        self.headers: dict[str, bytes] = {}
 
     def datums(self, rows: Sequence[Any]) -> list[bytes]:
         """Each row's Avro binary encoding; raises Misfit on a row that does not fit the schema."""
@@ -551,23 +688,33 @@ class Encoder:
         compress = CODECS.get(codec)
         if compress is None:
             raise ValueError(f"unrecognized codec: {codec}")
-        header = io.BytesIO()
-        fastavro.writer(header, self.schema, [], codec=codec, sync_marker=sync_marker)
-        out = [header.getvalue()]
+        out = [self._header(codec), sync_marker]
         datums = self.datums(rows)
-        start, size = 0, 0
-        for index, datum in enumerate(datums):
-            size += len(datum)
-            if size >= BLOCK_BYTES or index == len(datums) - 1:
-                data = compress(b"".join(datums[start : index + 1]))
-                out += (_length(index + 1 - start), _length(len(data)), data, sync_marker)
-                start, size = index + 1, 0
+        ends = list(accumulate(map(len, datums)))  # bytes up to the end of each row
+        start, written = 0, 0
+        while start < len(datums):
+            # The block ends with the row that takes it to BLOCK_BYTES, or with the last row.
+            stop = min(bisect_left(ends, written + BLOCK_BYTES, lo=start) + 1, len(datums))
+            data = compress(b"".join(datums[start:stop]))
+            out += (_length(stop - start), _length(len(data)), data, sync_marker)
+            start, written = stop, ends[stop - 1]
         return b"".join(out)
+
+    def _header(self, codec: str) -> bytes:
+        """fastavro.writer's header for `codec` up to its sync marker, the header's last 16 bytes:
+        writing it serializes the whole schema, milliseconds per file, the same for every file."""
+        if codec not in self.headers:
+            header = io.BytesIO()
+            fastavro.writer(header, self.schema, [], codec=codec, sync_marker=bytes(16))
+            self.headers[codec] = header.getvalue()[:-16]
+        return self.headers[codec]
 
 
 def _snappy(block: bytes) -> bytes:
-    # Avro's snappy block: raw snappy, then the big-endian CRC32 of the uncompressed bytes.
-    return bytes(cramjam.snappy.compress_raw(block)) + (zlib.crc32(block) & 0xFFFFFFFF).to_bytes(4, "big")
+    # Avro's snappy block: raw snappy (cramjam's, as fastavro's), then the big-endian CRC32 of the
+    # uncompressed bytes. ISA-L's CRC32 is zlib's, several times faster (bench/avro.py --codecs snappy).
+    compressed = cramjam.snappy.compress_raw(block)
+    return b"".join((compressed, isal_zlib.crc32(block).to_bytes(4, "big")))
 
 
 CODECS: dict[str, Callable[[bytes], bytes]] = {
