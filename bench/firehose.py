@@ -16,7 +16,8 @@
    for --seconds (4 events per request); each event's latency is from the 200 answer of its request
    to the receiver logging it. p50 and p95 over all events.
 
-Last line: one JSON object with `events_per_s`, `latency_p50_s`, `latency_p95_s` and the parameters.
+Last line: one JSON object with `events_per_s`, `latency_p50_s`, `latency_p95_s`, the firehose's own CPU
+µs per event by part (`own_cpu_us_per_event`: select, plan, deliver; `part_timers`) and the parameters.
 
     .venv/bin/python bench/firehose.py [--events 20000] [--repeats 3] [--rate 200] [--seconds 20]
 """
@@ -31,8 +32,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,14 +51,44 @@ from devstack.stack import run_stack  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.firehose import enrichment, registry  # noqa: E402
+from workers.sinks.firehose import sink as firehose_sink  # noqa: E402
 from workers.sinks.firehose.durable import Outbox, open_queue_service  # noqa: E402
 from workers.sinks.firehose.sink import Firehose  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
 from workers.stream.stage import tune_gc  # noqa: E402
 
 
-def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, float, int]:
-    """(firehose events/s per CPU second, enrichment-only events/s per CPU second, events)."""
+@contextmanager
+def part_timers() -> Iterator[dict[str, float]]:
+    """CPU seconds of each part of `Firehose.process` while the block runs, by wrapping the functions
+    it calls: enrich (the shared stage), select (filter, shape, encode), plan (cut the batches, record
+    the cuts); the rest of the process time is delivery (signing, the POSTs in their threads, the
+    retry bookkeeping)."""
+    spent = dict.fromkeys(("enrich", "select", "plan"), 0.0)
+
+    def timed(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[part] += time.process_time() - start
+
+        return wrapper
+
+    originals = (firehose_sink.enrich, firehose_sink.select, Firehose.plan)
+    firehose_sink.enrich = timed("enrich", firehose_sink.enrich)  # type: ignore[assignment]
+    firehose_sink.select = timed("select", firehose_sink.select)  # type: ignore[assignment]
+    Firehose.plan = timed("plan", Firehose.plan)  # type: ignore[method-assign]
+    try:
+        yield spent
+    finally:
+        firehose_sink.enrich, firehose_sink.select, Firehose.plan = originals  # type: ignore[method-assign]
+
+
+def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, float, int, dict[str, float]]:
+    """(firehose events/s per CPU second, enrichment-only events/s per CPU second, events, and the
+    firehose's own CPU µs per event by part: select, plan, deliver)."""
     with run_azurite(state / "azurite", log=state / "azurite.log") as azurite:
         port = free_port()
         received = state / "received.jsonl"
@@ -89,20 +123,25 @@ def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, flo
             batches = workload(total_events)
             tune_gc()  # as the firehose's Function App process does (get_firehose)
             firehose_cpu, enrich_cpu = [], []
+            parts: dict[str, list[float]] = {"select": [], "plan": [], "deliver": []}
             events = 0
             for _ in range(repeats):
                 capture = enrichment.build(settings, pipeline, with_state=False)
                 outbox = Outbox(open_lake(settings), open_queue_service(settings), settings)
                 firehose = Firehose(capture, registry.load(settings), outbox, settings)
                 spent, events = 0.0, 0
-                for batch in batches:
-                    cpu = time.process_time()
-                    result = firehose.process(batch)
-                    spent += time.process_time() - cpu
-                    if result.counts["delivered"] != result.counts["items"]:
-                        raise RuntimeError(f"not everything was delivered: {dict(result.counts)}")
-                    events += result.counts["delivered"]
+                with part_timers() as part:
+                    for batch in batches:
+                        cpu = time.process_time()
+                        result = firehose.process(batch)
+                        spent += time.process_time() - cpu
+                        if result.counts["delivered"] != result.counts["items"]:
+                            raise RuntimeError(f"not everything was delivered: {dict(result.counts)}")
+                        events += result.counts["delivered"]
                 firehose_cpu.append(spent)
+                parts["select"].append(part["select"])
+                parts["plan"].append(part["plan"])
+                parts["deliver"].append(spent - sum(part.values()))
                 firehose.close()
                 plain = enrichment.build(settings, pipeline, with_state=False)
                 cpu = time.process_time()
@@ -111,7 +150,8 @@ def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, flo
                 enrich_cpu.append(time.process_time() - cpu)
         finally:
             stop(receiver)
-    return events / statistics.median(firehose_cpu), events / statistics.median(enrich_cpu), events
+    own_us = {name: 1e6 * statistics.median(cpu) / events for name, cpu in parts.items()}
+    return events / statistics.median(firehose_cpu), events / statistics.median(enrich_cpu), events, own_us
 
 
 def latency(rate: float, seconds: float, state: Path) -> tuple[float, float, int, int]:
@@ -163,11 +203,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-firehose-") as tmp:
-        events_per_s, enrich_per_s, events = throughput(args.events, args.repeats, Path(tmp) / "throughput")
+        events_per_s, enrich_per_s, events, own_us = throughput(
+            args.events, args.repeats, Path(tmp) / "throughput"
+        )
         print(f"firehose (enrich+filter+shape+sign+POST): {events_per_s:,.0f} events/s per CPU second")
         print(f"enrichment alone, same batches:           {enrich_per_s:,.0f} events/s per CPU second")
         sink_per_s = events / (events / events_per_s - events / enrich_per_s)
         print(f"the sink stage alone (derived):           {sink_per_s:,.0f} events/s per CPU second")
+        print("  of which, CPU µs per event: " + ", ".join(f"{k} {v:.2f}" for k, v in own_us.items()))
         p50, p95, sent, received = latency(args.rate, args.seconds, Path(tmp) / "latency")
         print(f"accept-to-receiver latency at {args.rate:.0f} events/s: p50 {p50:.3f} s, p95 {p95:.3f} s")
     print(
@@ -177,6 +220,7 @@ def main() -> None:
                 "enrich_only_events_per_s": round(enrich_per_s),
                 "ratio_vs_enrich_only": round(events_per_s / enrich_per_s, 3),
                 "sink_only_events_per_s": round(sink_per_s),
+                "own_cpu_us_per_event": {part: round(us, 2) for part, us in own_us.items()},
                 "latency_p50_s": round(p50, 3),
                 "latency_p95_s": round(p95, 3),
                 "events": events,

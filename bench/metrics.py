@@ -6,14 +6,15 @@
    time (what "per core" means on a shared machine), median of --repeats runs. `events_per_s` is the
    whole sink; within the same run, `enrich_only_events_per_s` is its `Stage.run` part and
    `sink_only_events_per_s` the metrics' own work (grouping the rows and the table writes), the part
-   this sink adds to the shared stage.
+   this sink adds to the shared stage; `own_cpu_us_per_event` splits it into its two parts.
 2. Latency: the whole local stack (Azurite, the Event Hubs endpoint, the lake's dev host, and the
    real-time app's dev host running the metrics sink with its 200 ms max wait); --rate events/s posted
    to the collector for --seconds (4 events per request, signed as the demo app's server). GET
    /api/metrics is polled every 100 ms; the i-th event accepted is counted when the API's event total
    first reaches i (the total only grows, and every accepted event is counted once). p50 and p95.
 
-Last line: one JSON object with `events_per_s`, `latency_p95_s`, `latency_p50_s` and the parameters.
+Last line: one JSON object with `events_per_s`, `latency_p95_s`, `latency_p50_s`, the metrics' own CPU
+µs per event by part (`own_cpu_us_per_event`: rows, writes) and the parameters.
 
     .venv/bin/python bench/metrics.py [--events 20000] [--repeats 3] [--rate 200] [--seconds 20]
 """
@@ -52,12 +53,16 @@ from workers.stream.stage import tune_gc  # noqa: E402
 from workers.synthetic import server_key  # noqa: E402
 
 
-def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, float, float, int]:
-    """(sink, enrichment-only, metrics-only) events/s per CPU second, and the events of one run."""
+def throughput(
+    total_events: int, repeats: int, state: Path
+) -> tuple[float, float, float, int, dict[str, float]]:
+    """(sink, enrichment-only, metrics-only) events/s per CPU second, the events of one run, and the
+    metrics' own work per event in CPU µs: `rows` (grouping and counting) and `writes` (the rows
+    read, merged and written, one table transaction per app and scope)."""
     with run_azurite(state / "azurite", log=state / "azurite.log") as azurite:
         pipeline = build_pipeline()
         batches = workload(total_events)
-        whole, enrich, own = [], [], []
+        whole, enrich, own, rows, writes = [], [], [], [], []
         events = 0
         for repeat in range(repeats):
             settings = Settings.from_env(
@@ -71,24 +76,30 @@ def throughput(total_events: int, repeats: int, state: Path) -> tuple[float, flo
             tune_gc()  # as the real-time app's process does (get_metrics)
             sink.store.ensure_table()
             sink.stage.store = None  # the stage's state I/O is capture's cost too, in bench/capture.py
-            spent_stage = spent_own = 0.0
+            spent_stage = spent_own = spent_rows = 0.0
             events = 0
             # MetricsSink.process, step by step, so that each part is timed on its own.
             for batch in batches:
                 cpu = time.process_time()
                 output = sink.stage.run(batch)
                 staged = time.process_time()
-                sink.store.apply(pending_rows(sink.store, output), datetime.now(UTC))
+                pending = pending_rows(sink.store, output)
+                counted = time.process_time()
+                sink.store.apply(pending, datetime.now(UTC))
                 for partition in output.partitions:
                     sink.stage.commit(partition)
                 spent_own += time.process_time() - staged
+                spent_rows += counted - staged
                 spent_stage += staged - cpu
                 events += output.counts["events"]
             whole.append(spent_stage + spent_own)
             enrich.append(spent_stage)
             own.append(spent_own)
+            rows.append(spent_rows)
+            writes.append(spent_own - spent_rows)
     per = statistics.median
-    return events / per(whole), events / per(enrich), events / per(own), events
+    breakdown = {"rows": 1e6 * per(rows) / events, "writes": 1e6 * per(writes) / events}
+    return events / per(whole), events / per(enrich), events / per(own), events, breakdown
 
 
 def latency(rate: float, seconds: float, state: Path) -> tuple[float, float, int, int]:
@@ -169,12 +180,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
-        events_per_s, enrich_per_s, own_per_s, events = throughput(
+        events_per_s, enrich_per_s, own_per_s, events, own_us = throughput(
             args.events, args.repeats, Path(tmp) / "tp"
         )
         print(f"metrics sink (stage + counter rows):  {events_per_s:,.0f} events/s per CPU second")
         print(f"enrichment alone, same batches:       {enrich_per_s:,.0f} events/s per CPU second")
         print(f"the metrics' own work (rows + writes): {own_per_s:,.0f} events/s per CPU second")
+        print(f"  of which, per event: rows {own_us['rows']:.2f} µs, writes {own_us['writes']:.2f} µs")
         p50, p95, sent, counted = latency(args.rate, args.seconds, Path(tmp) / "latency")
         print(f"accept-to-API latency at {args.rate:.0f} events/s: p50 {p50:.3f} s, p95 {p95:.3f} s")
     print(
@@ -184,6 +196,7 @@ def main() -> None:
                 "enrich_only_events_per_s": round(enrich_per_s),
                 "sink_only_events_per_s": round(own_per_s),
                 "ratio_vs_enrich_only": round(events_per_s / enrich_per_s, 3),
+                "own_cpu_us_per_event": {part: round(us, 2) for part, us in own_us.items()},
                 "latency_p50_s": round(p50, 3),
                 "latency_p95_s": round(p95, 3),
                 "events": events,

@@ -19,7 +19,8 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -36,9 +37,9 @@ TIMESTAMP_FIELDS = ("event_timestamp", "received_at", "session_start", "hub_enqu
 Position = tuple[str, int, int]
 
 
-@dataclass(frozen=True)
-class Item:
-    """One event ready for a destination: where it came from, its visitor, its JSON."""
+class Item(NamedTuple):
+    """One event ready for a destination: where it came from, its visitor, its JSON. (A tuple: one is
+    made per event and destination, and a frozen dataclass took ~4x as long to make.)"""
 
     position: Position
     visitor_hash: str
@@ -127,11 +128,13 @@ def iso(ms: Any) -> Any:
 
 
 def iso_timestamps(row: dict[str, Any]) -> dict[str, Any]:
-    """The row's millisecond timestamps as ISO-8601, in place (once per row, whatever the destinations)."""
+    """The row's millisecond timestamps as ISO-8601, in place (once per row, whatever the destinations).
+    `iso` inlined for a second seen before: this runs for every field of every event."""
     for name in TIMESTAMP_FIELDS:
         value = row.get(name)
         if value.__class__ is int:
-            row[name] = iso(value)
+            text = _SECONDS.get(value // 1000)
+            row[name] = iso(value) if text is None else text + _MILLIS[value % 1000]
     return row
 
 
@@ -147,6 +150,11 @@ def query(url: Any) -> dict[str, list[str]] | None:
 def shape(row: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
     """The event as `destination` wants it, from an enriched row (left as it is)."""
     return view(iso_timestamps(dict(row)), destination)
+
+
+def is_plain(destination: Destination) -> bool:
+    """The destination takes the default payload: `view` gives it the row as it is."""
+    return destination.fields is None and not destination.query_params
 
 
 def view(row: dict[str, Any], destination: Destination) -> dict[str, Any]:
@@ -173,6 +181,9 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(event, default=str)
 
 
+_POSITION, _DATA = itemgetter(0), itemgetter(2)  # of an Item
+
+
 def chunk(
     destination: str,
     items: Iterable[Item],
@@ -180,18 +191,36 @@ def chunk(
     max_events: int = MAX_EVENTS,
     max_bytes: int = MAX_BYTES,
 ) -> Iterator[Chunk]:
-    """Consecutive batches in the given (hub) order; a batch also ends after any position in `cuts`."""
-    batch: list[Item] = []
-    size = ENVELOPE_BYTES
-    for item in items:
-        added = len(item.data) + (1 if batch else 0)
-        if batch and (len(batch) >= max_events or size + added > max_bytes):
-            yield Chunk(destination, tuple(batch))
-            batch, size, added = [], ENVELOPE_BYTES, len(item.data)
-        batch.append(item)
+    """Consecutive batches in the given (hub) order, each as long as the limits allow; a batch also
+    ends after any position in `cuts`. Most batches are simply the next `max_events` items: a window
+    that fits `max_bytes` and holds no cut is taken whole (its sizes summed in C); else the batch is
+    grown item by item."""
+    items = list(items)
+    start = 0
+    while start < len(items):
+        window = items[start : start + max_events]
+        body = ENVELOPE_BYTES + sum(map(len, map(_DATA, window))) + len(window) - 1
+        if body <= max_bytes and cuts.isdisjoint(map(_POSITION, window)):
+            end = start + len(window)
+        else:
+            end = _batch_end(items, start, cuts, max_events, max_bytes)
+        yield Chunk(destination, tuple(items[start:end]))
+        start = end
+
+
+def _batch_end(
+    items: list[Item], start: int, cuts: frozenset[Position], max_events: int, max_bytes: int
+) -> int:
+    """Where the batch that begins at `start` ends: after the last item that fits, or after a cut.
+    Its first item always goes in, whatever its size."""
+    end, size = start, ENVELOPE_BYTES
+    while end < len(items):
+        item = items[end]
+        added = len(item.data) + (1 if end > start else 0)
+        if end > start and (end - start >= max_events or size + added > max_bytes):
+            break
         size += added
+        end += 1
         if item.position in cuts:
-            yield Chunk(destination, tuple(batch))
-            batch, size = [], ENVELOPE_BYTES
-    if batch:
-        yield Chunk(destination, tuple(batch))
+            break
+    return end

@@ -13,19 +13,30 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import compress, repeat
+from operator import floordiv
 
 from workers import logs
 from workers.enrich.base import Pipeline, Row
 from workers.settings import Settings, get_settings
-from workers.sinks.metrics.counters import EVENT, FAILED, REJECTED, STEPS, bucket, parse_bucket, scopes
+from workers.sinks.metrics.counters import (
+    EVENT,
+    FAILED,
+    REJECTED,
+    STEPS,
+    bucket,
+    event_columns,
+    parse_bucket,
+    scopes,
+)
 from workers.sinks.metrics.store import ERRORS, MetricsStore, Pending, open_metrics_store
-from workers.stream.stage import HubMessage, PartitionOutput, Stage, StageOutput, tune_gc
+from workers.stream.stage import HubMessage, PartitionOutput, Stage, Staged, StageOutput, tune_gc
 
 log = logging.getLogger("hubcap.metrics")
-APP_ONLY = ("app",)
+MINUTE_MS = 60_000
 
 
 def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:
@@ -51,30 +62,52 @@ class _Partition:
         self._minutes: dict[tuple[str, str, int], Pending] = {}
 
     def add_all(self) -> None:
-        for kind, records in ((EVENT, self.partition.events), (REJECTED, self.partition.rejected)):
+        if self.partition.events:
+            self.add_events(self.partition.events)
+        for kind, records in ((REJECTED, self.partition.rejected), (FAILED, self.partition.failed)):
             for staged in records:
                 self.add(kind, staged.app_id, staged.received_at, staged.row)
-        for staged in self.partition.failed:
-            self.add(FAILED, staged.app_id, staged.received_at, staged.row)
+
+    def add_events(self, records: Sequence[Staged]) -> None:
+        """The events, a column at a time (counters.event_columns reads each row once): a batch's
+        events mostly share one app and minute, so they are grouped by (app, minute) in a few passes
+        in C and each group goes to its row in one piece; only branded links' events, which add to
+        more scopes, are looked at one by one."""
+        rows, apps, received, _ = zip(*records, strict=True)
+        columns = event_columns(rows)
+        sequences = list(map(int, columns[0]))
+        keys = list(zip(apps, map(floordiv, received, repeat(MINUTE_MS)), strict=True))
+        if keys.count(keys[0]) == len(keys):
+            self._minute(*keys[0], "app").add_events(sequences, rows, columns)
+        else:
+            groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+            for i, key in enumerate(keys):
+                groups[key].append(i)
+            for (app_id, minute), indices in groups.items():
+                part = [rows[i] for i in indices]
+                self._minute(app_id, minute, "app").add_events([sequences[i] for i in indices], part, None)
+        link_ids, domains, workspaces = columns[-4:-1]
+        for i in compress(range(len(rows)), map(any, zip(link_ids, domains, workspaces, strict=True))):
+            app_id, minute = keys[i]
+            for scope in scopes(rows[i])[1:]:
+                self._minute(app_id, minute, scope).add(sequences[i], EVENT, rows[i])
 
     def add(self, kind: str, app_id: str, received_at: int, row: Row) -> None:
+        """A rejected or failed record: the app's minute and its errors row."""
         sequence = int(row["hub_sequence_number"])
-        # Most events are no branded link's: their one scope is known without scopes()' look-ups.
-        linked = kind == EVENT and (row.get("link_id") or row.get("link_domain") or row.get("link_workspace"))
-        for scope in scopes(row) if linked else APP_ONLY:
-            self._minute(app_id, scope, received_at).add(sequence, kind, row)
-        if kind != EVENT:
-            self._row(self.store.partition_key(app_id, "app"), ERRORS, None).add(sequence, kind, row)
+        self._minute(app_id, received_at // MINUTE_MS, "app").add(sequence, kind, row)
+        self._row(self.store.partition_key(app_id, "app"), ERRORS, None).add(sequence, kind, row)
 
-    def _minute(self, app_id: str, scope: str, received_at: int) -> Pending:
-        key = (app_id, scope, received_at // 60_000)
-        minute = self._minutes.get(key)
-        if minute is None:
+    def _minute(self, app_id: str, minute: int, scope: str) -> Pending:
+        key = (app_id, scope, minute)
+        row = self._minutes.get(key)
+        if row is None:
             partition_key = self.store.partition_key(app_id, scope)
-            minute = self._minutes[key] = self._row(partition_key, "minute", bucket(received_at, "minute"))
+            received_at = minute * MINUTE_MS
+            row = self._minutes[key] = self._row(partition_key, "minute", bucket(received_at, "minute"))
             for step in STEPS[1:]:
-                self._row(partition_key, step, bucket(received_at, step)).add_part(minute)
-        return minute
+                self._row(partition_key, step, bucket(received_at, step)).add_part(row)
+        return row
 
     def _row(self, partition_key: str, step: str, bucket_text: str | None) -> Pending:
         """`step` ERRORS with no bucket: the app's errors row."""

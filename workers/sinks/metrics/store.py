@@ -49,7 +49,16 @@ from workers import logs
 from workers.connections import lake_table
 from workers.enrich.base import Row
 from workers.settings import Settings
-from workers.sinks.metrics.counters import DIMENSIONS, REJECTED, TOP_N, Counts, sketch_bytes, sketch_from
+from workers.sinks.metrics.counters import (
+    DIMENSIONS,
+    EVENT,
+    REJECTED,
+    TOP_N,
+    Counts,
+    event_columns,
+    sketch_bytes,
+    sketch_from,
+)
 from workers.sinks.metrics.transaction import Write, submit
 
 log = logging.getLogger("hubcap.metrics")
@@ -80,30 +89,50 @@ class Pending:
     """A row that one batch of one hub partition adds to: the batch's records for it, with their
     sequence numbers, and (once closed) their counts: what a row that has applied none of them gets.
     An hour or day row is the roll-up of the batch's minute rows in it (`parts`): the records are
-    counted once, in the minute. `bucket` None is the app's errors row."""
+    counted once, in the minute. `bucket` None is the app's errors row. Events are kept as two
+    parallel columns (their sequence numbers and rows), so that a batch's events are counted in one
+    `Counts.add_events`; rejected and failed records, rare, one by one in `others`."""
 
     partition_key: str
     row_key: str
     bucket: datetime | None
-    items: list[tuple[int, str, Row]] = field(default_factory=list)
+    sequences: list[int] = field(default_factory=list)
+    events: list[Row] = field(default_factory=list)
+    others: list[tuple[int, str, Row]] = field(default_factory=list)
+    columns: list[tuple[Any, ...]] | None = None
     parts: list[Pending] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     first_sequence: int = sys.maxsize
     last_sequence: int = -1
 
     def add(self, sequence: int, kind: str, row: Row) -> None:
-        self.items.append((sequence, kind, row))
+        if kind == EVENT:
+            self.columns = None
+            self.sequences.append(sequence)
+            self.events.append(row)
+        else:
+            self.others.append((sequence, kind, row))
+
+    def add_events(
+        self, sequences: Sequence[int], rows: Sequence[Row], columns: list[tuple[Any, ...]] | None
+    ) -> None:
+        """`columns`: the rows' counters.event_columns, when the caller read them already."""
+        self.columns = columns if not self.events else None
+        self.sequences.extend(sequences)
+        self.events.extend(rows)
 
     def add_part(self, part: Pending) -> None:
         self.parts.append(part)
 
     def close(self) -> None:
         """Counts the records, all at once, and folds the parts in; parts are closed first."""
-        if self.items:
-            sequences = [item[0] for item in self.items]
+        if self.sequences or self.others:
+            sequences = [*self.sequences, *(item[0] for item in self.others)]
             self.first_sequence, self.last_sequence = min(sequences), max(sequences)
             if self.bucket is not None:
-                self.counts.add_records((kind, row) for _, kind, row in self.items)
+                if self.events:
+                    self.counts.add_columns(self.columns or event_columns(self.events))
+                self.counts.add_records((kind, row) for _, kind, row in self.others)
         for part in self.parts:
             self.counts.add(part.counts)
             self.first_sequence = min(self.first_sequence, part.first_sequence)
@@ -116,11 +145,20 @@ class Pending:
         counts = Counts()
         for part in self.parts:
             counts.add(part.counts_after(sequence))
-        counts.add_records((kind, row) for item_sequence, kind, row in self.items if item_sequence > sequence)
+        fresh = [
+            row
+            for item_sequence, row in zip(self.sequences, self.events, strict=True)
+            if item_sequence > sequence
+        ]
+        if fresh:
+            counts.add_events(fresh)
+        counts.add_records(
+            (kind, row) for item_sequence, kind, row in self.others if item_sequence > sequence
+        )
         return counts
 
     def errors_after(self, sequence: int) -> list[dict[str, Any]]:
-        return latest_errors([error_entry(kind, row) for s, kind, row in self.items if s > sequence])
+        return latest_errors([error_entry(kind, row) for s, kind, row in self.others if s > sequence])
 
 
 def _int(value: Any) -> int:
