@@ -29,8 +29,9 @@ Where the time goes:
   on this machine the three share the same cores.
 
 `--baseline DIR` (e.g. `git worktree add /tmp/base <sha>`) measures the in-process path (admit +
-messages) of DIR's code and of this checkout's, each in its own process, alternately, --pairs times;
-the machine is shared and noisy, and a pair, close in time, is what can be compared.
+messages) of DIR's code and of this checkout's, in two processes that take turns, one pass over the
+workload each, --pairs times; the machine is shared and noisy, and a pair, close in time, is what can
+be compared.
 
 Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
 `http_ratio_vs_noop`, `stages_us_per_event`, `stages_us_per_request`, `http_cpu_ms_per_request` and
@@ -38,7 +39,7 @@ the parameters; with --baseline also `baseline_events_per_s`, `speedup` (median 
 events/s) and `speedup_range`. `--in-process-only` leaves out the HTTP half and its keys.
 
     .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--warmup 3]
-                                      [--concurrency 64] [--in-process-only] [--baseline DIR --pairs 3]
+                                      [--concurrency 64] [--in-process-only] [--baseline DIR --pairs 10]
 """
 
 from __future__ import annotations
@@ -267,19 +268,52 @@ def in_process(count: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def paired(baseline: Path, count: int, repeats: int, pairs: int) -> dict[str, Any]:
-    """The in-process path's events/s on `baseline`'s code and on this checkout's, in alternate processes."""
+def measure_on_request(count: int) -> None:
+    """One side of a --baseline pair (`--code DIR`): warm up, then one pass of the in-process path over
+    the workload per line read from stdin, answering each with a line of JSON."""
+    collector, salt, workload = collector_for_bench(), secrets.token_bytes(32), requests(count)
+    whole_path(collector, workload, salt, 1)
+    for _ in sys.stdin:
+        cpu, _wall = whole_path(collector, workload, salt, 1)
+        print(json.dumps({"events_per_s": count * EVENTS_PER_BODY / cpu}), flush=True)
 
-    def side(code: Path) -> float:
-        command = [sys.executable, __file__, "--requests", str(count), "--repeats", str(repeats)]
-        out = subprocess.run([*command, "--code", str(code)], check=True, capture_output=True, text=True)
-        return float(json.loads(out.stdout.splitlines()[-1])["events_per_s"])
+
+def paired(baseline: Path, count: int, pairs: int) -> dict[str, Any]:
+    """The in-process path's events/s on `baseline`'s code and on this checkout's: two processes, kept
+    running, each measuring one pass in turn (the order swapped every pair), so that a pair's two
+    figures are a second apart, not the minutes a process's start-up and workload take."""
+    sides = {
+        code: subprocess.Popen(
+            [sys.executable, __file__, "--requests", str(count), "--code", str(code)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for code in (baseline, ROOT)
+    }
+
+    def one_pass(code: Path) -> float:
+        side = sides[code]
+        assert side.stdin is not None
+        assert side.stdout is not None
+        side.stdin.write("\n")
+        side.stdin.flush()
+        return float(json.loads(side.stdout.readline())["events_per_s"])
 
     runs = []
-    for _ in range(pairs):
-        before, after = side(baseline), side(ROOT)
-        print(f"pair: baseline {before:,.0f} events/s, this code {after:,.0f} events/s", file=sys.stderr)
-        runs.append((before, after))
+    try:
+        for n in range(pairs):
+            if n % 2:
+                after, before = one_pass(ROOT), one_pass(baseline)
+            else:
+                before, after = one_pass(baseline), one_pass(ROOT)
+            print(f"pair: baseline {before:,.0f} events/s, this code {after:,.0f} events/s", file=sys.stderr)
+            runs.append((before, after))
+    finally:
+        for side in sides.values():
+            assert side.stdin is not None
+            side.stdin.close()
+            side.wait(30)
     ratios = [after / before for before, after in runs]
     return {
         "baseline_events_per_s": round(statistics.median(before for before, _ in runs)),
@@ -402,7 +436,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--in-process-only", action="store_true", help="leave out the HTTP half")
     parser.add_argument("--baseline", type=Path, help="another checkout to pair the in-process path with")
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # one side of a pair (see CODE)
     args = parser.parse_args()
@@ -410,16 +444,13 @@ def main() -> None:
         serve(args.serve)
         return
     if args.code is not None:
-        cpu, _ = whole_path(
-            collector_for_bench(), requests(args.requests), secrets.token_bytes(32), args.repeats
-        )
-        print(json.dumps({"events_per_s": args.requests * EVENTS_PER_BODY / cpu}))
+        measure_on_request(args.requests)
         return
     result: dict[str, Any] = in_process(args.requests, args.repeats)
     print(f"in-process: {result['events_per_s']:,} events/s per core (CPU time)", file=sys.stderr)
     print(f"in-process stages, µs per event: {result['stages_us_per_event']}", file=sys.stderr)
     if args.baseline is not None:
-        result.update(paired(args.baseline.resolve(), args.requests, args.repeats, args.pairs))
+        result.update(paired(args.baseline.resolve(), args.requests, args.pairs))
     if not args.in_process_only:
         result.update(over_http(args.seconds, args.warmup, args.concurrency))
         collect, noop = result["http_requests_per_s"], result["noop_requests_per_s"]
