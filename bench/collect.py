@@ -14,20 +14,32 @@
    what is measured is the steady state.
 
 Where the time goes:
-- `stages_us_per_request`: each stage of the in-process path timed alone on the same requests (CPU
-  time, median of --repeats): `checks` (sender, origin, media type, compression), `parse` (the JSON
-  array), `validate` (jsonschema-rs), `privacy` (geo lookup and visitor hash), `envelope` (its JSON),
-  `compress` (its gzip), and `other`: the whole path (`us_per_request`) less those (dataclasses,
-  quotas, headers, glue, the garbage collector).
+- `stages_us_per_event`: each stage of the in-process path timed alone on the same requests (CPU
+  time, median of --repeats), per event: `checks` (sender, origin, media type, compression), `decode`
+  (the JSON array), `validate` (jsonschema-rs), `privacy` (geo lookup and visitor hash), `envelope`
+  (its JSON), `gzip` (its compression), and `other`: the whole path (`us_per_event`) less those
+  (dataclasses, quotas, headers, glue, the garbage collector). Beside the path, not in its sum:
+  `limits`, the structural walk of workers/collect/limits.py per event, which only an event the schema
+  refuses pays (a valid body pays none of it), and `hub`, what the producer (workers/collect/hub.py)
+  spends on a request's messages before the network (the partition key's hash, the EventData).
+- `stages_us_per_request`: the same path stages per request, under their earlier names (`parse` for
+  decode, `compress` for gzip).
 - `http_cpu_ms_per_request`: per route, the CPU time that the dev host, the Event Hubs endpoint and
   the load generator each spent per answered request (from /proc, over the measured seconds), since
   on this machine the three share the same cores.
 
+`--baseline DIR` (e.g. `git worktree add /tmp/base <sha>`) measures the in-process path (admit +
+messages) of DIR's code and of this checkout's, in two processes that take turns, one pass over the
+workload each, --pairs times; the machine is shared and noisy, and a pair, close in time, is what can
+be compared.
+
 Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
-`http_ratio_vs_noop`, `stages_us_per_request`, `http_cpu_ms_per_request` and the parameters.
+`http_ratio_vs_noop`, `stages_us_per_event`, `stages_us_per_request`, `http_cpu_ms_per_request` and
+the parameters; with --baseline also `baseline_events_per_s`, `speedup` (median of the pairs' ratios of
+events/s) and `speedup_range`. `--in-process-only` leaves out the HTTP half and its keys.
 
     .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--warmup 3]
-                                      [--concurrency 64]
+                                      [--concurrency 64] [--in-process-only] [--baseline DIR --pairs 10]
 """
 
 from __future__ import annotations
@@ -48,19 +60,21 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# One side of a --baseline pair runs on another checkout's code (`--code DIR`): it goes first on the path.
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys.argv else ROOT
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(CODE))
 
 import orjson  # noqa: E402
 
 from devstack.services import free_port, run_azurite, run_eventhubs, wait_for_port  # noqa: E402
 from devstack.stack import GEO_DB, app_env  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
-from workers.collect.body import check_media_type, gzipped, parse_events  # noqa: E402
+from workers.collect.body import check_media_type, gzipped  # noqa: E402
 from workers.collect.collector import Admitted, Collector, reset_collector  # noqa: E402
 from workers.collect.http import HttpIn  # noqa: E402
 from workers.collect.privacy import visitor_hash  # noqa: E402
 from workers.settings import Settings  # noqa: E402
-from workers.stream.envelope import decode, encode  # noqa: E402
 
 EVENTS_PER_BODY = 20
 APP = "bench"
@@ -139,8 +153,14 @@ def cpu_us_per_item(work: Any, items: list[Any], repeats: int) -> float:
 def stages(
     collector: Collector, workload: list[HttpIn], salt: bytes, repeats: int, whole_us: float
 ) -> dict[str, float]:
-    """Each stage of admit() + messages() alone, µs per request (see the module docstring); `other`
-    is `whole_us`, the whole path's µs per request, less the stages."""
+    """Each stage of admit() + messages() alone, µs per event (see the module docstring); `other` is
+    `whole_us`, the whole path's µs per event, less the path's stages."""
+    from workers.collect import limits
+    from workers.collect.body import parse_events_text
+    from workers.collect.hub import HubProducer
+    from workers.partition_key import partition_for_key
+    from workers.stream.envelope import encode
+
     app = collector.registry.get(APP)
     assert app is not None
     validator = collector.validators.for_app(APP)
@@ -154,34 +174,53 @@ def stages(
         collector.geo.lookup(admitted.client_ip)
         visitor_hash(salt, APP, admitted.client_ip, admitted.headers.get("user-agent"))
 
+    def walk(events: list[Any]) -> None:
+        for event in events:
+            limits.over_limit(event)
+
+    def hub(messages: tuple[list[Any], str]) -> None:
+        encoded, key = messages
+        partition_for_key(key, 32)
+        for message in encoded:
+            HubProducer._event(message, key)
+
     def timed(work: Any, items: list[Any]) -> float:
         # The inputs of every request at once are millions of objects, where an instance holds a few
         # requests: frozen, the garbage collector does not walk them and the stage costs what it would.
         gc.freeze()
         try:
-            return cpu_us_per_item(work, items, repeats)
+            return cpu_us_per_item(work, items, repeats) / EVENTS_PER_BODY
         finally:
             gc.unfreeze()
 
-    out = {
+    parsed = [parse_events_text(req.body)[0] for req in workload]
+    admitted = [collector.admit(req, "bench", app) for req in workload]
+    envelopes = [collector.envelope(a, salt) for a in admitted]
+    path = {
         "checks": timed(checks, workload),
-        "parse": timed(parse_events, [req.body for req in workload]),
-        "validate": timed(validator.check, [parse_events(req.body) for req in workload]),
-        "privacy": timed(privacy, [collector.admit(req, "bench", app) for req in workload]),
+        "decode": timed(parse_events_text, [req.body for req in workload]),
+        "validate": timed(validator.check, parsed),
+        "privacy": timed(privacy, admitted),
+        "envelope": timed(lambda e: orjson.dumps(e.to_dict()), envelopes),
     }
-    envelopes = [
-        decode(m.body, m.properties)
-        for req in workload
-        for m in collector.messages(collector.admit(req, "bench", app), salt)[0]
-    ]
-    out["envelope"] = timed(lambda e: orjson.dumps(e.to_dict()), envelopes)
-    # envelope.encode is the JSON and then the gzip: the gzip is what it costs beyond the JSON
-    out["compress"] = timed(encode, envelopes) - out["envelope"]
-    out["other"] = whole_us - sum(out.values())
-    return {name: round(us, 1) for name, us in out.items()}
+    # encode() is the JSON and then the gzip: the gzip is what it costs beyond the JSON
+    path["gzip"] = timed(encode, envelopes) - path["envelope"]
+    path["other"] = whole_us - sum(path.values())
+    beside = {
+        "limits": timed(walk, parsed),
+        "hub": timed(hub, [collector.messages(a, salt) for a in admitted]),
+    }
+    return {name: round(us, 2) for name, us in {**path, **beside}.items()}
 
 
-def in_process(count: int, repeats: int) -> dict[str, Any]:
+def per_request(per_event: dict[str, float]) -> dict[str, float]:
+    """The path's stages per request, under the names this bench gave them before `stages_us_per_event`."""
+    names = {"checks": "checks", "decode": "parse", "validate": "validate", "privacy": "privacy"}
+    names.update(envelope="envelope", gzip="compress", other="other")
+    return {old: round(per_event[new] * EVENTS_PER_BODY, 1) for new, old in names.items()}
+
+
+def collector_for_bench() -> Collector:
     # Settings that name services admit()/messages() never reach; the geo database is the dev one.
     env = {
         "EventHubConnection": "Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v",
@@ -191,11 +230,15 @@ def in_process(count: int, repeats: int) -> dict[str, Any]:
         "HUBCAP_GEO_DB": str(GEO_DB),
     }
     settings = Settings.from_env(env)
-    collector = Collector.from_settings(settings, AppRegistry.from_settings(settings))
+    return Collector.from_settings(settings, AppRegistry.from_settings(settings))
+
+
+def whole_path(
+    collector: Collector, workload: list[HttpIn], salt: bytes, repeats: int
+) -> tuple[float, float]:
+    """Median CPU and wall seconds of admit() + messages() over the workload."""
     app = collector.registry.get(APP)
     assert app is not None
-    salt = secrets.token_bytes(32)
-    workload = requests(count)
     cpu, wall = [], []
     for _ in range(repeats):
         c0, w0 = time.process_time(), time.perf_counter()
@@ -205,14 +248,79 @@ def in_process(count: int, repeats: int) -> dict[str, Any]:
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
     assert len(admitted.accepted) == EVENTS_PER_BODY
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def in_process(count: int, repeats: int) -> dict[str, Any]:
+    collector = collector_for_bench()
+    salt = secrets.token_bytes(32)
+    workload = requests(count)
+    cpu, wall = whole_path(collector, workload, salt, repeats)
     events = count * EVENTS_PER_BODY
+    per_event = stages(collector, workload, salt, repeats, cpu / events * 1e6)
     return {
-        "events_per_s": round(events / statistics.median(cpu)),
-        "events_per_s_wall": round(events / statistics.median(wall)),
-        "us_per_request": round(statistics.median(cpu) / count * 1e6, 1),
-        "stages_us_per_request": stages(
-            collector, workload, salt, repeats, statistics.median(cpu) / count * 1e6
-        ),
+        "events_per_s": round(events / cpu),
+        "events_per_s_wall": round(events / wall),
+        "us_per_request": round(cpu / count * 1e6, 1),
+        "us_per_event": round(cpu / events * 1e6, 2),
+        "stages_us_per_event": per_event,
+        "stages_us_per_request": per_request(per_event),
+    }
+
+
+def measure_on_request(count: int) -> None:
+    """One side of a --baseline pair (`--code DIR`): warm up, then one pass of the in-process path over
+    the workload per line read from stdin, answering each with a line of JSON."""
+    collector, salt, workload = collector_for_bench(), secrets.token_bytes(32), requests(count)
+    whole_path(collector, workload, salt, 1)
+    for _ in sys.stdin:
+        cpu, _wall = whole_path(collector, workload, salt, 1)
+        print(json.dumps({"events_per_s": count * EVENTS_PER_BODY / cpu}), flush=True)
+
+
+def paired(baseline: Path, count: int, pairs: int) -> dict[str, Any]:
+    """The in-process path's events/s on `baseline`'s code and on this checkout's: two processes, kept
+    running, each measuring one pass in turn (the order swapped every pair), so that a pair's two
+    figures are a second apart, not the minutes a process's start-up and workload take."""
+    sides = {
+        code: subprocess.Popen(
+            [sys.executable, __file__, "--requests", str(count), "--code", str(code)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for code in (baseline, ROOT)
+    }
+
+    def one_pass(code: Path) -> float:
+        side = sides[code]
+        assert side.stdin is not None
+        assert side.stdout is not None
+        side.stdin.write("\n")
+        side.stdin.flush()
+        return float(json.loads(side.stdout.readline())["events_per_s"])
+
+    runs = []
+    try:
+        for n in range(pairs):
+            if n % 2:
+                after, before = one_pass(ROOT), one_pass(baseline)
+            else:
+                before, after = one_pass(baseline), one_pass(ROOT)
+            print(f"pair: baseline {before:,.0f} events/s, this code {after:,.0f} events/s", file=sys.stderr)
+            runs.append((before, after))
+    finally:
+        for side in sides.values():
+            assert side.stdin is not None
+            side.stdin.close()
+            side.wait(30)
+    ratios = [after / before for before, after in runs]
+    return {
+        "baseline_events_per_s": round(statistics.median(before for before, _ in runs)),
+        "paired_events_per_s": round(statistics.median(after for _, after in runs)),
+        "speedup": round(statistics.median(ratios), 3),
+        "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)],
+        "pairs": pairs,
     }
 
 
@@ -326,17 +434,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per HTTP route")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per HTTP route first")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--in-process-only", action="store_true", help="leave out the HTTP half")
+    parser.add_argument("--baseline", type=Path, help="another checkout to pair the in-process path with")
+    parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # one side of a pair (see CODE)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
+    if args.code is not None:
+        measure_on_request(args.requests)
+        return
     result: dict[str, Any] = in_process(args.requests, args.repeats)
     print(f"in-process: {result['events_per_s']:,} events/s per core (CPU time)", file=sys.stderr)
-    print(f"in-process stages, µs per request: {result['stages_us_per_request']}", file=sys.stderr)
-    result.update(over_http(args.seconds, args.warmup, args.concurrency))
-    collect, noop = result["http_requests_per_s"], result["noop_requests_per_s"]
-    print(f"HTTP: collect {collect:,} req/s, no-op {noop:,} req/s", file=sys.stderr)
+    print(f"in-process stages, µs per event: {result['stages_us_per_event']}", file=sys.stderr)
+    if args.baseline is not None:
+        result.update(paired(args.baseline.resolve(), args.requests, args.pairs))
+    if not args.in_process_only:
+        result.update(over_http(args.seconds, args.warmup, args.concurrency))
+        collect, noop = result["http_requests_per_s"], result["noop_requests_per_s"]
+        print(f"HTTP: collect {collect:,} req/s, no-op {noop:,} req/s", file=sys.stderr)
     result.update(
         events_per_body=EVENTS_PER_BODY,
         requests=args.requests,

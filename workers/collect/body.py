@@ -141,20 +141,27 @@ def parse_events(body: bytes) -> list[Any]:
     A lone UTF-16 surrogate escape (JavaScript's `'😀'.slice(0, 1)` serialises to "\\ud83d") becomes
     U+FFFD: orjson refuses it, and refusing the body would throw away a whole batch over one character.
     """
+    return parse_events_text(body)[0]
+
+
+def parse_events_text(body: bytes) -> tuple[list[Any], bytes]:
+    """parse_events(), and the JSON text the events were read from: the body, or the body with its lone
+    surrogates replaced (what an envelope may carry as is: workers/stream/envelope.py, events_json)."""
     try:
         events = _loads(body)
     except orjson.JSONDecodeError as exc:
         if "surrogate" not in str(exc):
             raise InvalidBody(f"body is not JSON: {exc}") from None
+        body = _ESCAPE.sub(_replace_lone_surrogate, body)
         try:
-            events = _loads(_ESCAPE.sub(_replace_lone_surrogate, body))
+            events = _loads(body)
         except orjson.JSONDecodeError as again:
             raise InvalidBody(f"body is not JSON: {again}") from None
     if not isinstance(events, list):
         raise InvalidBody("body must be a JSON array of events")
     if len(events) > limits.MAX_EVENTS_PER_REQUEST:
         raise PayloadTooLarge(f"more than {limits.MAX_EVENTS_PER_REQUEST} events in one request")
-    return events
+    return events, body
 
 
 def cors_headers(app: AppConfig, headers: Mapping[str, str]) -> dict[str, str]:

@@ -74,7 +74,7 @@ from workers.collect.body import (
     gzip_bytes,
     gzipped,
     inflate_body,
-    parse_events,
+    parse_events_text,
 )
 from workers.collect.http import (
     JSON,
@@ -140,6 +140,9 @@ class Admitted:
     accepted: list[Any]
     rejected: list[dict[str, Any]]  # the first MAX_STORED_REJECTED rejected events
     rejected_count: int = 0  # every rejected event, stored or not
+    # The JSON text of `accepted` when it is every event of the body, in order (the body itself): the
+    # envelope carries it as is instead of serialising the events again (workers/stream/envelope.py).
+    events_json: bytes | None = None
 
 
 def summary(admitted: Admitted) -> dict[str, Any]:
@@ -372,7 +375,7 @@ class Collector:
             body = inflate_body(gzip_bytes(body), limit)
         # The events this drops (rejected and not stored) are freed before the collector resumes.
         with gc_paused():
-            verdict = yield from self._judge(app, ip, body)
+            verdict, text = yield from self._judge(app, ip, body)
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -384,11 +387,15 @@ class Collector:
             accepted=verdict.accepted,
             rejected=verdict.rejected,
             rejected_count=verdict.rejected_count,
+            events_json=text if verdict.rejected_count == 0 else None,
         )
 
-    def _judge(self, app: AppConfig, ip: str | None, body: bytes) -> Generator[None, None, Verdict]:
-        """The body's events charged to the quotas, then sorted into accepted and rejected."""
-        events = parse_events(body)
+    def _judge(
+        self, app: AppConfig, ip: str | None, body: bytes
+    ) -> Generator[None, None, tuple[Verdict, bytes]]:
+        """The body's events charged to the quotas, then sorted into accepted and rejected; and the JSON
+        text they were read from."""
+        events, text = parse_events_text(body)
         if len(body) > YIELD_BYTES:
             yield
         cost = max(1, len(events))
@@ -396,7 +403,8 @@ class Collector:
         if app.sender_quota is not None and ip is not None:
             self.sender_quota.take(self._sender(app, ip), app.sender_quota, cost, what="this sender")
         self.quota.take(app.app_id, app.quota, cost, what=f"app {app.app_id}")
-        return (yield from self.validators.for_app(app.app_id).check_steps(events))
+        verdict = yield from self.validators.for_app(app.app_id).check_steps(events)
+        return verdict, text
 
     # -- privacy, envelope, hub --------------------------------------------------------------------
 
@@ -414,15 +422,17 @@ class Collector:
         return hashlib.blake2b(message, key=self._sender_secret, digest_size=16).hexdigest()
 
     def messages(self, admitted: Admitted, salt: bytes) -> tuple[list[EncodedEnvelope], str]:
-        """The hub messages for an admitted request and their partition key (the visitor hash).
+        """The hub messages for an admitted request and their partition key (the visitor hash)."""
+        envelope = self.envelope(admitted, salt)
+        return pack(envelope), envelope.visitor_hash
 
-        The client IP is looked up and hashed here and goes no further.
-        """
+    def envelope(self, admitted: Admitted, salt: bytes) -> Envelope:
+        """The admitted request's envelope. The client IP is looked up and hashed here and goes no further."""
         headers = admitted.headers
         ip = admitted.client_ip
         user_agent = self._header(headers, "user-agent")
         visitor = visitor_hash(salt, admitted.app.app_id, ip, user_agent)
-        envelope = Envelope(
+        return Envelope(
             request_id=admitted.request_id,
             received_at=admitted.received_at,
             app_id=admitted.app.app_id,
@@ -437,8 +447,8 @@ class Collector:
             referer=self._header(headers, "referer"),
             events=admitted.accepted,
             rejected=stored_rejected(admitted),
+            events_json=admitted.events_json,
         )
-        return pack(envelope), visitor
 
     async def _send(self, admitted: Admitted) -> None:
         if admitted.accepted or admitted.rejected_count:

@@ -67,7 +67,8 @@ def pack(envelope: Envelope) -> list[EncodedEnvelope]:
     encoded = encode(envelope)
     if len(encoded.body) <= MAX_MESSAGE_BYTES:
         return [encoded]
-    pieces = _split(envelope)
+    # A piece holds a slice of the events, which the request's JSON text (events_json) is not.
+    pieces = _split(replace(envelope, events_json=None))
     return [encode(replace(piece, part=(i, len(pieces)))) for i, piece in enumerate(pieces)]
 
 

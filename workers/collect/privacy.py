@@ -18,10 +18,10 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import hmac
 import ipaddress
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -50,6 +50,13 @@ def parse_forwarded_entry(entry: str) -> IPAddress | None:
         entry = entry[1 : entry.find("]")] if "]" in entry else ""
     elif entry.count(":") == 1:
         entry = entry.split(":", 1)[0]
+    try:
+        # The common case, a dotted-quad IPv4 address, read by inet_pton in C: ipaddress's own parse of
+        # it is most of identify()'s cost. inet_pton takes exactly what ipaddress takes in that form (four
+        # decimal octets up to 255, no leading zeros); anything else goes to ipaddress.
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, entry))
+    except (OSError, ValueError):
+        pass
     try:
         address = ipaddress.ip_address(entry)
     except ValueError:
@@ -121,9 +128,29 @@ def forwarded_by_sender(
     return ",".join(entries if caller is None else entries[: caller[0]])
 
 
+SHA256_BLOCK_BYTES = 64
+
+
+# The day's salt and, across midnight, the one before: no pad of an older salt outlives the next day.
+@functools.lru_cache(maxsize=2)
+def _hmac_pads(salt: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after HMAC's inner and outer key pads (RFC 2104), computed once per salt."""
+    key = hashlib.sha256(salt).digest() if len(salt) > SHA256_BLOCK_BYTES else salt
+    key = key.ljust(SHA256_BLOCK_BYTES, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+
 def visitor_hash(salt: bytes, app_id: str, ip: str | None, user_agent: str | None) -> str:
+    """HMAC-SHA256(salt, app_id|ip|user agent), the first 16 bytes in hex. Each request continues the
+    salt's precomputed pad states instead of keying a new HMAC: the same digest at half the cost of
+    hmac.new (measured alone; in the request path the HMAC took ~5 % of a 20-event request)."""
     message = f"{app_id}|{ip or ''}|{user_agent or ''}".encode()
-    return hmac.new(salt, message, hashlib.sha256).digest()[:16].hex()
+    inner_pad, outer_pad = _hmac_pads(salt)
+    inner = inner_pad.copy()
+    inner.update(message)
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return outer.digest()[:16].hex()
 
 
 def _english(names: Any) -> str | None:

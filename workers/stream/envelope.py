@@ -22,6 +22,10 @@ Fields of the JSON object (all present; optional ones may be null):
     rejected            list[{"event": any, "errors": [{"path": str, "message": str}]}]
     part                [index, count] when a request was split to stay under the message limit
 
+`events` may be written as the JSON text the client sent (`Envelope.events_json`, when every event of
+the body was accepted) rather than serialised again: the same values, read by the same `decode`,
+possibly with the client's whitespace and key order. Envelopes written either way read alike.
+
 `decode` raises EnvelopeError, and nothing else, on any body: capture sends such a message to failed/ and
 goes on. It also refuses values that are well typed but would break a later write: an app id longer
 than `MAX_APP_ID` (it names a lake folder and a state table row) or a visitor hash that is not 32 hex
@@ -66,6 +70,10 @@ class Envelope:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     part: tuple[int, int] | None = None
     geo_db_version: str | None = None
+    # The JSON text of `events` when the writer holds it already (the collector: a request body whose
+    # events were all accepted): encode() writes it as it is, which saves serialising every event
+    # again. It must read back as `events`; split envelopes (workers/collect/hub.py) leave it out.
+    events_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +90,7 @@ class Envelope:
             "referer": self.referer,
             "collector_version": self.collector_version,
             "geo_db_version": self.geo_db_version,
-            "events": self.events,
+            "events": self.events if self.events_json is None else orjson.Fragment(self.events_json),
             "rejected": self.rejected,
             "part": list(self.part) if self.part else None,
         }
