@@ -44,9 +44,11 @@ HEALTH_TIMEOUT_S = 5.0
 MESSAGE_OVERHEAD = 1024
 PARTITION_KEY_ANNOTATION = b"x-opt-partition-key"
 # How long the first request to an idle partition waits for others before its send goes out. A send
-# costs the SDK about a millisecond of CPU however few messages it carries (bench/collect.py,
-# bench/redirect.py), so requests that arrive within a linger share that cost.
-LINGER_S = 0.002
+# costs the SDK about a millisecond of CPU however few messages it carries, so requests that arrive
+# within a linger share that cost. By default the wait is one pass of the event loop (the requests made
+# ready in that pass go together): in bench/redirect.py a 2 ms linger added ~3 ms to the median
+# sequential redirect and no throughput, at 5 and 10 ms no throughput either (docs/capacity.md).
+LINGER_S = 0.0
 
 
 def _split(envelope: Envelope) -> list[Envelope]:
