@@ -43,6 +43,12 @@ HEALTH_TIMEOUT_S = 5.0
 # Room for each message's AMQP framing and properties inside one send.
 MESSAGE_OVERHEAD = 1024
 PARTITION_KEY_ANNOTATION = b"x-opt-partition-key"
+# How long the first request to an idle partition waits for others before its send goes out. A send
+# costs the SDK about a millisecond of CPU however few messages it carries, so requests that arrive
+# within a linger share that cost. By default the wait is one pass of the event loop (the requests made
+# ready in that pass go together): in bench/redirect.py a 2 ms linger added ~3 ms to the median
+# sequential redirect and no throughput, at 5 and 10 ms no throughput either (docs/capacity.md).
+LINGER_S = 0.0
 
 
 def _split(envelope: Envelope) -> list[Envelope]:
@@ -146,14 +152,16 @@ class HubProducer:
     `partition_key=` admits one request per round trip per process. Instead, as the SDK's own buffered
     mode does, the key is hashed to a partition here with the service's rule (workers/partition_key.py)
     and set on each message; one flusher per partition sends everything that queued up while the
-    previous send was in flight, in one batch. A visitor's requests still land on one partition in
+    previous send was in flight, in one batch; a send to an idle partition waits `linger_s` first, so
+    that the requests arriving meanwhile go with it. A visitor's requests still land on one partition in
     order; partitions send concurrently; each request's future resolves only when Event Hubs has
     acknowledged the batch holding its messages. Every queued request gets an answer: if a flusher is
     cancelled or the producer closed mid-send, what it had not answered fails with HubUnavailable.
     """
 
-    def __init__(self, client: EventHubProducerClient) -> None:
+    def __init__(self, client: EventHubProducerClient, *, linger_s: float = LINGER_S) -> None:
         self.client = client
+        self.linger_s = linger_s
         self._partition_ids: list[str] = []
         self._partition_lookup: asyncio.Future[list[str]] | None = None
         self._queues: dict[str, list[_Pending]] = {}
@@ -219,6 +227,7 @@ class HubProducer:
     async def _flush(self, partition: str) -> None:
         taken: list[_Pending] = []
         try:
+            await asyncio.sleep(self.linger_s)
             while self._queues.get(partition):
                 taken = self._queues.pop(partition)
                 for group in _batches(taken):
