@@ -215,9 +215,13 @@ class AppValidator:
         """Sort events into accepted and rejected (check_steps without pausing)."""
         return finish(self.check_steps(events))
 
-    def check_steps(self, events: list[Any]) -> Generator[None, None, Verdict]:
+    def check_steps(
+        self, events: list[Any], first_index: int = 0, keep: int = MAX_STORED_REJECTED
+    ) -> Generator[None, None, Verdict]:
         """Sort events into accepted and rejected, CHUNK_EVENTS at a time, yielding between chunks so
-        that a caller on an event loop can serve other requests in between (Collector.admit_yielding).
+        that a caller on an event loop can serve other requests in between. The events may be a part
+        of a request's, starting at its event `first_index`, of which at most `keep` rejected ones are
+        still to be stored (Collector._judge judges a large body this way, as it is parsed).
 
         An event the schema accepts is within every limit of workers/collect/limits.py by construction (the
         schema's own bounds are tighter), and `is_valid` stops at the first failure whatever the
@@ -237,12 +241,12 @@ class AppValidator:
             if self._batch.is_valid(chunk):
                 accepted.extend(chunk)
                 continue
-            for index, event in enumerate(chunk, start):
+            for index, event in enumerate(chunk, first_index + start):
                 if self._event.is_valid(event):
                     accepted.append(event)
                     continue
                 count += 1
-                if len(rejected) == MAX_STORED_REJECTED:
+                if len(rejected) >= keep:
                     continue
                 breach = limits.over_limit(event)
                 if breach is not None:
