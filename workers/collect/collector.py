@@ -125,7 +125,7 @@ MAX_HEADER_CHARS = {"user-agent": 1024, "accept-language": 256, "referer": 4096}
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 # A body larger than this, once inflated, is parsed in pieces of this size, with the event loop
 # serving others between them (admit_yielding, _judge).
-YIELD_BYTES = 64 * 1024
+YIELD_BYTES = 16 * 1024
 # The prefix of an IPv6 client address that names one sender: what one subscriber is given.
 IPV6_SENDER_PREFIX = 64
 
