@@ -221,3 +221,40 @@ async def test_a_large_body_judged_as_parsed_sorts_events_as_admit(collector: Co
         expected.rejected,
         expected.rejected_count,
     )
+
+
+def tagged_body(tag: str) -> bytes:
+    return body_of([event(i, page_title=tag * 8) for i in range(200)])
+
+
+async def test_large_bodies_take_their_steps_one_request_at_a_time(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else a small request arriving meanwhile waits for a step of each large body in flight."""
+    order: list[str] = []
+    loads = pieces._loads
+
+    def tagging(piece: bytes) -> tuple[list[Any] | None, int]:
+        order.append("A" if b"AAAAAAAA" in piece else "B")
+        return loads(piece)
+
+    monkeypatch.setattr(pieces, "_loads", tagging)
+    requests = [request(tagged_body(tag)) for tag in "AB"]
+    await asyncio.gather(*(collector.admit_yielding(r, "r", collector._app(r.query)) for r in requests))
+    assert order == ["A"] * order.count("A") + ["B"] * order.count("B")
+
+
+@pytest.mark.parametrize("cancelled", ["taking steps", "waiting its turn"])
+async def test_a_cancelled_large_request_lets_the_next_take_its_steps(
+    collector: Collector, cancelled: str
+) -> None:
+    big = request(tagged_body("A"))
+    app = collector._app(big.query)
+    first = asyncio.ensure_future(collector.admit_yielding(big, "r1", app))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(collector.admit_yielding(big, "r2", app))
+    await asyncio.sleep(0)
+    (first if cancelled == "taking steps" else second).cancel()
+    done, _ = await asyncio.wait([first, second])
+    third = await asyncio.wait_for(collector.admit_yielding(big, "r3", app), timeout=60)
+    assert (sorted(t.cancelled() for t in done), len(third.accepted)) == ([False, True], 200)
