@@ -15,7 +15,7 @@ from the plain runs), the time per event of each stage: `decode` (envelope.decod
 pipeline), `state` (session and duplicate assignment, Batch.place), `encode` (avro.encode) and
 `row_mapping` (the rest of prepare: building rows from events, lineage, grouping by lake folder), in
 CPU microseconds per event; each timer pair costs about a microsecond, counted in its stage.
-The process's garbage collector is tuned as the lake's Function App's is (workers.stream.stage.tune_gc);
+The process's garbage collector is tuned as the lake's Function App's is (workers.process.tune_gc);
 `--default-gc` keeps Python's defaults.
 Last line: one JSON object with `events_per_s` (against `target_events_per_s`, 20k),
 `avro_only_records_per_s`, `ratio_vs_avro_only`, `fastavro_records_per_s`, `encoder_vs_fastavro`,
@@ -48,12 +48,13 @@ sys.path.insert(0, str(ROOT))
 from workers import synthetic  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
+from workers.process import tune_gc  # noqa: E402
 from workers.settings import Settings, get_settings  # noqa: E402
 from workers.sinks.lake import avro  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
 from workers.sinks.lake.sink import LakeSink  # noqa: E402
 from workers.stream import envelope  # noqa: E402
-from workers.stream.stage import HubMessage, tune_gc  # noqa: E402
+from workers.stream.stage import HubMessage  # noqa: E402
 from workers.stream.state import Batch  # noqa: E402
 
 BATCH = 256

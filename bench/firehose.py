@@ -5,7 +5,7 @@
    batches of ≤ 500 events, Standard Webhooks signing, the cut record write on Azurite) to the local
    webhook receiver (devstack/receiver.py, its own process, keep-alive, verifying every signature),
    in a process whose garbage collector is tuned as the firehose Function App's is
-   (`workers.stream.stage.tune_gc`).
+   (`workers.process.tune_gc`).
    Timed in this process's CPU time (what "per core" means on a shared machine), median of --repeats
    runs; beside it, in the same run, the enrichment alone (`Stage.run`) on the same batches:
    `ratio_vs_enrich_only` is what the firehose's own work costs on top, and `sink_only_events_per_s`
@@ -49,13 +49,13 @@ from devstack.receiver import DEV_SECRET  # noqa: E402
 from devstack.services import free_port, run_azurite, spawn, stop, wait_for_port  # noqa: E402
 from devstack.stack import run_stack  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
+from workers.process import tune_gc  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.firehose import enrichment, registry  # noqa: E402
 from workers.sinks.firehose import sink as firehose_sink  # noqa: E402
 from workers.sinks.firehose.durable import Outbox, open_queue_service  # noqa: E402
 from workers.sinks.firehose.sink import Firehose  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
-from workers.stream.stage import tune_gc  # noqa: E402
 
 
 @contextmanager

@@ -47,9 +47,9 @@ from devstack.stack import APPS_FILE, run_stack  # noqa: E402
 from tests.metrics_support import read_metrics, run_metrics_host  # noqa: E402
 from workers.collect.signing import signed_headers  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
+from workers.process import tune_gc  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.sinks.metrics.sink import build_metrics, pending_rows  # noqa: E402
-from workers.stream.stage import tune_gc  # noqa: E402
 from workers.synthetic import server_key  # noqa: E402
 
 

@@ -3,7 +3,7 @@ session and dedup), no sink, no encoding, no state store.
 
 Workload: bench/capture.py's (workers.synthetic traffic packed as the collector packs it, trigger batches
 of 256 messages on one partition), each batch on a fresh partition state, GC tuned as a stage's process
-is (workers.stream.stage.tune_gc). A figure is the median of --repeats runs over the whole workload after
+is (workers.process.tune_gc). A figure is the median of --repeats runs over the whole workload after
 one warm-up run, in this process's CPU time.
 
 `--baseline DIR` compares with another checkout's code (e.g. `git worktree add /tmp/base <sha>`): this
@@ -47,7 +47,12 @@ def measure(code: Path, events: int, repeats: int) -> float:
     from workers.apps import AppRegistry
     from workers.enrich.pipeline import build_pipeline
     from workers.settings import Settings
-    from workers.stream.stage import Stage, tune_gc
+    from workers.stream.stage import Stage
+
+    try:
+        from workers.process import tune_gc
+    except ImportError:  # a --baseline checkout from before workers/process.py
+        from workers.stream.stage import tune_gc  # type: ignore[attr-defined,no-redef]
 
     stage = Stage(
         pipeline=build_pipeline(),

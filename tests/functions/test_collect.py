@@ -5,6 +5,7 @@ Event Hubs endpoint."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import time
@@ -31,6 +32,8 @@ from tests.collect_support import (
     process_env,
     sign,
 )
+from workers.collect.collector import get_collector, reset_collector
+from workers.process import GC_THRESHOLDS
 
 FUNCTIONS = {spec.name: spec.user_function for spec in function_specs(app)}
 PLATFORM_PEER = "203.0.113.9:50123"
@@ -289,3 +292,11 @@ async def test_no_input_yields_a_500(
     route = "collect/pixel.gif" if name == "collect_pixel" else "collect"
     response = await call(http(method, route, params=params, headers=headers, body=body), name)
     assert response.status_code < 500
+
+
+async def test_the_process_wide_collector_tunes_the_garbage_collector(stack: None) -> None:
+    """An HTTP-only process (no stage to tune it) must not run the cyclic collector every few events."""
+    gc.set_threshold(700, 10, 10)  # Python's defaults, as a fresh worker process has them
+    await reset_collector()
+    get_collector()
+    assert gc.get_threshold() == GC_THRESHOLDS

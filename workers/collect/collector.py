@@ -112,6 +112,7 @@ from workers.errors import (
     RefererNotAllowed,
     UnknownApp,
 )
+from workers.process import tune_gc
 from workers.settings import Settings, get_settings
 from workers.stream.envelope import EncodedEnvelope, Envelope
 
@@ -594,6 +595,7 @@ def get_collector() -> Collector:
     global _collector
     if _collector is None:
         _collector = Collector.from_settings(get_settings(), get_registry())
+        tune_gc()
     return _collector
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,18 +353,3 @@ class _BatchRun:
 
 class _NoRow(Exception):
     """An event no row can be built from; its failed record is made."""
-
-
-# A trigger batch makes hundreds of objects per event, nearly all freed by reference counting alone;
-# at the default threshold (700) the cyclic collector still runs every few events, and each full
-# collection walks every live object, the partition states' dedup windows included: a quarter to a
-# third of a stage's time (bench/capture.py, bench/firehose.py). A process made of such batches
-# collects far less often.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_gc() -> None:
-    """For a process that runs a stage (capture, the firehose, metrics): rarer cyclic collections,
-    and what is built so far (the enrichment's tables, the registry, the clients) kept out of them."""
-    gc.set_threshold(*GC_THRESHOLDS)
-    gc.freeze()

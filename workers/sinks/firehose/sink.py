@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.logs import emit
+from workers.process import tune_gc
 from workers.settings import Settings, get_settings
 from workers.sinks.firehose import payload, registry, transports
 from workers.sinks.firehose.durable import Cuts, Due, Outbox, Pending, open_queue_service, pending_path
 from workers.sinks.firehose.enrichment import build, enrich
 from workers.sinks.firehose.payload import Chunk, Item, Position
-from workers.stream.stage import HubMessage, Stage, tune_gc
+from workers.stream.stage import HubMessage, Stage
 
 log = logging.getLogger("hubcap.firehose")
 

@@ -30,11 +30,12 @@ from typing import Any
 from workers import logs
 from workers.apps import AppRegistry
 from workers.enrich.base import Pipeline, Row
+from workers.process import tune_gc
 from workers.settings import Settings, get_settings
 from workers.sinks.lake import avro
 from workers.sinks.lake.lake import Lake, file_name, open_lake, partition_path
 from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, text
-from workers.stream.stage import CAPTURE_VERSION, HubMessage, PartitionOutput, Stage, ms, tune_gc
+from workers.stream.stage import CAPTURE_VERSION, HubMessage, PartitionOutput, Stage, ms
 from workers.stream.state import StateStore, open_state_store
 
 log = logging.getLogger("hubcap.capture")

@@ -21,6 +21,7 @@ from operator import floordiv
 
 from workers import logs
 from workers.enrich.base import Pipeline, Row
+from workers.process import tune_gc
 from workers.settings import Settings, get_settings
 from workers.sinks.metrics.counters import (
     EVENT,
@@ -33,7 +34,7 @@ from workers.sinks.metrics.counters import (
     scopes,
 )
 from workers.sinks.metrics.store import ERRORS, MetricsStore, Pending, open_metrics_store
-from workers.stream.stage import HubMessage, PartitionOutput, Stage, Staged, StageOutput, tune_gc
+from workers.stream.stage import HubMessage, PartitionOutput, Stage, Staged, StageOutput
 
 log = logging.getLogger("hubcap.metrics")
 MINUTE_MS = 60_000
