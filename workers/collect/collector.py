@@ -363,6 +363,10 @@ class Collector:
         runs one step of every request that has one ready before it gets back to a request that
         arrived meanwhile, so with several large bodies in flight a small request would wait for a
         step of each (measured: 25 ms of CPU at p99 against 3 alone with 5 hostile bodies a second).
+        And each step waits TURNS_BEFORE_STEP loop turns, so that a request arriving during a step,
+        which takes a few turns to get here, goes before the next one (with one turn it waited for
+        three steps: tests/unit/collect/test_hostile.py); when nothing else is ready a turn costs a
+        poll of the selector, about 5 µs of CPU here against 0.3-3 ms for a step.
         """
         steps = self._admit_steps(request, request_id, app)
         first = True
