@@ -28,17 +28,23 @@ Event Hubs) and the salt is the cached day salt, so the figures are the collecto
    --attack-rps in the same event loop, and, as a control, valid bodies of the same sizes at the
    same rate. The three conditions take turns in phases of --phase-seconds and each p99 is over
    the pooled samples of its phases (1,500 each by default), so a burst of load from elsewhere
-   reaches all three alike. Latency is read on the process's CPU clock (Client says why: on this
-   shared machine the wall clock mostly measures the scheduler) and on the wall's; the targets use
-   the CPU clock, the wall figures are reported beside them. Target: p99 under attack <= 2x p99
-   alone. Running admit() in a worker thread for large bodies made it worse (orjson and
-   jsonschema-rs hold the GIL, so the loop waits for the thread anyway, plus the switching), so
-   the collector parses and judges a large body in steps with the loop served between them
-   (workers/collect/pieces.py, Collector._judge); `hold_ms` per class is the longest step.
+   reaches all three alike. Target: p99 under attack <= 2x p99 alone. Running admit() in a worker
+   thread for large bodies made it worse (orjson and jsonschema-rs hold the GIL, so the loop waits
+   for the thread anyway, plus the switching), so the collector parses and judges a large body in
+   steps with the loop served between them (workers/collect/pieces.py, Collector._judge), each
+   after a few loop turns, so that a request arriving meanwhile goes first
+   (Collector.admit_yielding); `hold_ms` per class is the longest step.
+
+   Which clock: the issue asks for "a valid request's p99 latency", which is what its client
+   sees, so the wall clock's figures go under the issue's key. The process's CPU clock's are
+   reported beside them (Client says how they are read): in a loaded run the wall figures are
+   mostly the scheduler's (p99 alone 17-28 ms for a request of ~0.4 ms), and the CPU clock's
+   then still show what the collector itself puts in front of a valid request. Both meet the
+   target since the steps wait their turns; before, only the wall clock did, in some runs.
 
 Last line: one JSON object with `worst_cpu_per_kb_ratio`, `valid_p99_ratio_under_attack`,
-`valid_p99_ratio_under_valid_load` (CPU clock), `valid_p99_wall_ratio_under_attack` and
-`valid_p99_wall_ratio_under_valid_load` (wall clock), `longest_hold_ms`, per-class figures and the
+`valid_p99_ratio_under_valid_load` (wall clock), `valid_p99_cpu_ratio_under_attack` and
+`valid_p99_cpu_ratio_under_valid_load` (CPU clock), `longest_hold_ms`, per-class figures and the
 parameters.
 
     .venv/bin/python bench/hostile.py [--kb 256] [--repeats 21] [--interval-ms 20] [--attack-rps 5]
@@ -371,19 +377,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f" beside valid load {p['valid']:.2f} ({len(cpu['alone'])} samples each)",
             file=sys.stderr,
         )
-    p, w = figures["cpu"], figures["wall"]
+    w, p = figures["wall"], figures["cpu"]
     return {
         "worst_cpu_per_kb_ratio": max(v["ratio"] for v in per_class.values()),
         "worst_class": max(per_class, key=lambda k: per_class[k]["ratio"]),
-        "valid_p99_ratio_under_attack": round(p["attack"] / p["alone"], 2),
-        "valid_p99_ratio_under_valid_load": round(p["valid"] / p["alone"], 2),
-        "valid_p99_ms_alone": round(p["alone"], 3),
-        "valid_p99_ms_under_attack": round(p["attack"], 3),
-        "valid_p99_ms_under_valid_load": round(p["valid"], 3),
-        "valid_p99_wall_ratio_under_attack": round(w["attack"] / w["alone"], 2),
-        "valid_p99_wall_ratio_under_valid_load": round(w["valid"] / w["alone"], 2),
-        "valid_p99_wall_ms_alone": round(w["alone"], 3),
-        "valid_p99_wall_ms_under_attack": round(w["attack"], 3),
+        "valid_p99_ratio_under_attack": round(w["attack"] / w["alone"], 2),
+        "valid_p99_ratio_under_valid_load": round(w["valid"] / w["alone"], 2),
+        "valid_p99_ms_alone": round(w["alone"], 3),
+        "valid_p99_ms_under_attack": round(w["attack"], 3),
+        "valid_p99_ms_under_valid_load": round(w["valid"], 3),
+        "valid_p99_cpu_ratio_under_attack": round(p["attack"] / p["alone"], 2),
+        "valid_p99_cpu_ratio_under_valid_load": round(p["valid"] / p["alone"], 2),
+        "valid_p99_cpu_ms_alone": round(p["alone"], 3),
+        "valid_p99_cpu_ms_under_attack": round(p["attack"], 3),
+        "valid_p99_cpu_ms_under_valid_load": round(p["valid"], 3),
         "valid_samples_per_condition": min(len(v) for v in cpu.values()),
         "longest_hold_ms": max(v["hold_ms"] for v in per_class.values()),
         "classes": per_class,
