@@ -164,6 +164,20 @@ def parse_events_text(body: bytes) -> tuple[list[Any], bytes]:
     return events, body
 
 
+# orjson reads at most 1,024 levels, and an envelope holds a body's events one level deeper than the
+# body did. What a body nests is not all checked: of a key written twice, the value orjson keeps is
+# validated (and limits.py's depth bound applies to it), the one it drops is not, yet it travels in
+# the body's text. A text with fewer brackets than this cannot nest near the limit, whatever it holds.
+CARRY_MAX_BRACKETS = 1000
+
+
+def carriable(text: bytes) -> bool:
+    """Whether an envelope may carry this JSON text as is (Envelope.events_json) and still be read:
+    a bound on its nesting from counting brackets (those inside strings too: it errs towards
+    serialising the events again, never towards an envelope orjson cannot read)."""
+    return text.count(b"[") + text.count(b"{") < CARRY_MAX_BRACKETS
+
+
 def cors_headers(app: AppConfig, headers: Mapping[str, str]) -> dict[str, str]:
     origin = headers.get("origin")
     if origin and app.origin_allowed(origin):

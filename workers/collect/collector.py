@@ -70,6 +70,7 @@ from workers import logs, wire
 from workers.apps import AppConfig, AppRegistry, get_registry
 from workers.collect.body import (
     PREFLIGHT_HEADERS,
+    carriable,
     check_media_type,
     check_origin,
     cors_headers,
@@ -430,7 +431,9 @@ class Collector:
             accepted=verdict.accepted,
             rejected=verdict.rejected,
             rejected_count=verdict.rejected_count,
-            events_json=text if verdict.rejected_count == 0 else None,
+            events_json=text
+            if verdict.rejected_count == 0 and text is not None and carriable(text)
+            else None,
         )
 
     def _judge(

@@ -15,6 +15,7 @@ import pytest
 
 from tests.collect_support import collector_for, event, request, unit_env
 from workers import wire
+from workers.collect.body import CARRY_MAX_BRACKETS, carriable
 from workers.collect.collector import Collector
 from workers.collect.hub import pack
 from workers.stream.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, decode, encode
@@ -116,3 +117,27 @@ def test_a_split_envelope_serialises_each_part_of_the_events() -> None:
     assert max(len(m.body) for m in messages) <= MAX_MESSAGE_BYTES
     parts = [decode(m.body, m.properties) for m in messages]
     assert [e for part in parts for e in part.events] == events
+
+
+def deep_behind_a_repeated_key(levels: int) -> bytes:
+    """A valid event whose `attributes` is written twice: first nested `levels` deep (orjson drops it,
+    so neither the schema nor the limits see it), then as an empty object (what is validated)."""
+    valid = orjson.dumps(event(0))
+    deep = b"[" * levels + b"]" * levels
+    return b"[" + valid[:-1] + b',"attributes":' + deep + b',"attributes":{}}]'
+
+
+def test_a_text_nesting_near_the_parser_limit_is_serialised_again(collector: Collector) -> None:
+    """orjson reads 1,024 levels; the body (1,023) is read, its text one level deeper in an envelope
+    would not be: the whole message would go to failed/ with its accepted event."""
+    carried = envelope_for(collector, deep_behind_a_repeated_key(1022))
+    assert carried.events_json is None
+    message = pack(carried)[0]
+    assert decode(message.body, message.properties).events == carried.events
+
+
+@pytest.mark.parametrize("brackets", [CARRY_MAX_BRACKETS - 1, CARRY_MAX_BRACKETS])
+def test_a_text_is_carried_only_under_the_bracket_bound(brackets: int) -> None:
+    # Brackets inside strings count too: the bound errs towards serialising again.
+    text = b'["' + b"[" * (brackets - 1) + b'"]'
+    assert carriable(text) is (brackets < CARRY_MAX_BRACKETS)
