@@ -482,3 +482,42 @@ def test_a_failed_delete_after_a_delivery_leaves_no_blob_without_its_message(azu
         assert (len(firehose.outbox.stream(dest, "0")), messages_left) == (1, 1)
     finally:
         receiver.stop()
+
+
+def test_a_batch_whose_message_is_leased_does_not_hold_the_batches_behind_it(azurite: Azurite) -> None:
+    """A host killed after a retry delivered a batch but before it was cleaned up leaves the batch's blob
+    at the head of its stream, its queue message leased for five minutes: the batches behind it send
+    it again (under its own id) and go, instead of waiting out the lease."""
+    answers = iter([500])  # the live send fails: that batch heads the stream, the next waits behind it
+    receiver = Receiver(lambda elapsed: (next(answers, 200), {}, 0.0))
+    with_receiver = running(receiver)
+    next(with_receiver)
+    try:
+        dest, prefix = unique("hook"), unique("e")
+        firehose = firehose_for(settings_for(azurite, registry_json("shop", webhook(dest, receiver.url))))
+        firehose.process(messages(prefix, 1))
+        firehose.process(messages(prefix, 1, first_sequence=1))
+        head, behind = firehose.outbox.stream(dest, "0")
+
+        def lease_the_head() -> bool:
+            # What the killed pass held: the head's message, invisible for the next five minutes.
+            for due in firehose.outbox.due(dest):
+                if due.path == head:
+                    return True
+                firehose.outbox.postpone(due, 0)  # visible again at once (the queue's 1 s minimum)
+            return False
+
+        assert poll(lease_the_head, timeout=20, step=0.3)
+        sent = event_ids(messages(prefix, 2), prefix)
+
+        def all_delivered() -> bool:
+            firehose.retry()
+            return set(receiver.delivered_ids()) == sent
+
+        assert poll(all_delivered, timeout=20, step=0.5)
+        assert firehose.outbox.stream(dest, "0") == []
+        first_ids = list(dict.fromkeys(r.id for r in receiver.delivered()))
+        assert len(first_ids) == 2
+        assert behind.endswith(f"{first_ids[1]}.json")  # hub order kept: the batch behind went second
+    finally:
+        receiver.stop()

@@ -331,8 +331,8 @@ class Firehose:
 
     def retry(self, limit: int = 32) -> Result:
         """Sends each destination's due retries (at most `limit` each) in hub order per partition: a
-        batch behind an earlier pending one waits; once the first is through, those behind it follow
-        at once. Never raises for a receiver."""
+        due batch behind earlier pending ones sends those first (_send_ahead) and waits if one fails;
+        once it is through, those behind it follow at once. Never raises for a receiver."""
         result = Result()
         disabled = self.outbox.disabled()
         for destination in self.destinations.by_id.values():
@@ -345,8 +345,12 @@ class Firehose:
                     continue
                 stream = self.outbox.stream(destination.id, pending.chunk.first[0])
                 if stream and stream[0] != due.path:
-                    self.outbox.postpone(due, self.outbox.delay_s(1))
-                    continue
+                    if due.path not in stream or not self._send_ahead(
+                        destination, stream[: stream.index(due.path)], result
+                    ):
+                        self.outbox.postpone(due, self.outbox.delay_s(1))
+                        continue
+                    stream = stream[stream.index(due.path) :]
                 if not self._retry_one(destination, pending, result, due):
                     continue
                 self.outbox.done(due)
@@ -362,6 +366,21 @@ class Firehose:
         if result.counts:
             emit(log, logging.INFO, "firehose_retry", counts=dict(result.counts))
         return result
+
+    def _send_ahead(self, destination: registry.Destination, paths: Sequence[str], result: Result) -> bool:
+        """The batches ahead of a due one in its partition's stream, sent now in hub order; True once
+        all are through. Their own queue messages may be leased for minutes by a pass that never
+        finished (a host killed between a delivery and its clean-up), or be gone, and nothing behind
+        them may move until they are through. One sent again this way goes under its own id; one that
+        fails is kept for its own message (False: the due batch waits behind it)."""
+        for path in paths:
+            ahead = self.outbox.read_pending(path)
+            if ahead is None:
+                continue  # delivered meanwhile
+            if not self._retry_one(destination, ahead, result, None):
+                return False
+            self.outbox.drop(path)
+        return True
 
     def _retry_one(
         self, destination: registry.Destination, pending: Pending, result: Result, due: Due | None
