@@ -224,13 +224,6 @@ TYPED = [
 ]
 
 
-@pytest.fixture(scope="module")
-async def collector() -> AsyncIterator[Collector]:
-    c = collector_for(unit_env())
-    yield c
-    await c.close()
-
-
 @pytest.mark.parametrize(("typed", "req"), [t[1:] for t in TYPED], ids=[t[0] for t in TYPED])
 async def test_client_typed_text_never_reaches_the_logs(
     collector: Collector, caplog: pytest.LogCaptureFixture, typed: str, req: HttpIn

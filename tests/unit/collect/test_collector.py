@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -48,13 +47,6 @@ from workers.errors import (
 from workers.stream.envelope import decode
 
 SALT = bytes(range(32))
-
-
-@pytest.fixture(scope="module")
-async def collector() -> AsyncIterator[Collector]:
-    c = collector_for(unit_env())
-    yield c
-    await c.close()
 
 
 def admit(collector: Collector, req: HttpIn) -> Any:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.collect_support import collector_for, event, request, unit_env
+from tests.collect_support import event, request
 from workers import wire
 from workers.collect.body import CARRY_MAX_BRACKETS, carriable
 from workers.collect.collector import Collector
@@ -21,13 +20,6 @@ from workers.collect.hub import pack
 from workers.stream.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, decode, encode
 
 SALT = bytes(range(32))
-
-
-@pytest.fixture(scope="module")
-async def collector() -> AsyncIterator[Collector]:
-    c = collector_for(unit_env())
-    yield c
-    await c.close()
 
 
 def wire_text(message: EncodedEnvelope) -> bytes:

@@ -17,13 +17,12 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.collect_support import DEMO_KEY, body_of, collector_for, event, request, sign, unit_env
+from tests.collect_support import DEMO_KEY, body_of, event, request, sign, unit_env
 from workers.apps import AppRegistry
 from workers.collect import limits
 from workers.collect.collector import PIXEL_GIF, Admitted, Collector, summary
 from workers.collect.http import HttpIn
 from workers.collect.privacy import GeoReader
-from workers.collect.quota import QuotaBook
 from workers.collect.validation import CHUNK_EVENTS, MAX_ERRORS_PER_EVENT, MAX_STORED_REJECTED
 from workers.settings import Settings
 from workers.stream.envelope import decode
@@ -31,19 +30,7 @@ from workers.stream.envelope import decode
 SALT = bytes(range(32))
 
 
-@pytest.fixture(scope="module")
-async def collector() -> AsyncIterator[Collector]:
-    c = collector_for(unit_env())
-    yield c
-    await c.close()
-
-
-@pytest.fixture(autouse=True)
-def full_buckets(collector: Collector) -> None:
-    """Quotas are charged by events: these tests send up to 10,000 a request from one module-wide
-    collector, and what they measure is validation, not what the buckets have left."""
-    collector.quota = QuotaBook()
-    collector.sender_quota = QuotaBook(max_keys=1000)
+pytestmark = pytest.mark.usefixtures("full_buckets")
 
 
 class CachedSalt:

@@ -5,33 +5,21 @@ re-parses whatever the body, and the event loop turned between pieces. No networ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.collect_support import body_of, collector_for, event, request, unit_env
+from tests.collect_support import body_of, event, request
 from workers.collect import limits, pieces
 from workers.collect.body import parse_events
 from workers.collect.collector import YIELD_BYTES, Collector
-from workers.collect.quota import QuotaBook
 from workers.errors import HubcapError, InvalidBody, PayloadTooLarge
 
 PIECE = 4096  # small pieces, so that small bodies are cut many times
 
 
-@pytest.fixture(scope="module")
-async def collector() -> AsyncIterator[Collector]:
-    c = collector_for(unit_env())
-    yield c
-    await c.close()
-
-
-@pytest.fixture(autouse=True)
-def full_buckets(collector: Collector) -> None:
-    collector.quota = QuotaBook()
-    collector.sender_quota = QuotaBook(max_keys=1000)
+pytestmark = pytest.mark.usefixtures("full_buckets")
 
 
 def joined(body: bytes, piece_bytes: int = PIECE) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -34,13 +34,6 @@ VALID = {
     "product": "Forms",
     "instance_id": "chat-1",
 }
-
-
-@pytest.fixture(scope="module")
-async def collector() -> AsyncIterator[Collector]:
-    c = collector_for(unit_env())
-    yield c
-    await c.close()
 
 
 def body(**changes: Any) -> bytes:
