@@ -7,7 +7,8 @@ destinations, cut records and carries, all in the lake's storage account.
   event's hub position, so listing a partition's blobs gives them in hub order), written before the
   message. The message becomes visible when the next attempt is due (the schedule's delay ±10 % jitter,
   or a longer Retry-After). A destination's partition with a batch pending is held: its later batches
-  queue behind it (`waiting`, `stream`) and are sent in hub order once it is through (see sink).
+  queue behind it (`waiting`, `stream`) and are sent in hub order once it is through; a batch that
+  comes due behind others sends them first (sink: Firehose._send_ahead).
 - Undelivered: `undelivered/v1/destination=<id>/date=<YYYY-MM-DD>/<batch id>.json`, the batch with its
   reason (`attempts`, `gone`, `expired`, `disabled`), attempts, last status and last error.
 - Disabled: `firehose/v1/disabled/<id>.json`; `hubcap firehose redeliver` clears it.
