@@ -345,12 +345,11 @@ class Firehose:
                     continue
                 stream = self.outbox.stream(destination.id, pending.chunk.first[0])
                 if stream and stream[0] != due.path:
-                    if due.path not in stream or not self._send_ahead(
-                        destination, stream[: stream.index(due.path)], result
-                    ):
+                    place = stream.index(due.path) if due.path in stream else None
+                    if place is None or not self._send_ahead(destination, stream[:place], result):
                         self.outbox.postpone(due, self.outbox.delay_s(1))
                         continue
-                    stream = stream[stream.index(due.path) :]
+                    stream = stream[place:]
                 if not self._retry_one(destination, pending, result, due):
                     continue
                 self.outbox.done(due)
