@@ -106,6 +106,19 @@ class Site:
         assert len(hits) >= count, f"{len(hits)} of {count} requests for {app_id} in {within}s"
         return hits[:count]
 
+    async def wait_events(self, app_id: str, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        """The app's first `count` events over however many requests carried them: the tracker sends
+        what it has queued two seconds after the last event, so on a busy machine events a test made
+        one after the other can leave in separate requests."""
+        deadline = time.monotonic() + within
+        while True:
+            events = [event for hit in self.for_app(app_id) for event in hit.events]
+            if len(events) >= count or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(POLL_S)
+        assert len(events) >= count, f"{len(events)} of {count} events for {app_id} in {within}s"
+        return events[:count]
+
     async def quiet(self, app_id: str, seconds: float) -> list[Hit]:
         """Whatever the app sent within `seconds` (for tests asserting that nothing more is sent)."""
         await asyncio.sleep(seconds)

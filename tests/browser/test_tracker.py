@@ -272,8 +272,8 @@ async def test_clicks_on_marked_elements_and_outbound_links(
     await page.click("#in")
     async with context.expect_page():
         await page.click("#out")
-    (hit,) = await site.wait(app_id, 1)
-    got = [(e["event_type"], e["attributes"]) for e in hit.events[1:]]
+    events = await site.wait_events(app_id, 3)
+    got = [(e["event_type"], e["attributes"]) for e in events[1:]]
     assert got == [
         ("signup", {"plan_name": "pro", "_webdriver": True}),
         ("_click", {"_link_url": "https://elsewhere.example/x", "_outbound": True, "_webdriver": True}),
