@@ -16,6 +16,11 @@ keyed by visitor and spread over the partitions, so few share a send). --small-s
 this process's CPU time per send (the producer and the azure-eventhub SDK under it),
 `endpoint_cpu_us_per_small_send` the endpoint's, medians of the rounds. `--small-sends 0` skips it.
 
+Batch step, in this process alone: what putting a message into the SDK's EventDataBatch costs, per
+message, for the same click envelopes 35 to a batch (a collect send's usual share): through the SDK's
+public `add` (`batch_us_per_message_sdk_add`) and as the producer does it, encoded once by hubcap
+(`batch_us_per_message_hubcap`), alternated --rounds × 5 times, medians and `batch_speedup`.
+
     .venv/bin/python bench/hub_endpoint.py [--events 20000] [--rounds 3] [--small-sends 2000]
 """
 
@@ -31,14 +36,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from azure.eventhub import EventData
+from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devstack.services import EventHubsEndpoint, run_eventhubs  # noqa: E402
-from workers.collect.hub import HubProducer, pack  # noqa: E402
+from workers.collect.hub import HubProducer, amqp_message, event_data, fill_batch, pack  # noqa: E402
 from workers.stream.envelope import Envelope  # noqa: E402
 
 BATCH = 100
@@ -177,6 +182,33 @@ async def small_sends_round(endpoint: EventHubsEndpoint, sends: int, offset: int
     return own / sends, cpu / sends
 
 
+def batch_step(turns: int) -> dict[str, float]:
+    """CPU µs per message into a 35-message batch: the SDK's add against the producer's fill_batch."""
+    work = [(pack(click_envelope(n))[0], f"{n:032x}") for n in range(35)]
+
+    def sdk_add() -> None:
+        batch = EventDataBatch(max_size_in_bytes=1024 * 1024)
+        for message, key in work:
+            batch.add(event_data(message, key))
+
+    def hubcap() -> None:
+        fill_batch(EventDataBatch(max_size_in_bytes=1024 * 1024), [amqp_message(m, k) for m, k in work])
+
+    times: dict[str, list[float]] = {"sdk_add": [], "hubcap": []}
+    for _ in range(turns):
+        for name, step in (("sdk_add", sdk_add), ("hubcap", hubcap)):
+            started = time.process_time()
+            for _ in range(20):
+                step()
+            times[name].append((time.process_time() - started) / (20 * len(work)) * 1e6)
+    sdk, ours = statistics.median(times["sdk_add"]), statistics.median(times["hubcap"])
+    return {
+        "batch_us_per_message_sdk_add": round(sdk, 1),
+        "batch_us_per_message_hubcap": round(ours, 1),
+        "batch_speedup": round(sdk / ours, 1),
+    }
+
+
 async def bench(events: int, rounds: int, small_sends: int) -> dict[str, float | int | None]:
     sends, receives, send_cpu, receive_cpu = [], [], [], []
     small_own, small_endpoint = [], []
@@ -207,6 +239,7 @@ async def bench(events: int, rounds: int, small_sends: int) -> dict[str, float |
     send_us = statistics.median(send_cpu or [0]) * 1e6
     receive_us = statistics.median(receive_cpu or [0]) * 1e6
     return {
+        **batch_step(max(rounds, 1) * 5),
         "producer_cpu_us_per_small_send": round(statistics.median(small_own or [0]) * 1e6),
         "endpoint_cpu_us_per_small_send": round(statistics.median(small_endpoint or [0]) * 1e6),
         "small_sends_per_round": small_sends,
