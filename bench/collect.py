@@ -21,7 +21,7 @@ Where the time goes:
   (dataclasses, quotas, headers, glue, the garbage collector). Beside the path, not in its sum:
   `limits`, the structural walk of workers/collect/limits.py per event, which only an event the schema
   refuses pays (a valid body pays none of it), and `hub`, what the producer (workers/collect/hub.py)
-  spends on a request's messages before the network (the partition key's hash, the EventData).
+  spends on a request's messages before the network (the partition key's hash, the AMQP encoding).
 - `stages_us_per_request`: the same path stages per request, under their earlier names (`parse` for
   decode, `compress` for gzip).
 - `http_cpu_ms_per_request`: per route, the CPU time that the dev host, the Event Hubs endpoint and
@@ -157,7 +157,7 @@ def stages(
     `whole_us`, the whole path's µs per event, less the path's stages."""
     from workers.collect import limits
     from workers.collect.body import parse_events_text
-    from workers.collect.hub import HubProducer
+    from workers.collect.hub import amqp_message
     from workers.partition_key import partition_for_key
     from workers.stream.envelope import encode
 
@@ -182,7 +182,7 @@ def stages(
         encoded, key = messages
         partition_for_key(key, 32)
         for message in encoded:
-            HubProducer._event(message, key)
+            amqp_message(message, key)
 
     def timed(work: Any, items: list[Any]) -> float:
         # The inputs of every request at once are millions of objects, where an instance holds a few

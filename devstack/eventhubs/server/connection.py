@@ -16,6 +16,7 @@ from devstack.eventhubs import codec
 from devstack.eventhubs.codec import Array, Described, Symbol, UByte, UInt, ULong, UShort
 from devstack.eventhubs.server.addresses import parse_address
 from devstack.eventhubs.server.frames import (
+    ACCEPTED,
     AMQP_HEADER,
     ATTACH,
     BEGIN,
@@ -36,6 +37,7 @@ from devstack.eventhubs.server.frames import (
     SASL_OUTCOME,
     TRANSFER,
     ProtocolError,
+    accepted,
     amqp_error,
     frame,
     performative,
@@ -387,6 +389,9 @@ class Connection:
 
     def settle(self, session: Session, delivery_id: int, state: Any) -> None:
         if session.ended or self.closed:
+            return
+        if state is ACCEPTED:
+            self.write(accepted(session.channel, delivery_id))
             return
         session.send(DISPOSITION, [True, UInt(delivery_id), UInt(delivery_id), True, state, False])
 

@@ -11,7 +11,7 @@ import struct
 from typing import Any
 
 from devstack.eventhubs import codec
-from devstack.eventhubs.codec import Described, Symbol, ULong
+from devstack.eventhubs.codec import Described, Symbol, UInt, ULong
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
@@ -50,3 +50,18 @@ def performative(code: int, fields: list[Any]) -> bytes:
 
 def frame(channel: int, body: bytes, payload: bytes | memoryview = b"", frame_type: int = 0) -> bytes:
     return FRAME_HEADER.pack(8 + len(body) + len(payload), 2, frame_type, channel) + body + payload
+
+
+# The disposition accepting one delivery is the frame the endpoint sends for every send it takes, so it
+# is encoded once, with the delivery id (first and last) in uint's fixed 4-byte form, then patched.
+_ANY_ID = UInt(0xFFFFFFFF)
+_ACCEPT_BODY = performative(DISPOSITION, [True, _ANY_ID, _ANY_ID, True, ACCEPTED, False])
+_ACCEPT_HEAD, _ACCEPT_MIDDLE, _ACCEPT_TAIL = _ACCEPT_BODY.split(b"\x70\xff\xff\xff\xff")
+_ACCEPT_SIZE = 8 + len(_ACCEPT_BODY)
+
+
+def accepted(channel: int, delivery_id: int) -> bytes:
+    """The disposition frame (role receiver, settled) accepting delivery `delivery_id` on `channel`."""
+    uint = b"\x70" + delivery_id.to_bytes(4, "big")
+    header = FRAME_HEADER.pack(_ACCEPT_SIZE, 2, 0, channel)
+    return b"".join((header, _ACCEPT_HEAD, uint, _ACCEPT_MIDDLE, uint, _ACCEPT_TAIL))
