@@ -6,6 +6,10 @@ of 256 messages on one partition), each batch on a fresh partition state, GC tun
 is (workers.process.tune_gc). A figure is the median of --repeats runs over the whole workload after
 one warm-up run, in this process's CPU time.
 
+`--sink metrics` runs the stage as the metrics sink does, with its projection (the columns it reads,
+workers/sinks/metrics/sink.py's COLUMNS); a checkout without projections runs it whole, as its metrics
+sink did. The default, `capture`, makes every column.
+
 `--baseline DIR` compares with another checkout's code (e.g. `git worktree add /tmp/base <sha>`): this
 script runs in its own process on DIR's code and on this checkout's, alternately, --pairs times, and
 reports each pair's ratio. The machines this runs on are shared and noisy; a pair, close in time, is what
@@ -15,7 +19,8 @@ Last line: one JSON object with `events_per_s` and `us_per_event`; with --baseli
 `baseline_events_per_s`, `speedup` (median of the pairs' ratios, baseline CPU time / this code's),
 `speedup_range` and `pairs`.
 
-    .venv/bin/python bench/stage.py [--events 10000] [--repeats 5] [--baseline DIR --pairs 3]
+    .venv/bin/python bench/stage.py [--events 10000] [--repeats 5] [--sink capture|metrics]
+                                    [--baseline DIR --pairs 3]
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(code: Path, events: int, repeats: int) -> float:
+def measure(code: Path, events: int, repeats: int, sink: str) -> float:
     """Median CPU seconds of Stage.run over the workload, on the `workers` package under `code`."""
     sys.path.insert(0, str(code))
     # workers is imported from `code` first: capture's own path entry cannot displace it then.
@@ -59,6 +64,7 @@ def measure(code: Path, events: int, repeats: int) -> float:
         registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
         store=None,
         settings=Settings(),
+        **projection(sink),
     )
     batches = workload(events)
     tune_gc()
@@ -75,8 +81,18 @@ def measure(code: Path, events: int, repeats: int) -> float:
     return statistics.median(run() for _ in range(repeats))
 
 
-def child(code: Path, events: int, repeats: int) -> float:
-    command = [sys.executable, __file__, "--events", str(events), "--repeats", str(repeats)]
+def projection(sink: str) -> dict[str, object]:
+    """Stage's keyword for the sink's projection; none where the sink or this checkout has none."""
+    if sink == "capture":
+        return {}
+    from workers.sinks.metrics import sink as metrics
+
+    columns = getattr(metrics, "COLUMNS", None)
+    return {} if columns is None else {"columns": columns}
+
+
+def child(code: Path, events: int, repeats: int, sink: str) -> float:
+    command = [sys.executable, __file__, "--events", str(events), "--repeats", str(repeats), "--sink", sink]
     out = subprocess.run([*command, "--code", str(code)], check=True, capture_output=True, text=True)
     return float(json.loads(out.stdout.splitlines()[-1])["cpu_s"])
 
@@ -87,19 +103,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with, in pairs")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--sink", choices=("capture", "metrics"), default="capture")
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # one side of a pair
     args = parser.parse_args()
     if args.code is not None:
-        print(json.dumps({"cpu_s": measure(args.code, args.events, args.repeats)}))
+        print(json.dumps({"cpu_s": measure(args.code, args.events, args.repeats, args.sink)}))
         return
     if args.baseline is None:
-        cpu_s = measure(ROOT, args.events, args.repeats)
+        cpu_s = measure(ROOT, args.events, args.repeats, args.sink)
         result: dict[str, object] = {}
     else:
         pairs = []
         for _ in range(args.pairs):
-            baseline_s = child(args.baseline.resolve(), args.events, args.repeats)
-            this_s = child(ROOT, args.events, args.repeats)
+            baseline_s = child(args.baseline.resolve(), args.events, args.repeats, args.sink)
+            this_s = child(ROOT, args.events, args.repeats, args.sink)
             pairs.append((baseline_s, this_s))
             baseline_us, this_us = baseline_s / args.events * 1e6, this_s / args.events * 1e6
             print(f"pair: baseline {baseline_us:.2f} µs/event, this code {this_us:.2f} µs/event")
@@ -111,13 +128,14 @@ def main() -> None:
             "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)],
             "pairs": args.pairs,
         }
-    print(f"stage alone: {args.events / cpu_s:,.0f} events/s per CPU second")
+    print(f"stage alone ({args.sink}): {args.events / cpu_s:,.0f} events/s per CPU second")
     print(
         json.dumps(
             {
                 "events_per_s": round(args.events / cpu_s),
                 "us_per_event": round(cpu_s / args.events * 1e6, 2),
                 **result,
+                "sink": args.sink,
                 "events": args.events,
                 "repeats": args.repeats,
                 "clock": "process_time",
