@@ -17,7 +17,9 @@ can be compared.
 
 Last line: one JSON object with `events_per_s` and `us_per_event`; with --baseline also
 `baseline_events_per_s`, `speedup` (median of the pairs' ratios, baseline CPU time / this code's),
-`speedup_range` and `pairs`.
+`speedup_range` and `pairs`; with `--sink metrics` alone also `full_stage_events_per_s`,
+`projection_speedup` and `projection_speedup_range`: the whole stage timed in the same process, in
+turns with the projected one, and each turn's ratio (the steadiest comparison on a shared machine).
 
     .venv/bin/python bench/stage.py [--events 10000] [--repeats 5] [--sink capture|metrics]
                                     [--baseline DIR --pairs 3]
@@ -32,12 +34,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(code: Path, events: int, repeats: int, sink: str) -> float:
-    """Median CPU seconds of Stage.run over the workload, on the `workers` package under `code`."""
+def measure(code: Path, events: int, repeats: int, sink: str) -> dict[str, Any]:
+    """Median CPU seconds of Stage.run over the workload (`cpu_s`), on the `workers` package under
+    `code`. With a projection, also the whole stage's in the same process, timed in turns with it
+    (`full_cpu_s`, and `ratios`: each turn's whole / projected)."""
     sys.path.insert(0, str(code))
     # workers is imported from `code` first: capture's own path entry cannot displace it then.
     import workers
@@ -59,17 +64,17 @@ def measure(code: Path, events: int, repeats: int, sink: str) -> float:
     except ImportError:  # a --baseline checkout from before workers/process.py
         from workers.stream.stage import tune_gc  # type: ignore[attr-defined,no-redef]
 
-    stage = Stage(
-        pipeline=build_pipeline(),
-        registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
-        store=None,
-        settings=Settings(),
-        **projection(sink),
-    )
+    def make(columns: dict[str, Any]) -> Any:
+        registry = AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}')
+        return Stage(pipeline=pipeline, registry=registry, store=None, settings=Settings(), **columns)
+
+    pipeline = build_pipeline()
+    columns = projection(sink)
+    stages = [make(columns), make({})] if columns else [make({})]
     batches = workload(events)
     tune_gc()
 
-    def run() -> float:
+    def run(stage: Any) -> float:
         start = time.process_time()
         for batch in batches:
             stage._states.clear()
@@ -77,11 +82,22 @@ def measure(code: Path, events: int, repeats: int, sink: str) -> float:
             stage.run(batch)
         return time.process_time() - start
 
-    run()
-    return statistics.median(run() for _ in range(repeats))
+    for stage in stages:
+        run(stage)
+    turns = []
+    for turn in range(repeats):
+        # Which goes first alternates, so that an order effect (GC, the heap) falls on both alike.
+        order = stages if turn % 2 == 0 else stages[::-1]
+        timed = {id(stage): run(stage) for stage in order}
+        turns.append([timed[id(stage)] for stage in stages])
+    result: dict[str, Any] = {"cpu_s": statistics.median(turn[0] for turn in turns)}
+    if columns:
+        result["full_cpu_s"] = statistics.median(turn[1] for turn in turns)
+        result["ratios"] = [turn[1] / turn[0] for turn in turns]
+    return result
 
 
-def projection(sink: str) -> dict[str, object]:
+def projection(sink: str) -> dict[str, Any]:
     """Stage's keyword for the sink's projection; none where the sink or this checkout has none."""
     if sink == "capture":
         return {}
@@ -107,11 +123,19 @@ def main() -> None:
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # one side of a pair
     args = parser.parse_args()
     if args.code is not None:
-        print(json.dumps({"cpu_s": measure(args.code, args.events, args.repeats, args.sink)}))
+        print(json.dumps(measure(args.code, args.events, args.repeats, args.sink)))
         return
     if args.baseline is None:
-        cpu_s = measure(ROOT, args.events, args.repeats, args.sink)
+        measured = measure(ROOT, args.events, args.repeats, args.sink)
+        cpu_s = measured["cpu_s"]
         result: dict[str, object] = {}
+        if "ratios" in measured:
+            ratios = measured["ratios"]
+            result = {
+                "full_stage_events_per_s": round(args.events / measured["full_cpu_s"]),
+                "projection_speedup": round(statistics.median(ratios), 3),
+                "projection_speedup_range": [round(min(ratios), 3), round(max(ratios), 3)],
+            }
     else:
         pairs = []
         for _ in range(args.pairs):
