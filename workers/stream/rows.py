@@ -220,16 +220,21 @@ def _plan(shape: tuple[str, ...]) -> _Plan | None:
 
 
 EVENT_PLACEHOLDERS = dict.fromkeys(EVENT_COLUMNS.values())
+# The columns RowTemplate maps an event's nested values into: the rest of the row reads none of them.
+NESTED_COLUMNS = frozenset(("user", "items"))
 
 
 class RowTemplate:
     """event_row's rows for the events of one message, `platform` being the envelope's. `template`
     holds event_row's `base`, then EVENT_PLACEHOLDERS, then any further columns every row starts
-    with (the request's enrichment); it is not copied, so it is the caller's no more."""
+    with (the request's enrichment); it is not copied, so it is the caller's no more. With `nested`
+    False the rows' NESTED_COLUMNS keep the event's values unmapped, for a caller that reads neither;
+    an event whose items cannot be mapped still raises."""
 
-    def __init__(self, template: dict[str, Any], platform: str | None) -> None:
+    def __init__(self, template: dict[str, Any], platform: str | None, *, nested: bool = True) -> None:
         self.platform = platform
         self.template = template
+        self.nested = nested
         template["platform"] = platform
 
     def row(self, event: dict[str, Any]) -> Row | None:
@@ -267,8 +272,12 @@ class RowTemplate:
             for reserved, column in AWS_WEB_ATTRIBUTES:
                 if row[column] is None and isinstance(attributes.get(reserved), str):
                     row[column] = attributes[reserved]
-        event_user = row["user"]
-        row["user"] = user(event_user) if event_user else {}
-        items = row["items"]
-        row["items"] = [item(entry) for entry in items] if items else []
+        if self.nested:
+            event_user = row["user"]
+            row["user"] = user(event_user) if event_user else {}
+            items = row["items"]
+            row["items"] = [item(entry) for entry in items] if items else []
+        elif row["items"]:
+            # Raises where the mapping would: such an event is a failed record for every caller.
+            iter(row["items"])
         return row

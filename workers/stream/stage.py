@@ -18,6 +18,16 @@ the partition state moves on only once the sink holds the rows, so a sink that f
 batch again sees the same sessions and dedup verdicts. Messages at or below the state's
 `lake_sequence` (the last one a sink committed) are skipped. Each sink keeps its own state by reading
 the hub with its own consumer group (the state store's key).
+
+A sink that reads only some columns of a row says which (`Stage(columns=...)`, a projection): the
+stage then does only the work those columns need, on the same code path. A projected row holds each
+of those columns with the value the full row has; what its other keys hold is unspecified (they are
+the way there: the enrichment's inputs and outputs, the event's own fields). Rejected and failed
+records are whole either way. A projection without the state's columns (STATE_COLUMNS) skips session
+and dedup work for apps that flag duplicates, which keeps every event: its events are the full stage's,
+its counts lack `duplicates_flagged` and `replayed` then, and its partition state saves no sessions.
+An app that drops duplicates gets them placed and dropped as ever, so a projected sink's events are
+the ones the lake keeps.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -38,8 +48,10 @@ from workers.settings import Settings
 from workers.stream import envelope
 from workers.stream.records import UNKNOWN_APP, failed_record, keep_raw, rejected_record
 from workers.stream.rows import (
+    AWS_WEB_ATTRIBUTES,
     CLIENT_TEMPLATE,
     EVENT_PLACEHOLDERS,
+    NESTED_COLUMNS,
     RowTemplate,
     client_session,
     dedup_id,
@@ -50,6 +62,12 @@ from workers.stream.state import Batch, PartitionState, StateStore
 # The source's own version: a deployed Function App runs the code without installing the package.
 CAPTURE_VERSION = workers.__version__
 SESSION_COLUMNS = ("session_id", "session_start", "session_index", "is_duplicate")
+# The columns only the partition state fills: a sink that reads none of them needs no session or dedup
+# work, unless its app drops duplicates (then which events there are depends on it).
+STATE_COLUMNS = frozenset((*SESSION_COLUMNS, "is_first_click"))
+# What a projected row keeps beside its columns and the enrichment's: the columns RowTemplate.row and
+# the stage read as `row[column]` (the enrichment steps read theirs with `get`).
+ROW_INPUTS = frozenset((*EVENT_PLACEHOLDERS, *(column for _, column in AWS_WEB_ATTRIBUTES)))
 
 VERSION_FIELDS = {
     "ua_rules": "ua_rules_version",
@@ -127,8 +145,13 @@ class Stage:
         registry: AppRegistry,
         store: StateStore | None,
         settings: Settings,
+        columns: Collection[str] | None = None,
     ) -> None:
+        """`columns`: the row columns the sink reads; None for all of them."""
         self.pipeline = pipeline
+        self.columns = None if columns is None else frozenset(columns)
+        self.sessions = self.columns is None or not self.columns.isdisjoint(STATE_COLUMNS)
+        self.nested = self.columns is None or not self.columns.isdisjoint(NESTED_COLUMNS)
         self.registry = registry
         self.store = store
         self.timeout_ms = settings.session_timeout_s * 1000
@@ -138,19 +161,31 @@ class Stage:
         self._next_sequence: dict[str, int] = {}
         self._prototype: dict[str, Any] | None = None
         self._prototype_of: Pipeline | None = None
+        self._shared_kept: tuple[str, ...] = ()
 
     def row_template(self, shared: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         """The columns every row of a message starts with, in the order event_row and the pipeline add
         them: a copy of one prototype (every message has the same columns, for one pipeline: its
-        RequestEnrichment.fields has the same keys for every request), its values set."""
+        RequestEnrichment.fields has the same keys for every request), its values set. A projected
+        stage's prototype holds its columns, ROW_INPUTS and the enrichment's: every row copies it, and
+        a smaller dict copies faster."""
         if self._prototype is None or self._prototype_of is not self.pipeline:
             # With the pipeline's columns known up front, so are the last ones, which the stage adds:
             # a row made with room for them is never resized.
-            last = SESSION_COLUMNS if fields else ()
-            self._prototype = dict.fromkeys([*CLIENT_TEMPLATE, *shared, *EVENT_PLACEHOLDERS, *fields, *last])
+            last = SESSION_COLUMNS if fields and self.sessions else ()
+            order = [*CLIENT_TEMPLATE, *shared, *EVENT_PLACEHOLDERS, *fields, *last]
+            if self.columns is not None:
+                kept = self.columns | ROW_INPUTS | fields.keys() | frozenset(last)
+                order = [column for column in order if column in kept]
+                self._shared_kept = tuple(name for name in shared if name in kept)
+            self._prototype = dict.fromkeys(order)
             self._prototype_of = self.pipeline
         template = self._prototype.copy()
-        template.update(shared)
+        if self.columns is None:
+            template.update(shared)
+        else:
+            for name in self._shared_kept:
+                template[name] = shared[name]
         template.update(fields)
         return template
 
@@ -273,12 +308,13 @@ class _BatchRun:
         context = EnrichContext(app, env.user_agent, env.accept_language, env.referer, env.geo)
         sent = _Sent(message, env, shared, context)
         request = stage.pipeline.for_request(context)
-        rows = RowTemplate(stage.row_template(shared, request.fields), env.platform)
+        rows = RowTemplate(stage.row_template(shared, request.fields), env.platform, nested=stage.nested)
         sequence_number = message.sequence_number
         place = self.partition.batch.place
         keep = self.partition.events.append
         drop_duplicates = app is not None and app.dedup_policy == "drop"
         drop_bots = app is not None and app.bot_policy == "drop"
+        sessions = stage.sessions or drop_duplicates
         counts = self.counts
         counts["events"] += len(env.events)
         for event in env.events:
@@ -296,28 +332,29 @@ class _BatchRun:
                 record["step"] = exc.step
                 self._fail(sent, record)
                 continue
-            session_id, start, index, duplicate, replayed = place(
-                app_id,
-                visitor_hash,
-                dedup_id(row["event_id"]),
-                client_session(row["client_session_id"]),
-                received_at,
-                sequence_number,
-            )
-            row["session_id"] = session_id
-            row["session_start"] = start
-            row["session_index"] = index
-            row["is_duplicate"] = duplicate
-            if row.get("link_id"):
-                key = first_click_key(row["link_id"], visitor_hash, received_at)
-                row["is_first_click"] = self.partition.batch.first_of(app_id, key, sequence_number)
-            if replayed:
-                counts["replayed"] += 1
-            if duplicate:
-                if drop_duplicates:
-                    counts["duplicates_dropped"] += 1
-                    continue
-                counts["duplicates_flagged"] += 1
+            if sessions:
+                session_id, start, index, duplicate, replayed = place(
+                    app_id,
+                    visitor_hash,
+                    dedup_id(row["event_id"]),
+                    client_session(row["client_session_id"]),
+                    received_at,
+                    sequence_number,
+                )
+                row["session_id"] = session_id
+                row["session_start"] = start
+                row["session_index"] = index
+                row["is_duplicate"] = duplicate
+                if row.get("link_id"):
+                    key = first_click_key(row["link_id"], visitor_hash, received_at)
+                    row["is_first_click"] = self.partition.batch.first_of(app_id, key, sequence_number)
+                if replayed:
+                    counts["replayed"] += 1
+                if duplicate:
+                    if drop_duplicates:
+                        counts["duplicates_dropped"] += 1
+                        continue
+                    counts["duplicates_flagged"] += 1
             if row.get("is_bot"):
                 if drop_bots:
                     counts["bots_dropped"] += 1

@@ -38,6 +38,22 @@ from workers.stream.stage import HubMessage, PartitionOutput, Stage, Staged, Sta
 
 log = logging.getLogger("hubcap.metrics")
 MINUTE_MS = 60_000
+# What this sink reads of an event's row (counters.event_columns, scopes): the stage builds no more,
+# and skips the session and dedup work none of these need (workers/stream/stage.py).
+COLUMNS = (
+    "hub_sequence_number",
+    "is_bot",
+    "visitor_hash",
+    "geo_country",
+    "device_class",
+    "referrer_category",
+    "event_type",
+    "page_path",
+    "link_id",
+    "link_domain",
+    "link_workspace",
+    "link_slug",
+)
 
 
 def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:
@@ -150,6 +166,7 @@ def build_metrics(settings: Settings, pipeline: Pipeline | None = None) -> Metri
         registry=AppRegistry.from_settings(settings),
         store=open_state_store(settings, settings.metrics_consumer_group),
         settings=settings,
+        columns=COLUMNS,
     )
     return MetricsSink(stage, open_metrics_store(settings))
 
