@@ -431,16 +431,16 @@ class Collector:
             accepted=verdict.accepted,
             rejected=verdict.rejected,
             rejected_count=verdict.rejected_count,
-            events_json=text
-            if verdict.rejected_count == 0 and text is not None and carriable(text)
-            else None,
+            events_json=text if verdict.rejected_count == 0 else None,
         )
 
     def _judge(
         self, app: AppConfig, ip: str | None, body: bytes
     ) -> Generator[None, None, tuple[Verdict, bytes | None]]:
         """The body's events sorted into accepted and rejected and charged to the quotas; and the JSON
-        text they were read from when the envelope may carry it as is (see Envelope.events_json).
+        text they were read from when the envelope may carry it as is (see Envelope.events_json and
+        body.carriable; a body the hot path accepts nests no deeper than its Structs, which hold every
+        value of the text, a key's dropped duplicates too).
 
         A body of up to YIELD_BYTES is parsed at once and charged before it is judged, so a sender
         over its quota costs a parse, not the schema; a body of valid events in the schema's named
@@ -458,7 +458,7 @@ class Collector:
         events, text = parse_events_text(body)
         self._charge(app, ip, max(1, len(events)))
         verdict = yield from validator.check_steps(events)
-        return verdict, text
+        return verdict, text if carriable(text) else None
 
     def _charge(self, app: AppConfig, ip: str | None, cost: int) -> None:
         # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.

@@ -28,6 +28,8 @@ alone. It only ever says yes or "don't know":
   MAX_KNOWN_NAMES per subschema; past that a new name is checked each time it appears).
 
 A body of more than CHUNK_EVENTS events (validation.py) goes the old way, which judges it in steps.
+A body this path accepts nests no deeper than its Structs (the dropped duplicate of a key too), so an
+envelope may carry its text as is without counting its brackets (body.carriable).
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ class _Translator:
         # required fields first: a Struct's fields without a default must come before those with one
         fields.sort(key=lambda spec: len(spec) == 3)
         self._structs += 1
-        struct = msgspec.defstruct(f"Hot{self._structs}", fields, forbid_unknown_fields=True)
+        # gc=False: decoded values hold no cycles, and the collector need not track them
+        struct = msgspec.defstruct(f"Hot{self._structs}", fields, forbid_unknown_fields=True, gc=False)
         if not checks:
             return struct, None
 
