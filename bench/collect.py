@@ -16,12 +16,15 @@
 Where the time goes:
 - `stages_us_per_event`: each stage of the in-process path timed alone on the same requests (CPU
   time, median of --repeats), per event: `checks` (sender, origin, media type, compression), `decode`
-  (the JSON array), `validate` (jsonschema-rs), `privacy` (geo lookup and visitor hash), `envelope`
-  (its JSON), `gzip` (its compression), and `other`: the whole path (`us_per_event`) less those
-  (dataclasses, quotas, headers, glue, the garbage collector). Beside the path, not in its sum:
-  `limits`, the structural walk of workers/collect/limits.py per event, which only an event the schema
-  refuses pays (a valid body pays none of it), and `hub`, what the producer (workers/collect/hub.py)
-  spends on a request's messages before the network (the partition key's hash, the AMQP encoding).
+  (the hot path's msgspec decode, which checks types, lengths and bounds: workers/collect/hot.py),
+  `validate` (the rest of the hot path: names against their patterns, the Structs made dicts),
+  `privacy` (geo lookup and visitor hash), `envelope` (its JSON), `gzip` (its compression), and
+  `other`: the whole path (`us_per_event`) less those (dataclasses, quotas, headers, glue, the garbage
+  collector). Beside the path, not in its sum: `orjson_decode` and `schema_validate`, the parse and
+  the jsonschema-rs check that a body off the hot path pays instead; `limits`, the structural walk of
+  workers/collect/limits.py per event, which only an event the schema refuses pays (a valid body pays
+  none of it); and `hub`, what the producer (workers/collect/hub.py) spends on a request's messages
+  before the network (the partition key's hash, the AMQP encoding).
 - `stages_us_per_request`: the same path stages per request, under their earlier names (`parse` for
   decode, `compress` for gzip).
 - `http_cpu_ms_per_request`: per route, the CPU time that the dev host, the Event Hubs endpoint and
@@ -196,10 +199,14 @@ def stages(
     parsed = [parse_events_text(req.body)[0] for req in workload]
     admitted = [collector.admit(req, "bench", app) for req in workload]
     envelopes = [collector.envelope(a, salt) for a in admitted]
+    bodies = [req.body for req in workload]
+    hot = validator._hot
+    assert hot is not None
+    decode = timed(hot._decoder.decode, bodies)
     path = {
         "checks": timed(checks, workload),
-        "decode": timed(parse_events_text, [req.body for req in workload]),
-        "validate": timed(validator.check, parsed),
+        "decode": decode,
+        "validate": timed(validator.hot_events, bodies) - decode,
         "privacy": timed(privacy, admitted),
         "envelope": timed(lambda e: orjson.dumps(e.to_dict()), envelopes),
     }
@@ -207,6 +214,8 @@ def stages(
     path["gzip"] = timed(encode, envelopes) - path["envelope"]
     path["other"] = whole_us - sum(path.values())
     beside = {
+        "orjson_decode": timed(parse_events_text, bodies),
+        "schema_validate": timed(validator.check, parsed),
         "limits": timed(walk, parsed),
         "hub": timed(hub, [collector.messages(a, salt) for a in admitted]),
     }

@@ -431,27 +431,34 @@ class Collector:
             accepted=verdict.accepted,
             rejected=verdict.rejected,
             rejected_count=verdict.rejected_count,
-            events_json=text
-            if verdict.rejected_count == 0 and text is not None and carriable(text)
-            else None,
+            events_json=text if verdict.rejected_count == 0 else None,
         )
 
     def _judge(
         self, app: AppConfig, ip: str | None, body: bytes
     ) -> Generator[None, None, tuple[Verdict, bytes | None]]:
         """The body's events sorted into accepted and rejected and charged to the quotas; and the JSON
-        text they were read from when the envelope may carry it as is (see Envelope.events_json).
+        text they were read from when the envelope may carry it as is (see Envelope.events_json and
+        body.carriable; a body the hot path accepts nests no deeper than its Structs, which hold every
+        value of the text, a key's dropped duplicates too).
 
         A body of up to YIELD_BYTES is parsed at once and charged before it is judged, so a sender
-        over its quota costs a parse, not the schema. A larger body goes to _judge_in_pieces.
+        over its quota costs a parse, not the schema; a body of valid events in the schema's named
+        fields is parsed and judged in one pass (workers/collect/hot.py), then charged, with the same
+        answers. A larger body goes to _judge_in_pieces.
         """
         if len(body) > YIELD_BYTES:
             verdict = yield from self._judge_in_pieces(app, ip, body)
             return verdict, None
+        validator = self.validators.for_app(app.app_id)
+        hot = validator.hot_events(body)
+        if hot is not None:
+            self._charge(app, ip, max(1, len(hot)))
+            return Verdict(hot), body
         events, text = parse_events_text(body)
         self._charge(app, ip, max(1, len(events)))
-        verdict = yield from self.validators.for_app(app.app_id).check_steps(events)
-        return verdict, text
+        verdict = yield from validator.check_steps(events)
+        return verdict, text if carriable(text) else None
 
     def _charge(self, app: AppConfig, ip: str | None, cost: int) -> None:
         # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.

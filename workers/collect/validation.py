@@ -30,6 +30,7 @@ import jsonschema_rs
 import orjson
 
 from workers.collect import limits
+from workers.collect.hot import hot_shape
 
 T = TypeVar("T")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
@@ -203,11 +204,18 @@ def _own_errors(instance: dict[str, Any] | list[Any], node: dict[str, Any]) -> I
 
 
 class AppValidator:
-    def __init__(self, app_id: str) -> None:
+    def __init__(self, app_id: str, *, hot: bool = True) -> None:
+        """`hot=False` leaves out the one-pass path of workers/collect/hot.py (what it is tested against)."""
         self.app_id = app_id
         self._batch = jsonschema_rs.validator_for(batch_schema_for(app_id))
         self._event = jsonschema_rs.validator_for(event_schema_for(app_id))
         self._finder = ErrorFinder(event_schema_for(app_id))
+        self._hot = hot_shape(event_schema_for(app_id), CHUNK_EVENTS) if hot else None
+
+    def hot_events(self, body: bytes) -> list[Any] | None:
+        """A small body's events when they are all valid, parsed and judged in one pass
+        (workers/collect/hot.py); None when only the parse and check_steps can tell."""
+        return None if self._hot is None else self._hot.events(body)
 
     def errors(self, event: Any) -> list[dict[str, str]]:
         """The event's first errors (at most MAX_ERRORS_PER_EVENT), each message at most 300 characters."""
@@ -263,11 +271,12 @@ class AppValidator:
 class Validators:
     """One compiled validator per app id, built on first use (the registry is small and fixed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hot: bool = True) -> None:
         self._by_app: dict[str, AppValidator] = {}
+        self._hot = hot
 
     def for_app(self, app_id: str) -> AppValidator:
         validator = self._by_app.get(app_id)
         if validator is None:
-            validator = self._by_app[app_id] = AppValidator(app_id)
+            validator = self._by_app[app_id] = AppValidator(app_id, hot=self._hot)
         return validator

@@ -1,0 +1,278 @@
+"""workers/collect/hot.py against the path it shortens: the same body through Collector.admit with the hot
+path and without it (parse_events_text, then AppValidator.check_steps) gives the same events, the same
+rejected events with the same error texts, the same counts, the same events for the envelope, or the
+same error; and the hot path is taken by the bodies it is for."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema_rs
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.collect_support import body_of, collector_for, event, request, unit_env
+from workers.collect import hot
+from workers.collect.collector import Collector
+from workers.collect.quota import QuotaBook
+from workers.collect.validation import CHUNK_EVENTS, AppValidator, Validators, event_schema_for
+from workers.errors import HubcapError
+
+APP = "demo"
+HOT = AppValidator(APP)
+
+
+@pytest.fixture(scope="module")
+def collectors() -> Iterator[tuple[Collector, Collector]]:
+    """A collector with the hot path, and one without it (the reference)."""
+    fast, reference = collector_for(unit_env()), collector_for(unit_env())
+    reference.validators = Validators(hot=False)
+    yield fast, reference
+    for c in (fast, reference):
+        c.geo.close()
+
+
+def outcome(c: Collector, body: bytes) -> tuple[Any, ...]:
+    # fresh buckets: the comparison is of the judging, not of what the quotas have left
+    c.quota, c.sender_quota = QuotaBook(), QuotaBook(max_keys=10)
+    try:
+        admitted = c.admit(request(body), "r", c._app({"appId": APP}))
+    except HubcapError as error:
+        return type(error).__name__, error.status, str(error)
+    # What the envelope carries: the body's text as is, or the events serialised again. The hot path
+    # carries a body with 1,000 brackets inside its strings as is, where body.carriable's count
+    # serialised it again: the same events.
+    carried = admitted.accepted if admitted.events_json is None else orjson.loads(admitted.events_json)
+    return admitted.accepted, admitted.rejected, admitted.rejected_count, carried
+
+
+def assert_same(collectors: tuple[Collector, Collector], body: bytes) -> None:
+    fast, reference = collectors
+    assert outcome(fast, body) == outcome(reference, body)
+
+
+def raw(*events: str) -> bytes:
+    """A body of events given as JSON text (for what orjson.dumps cannot write: duplicate keys, escapes)."""
+    return ("[" + ",".join(events) + "]").encode()
+
+
+REQUIRED = '"event_type":"page_view","event_id":"e1","timestamp":1667877566697,"app_id":"demo"'
+
+# (name, body, whether the hot path judges it itself)
+CASES: list[tuple[str, bytes, bool]] = [
+    ("tracker batch", body_of([event(i) for i in range(20)]), True),
+    ("empty array", b"[]", True),
+    ("only the required fields", raw("{" + REQUIRED + "}"), True),
+    (
+        "items and user attributes",
+        body_of(
+            [event(items=[{"id": "a", "price": 1.5, "quantity": 2}], user={"_user_id": {"value": None}})]
+        ),
+        True,
+    ),
+    (
+        "max lengths in emoji",
+        body_of([event(event_id="😀" * 128, page_title="😀" * 1024, attributes={"v": "😀" * 1024})]),
+        True,
+    ),
+    ("one past max length in emoji", body_of([event(event_id="😀" * 129)]), False),
+    ("attribute value one past its length", body_of([event(attributes={"v": "é" * 1025})]), False),
+    ("largest double under 2^63", body_of([event(attributes={"big": 9.223372036854775e18})]), True),
+    ("float 2^63", body_of([event(attributes={"big": 2.0**63}), event()]), False),
+    ("float -2^63", body_of([event(attributes={"big": -(2.0**63)})]), False),
+    ("float 9.2e18", body_of([event(attributes={"big": 9.2e18})]), True),
+    ("int 2^63 - 1", body_of([event(items=[{"quantity": 2**63 - 1}])]), True),
+    ("int 2^63", body_of([event(items=[{"quantity": 2**63}])]), False),
+    ("int past 64 bits", raw("{" + REQUIRED + ',"attributes":{"n":99999999999999999999999}}'), False),
+    ("integer written 1.0", body_of([event(timestamp=1667877566697.0)]), False),
+    (
+        "integer written 1e12",
+        raw('{"event_type":"a","event_id":"e","timestamp":1.667877566697e12,"app_id":"demo"}'),
+        False,
+    ),
+    ("number written -0", raw("{" + REQUIRED + ',"attributes":{"z":-0,"f":-0.0,"e":1E2}}'), True),
+    ("infinity", raw("{" + REQUIRED + ',"attributes":{"f":1e400}}'), False),
+    ("NaN literal", raw("{" + REQUIRED + ',"attributes":{"f":NaN}}'), False),
+    ("event_type with a newline", body_of([event(event_type="page_view\n")]), False),
+    ("attribute name with a newline", body_of([event(attributes={"a\n": 1})]), False),
+    ("attribute name with a dash", body_of([event(attributes={"a-b": 1})]), False),
+    ("51-char attribute name", body_of([event(attributes={"n" * 51: 1})]), False),
+    ("empty attribute name", body_of([event(attributes={"": 1})]), False),
+    ("non-ASCII attribute name", body_of([event(attributes={"prïce": 1})]), False),
+    ("501 attributes", body_of([event(attributes={f"a{i}": i for i in range(501)})]), False),
+    ("101 items", body_of([event(items=[{"id": "a"}] * 101)]), False),
+    ("item with a custom attribute", body_of([event(items=[{"id": "a", "color": "red"}])]), False),
+    ("unknown scalar field", body_of([event(host_name2="x")]), False),
+    ("unknown object field", body_of([event(extra={"x": 1})]), False),
+    ("null optional field", body_of([event(platform=None)]), False),
+    ("user attribute with an extra key", body_of([event(user={"u": {"value": 1, "x": 2}})]), False),
+    ("app_id of another app", body_of([event(app_id="other")]), False),
+    ("missing event_id", raw('{"event_type":"a","timestamp":1667877566697,"app_id":"demo"}'), False),
+    ("duplicate key, the last invalid", raw("{" + REQUIRED + ',"event_type":"bad type"}'), False),
+    ("duplicate key, the last valid", raw('{"event_type":"bad type",' + REQUIRED + "}"), True),
+    ("duplicate attribute", raw("{" + REQUIRED + ',"attributes":{"a":1,"a":{"x":1}}}'), False),
+    ("escaped key", raw(REQUIRED.join("{}").replace("event_type", "event\\u005ftype")), True),
+    ("surrogate pair", raw("{" + REQUIRED + ',"page_title":"\\ud83d\\ude00"}'), True),
+    ("lone surrogate", raw("{" + REQUIRED + ',"page_title":"\\ud83d"}'), False),
+    ("invalid UTF-8", b'[{"event_type":"\xff"}]', False),
+    ("byte order mark", b"\xef\xbb\xbf" + body_of([event()]), False),
+    ("trailing garbage", body_of([event()]) + b"x", False),
+    ("not an array", orjson.dumps(event()), False),
+    ("deep nesting", b"[" * 2000 + b"]" * 2000, False),
+    (
+        "a nested duplicate dropped",
+        raw("{" + REQUIRED + ',"attributes":' + "[" * 999 + "]" * 999 + ',"attributes":{}}'),
+        False,
+    ),
+    ("brackets in strings", body_of([event(page_title="[" * 1000)]), True),
+    (
+        "one event past a chunk",
+        body_of(
+            [{"event_type": "e", "event_id": "e", "timestamp": 1667877566697, "app_id": APP}]
+            * (CHUNK_EVENTS + 1)
+        ),
+        False,
+    ),
+    ("valid and invalid events", body_of([event(), event(event_type="1x"), event()]), False),
+]
+
+
+@pytest.mark.parametrize(("body", "hot_judges"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hot_and_reference_paths_give_the_same_outcome(
+    collectors: tuple[Collector, Collector], body: bytes, hot_judges: bool
+) -> None:
+    assert_same(collectors, body)
+
+
+@pytest.mark.parametrize(("body", "hot_judges"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hot_path_judges_the_bodies_it_is_for(body: bytes, hot_judges: bool) -> None:
+    assert (HOT.hot_events(body) is not None) is hot_judges
+
+
+def test_hot_events_equal_what_orjson_reads() -> None:
+    body = body_of(
+        [event(i, items=[{"id": "a", "price": 2}], attributes={"x": 1.0, "y": True}) for i in range(5)]
+    )
+    events = HOT.hot_events(body)
+    assert events == orjson.loads(body)
+    assert [type(v) for v in events[0]["attributes"].values()] == [float, bool]
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([9.2e18, 2.0**63, -(2.0**63), 1.0, 1e12]),
+    st.text(max_size=12),
+    st.sampled_from(["😀" * 50, "é" * 256, "x" * 257, "page_view\n", ""]),
+)
+names = st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), st.text(max_size=6))
+values = st.one_of(scalars, st.lists(scalars, max_size=2), st.dictionaries(names, scalars, max_size=2))
+generated_events = st.fixed_dictionaries(
+    {
+        "event_type": st.one_of(st.just("page_view"), names),
+        "event_id": st.one_of(st.just("e1"), st.text(max_size=3)),
+        "timestamp": st.one_of(st.just(1667877566697), st.integers(0, 5 * 10**12), scalars),
+        "app_id": st.sampled_from([APP, APP, "other"]),
+    },
+    optional={
+        "platform": st.one_of(st.text(max_size=5), values),
+        "screen_width": st.one_of(st.integers(-2, 2 * 10**6), scalars),
+        "zone_offset": st.one_of(st.integers(-(10**8), 10**8), scalars),
+        "attributes": st.one_of(st.dictionaries(names, scalars, max_size=4), values),
+        "user": st.one_of(
+            st.dictionaries(
+                names,
+                st.fixed_dictionaries({"value": scalars}, optional={"set_timestamp": scalars, "x": scalars}),
+                max_size=2,
+            ),
+            values,
+        ),
+        "items": st.one_of(
+            st.lists(
+                st.fixed_dictionaries({}, optional={"id": values, "price": scalars, "quantity": scalars}),
+                max_size=2,
+            ),
+            values,
+        ),
+        "unknown": values,
+    },
+)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(generated_events, max_size=3))
+def test_generated_bodies_give_the_same_outcome(
+    collectors: tuple[Collector, Collector], events: list[dict[str, Any]]
+) -> None:
+    # json, not orjson: it writes integers past 64 bits too
+    assert_same(collectors, json.dumps(events, ensure_ascii=False).encode())
+
+
+def test_known_names_stop_growing_at_their_bound_and_still_judge() -> None:
+    known = hot._KnownNames({"type": "string", "pattern": "^[a-z]+$"})
+    fresh = ["".join(chr(97 + (n // 26**k) % 26) for k in range(4)) for n in range(hot.MAX_KNOWN_NAMES + 10)]
+    assert known.all_valid(fresh)
+    assert len(known._known) == hot.MAX_KNOWN_NAMES + 1  # the names and UNSET
+    assert known.all_valid(["zzzzzz"])
+    assert not known.all_valid(["zz1"])
+
+
+def schema_with(**properties: Any) -> dict[str, Any]:
+    schema = event_schema_for(APP)
+    schema["properties"].update(properties)
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("property_", "value"),
+    [
+        ({"type": "string", "format": "email"}, "a@b.example"),
+        ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, 3),
+        ({"type": "object", "properties": {"a": {"type": "integer"}}, "minProperties": 1}, {"a": 1}),
+        ({"type": "number", "maximum": 1.5}, 1),
+    ],
+    ids=["format", "anyOf", "minProperties", "fractional bound"],
+)
+def test_a_property_the_translation_cannot_express_leaves_its_events_to_the_old_path(
+    property_: dict[str, Any], value: Any
+) -> None:
+    schema = schema_with(extra=property_)
+    shape = hot.hot_shape(schema, CHUNK_EVENTS)
+    assert shape is not None
+    assert shape.events(body_of([event()])) is not None
+    assert jsonschema_rs.validator_for(schema).is_valid(event(extra=value))
+    assert shape.events(body_of([event(extra=value)])) is None
+
+
+def test_a_translated_property_is_judged_by_the_hot_path() -> None:
+    shape = hot.hot_shape(
+        schema_with(extra={"type": "array", "items": {"type": "integer", "maximum": 3}}), CHUNK_EVENTS
+    )
+    assert shape is not None
+    assert shape.events(body_of([event(extra=[1, 3])])) == [event(extra=[1, 3])]
+    assert shape.events(body_of([event(extra=[1, 4])])) is None
+
+
+def test_a_root_the_translation_cannot_express_has_no_hot_path() -> None:
+    schema = event_schema_for(APP)
+    schema["properties"]["event_type"] = {"oneOf": [{"type": "string"}]}
+    assert hot.hot_shape(schema, CHUNK_EVENTS) is None
+
+
+def test_an_inward_bound_is_the_nearest_double_inside() -> None:
+    bound = 2**63 - 1
+    assert hot._inward(bound, upper=True) < bound < float(bound)
+    assert hot._inward(bound, upper=True) == math.nextafter(2.0**63, 0)
+    assert hot._inward(-bound, upper=False) > -bound
+    assert hot._inward(10, upper=True) == 10.0

@@ -1,0 +1,278 @@
+"""The hot path of a small body: parse and judge its events in one native pass, when that can say yes.
+
+An ordinary body (a tracker's batch, all of it valid, events made only of the schema's named fields)
+costs an orjson parse and a jsonschema-rs pass over the Python objects that parse built: about
+2.7 and 4 µs per event here (docs/capacity.md). `HotShape` decodes the body's bytes with msgspec into
+Structs translated from schemas/event.schema.json, so that the parse checks the types, lengths and
+bounds as it reads, then turns them into the same dicts; that costs about as much as the orjson parse
+alone. It only ever says yes or "don't know":
+
+- `HotShape.events(body)` is the body's events exactly when the old path (workers/collect/body.py
+  `parse_events_text`, then validation.AppValidator) would parse the body as it is and accept every
+  event, with events equal to what orjson builds; otherwise None, and the collector takes the old
+  path, which gives every answer, error and error text (tests/unit/collect/test_hot.py runs both on
+  random and hostile bodies).
+- What the translation cannot express exactly is left to the old path, never approximated: a property
+  whose subschema uses a keyword it does not know is left out of the Struct, so an event that has it
+  goes the old way (so do unknown top-level fields, which the schema allows as scalars); an integer
+  written as 1.0, which JSON Schema counts as an integer, fails `int`; a float bound that a double
+  cannot hold exactly is moved inwards to the nearest double that it can; a lone surrogate escape,
+  which orjson refuses and body.py replaces, fails msgspec's decode too.
+- A key written twice: orjson keeps the last value, and so does msgspec. msgspec checks the types,
+  lengths and bounds of both, the pattern checks below see the last: a body passes only if the value
+  both keep is valid.
+- `pattern` and `propertyNames` are not checked by msgspec (it calls Python's `re` per string, which
+  would double the decode, and its dialect differs from the schema's ECMA one): a string under a
+  pattern and the keys under propertyNames are checked afterwards, each by jsonschema-rs against its
+  own subschema on first sight, then from a set of names already found valid (at most
+  MAX_KNOWN_NAMES per subschema; past that a new name is checked each time it appears).
+
+A body of more than CHUNK_EVENTS events (validation.py) goes the old way, which judges it in steps.
+A body this path accepts nests no deeper than its Structs (the dropped duplicate of a key too), so an
+envelope may carry its text as is without counting its brackets (body.carriable).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from itertools import chain
+from operator import attrgetter
+from typing import Annotated, Any, Literal, Union
+
+import jsonschema_rs
+import msgspec
+
+from workers.collect import limits
+
+# Names remembered per pattern-checked subschema: a site's event types and attribute names are a few
+# hundred; a sender inventing names cannot grow the set past this.
+MAX_KNOWN_NAMES = 4096
+
+_ANNOTATIONS = {"$schema", "$id", "$defs", "$comment", "title", "description"}
+_SCALAR_KEYWORDS = {"type", "minLength", "maxLength", "minimum", "maximum", "pattern", "const"}
+_OBJECT_KEYWORDS = {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "propertyNames",
+    "maxProperties",
+}
+_ARRAY_KEYWORDS = {"type", "items", "maxItems", "minItems"}
+
+# A check of what msgspec left unchecked (patterns, property names), on a column: every decoded value
+# at one place of the schema (say every event's event_type), so that the walk runs in C, not per value
+# in Python. UNSET (an absent optional property) may be among them and passes.
+Check = Callable[[Iterable[Any]], bool]
+
+
+class Untranslatable(Exception):
+    """A subschema with a keyword or combination the translation does not express exactly."""
+
+
+class _KnownNames:
+    """Strings found valid against one subschema by jsonschema-rs, remembered up to MAX_KNOWN_NAMES."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._validator = jsonschema_rs.validator_for(schema)
+        self._known: set[Any] = {msgspec.UNSET}
+
+    def valid(self, name: Any) -> bool:
+        if name in self._known:
+            return True
+        if not self._validator.is_valid(name):
+            return False
+        if len(self._known) <= MAX_KNOWN_NAMES:
+            self._known.add(name)
+        return True
+
+    def all_valid(self, names: Iterable[Any]) -> bool:
+        names = list(names)
+        # the usual case, every name known, is one C call
+        return self._known.issuperset(names) or all(map(self.valid, names))
+
+
+def _inward(bound: int | float, upper: bool) -> float:
+    """The double nearest `bound` on its inner side, so that a float within it is within `bound`."""
+    near = float(bound)
+    if upper and near > bound:
+        return math.nextafter(near, -math.inf)
+    if not upper and near < bound:
+        return math.nextafter(near, math.inf)
+    return near
+
+
+class _Translator:
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._defs = schema.get("$defs", {})
+        self._dialect = schema.get("$schema")
+        self._structs = 0
+
+    def _resolve(self, node: Any) -> dict[str, Any]:
+        while isinstance(node, dict) and "$ref" in node:
+            if node.keys() - _ANNOTATIONS - {"$ref"} or not str(node["$ref"]).startswith("#/$defs/"):
+                raise Untranslatable("a $ref beside other keywords, or not to $defs")
+            node = self._defs[node["$ref"].removeprefix("#/$defs/")]
+        if not isinstance(node, dict):
+            raise Untranslatable("a boolean schema")
+        return node
+
+    def _names(self, node: dict[str, Any]) -> _KnownNames:
+        schema = {"$defs": self._defs, **node}
+        if self._dialect:
+            schema["$schema"] = self._dialect
+        return _KnownNames(schema)
+
+    def translate(self, node: Any) -> tuple[Any, Check | None]:
+        """A msgspec type accepting a subset of what `node` accepts, and the check it leaves to do."""
+        node = self._resolve(node)
+        kinds = node.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not isinstance(kinds, list) or not kinds:
+            raise Untranslatable("no type")
+        if "object" in kinds or "array" in kinds:
+            if len(kinds) > 1:
+                raise Untranslatable("a container type beside others")
+            return self._object(node) if kinds == ["object"] else self._array(node)
+        return self._scalar(node, kinds)
+
+    def _scalar(self, node: dict[str, Any], kinds: list[str]) -> tuple[Any, Check | None]:
+        if node.keys() - _ANNOTATIONS - _SCALAR_KEYWORDS:
+            raise Untranslatable(f"keywords {sorted(node.keys() - _ANNOTATIONS - _SCALAR_KEYWORDS)}")
+        if "const" in node:
+            const = node["const"]
+            if kinds != ["string"] or not isinstance(const, str) or not self._names(node).all_valid([const]):
+                raise Untranslatable("a const other than a valid string")
+            return Literal[const], None
+        low, high = node.get("minimum"), node.get("maximum")
+        if not all(bound is None or type(bound) is int for bound in (low, high)):
+            raise Untranslatable("a bound that is not an integer")
+        lengths = {"min_length": node.get("minLength"), "max_length": node.get("maxLength")}
+        members: list[Any] = []
+        for kind in kinds:
+            if kind == "string":
+                members.append(
+                    Annotated[str, msgspec.Meta(**{k: v for k, v in lengths.items() if v is not None})]
+                )
+            elif kind in ("integer", "number"):
+                members.append(Annotated[int, msgspec.Meta(ge=low, le=high)])
+                if kind == "number":
+                    floor = None if low is None else _inward(low, upper=False)
+                    ceiling = None if high is None else _inward(high, upper=True)
+                    members.append(Annotated[float, msgspec.Meta(ge=floor, le=ceiling)])
+            elif kind == "boolean":
+                members.append(bool)
+            elif kind == "null":
+                members.append(None)
+            else:
+                raise Untranslatable(f"type {kind!r}")
+        check = self._names(node).all_valid if "pattern" in node else None
+        if check is not None and kinds != ["string"]:
+            raise Untranslatable("a pattern on a type beside string")
+        return (members[0] if len(members) == 1 else Union[tuple(members)]), check  # noqa: UP007
+
+    def _array(self, node: dict[str, Any]) -> tuple[Any, Check | None]:
+        if node.keys() - _ANNOTATIONS - _ARRAY_KEYWORDS or "items" not in node:
+            raise Untranslatable("an array without items or with other keywords")
+        item, item_check = self.translate(node["items"])
+        lengths = {"min_length": node.get("minItems"), "max_length": node.get("maxItems")}
+        kind = Annotated[list[item], msgspec.Meta(**{k: v for k, v in lengths.items() if v is not None})]  # type: ignore[valid-type]
+        if item_check is None:
+            return kind, None
+        # filter drops UNSET and empty lists, both falsy
+        return kind, lambda arrays: item_check(chain.from_iterable(filter(None, arrays)))
+
+    def _object(self, node: dict[str, Any]) -> tuple[Any, Check | None]:
+        if node.keys() - _ANNOTATIONS - _OBJECT_KEYWORDS:
+            raise Untranslatable(f"keywords {sorted(node.keys() - _ANNOTATIONS - _OBJECT_KEYWORDS)}")
+        properties: dict[str, Any] = node.get("properties", {})
+        names = self._names(self._resolve(node["propertyNames"])) if "propertyNames" in node else None
+        if not properties:
+            return self._map(node, names)
+        if names is not None and not names.all_valid(properties):
+            raise Untranslatable("a property the object's propertyNames refuse")
+        most = node.get("maxProperties")
+        if most is not None and len(properties) > most:
+            raise Untranslatable("more properties than maxProperties")
+        required = set(node.get("required", ()))
+        if not required <= properties.keys():
+            raise Untranslatable("a required property without a subschema")
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        checks: list[tuple[str, Check]] = []
+        for name, subschema in properties.items():
+            try:
+                kind, check = self.translate(subschema)
+            except Untranslatable:
+                if name in required:
+                    raise
+                continue  # left out: an event with this property takes the old path
+            fields.append(
+                (name, kind) if name in required else (name, kind | msgspec.UnsetType, msgspec.UNSET)
+            )
+            if check is not None:
+                checks.append((name, check))
+        # required fields first: a Struct's fields without a default must come before those with one
+        fields.sort(key=lambda spec: len(spec) == 3)
+        self._structs += 1
+        # gc=False: decoded values hold no cycles, and the collector need not track them
+        struct = msgspec.defstruct(f"Hot{self._structs}", fields, forbid_unknown_fields=True, gc=False)
+        if not checks:
+            return struct, None
+
+        columns = [(attrgetter(name), check) for name, check in checks]
+
+        def check_fields(structs: Iterable[Any]) -> bool:
+            present = list(filter(None, structs))  # without UNSET, falsy; a Struct is truthy
+            return all(check(map(column, present)) for column, check in columns)
+
+        return struct, check_fields
+
+    def _map(self, node: dict[str, Any], names: _KnownNames | None) -> tuple[Any, Check | None]:
+        extra = node.get("additionalProperties", True)
+        if extra is True or node.get("required"):
+            raise Untranslatable("an object of any values, or a map with required keys")
+        value, value_check = self.translate(extra)
+        most = node.get("maxProperties")
+        kind = Annotated[dict[str, value], msgspec.Meta(max_length=most)]  # type: ignore[valid-type]
+        if names is None and value_check is None:
+            return kind, None
+
+        def check_map(maps: Iterable[Any]) -> bool:
+            present = list(filter(None, maps))  # without UNSET and empty maps, both falsy
+            if names is not None and not names.all_valid(chain.from_iterable(present)):
+                return False
+            return value_check is None or value_check(chain.from_iterable(map(dict.values, present)))
+
+        return kind, check_map
+
+
+class HotShape:
+    """The one-pass decode and judgement of a body of one app's events (see the module docstring)."""
+
+    def __init__(self, event_schema: dict[str, Any], max_events: int) -> None:
+        event, self._check = _Translator(event_schema).translate(event_schema)
+        self._max_events = max_events
+        self._decoder = msgspec.json.Decoder(list[event])  # type: ignore[valid-type]
+
+    def events(self, body: bytes) -> list[dict[str, Any]] | None:
+        """The body's events as orjson reads them, when every one is valid; else None (don't know)."""
+        try:
+            decoded = self._decoder.decode(body)
+        except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 inside a string
+            return None
+        if len(decoded) > min(self._max_events, limits.MAX_EVENTS_PER_REQUEST):
+            return None
+        if self._check is not None and not self._check(decoded):
+            return None
+        events: list[dict[str, Any]] = msgspec.to_builtins(decoded)
+        return events
+
+
+def hot_shape(event_schema: dict[str, Any], max_events: int) -> HotShape | None:
+    """The app's HotShape, or None when the schema's root cannot be translated (every body then takes
+    the old path)."""
+    try:
+        return HotShape(event_schema, max_events)
+    except Untranslatable:
+        return None
