@@ -4,16 +4,18 @@ The encoder is built once per schema from the parsed schema: every schema node b
 `column(values)` turns a list of Python values into the list of their Avro binary encodings. A record
 encodes each field's column (the field's values across all rows, fetched with C-level `map`) and zips the
 columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted call
-per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by
-position from `dict.values`, with no lookup by name; a plan per key order maps positions to the schema's
-fields and holds the encoded default of each field the rows leave out. Adjacent columns that hold one
-value in every row (nulls, defaults) are joined into one before the rows are. Strings, enums, booleans
-and nullable scalars go through per-field caches of their encoded bytes (bounded; most clickstream
-values repeat: app ids, browsers, countries, versions, null); a string column that mostly misses (ids)
-gives its cache up for the next BYPASS_COLUMNS columns and is encoded in C-level passes instead. A long
-column encodes each distinct value once (a message's events share their times); a union column of
-several classes (a map of strings and numbers) encodes each class's values as one column; a column of
-nulls costs one list.
+per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by position
+from one flat list of their `dict.values`, with no lookup by name; a plan per key order maps positions to
+the schema's fields and holds the encoded default of each field the rows leave out. A column that holds
+one null or one str in every row (about half of capture's: the nulls of fields web events leave out, the
+app, the versions) is found with one C-level count and its value encoded once. Adjacent columns that hold
+one value in every row (nulls, defaults) are joined into one before the rows are. Strings, enums, booleans
+and nullable scalars go through per-field caches of their encoded bytes (bounded; most clickstream values
+repeat: app ids, browsers, countries, versions, null); a string column that mostly misses (ids) gives its
+cache up for the next BYPASS_COLUMNS columns and is encoded in C-level passes instead. A long column
+encodes each distinct value once (a message's events share their times); a union column of several classes
+(a map of strings and numbers) encodes each class's values as one column; a column of nulls costs one
+list.
 
 Equivalence with fastavro is the contract: for every row the fast path accepts, its bytes equal
 `fastavro.schemaless_writer(..., strict_allow_default=True)`'s (tests/unit/test_avro_columns.py checks it
@@ -23,7 +25,9 @@ with arbitrary rows), and container files equal `fastavro.writer`'s byte for byt
 an int out of the long range goes on to a double branch; a float prefers double over float). Anything else
 (a datetime for a timestamp, tuple union notation, a Mapping that is not a dict, a field outside the
 schema) makes that row fall back to fastavro itself, so the set of rows accepted is exactly fastavro's.
-A row neither accepts raises `Misfit`, naming the field path (`items[0].price`).
+A row neither accepts raises `Misfit`, naming the field path (`items[0].price`). The caches and the
+one-value columns match values by equality: an object of another class that claims to equal a str or
+None is taken as that value (capture's rows, decoded JSON, hold none).
 
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
 missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
@@ -180,6 +184,13 @@ class _Cache(dict[Any, bytes]):
             self.bypass = BYPASS_COLUMNS
         return encoded
 
+    def constant(self, value: Any) -> bytes:
+        """`column` of a column that holds `value` in every row, as one encoding: a column all the same
+        counts towards the bypass as any other, and its one value is worth caching."""
+        if self.bypass:
+            self.bypass -= 1
+        return self[value]
+
     def __missing__(self, value: Any) -> bytes:
         self.misses += 1
         encoded = self.encode(value)
@@ -209,6 +220,10 @@ class Node:
 
     def column(self, values: Sequence[Any]) -> list[bytes]:
         return list(map(self.one, values))
+
+    def constant(self, value: Any) -> bytes:
+        """The encoding each row of a column holding `value` in every row takes."""
+        return self.one(value)
 
 
 class Null(Node):
@@ -304,6 +319,9 @@ class String(Node):
         # Only str keys enter the cache, and only a str equals a str: no type check needed before it.
         return self.cache.column(values)
 
+    def constant(self, value: Any) -> bytes:
+        return self.cache.constant(value)
+
 
 class Bytes(Node):
     classes = (bytes,)
@@ -337,23 +355,36 @@ class Enum(Node):
         return list(map(self.table.__getitem__, values))
 
 
-def _merge_constants(columns: list[list[bytes]]) -> list[list[bytes]]:
+def _merge_constants(columns: list[bytes | list[bytes]], count: int) -> list[list[bytes]]:
     """Each run of adjacent columns that hold one value in every row (nulls, defaults, a chunk's app)
-    as one column: each row's join then takes fewer pieces."""
+    as one column: each row's join then takes fewer pieces. A column given as `bytes` is that value in
+    each of the `count` rows."""
     merged: list[list[bytes]] = []
     run: bytes | None = None
     for column in columns:
+        if isinstance(column, bytes):
+            run = column if run is None else run + column
+            continue
         first = column[0]
-        if column[-1] == first and column.count(first) == len(column):
+        if column[-1] == first and column.count(first) == count:
             run = first if run is None else run + first
             continue
         if run is not None:
-            merged.append([run] * len(column))
+            merged.append([run] * count)
             run = None
         merged.append(column)
     if run is not None:
-        merged.append([run] * len(columns[0]))
+        merged.append([run] * count)
     return merged
+
+
+def _constant(values: Sequence[Any]) -> bool:
+    """Whether a column holds one None or one str in every row, found with one C-level pass (equality
+    after identity, as the caches' lookups match values): its encoding is then its first value's,
+    repeated, whatever the node, and the node is spared a lookup per row. Rows a stage builds alike
+    share these (nulls of fields an event type leaves out, the app, the versions)."""
+    first = values[0]
+    return (first is None or first.__class__ is str) and values.count(first) == len(values)
 
 
 def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
@@ -437,11 +468,18 @@ class Record(Node):
             raise _Unusual
         plan = self._plan(values)
         if plan is not None:
-            # The rows' values in their own key order, each column read by position: no lookup by name.
-            transposed = list(zip(*map(dict.values, values), strict=True))
-            count = len(values)
-            columns = [node.column(transposed[at]) if node is not None else [at] * count for node, at in plan]
-            return list(map(b"".join, zip(*_merge_constants(columns), strict=True)))
+            # The rows' values in their own key order, in one flat list: a field's column is every
+            # width-th value from its position, cut in C, with no lookup by name.
+            flat = list(chain.from_iterable(map(dict.values, values)))
+            width, count = len(values[0]), len(values)
+            columns: list[bytes | list[bytes]] = []
+            for node, at in plan:
+                if node is None:
+                    columns.append(at)
+                    continue
+                column = flat[at::width]
+                columns.append(node.constant(column[0]) if _constant(column) else node.column(column))
+            return list(map(b"".join, zip(*_merge_constants(columns, count), strict=True)))
         raw: Iterable[Sequence[Any]]
         if set(map(len, values)) <= {self.size}:
             # A row with all its keys has no extras (same count); a missing one raises KeyError here.
@@ -458,9 +496,12 @@ class Record(Node):
         """When every row holds the same keys in the same order (rows built alike, as capture's are),
         the fields in schema order as (node, position of the field in a row's values), or (None, its
         encoded default) for a field the rows leave out, runs of those merged into one; else None."""
-        order = tuple(values[0])
-        if list(map(tuple, values)).count(order) != len(values):
+        first = list(values[0])
+        # Each row's keys in a row: equal to the first row's repeated only if every row holds exactly
+        # its keys in its order (a dict's keys are distinct, so no row can be longer or shorter).
+        if list(chain.from_iterable(values)) != first * len(values):
             return None
+        order = tuple(first)
         plan = self.plans.get(order)
         if plan is None:
             plan = self._make_plan(order)
@@ -581,6 +622,11 @@ class Union(Node):
         if index is None:
             raise _Unusual
         return self.prefixes[index] + self.branches[index].one(value)
+
+    def constant(self, value: Any) -> bytes:
+        if self.cache is not None and (self.cache_classes is None or value.__class__ in self.cache_classes):
+            return self.cache.constant(value)
+        return self.one(value)
 
     def column(self, values: Sequence[Any]) -> list[bytes]:
         if self.cache is not None and self.cache_classes is None:
