@@ -17,14 +17,15 @@ under `table_keys`. (Rows of the earlier layout, a PartitionKey per app and scop
 retention purge deletes their counter rows.)
 
 Exactly once: each hub partition writes only its own rows, and a row holds the counts and the last
-sequence number it applied together. Applying a batch reads the rows it touches (point reads; none for
-rows this process wrote last, which it remembers with their ETags), adds only the contributions of
-messages after each row's `seq`, and writes each row back under its ETag (IfNotModified; create for a
-new row), in one transaction per app (at most 100 rows and 4 MiB: `transactions`; built and read as
-plain text by workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of the
-sink's cost). A replayed batch, whole or in part, adds nothing; a write that lost a race (another
-instance took the partition over, or wrote since this one remembered the row) fails whole on the ETag,
-and is read and applied again. Queries (`read_rows`) sum the partitions' rows.
+sequence number it applied together. Applying a batch takes the rows it touches as this process last
+wrote them (it remembers them with their ETags), and any other as new; adds only the contributions of
+messages after each row's `seq`; and writes each row back under its ETag (IfNotModified), or inserts
+it (which fails on a row that exists: the rows are then read, with point reads, and planned again).
+The writes go in one transaction per app (at most 100 rows and 4 MiB: `transactions`), built and read
+as plain text by workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of
+the sink's cost. A replayed batch, whole or in part, adds nothing; a write that lost a race (another
+instance took the partition over, or wrote since this one remembered the row) fails whole on the
+ETag or the insert, and is read and applied again. Queries (`read_rows`) sum the partitions' rows.
 
 The hub scope (namespace/hub, `Settings.hub_scope`) in the key keeps a hub made anew, whose sequence
 numbers start at 0 again, from meeting the old rows' watermarks. All three steps are written when a
@@ -249,8 +250,13 @@ class MetricsStore:
         transaction refused on a conflict is read and planned again; rows that a transaction before
         it wrote plan nothing then, as their remembered `seq` covers the batch."""
         changed = 0
+        # First, a row this process does not remember is taken as new, and inserted: most are (a new
+        # minute, a link's first click), and a point read each, answered 404, cost more than the rest
+        # of the row's write. An insert that meets a row (a restart, another instance's rows) fails
+        # its transaction with 409; the rows are then read.
+        read_unknown = False
         for attempt in range(1, ATTEMPTS + 1):
-            existing = self._existing(partition_key, rows)
+            existing = self._existing(partition_key, rows, read_unknown)
             planned = [
                 write
                 for row_key, row in rows
@@ -271,6 +277,7 @@ class MetricsStore:
                 logs.emit(
                     log, logging.INFO, "metrics_write_conflict", attempt=attempt, status=exc.status_code
                 )
+                read_unknown = True
                 continue
             return changed
         raise AssertionError("unreachable")
@@ -284,13 +291,18 @@ class MetricsStore:
         while len(self._known) > KNOWN_ROWS:
             self._known.popitem(last=False)
 
-    def _existing(self, partition_key: str, rows: list[tuple[str, Pending]]) -> dict[str, Stored]:
+    def _existing(
+        self, partition_key: str, rows: list[tuple[str, Pending]], read_unknown: bool
+    ) -> dict[str, Stored]:
         """The rows as stored: as this process last wrote them when it did (a row someone else wrote
-        since fails the write on its ETag, and is read again), else read; absent when new."""
+        since fails the write on its ETag, and is read again), else read if `read_unknown`; absent
+        when new (or taken as new)."""
         found = {}
         for row_key, _ in rows:
             known = self._known.get((partition_key, row_key))
             if known is None:
+                if not read_unknown:
+                    continue
                 try:
                     entity = self._table.get_entity(partition_key, row_key)
                 except ResourceNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -138,3 +139,43 @@ def test_writes_are_split_by_the_services_limits_in_order(sizes: list[int], expe
     writes = [write(size) for size in sizes]
     parts = list(transactions(writes))
     assert ([len(p) for p in parts], [w for p in parts for w in p]) == (expected, writes)
+
+
+class ReadCountingTable:
+    """A table client that counts its point reads."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table, self.reads = table, 0
+
+    def get_entity(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self.table.get_entity(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.table, name)
+
+
+@pytest.fixture
+def counting(azurite: Azurite) -> ReadCountingTable:
+    name = f"layout{uuid.uuid4().hex[:12]}"
+    return ReadCountingTable(TableClient.from_connection_string(azurite.connection_string, name))
+
+
+@pytest.mark.integration
+def test_rows_of_a_fresh_table_are_inserted_without_a_read(counting: ReadCountingTable) -> None:
+    store = CountingStore(counting)  # type: ignore[arg-type]
+    sink(store).process(clicks(3), NOW)
+    # (app, domain, workspace and 3 links) x 3 steps, in one transaction
+    assert (counting.reads, store.sent, total(store, "app")) == (0, [18], 3)
+
+
+@pytest.mark.integration
+def test_rows_an_earlier_process_wrote_are_read_once_the_insert_is_refused(
+    counting: ReadCountingTable,
+) -> None:
+    earlier = MetricsStore(counting.table, hub="ns/clicks", consumer_group="metrics", retention_days=30)
+    sink(earlier).process(clicks(3)[:2], NOW)
+    store = CountingStore(counting)  # type: ignore[arg-type]
+    sink(store).process(clicks(3)[2:], NOW)
+    # 12 rows (app, domain, workspace and link l3 x 3 steps): inserted, refused, read, written
+    assert (counting.reads, store.sent, total(store, "app"), total(store, "link:l3")) == (12, [12, 12], 3, 1)
