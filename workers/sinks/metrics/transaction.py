@@ -9,7 +9,7 @@ by splitting lines. The request still goes through the table client's own pipeli
 of its generated client), so authentication, retries and the transport are the SDK's. That client
 (`TableClient._client`, its `send_request(request, stream=True)`) is the one private part of the SDK
 used here, as azure-data-tables 12.7.0 (pinned in requirements.txt) has no public way to send a
-request of one's own; tests/unit/sinks/metrics/test_transaction.py fails if its shape changes. The
+request of one's own; tests/unit/sinks/metrics/test_sdk_shape.py fails if its shape changes. The
 account's address is the client's public `url`, and the API version its public `api_version`.
 
 `transactions` splits writes into the service's limits for one transaction: TRANSACTION_OPS
