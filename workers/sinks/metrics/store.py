@@ -132,7 +132,17 @@ class Pending:
         self.parts.append(part)
 
     def close(self) -> None:
-        """Counts the records, all at once, and folds the parts in; parts are closed first."""
+        """Counts the records, all at once, and folds the parts in; parts are closed first. Closed
+        counts are only read, so an hour or day of one minute of the batch (most are) shares that
+        minute's counts rather than adding them up again."""
+        if len(self.parts) == 1 and not (self.sequences or self.others):
+            part = self.parts[0]
+            self.counts, self.first_sequence, self.last_sequence = (
+                part.counts,
+                part.first_sequence,
+                part.last_sequence,
+            )
+            return
         if self.sequences or self.others:
             sequences = [*self.sequences, *(item[0] for item in self.others)]
             self.first_sequence, self.last_sequence = min(sequences), max(sequences)
@@ -324,8 +334,11 @@ class MetricsStore:
             # newest first: what does not fit is the oldest
             entity["errors"] = fitting_json(latest_errors([*kept, *row.errors_after(applied)]))
         else:
-            counts = Counts() if entity_then is None else counts_of(entity_then)
-            counts.add(row.counts_after(applied))
+            if entity_then is None:
+                counts = row.counts_after(applied)  # only read: not copied
+            else:
+                counts = counts_of(entity_then)
+                counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))
         return Write(partition_key, row_key, entity, None if stored is None else stored[1])
