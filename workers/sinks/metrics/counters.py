@@ -19,6 +19,7 @@ within a day at most.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -124,6 +125,7 @@ def bucket(received_at_ms: int, step: str) -> str:
     return datetime.fromtimestamp(received_at_ms / 1000, UTC).strftime(STEP_FORMAT[step])
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's rows share a few buckets; strptime is slow
 def parse_bucket(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
 

@@ -1,25 +1,31 @@
 """Metrics rows in Azure Table storage, applied exactly once per hub partition.
 
 Table layout (setting HUBCAP_METRICS_TABLE):
-    PartitionKey  <hub scope>:<consumer group>|<app>|<scope>     (each part URL-quoted)
-    RowKey        <step>|<bucket>|<hub partition>                e.g. minute|2026-11-30T00:17Z|3
+    PartitionKey  <hub scope>:<consumer group>|<app>                      (each part URL-quoted)
+    RowKey        <scope>|<step>|<bucket>|<hub partition>     e.g. link:ab12|minute|2026-11-30T00:17Z|3
         seq (the last hub sequence number this row has applied), bucket (datetime, for the retention
         purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (zlib'd HyperLogLog
         registers), top_<dimension> (JSON [[value, count], …], at most TOP_N)
-    RowKey        errors|<hub partition>                         (in the scope `app` only)
+    RowKey        app|errors|<hub partition>
         seq, errors (JSON: the latest ERRORS_KEPT rejected and failed records, newest first)
-One PartitionKey holds an app and scope's minutes, hours, days and errors, so one batch's changes to
-them are one transaction; a query of a step and range is one RowKey range.
+One PartitionKey holds all of an app's rows, so one batch's changes to them (its minutes, hours and days
+of the app and of every link, domain and workspace clicked) are one transaction of up to 100 rows, not
+one per scope: a batch of a link platform's traffic touches dozens of scopes, and each transaction
+costs milliseconds of CPU whatever its size. A query of a scope, step and range is one RowKey range.
+Rows are grouped in memory by app and scope (`partition_key`, `Pending.partition_key`) and stored
+under `table_keys`. (Rows of the earlier layout, a PartitionKey per app and scope, are not read; the
+retention purge deletes their counter rows.)
 
 Exactly once: each hub partition writes only its own rows, and a row holds the counts and the last
-sequence number it applied together. Applying a batch reads the rows it touches (point reads; none for
-rows this process wrote last, which it remembers with their ETags), adds only the contributions of
-messages after each row's `seq`, and writes each row back under its ETag (IfNotModified; create for a
-new row), in one transaction per PartitionKey (at most 100 rows; built and read as plain text by
-workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of the sink's cost).
-A replayed batch, whole or in part, adds nothing; a write that lost a race (another instance took the
-partition over, or wrote since this one remembered the row) fails whole on the ETag, and is read and
-applied again. Queries (`read_rows`) sum the partitions' rows.
+sequence number it applied together. Applying a batch takes the rows it touches as this process last
+wrote them (it remembers them with their ETags), and any other as new; adds only the contributions of
+messages after each row's `seq`; and writes each row back under its ETag (IfNotModified), or inserts
+it (which fails on a row that exists: the rows are then read, with point reads, and planned again).
+The writes go in one transaction per app (at most 100 rows and 4 MiB: `transactions`), built and read
+as plain text by workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of
+the sink's cost. A replayed batch, whole or in part, adds nothing; a write that lost a race (another
+instance took the partition over, or wrote since this one remembered the row) fails whole on the
+ETag or the insert, and is read and applied again. Queries (`read_rows`) sum the partitions' rows.
 
 The hub scope (namespace/hub, `Settings.hub_scope`) in the key keeps a hub made anew, whose sequence
 numbers start at 0 again, from meeting the old rows' watermarks. All three steps are written when a
@@ -39,6 +45,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote
 
@@ -59,11 +66,11 @@ from workers.sinks.metrics.counters import (
     sketch_bytes,
     sketch_from,
 )
-from workers.sinks.metrics.transaction import Write, submit
+from workers.sinks.metrics.transaction import Write, submit, transactions
+from workers.transport import settled_options
 
 log = logging.getLogger("hubcap.metrics")
 
-TRANSACTION_OPS = 100
 ERRORS_KEPT = 20
 # Conflicts come from two instances holding one partition for a moment; a few rounds settle it.
 ATTEMPTS = 8
@@ -125,7 +132,17 @@ class Pending:
         self.parts.append(part)
 
     def close(self) -> None:
-        """Counts the records, all at once, and folds the parts in; parts are closed first."""
+        """Counts the records, all at once, and folds the parts in; parts are closed first. Closed
+        counts are only read, so an hour or day of one minute of the batch (most are) shares that
+        minute's counts rather than adding them up again."""
+        if len(self.parts) == 1 and not (self.sequences or self.others):
+            part = self.parts[0]
+            self.counts, self.first_sequence, self.last_sequence = (
+                part.counts,
+                part.first_sequence,
+                part.last_sequence,
+            )
+            return
         if self.sequences or self.others:
             sequences = [*self.sequences, *(item[0] for item in self.others)]
             self.first_sequence, self.last_sequence = min(sequences), max(sequences)
@@ -210,6 +227,8 @@ class MetricsStore:
         self._known: OrderedDict[tuple[str, str], Stored] = OrderedDict()
 
     def partition_key(self, app_id: str, scope: str) -> str:
+        """The key of an app and scope's rows (`Pending.partition_key`); `table_keys` says where they
+        are stored."""
         return "|".join((self._prefix, quote(app_id, safe=""), quote(scope, safe=":")))
 
     def ensure_table(self) -> None:
@@ -225,37 +244,52 @@ class MetricsStore:
         """Writes every pending row's fresh contributions; returns how many rows changed."""
         self.ensure_table()
         cutoff = (now or datetime.now(UTC)) - self.retention
-        by_key: dict[str, list[Pending]] = {}
+        by_key: dict[str, list[tuple[str, Pending]]] = {}
         for row in pending:
             if row.bucket is None or row.bucket >= cutoff:
-                by_key.setdefault(row.partition_key, []).append(row)
+                partition_key, row_key = table_keys(row.partition_key, row.row_key)
+                by_key.setdefault(partition_key, []).append((row_key, row))
         changed = 0
         for partition_key, rows in by_key.items():
-            rows.sort(key=lambda r: r.row_key)
-            for start in range(0, len(rows), TRANSACTION_OPS):
-                changed += self._apply_chunk(partition_key, rows[start : start + TRANSACTION_OPS])
+            rows.sort(key=itemgetter(0))
+            changed += self._apply_rows(partition_key, rows)
         return changed
 
-    def _apply_chunk(self, partition_key: str, rows: list[Pending]) -> int:
+    def _apply_rows(self, partition_key: str, rows: list[tuple[str, Pending]]) -> int:
+        """One PartitionKey's rows, in as few transactions as the service takes (`transactions`). A
+        transaction refused on a conflict is read and planned again; rows that a transaction before
+        it wrote plan nothing then, as their remembered `seq` covers the batch."""
+        changed = 0
+        # First, a row this process does not remember is taken as new, and inserted: most are (a new
+        # minute, a link's first click), and a point read each, answered 404, cost more than the rest
+        # of the row's write. An insert that meets a row (a restart, another instance's rows) fails
+        # its transaction with 409; the rows are then read.
+        read_unknown = False
         for attempt in range(1, ATTEMPTS + 1):
-            existing = self._existing(partition_key, rows)
-            planned = [write for row in rows if (write := self._operation(row, existing.get(row.row_key)))]
-            if not planned:
-                return 0
+            existing = self._existing(partition_key, rows, read_unknown)
+            planned = [
+                write
+                for row_key, row in rows
+                if (write := self._operation(partition_key, row_key, row, existing.get(row_key)))
+            ]
+            writes: list[Write] = []
             try:
-                etags = self._submit(planned)
+                for writes in transactions(planned):
+                    etags = self._submit(writes)
+                    for write, etag in zip(writes, etags, strict=True):
+                        self._remember((partition_key, write.row_key), (write.properties, etag))
+                    changed += len(writes)
             except HttpResponseError as exc:
-                for row in rows:
-                    self._known.pop((partition_key, row.row_key), None)
+                for write in writes:
+                    self._known.pop((partition_key, write.row_key), None)
                 if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
                     raise
                 logs.emit(
                     log, logging.INFO, "metrics_write_conflict", attempt=attempt, status=exc.status_code
                 )
+                read_unknown = True
                 continue
-            for write, etag in zip(planned, etags, strict=True):
-                self._remember((partition_key, write.row_key), (write.properties, etag))
-            return len(planned)
+            return changed
         raise AssertionError("unreachable")
 
     def _submit(self, writes: list[Write]) -> list[str]:
@@ -267,22 +301,29 @@ class MetricsStore:
         while len(self._known) > KNOWN_ROWS:
             self._known.popitem(last=False)
 
-    def _existing(self, partition_key: str, rows: list[Pending]) -> dict[str, Stored]:
-        """The chunk's rows as stored: as this process last wrote them when it did (a row someone else
-        wrote since fails the write on its ETag, and is read again), else read; absent when new."""
+    def _existing(
+        self, partition_key: str, rows: list[tuple[str, Pending]], read_unknown: bool
+    ) -> dict[str, Stored]:
+        """The rows as stored: as this process last wrote them when it did (a row someone else wrote
+        since fails the write on its ETag, and is read again), else read if `read_unknown`; absent
+        when new (or taken as new)."""
         found = {}
-        for row in rows:
-            known = self._known.get((partition_key, row.row_key))
+        for row_key, _ in rows:
+            known = self._known.get((partition_key, row_key))
             if known is None:
+                if not read_unknown:
+                    continue
                 try:
-                    entity = self._table.get_entity(partition_key, row.row_key)
+                    entity = self._table.get_entity(partition_key, row_key)
                 except ResourceNotFoundError:
                     continue
                 known = (entity, entity.metadata["etag"])
-            found[row.row_key] = known
+            found[row_key] = known
         return found
 
-    def _operation(self, row: Pending, stored: Stored | None) -> Write | None:
+    def _operation(
+        self, partition_key: str, row_key: str, row: Pending, stored: Stored | None
+    ) -> Write | None:
         entity_then = None if stored is None else stored[0]
         applied = -1 if entity_then is None else _int(entity_then["seq"])
         if row.last_sequence <= applied:
@@ -293,11 +334,14 @@ class MetricsStore:
             # newest first: what does not fit is the oldest
             entity["errors"] = fitting_json(latest_errors([*kept, *row.errors_after(applied)]))
         else:
-            counts = Counts() if entity_then is None else counts_of(entity_then)
-            counts.add(row.counts_after(applied))
+            if entity_then is None:
+                counts = row.counts_after(applied)  # only read: not copied
+            else:
+                counts = counts_of(entity_then)
+                counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))
-        return Write(row.partition_key, row.row_key, entity, None if stored is None else stored[1])
+        return Write(partition_key, row_key, entity, None if stored is None else stored[1])
 
     # -- reading
 
@@ -306,22 +350,20 @@ class MetricsStore:
     ) -> Iterator[tuple[str, Counts]]:
         """(bucket, counts) of every hub partition's row with `first` <= bucket <= `last`."""
         self.ensure_table()
+        partition_key, prefix = table_keys(self.partition_key(app_id, scope), step)
         entities = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-            parameters={
-                "pk": self.partition_key(app_id, scope),
-                "low": f"{step}|{first}|",
-                "high": f"{step}|{last}|~",
-            },
+            parameters={"pk": partition_key, "low": f"{prefix}|{first}|", "high": f"{prefix}|{last}|~"},
         )
         for entity in entities:
-            yield entity["RowKey"].split("|")[1], counts_of(entity)
+            yield entity["RowKey"].split("|")[2], counts_of(entity)
 
     def read_errors(self, app_id: str) -> list[dict[str, Any]]:
         self.ensure_table()
+        partition_key, prefix = table_keys(self.partition_key(app_id, "app"), ERRORS)
         entities = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-            parameters={"pk": self.partition_key(app_id, "app"), "low": f"{ERRORS}|", "high": f"{ERRORS}|~"},
+            parameters={"pk": partition_key, "low": f"{prefix}|", "high": f"{prefix}|~"},
         )
         return latest_errors([e for entity in entities for e in orjson.loads(entity["errors"])])
 
@@ -342,6 +384,14 @@ class MetricsStore:
         if deleted:
             logs.emit(log, logging.INFO, "metrics_purged", rows=deleted, cutoff=cutoff.isoformat())
         return deleted
+
+
+def table_keys(partition_key: str, row_key: str) -> tuple[str, str]:
+    """Where a row of `MetricsStore.partition_key`'s app and scope is stored: the app's PartitionKey,
+    and a RowKey led by the scope. Each part is URL-quoted, so the last `|` is the one before the
+    scope."""
+    app_key, scope = partition_key.rsplit("|", 1)
+    return app_key, f"{scope}|{row_key}"
 
 
 def error_entry(kind: str, record: Row) -> dict[str, Any]:
@@ -386,15 +436,21 @@ def latest_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def open_metrics_store(settings: Settings) -> MetricsStore:
-    """The metrics table in the lake's storage account (Azurite's table endpoint locally)."""
-    table = lake_table(
-        settings.lake_connection,
-        settings.lake_account_url,
-        settings.metrics_table,
-        missing="no metrics table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
-    )
+    """The metrics table in the lake's storage account (Azurite's table endpoint locally), its proxy
+    settings read once (workers/transport.py): the sink sends a transaction or more per batch."""
+
+    def table(**options: Any) -> Any:
+        return lake_table(
+            settings.lake_connection,
+            settings.lake_account_url,
+            settings.metrics_table,
+            missing="no metrics table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
+            **options,
+        )
+
+    # A first client only tells the address: the connection string or URL is parsed by the SDK.
     return MetricsStore(
-        table,
+        table(**settled_options(table().url)),
         hub=settings.hub_scope,
         consumer_group=settings.metrics_consumer_group,
         retention_days=settings.metrics_retention_days,

@@ -6,7 +6,14 @@ metrics sink's own cost. The format is the one the Table service documents for e
 transactions (a `multipart/mixed` batch holding one changeset of HTTP requests, answered with one HTTP
 response per request, or with the first one that failed); here it is written with f-strings and read
 by splitting lines. The request still goes through the table client's own pipeline (`send_request`
-of its generated client), so authentication, retries and the transport are the SDK's.
+of its generated client), so authentication, retries and the transport are the SDK's. That client
+(`TableClient._client`, its `send_request(request, stream=True)`) is the one private part of the SDK
+used here, as azure-data-tables 12.7.0 (pinned in requirements.txt) has no public way to send a
+request of one's own; tests/unit/sinks/metrics/test_sdk_shape.py fails if its shape changes. The
+account's address is the client's public `url`, and the API version its public `api_version`.
+
+`transactions` splits writes into the service's limits for one transaction: TRANSACTION_OPS
+operations and 4 MiB of body.
 
 Only what the metrics store sends: inserts, and replaces under an ETag (If-Match). A changeset that
 fails answers with the failing request's status, raised as `TransactionRefused` with that status
@@ -17,18 +24,23 @@ fails answers with the failing request's status, raised as `TransactionRefused` 
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 
-API_VERSION = "2019-02-02"  # the version azure-data-tables 12.7 sends
+TRANSACTION_OPS = 100
+# The service takes 4 MiB (4,194,304 bytes) a transaction; OPERATION_BYTES covers an operation's
+# multipart framing and address beside its entity's JSON (~300 bytes, and keys of at most 1 KiB each).
+TRANSACTION_BYTES = 4_000_000
+OPERATION_BYTES = 2_600
 
 
 @dataclass
@@ -40,6 +52,12 @@ class Write:
     row_key: str
     properties: dict[str, Any]
     etag: str | None = None
+
+    @functools.cached_property
+    def content(self) -> bytes:
+        """The entity's JSON as the transaction sends it (made once: `transactions` weighs it)."""
+        entity = {"PartitionKey": self.partition_key, "RowKey": self.row_key, **self.properties}
+        return orjson.dumps(typed(entity))
 
 
 class TransactionRefused(HttpResponseError):
@@ -74,14 +92,31 @@ def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
 
+def transactions(writes: Sequence[Write]) -> Iterator[list[Write]]:
+    """`writes` in order, in as few transactions as the service's limits allow."""
+    part: list[Write] = []
+    size = 0
+    for write in writes:
+        weight = len(write.content) + OPERATION_BYTES
+        if part and (len(part) == TRANSACTION_OPS or size + weight > TRANSACTION_BYTES):
+            yield part
+            part, size = [], 0
+        part.append(write)
+        size += weight
+    if part:
+        yield part
+
+
 def submit(table: Any, writes: Sequence[Write]) -> list[str]:
-    """Applies `writes` (one PartitionKey, at most 100) all or none; returns their new ETags in order."""
-    table_url = f"{table.scheme}://{table._primary_hostname}/{table.table_name}"
+    """Applies `writes` (one PartitionKey, one of `transactions`) all or none; returns their new ETags
+    in order."""
+    scheme, host, path, _, _ = urlsplit(table.url)  # the query: a SAS, which the SDK's policy adds
+    account = f"{scheme}://{host}{path.rstrip('/')}"
+    table_url = f"{account}/{table.table_name}"
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for number, write in enumerate(writes):
-        entity = {"PartitionKey": write.partition_key, "RowKey": write.row_key, **write.properties}
-        content = orjson.dumps(typed(entity))
+        content = write.content
         if write.etag is None:
             line, condition = f"POST {table_url} HTTP/1.1", "Prefer: return-no-content\r\n"
         else:
@@ -98,9 +133,9 @@ def submit(table: Any, writes: Sequence[Write]) -> list[str]:
     parts.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
     request = HttpRequest(
         "POST",
-        f"{table.scheme}://{table._primary_hostname}/$batch",
+        f"{account}/$batch",
         headers={
-            "x-ms-version": API_VERSION,
+            "x-ms-version": table.api_version,
             "DataServiceVersion": "3.0",
             "MaxDataServiceVersion": "3.0;NetFx",
             "Content-Type": f"multipart/mixed; boundary={batch}",
