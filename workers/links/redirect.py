@@ -316,7 +316,7 @@ class Redirector:
         return self._hub_down
 
     def _send(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
-        send = asyncio.ensure_future(self.waves.send(messages, partition_key))
+        send = self.waves.submit(messages, partition_key)
         send.add_done_callback(self._watch_hub)
         return send
 

@@ -40,12 +40,16 @@ class ClickWaves:
         self.waves = 0
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        # A caller that stops waiting must not take the click out of its wave.
+        await asyncio.shield(self.submit(messages, partition_key))
+
+    def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+        """`send` without a coroutine of its own: the future ends as the click's send does."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queued.append((messages, partition_key, done))
         if self._out == 0:
             self._release()
-        # A caller that stops waiting must not take the click out of its wave.
-        await asyncio.shield(done)
+        return done
 
     def _release(self) -> None:
         queued, self._queued = self._queued, []
