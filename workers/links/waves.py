@@ -3,16 +3,17 @@
 A send to Event Hubs costs the azure-eventhub SDK about a millisecond of CPU however few messages it
 carries (docs/capacity.md), and a click is one small message. The hub producer (workers/collect/hub.py)
 already puts the messages queued for one partition while its previous send is in flight into one send,
-but clicks are keyed by visitor hash, so they spread over all the hub's partitions and mostly found
-their partition idle: under load they went one or two to a send.
+but clicks are keyed by visitor hash, so they spread over all the hub's partitions and often found
+their partition idle: under bench/redirect.py's load they went about two to a send.
 
-`ClickWaves.send` keeps the producer's contract (it returns once the hub has acknowledged the click, or
-raises its error) and adds one rule: at most one wave of clicks is with the producer at a time. A click
-that finds no wave out goes at once, so a lone click waits for nothing. Clicks that come while a wave
-is out queue, and go together, in the order they came, as the next wave as soon as every send of the
-current one has ended; handed over in one pass of the event loop, the producer puts each partition's
-share of them in one send. A wave that takes longer than `max_hold_s` (a slow or unreachable hub) does
-not hold the next one back past that: the queued clicks then go without waiting for it.
+`ClickWaves.submit` returns a future that keeps the producer's contract (it ends once the hub has
+acknowledged the click, or with the send's error) and adds one rule: at most one wave of clicks is with
+the producer at a time. A click that finds no wave out goes at once, so a lone click waits for nothing.
+Clicks that come while a wave is out queue, and go together, in the order they came, as the next wave as
+soon as every send of the current one has ended; handed over in one pass of the event loop, the producer
+puts each partition's share of them in one send. A wave that takes longer than `max_hold_s` (a slow or
+unreachable hub) does not hold the next one back past that: the queued clicks then go without waiting
+for it.
 
 Order is kept: a visitor's clicks share a partition, the producer sends each partition's messages in
 the order it was handed them, and waves hand clicks over in the order they came.
@@ -39,12 +40,8 @@ class ClickWaves:
         self._hold: asyncio.TimerHandle | None = None
         self.waves = 0
 
-    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
-        # A caller that stops waiting must not take the click out of its wave.
-        await asyncio.shield(self.submit(messages, partition_key))
-
     def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
-        """`send` without a coroutine of its own: the future ends as the click's send does."""
+        """The click's future; cancelling it does not take the click out of its wave."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queued.append((messages, partition_key, done))
         if self._out == 0:

@@ -35,7 +35,7 @@ async def turns(n: int = 5) -> None:
 
 
 def click(waves: ClickWaves, key: str) -> asyncio.Future[None]:
-    return asyncio.ensure_future(waves.send([EncodedEnvelope(b"{}", {})], key))
+    return waves.submit([EncodedEnvelope(b"{}", {})], key)
 
 
 async def test_a_lone_click_goes_at_once() -> None:
