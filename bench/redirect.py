@@ -2,17 +2,20 @@
 
 The dev host (devstack/host/http.py build_web_app on aiohttp + uvloop) serves function_app.py in a child
 process, with a bare no-op aiohttp handler (a fixed 302) added to the same server; Azurite and the
-project's Event Hubs endpoint run as in `make dev`. One link on the domain `localhost`, created before
-the child starts. The capture function is disabled (AzureWebJobs.capture.Disabled): in Azure it runs
-apart from the HTTP functions, while the dev host would run its consumer on the redirect's event loop.
+project's Event Hubs endpoint run as in `make dev`. LINKS links on the domain `localhost`, created
+before the child starts, hit with a skewed mix (link k about 1/(k+1) as often as the first: a few hot
+links and a tail), by VISITORS visitors. The capture function is disabled
+(AzureWebJobs.capture.Disabled): in Azure it runs apart from the HTTP functions, while the dev host
+would run its consumer on the redirect's event loop.
 
-1. Throughput: --concurrency GETs in flight for --seconds against the link, then the no-op, in
+1. Throughput: --concurrency GETs in flight for --seconds against the links, then the no-op, in
    --rounds interleaved rounds; the ratio is the median round's (only 302s count). Every redirect makes
    its click event and waits for the hub (up to HUBCAP_LINKS_HUB_DEADLINE_MS).
 2. Latency, hub up: --latency sequential GETs, p50 and p99 of the wall time per request.
 3. Latency, hub stopped: the Event Hubs endpoint is stopped; after the first failed send the redirect
    counts the hub as down and every click goes straight to the spool in Azurite; the same measure.
-   The spool then holds the clicks (counted).
+   The spool is counted before (clicks a send did not land within the hub deadline while the hub was
+   up, under load) and after (those plus the hub-down clicks).
 
 Last line: one JSON object with `http_ratio_vs_noop`, `p99_ms_hub_up`, `p99_ms_hub_down`, the p50s,
 the request rates and the parameters.
@@ -45,7 +48,9 @@ from workers.links.registry import LinkRegistry  # noqa: E402
 from workers.links.service import LinkService  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
-SLUG = "bench"
+LINKS = 20
+# Link k's share of the clicks falls as 1/(k+1); the sequence repeats every len(MIX) requests.
+MIX = [f"bench{k}" for k in range(LINKS) for _ in range(round(LINKS / (k + 1)))]
 # Visitors differ by user agent (the client address is the local hop's for all of them), so their clicks
 # spread over the hub's partitions as real visitors' do: one visitor's clicks share one partition.
 VISITORS = [
@@ -75,7 +80,11 @@ def serve(port: int) -> None:
     web.run_app(web_app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def throughput(url: str, seconds: float, concurrency: int) -> float:
+def link_urls(base: str) -> list[str]:
+    return [f"{base}/{slug}" for slug in MIX]
+
+
+async def throughput(urls: list[str], seconds: float, concurrency: int) -> float:
     import aiohttp
 
     redirected = 0
@@ -87,7 +96,7 @@ async def throughput(url: str, seconds: float, concurrency: int) -> float:
         while time.perf_counter() < deadline:
             n += concurrency
             async with session.get(
-                url, headers=VISITORS[n % len(VISITORS)], allow_redirects=False
+                urls[n % len(urls)], headers=VISITORS[n % len(VISITORS)], allow_redirects=False
             ) as response:
                 await response.read()
                 redirected += response.status == 302
@@ -99,7 +108,7 @@ async def throughput(url: str, seconds: float, concurrency: int) -> float:
         return redirected / (time.perf_counter() - started)
 
 
-async def latencies(url: str, count: int) -> tuple[list[float], dict[int, int]]:
+async def latencies(urls: list[str], count: int) -> tuple[list[float], dict[int, int]]:
     import aiohttp
 
     times, statuses = [], {}
@@ -107,7 +116,7 @@ async def latencies(url: str, count: int) -> tuple[list[float], dict[int, int]]:
         for n in range(count):
             started = time.perf_counter()
             async with session.get(
-                url, headers=VISITORS[n % len(VISITORS)], allow_redirects=False
+                urls[n % len(urls)], headers=VISITORS[n % len(VISITORS)], allow_redirects=False
             ) as response:
                 await response.read()
             times.append((time.perf_counter() - started) * 1000)
@@ -124,9 +133,10 @@ def create_link(env: dict[str, str]) -> None:
     settings = Settings.from_env(env)
     app = AppRegistry.from_settings(settings).get("demo")
     assert app is not None
-    LinkService(LinkRegistry.from_settings(settings)).create(
-        app, {"domain": "localhost", "slug": SLUG, "destination": "https://shop.example/sale"}
-    )
+    service = LinkService(LinkRegistry.from_settings(settings))
+    for k in range(LINKS):
+        fields = {"domain": "localhost", "slug": f"bench{k}", "destination": f"https://shop.example/sale/{k}"}
+        service.create(app, fields)
 
 
 def spooled(env: dict[str, str]) -> int:
@@ -137,6 +147,8 @@ def spooled(env: dict[str, str]) -> int:
     with ContainerClient.from_connection_string(
         settings.lake_connection, settings.links_spool_container
     ) as c:
+        if not c.exists():  # no click was ever spooled
+            return 0
         # One line per click: clicks spooled together share a blob.
         return sum(c.download_blob(b.name).readall().count(b"\n") for b in c.list_blobs())
 
@@ -166,17 +178,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         services.callback(child.wait, 10)
         services.callback(child.terminate)
         wait_for_port("127.0.0.1", port, 60, child)
-        link, noop = f"http://127.0.0.1:{port}/{SLUG}", f"http://127.0.0.1:{port}/bench/noop"
+        links, noop = link_urls(f"http://127.0.0.1:{port}"), [f"http://127.0.0.1:{port}/bench/noop"]
         # Warm-up: the cache, the salt, the hub's links; the first seconds after a start run slower
         # (sequential redirects took 40-170 ms in the first second, ~8 ms a few seconds later).
-        asyncio.run(throughput(link, args.warmup, args.concurrency))
+        asyncio.run(throughput(links, args.warmup, args.concurrency))
         link_rates, noop_rates = [], []
         for _ in range(args.rounds):
-            link_rates.append(asyncio.run(throughput(link, args.seconds, args.concurrency)))
+            link_rates.append(asyncio.run(throughput(links, args.seconds, args.concurrency)))
             noop_rates.append(asyncio.run(throughput(noop, args.seconds, args.concurrency)))
-        up, up_statuses = asyncio.run(latencies(link, args.latency))
+        up, up_statuses = asyncio.run(latencies(links, args.latency))
+        spool_hub_up = spooled(env)
         hub.close()
-        down, down_statuses = asyncio.run(latencies(link, args.latency))
+        down, down_statuses = asyncio.run(latencies(links, args.latency))
         spool = spooled(env)
     link_rate, noop_rate = statistics.median(link_rates), statistics.median(noop_rates)
     return {
@@ -189,7 +202,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms_hub_down": percentile(down, 0.99),
         "statuses_hub_up": up_statuses,
         "statuses_hub_down": down_statuses,
-        "clicks_spooled_hub_down": spool,
+        "clicks_spooled_hub_up": spool_hub_up,
+        "clicks_spooled_hub_down": spool - spool_hub_up,
     }
 
 

@@ -17,7 +17,8 @@ domain an app owns (the app registry's `domains`) one `_link_not_found` event, s
 broken links. The server makes it (a generated event id, the routing data of the link as it was at
 that moment, the raw query string, the request's User-Agent, Accept-Language and Referer) and hands it
 to the collector's own privacy step (client address → coarse geo and the salted visitor hash, and no
-further) and envelope, then to its hub producer, keyed by the visitor hash like any other event.
+further) and envelope, then to its hub producer, keyed by the visitor hash like any other event, in
+waves (workers/links/waves.py) so that concurrent clicks share the producer's sends.
 
 Durability without slowness: the redirect waits for the hub's acknowledgement at most
 HUBCAP_LINKS_HUB_DEADLINE_MS. A click not acknowledged by then is written to the spool
@@ -58,6 +59,7 @@ from workers.collect.privacy import client_ip
 from workers.links.cache import LinkCache
 from workers.links.model import DOMAIN, SLUG, Link, normal_domain
 from workers.links.spool import Spool
+from workers.links.waves import ClickWaves
 from workers.stream.envelope import EncodedEnvelope
 
 log = logging.getLogger("hubcap.links")
@@ -174,6 +176,10 @@ class Redirector:
         self._hub_down = False
         self._probe_after = 0.0
         self._probing = False
+        # Looked up per send: tests replace the producer's send after the redirector is made.
+        self.waves = ClickWaves(
+            lambda messages, key: self.collector.hub.send(messages, key), max_hold_s=hub_deadline_s / 2
+        )
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
         token = logs.request_id.set(secrets.token_hex(8))
@@ -310,7 +316,7 @@ class Redirector:
         return self._hub_down
 
     def _send(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
-        send = asyncio.ensure_future(self.collector.hub.send(messages, partition_key))
+        send = self.waves.submit(messages, partition_key)
         send.add_done_callback(self._watch_hub)
         return send
 

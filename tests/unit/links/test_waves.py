@@ -1,0 +1,114 @@
+"""ClickWaves: a lone click goes at once; clicks that come while a wave is out go together next."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from workers.links.waves import ClickWaves
+from workers.stream.envelope import EncodedEnvelope
+
+
+class Producer:
+    """A hub producer whose sends end when the test says so; it records each send as it starts."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.pending: dict[str, asyncio.Future[None]] = {}
+
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        self.started.append(partition_key)
+        self.pending[partition_key] = asyncio.get_running_loop().create_future()
+        await self.pending[partition_key]
+
+    def end(self, key: str, error: Exception | None = None) -> None:
+        if error is None:
+            self.pending[key].set_result(None)
+        else:
+            self.pending[key].set_exception(error)
+
+
+async def turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def click(waves: ClickWaves, key: str) -> asyncio.Future[None]:
+    return waves.submit([EncodedEnvelope(b"{}", {})], key)
+
+
+async def test_a_lone_click_goes_at_once() -> None:
+    producer = Producer()
+    waves = ClickWaves(producer.send, max_hold_s=10)
+    sent = click(waves, "a")
+    await turns()
+    assert producer.started == ["a"]
+    producer.end("a")
+    await asyncio.wait_for(sent, 1)
+    assert waves.waves == 1
+
+
+async def test_clicks_that_come_while_a_wave_is_out_go_together_in_order_once_it_ends() -> None:
+    producer = Producer()
+    waves = ClickWaves(producer.send, max_hold_s=10)
+    first = click(waves, "a")
+    await turns()
+    later = [click(waves, key) for key in ("b", "c", "d")]
+    await turns()
+    assert producer.started == ["a"]
+    producer.end("a")
+    await asyncio.wait_for(first, 1)
+    await turns()
+    assert (producer.started, waves.waves) == (["a", "b", "c", "d"], 2)
+    for key in ("b", "c", "d"):
+        producer.end(key)
+    await asyncio.wait_for(asyncio.gather(*later), 1)
+
+
+async def test_a_wave_out_longer_than_the_hold_does_not_hold_the_next_one() -> None:
+    producer = Producer()
+    waves = ClickWaves(producer.send, max_hold_s=0)
+    click(waves, "slow")
+    after = click(waves, "b")  # queued behind "slow" in the same turn
+    await turns()
+    assert producer.started == ["slow", "b"]
+    producer.end("b")
+    await asyncio.wait_for(after, 1)
+    producer.end("slow")
+
+
+async def test_a_failed_send_fails_only_its_own_click_and_the_next_wave_goes() -> None:
+    producer = Producer()
+    waves = ClickWaves(producer.send, max_hold_s=10)
+    first = click(waves, "a")
+    await turns()
+    second, third = click(waves, "b"), click(waves, "c")
+    await turns()
+    producer.end("a")
+    await turns()
+    producer.end("b", ConnectionError("hub gone"))
+    producer.end("c")
+    await asyncio.wait({first, second, third}, timeout=1)
+    with pytest.raises(ConnectionError):
+        second.result()
+    assert (first.exception(), third.exception()) == (None, None)
+    fourth = click(waves, "d")
+    await turns()
+    producer.end("d")
+    await asyncio.wait_for(fourth, 1)
+    assert waves.waves == 3
+
+
+async def test_a_wave_that_ends_after_its_hold_ran_out_does_not_block_later_clicks() -> None:
+    producer = Producer()
+    waves = ClickWaves(producer.send, max_hold_s=0)
+    click(waves, "slow")
+    await turns()  # the hold runs out with nothing queued behind the wave
+    producer.end("slow")
+    await turns()
+    later = click(waves, "b")
+    await turns()
+    assert producer.started == ["slow", "b"]
+    producer.end("b")
+    await asyncio.wait_for(later, 1)

@@ -1,0 +1,90 @@
+"""How the redirect hands its clicks to the hub producer: in waves, so that clicks share sends.
+
+A send to Event Hubs costs the azure-eventhub SDK about a millisecond of CPU however few messages it
+carries (docs/capacity.md), and a click is one small message. The hub producer (workers/collect/hub.py)
+already puts the messages queued for one partition while its previous send is in flight into one send,
+but clicks are keyed by visitor hash, so they spread over all the hub's partitions and often found
+their partition idle: under bench/redirect.py's load they went about two to a send.
+
+`ClickWaves.submit` returns a future that keeps the producer's contract (it ends once the hub has
+acknowledged the click, or with the send's error) and adds one rule: at most one wave of clicks is with
+the producer at a time. A click that finds no wave out goes at once, so a lone click waits for nothing.
+Clicks that come while a wave is out queue, and go together, in the order they came, as the next wave as
+soon as every send of the current one has ended; handed over in one pass of the event loop, the producer
+puts each partition's share of them in one send. A wave that takes longer than `max_hold_s` (a slow or
+unreachable hub) does not hold the next one back past that: the queued clicks then go without waiting
+for it.
+
+Order is kept: a visitor's clicks share a partition, the producer sends each partition's messages in
+the order it was handed them, and waves hand clicks over in the order they came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+
+from workers.stream.envelope import EncodedEnvelope
+
+Send = Callable[[list[EncodedEnvelope], str], Awaitable[None]]
+
+
+class ClickWaves:
+    def __init__(self, send: Send, *, max_hold_s: float) -> None:
+        self._send = send
+        self.max_hold_s = max_hold_s
+        self._queued: list[tuple[list[EncodedEnvelope], str, asyncio.Future[None]]] = []
+        self._out = 0  # sends of the current wave that have not ended
+        self._wave = 0  # numbers the waves, so a late hold timer cannot release a wave it did not hold
+        self._hold: asyncio.TimerHandle | None = None
+        self.waves = 0
+
+    def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+        """The click's future; cancelling it does not take the click out of its wave."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((messages, partition_key, done))
+        if self._out == 0:
+            self._release()
+        return done
+
+    def _release(self) -> None:
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        loop = asyncio.get_running_loop()
+        self.waves += 1
+        self._wave += 1
+        wave = self._wave
+        self._out = len(queued)
+        if self._hold is not None:
+            self._hold.cancel()
+        self._hold = loop.call_later(self.max_hold_s, self._held_too_long, wave)
+        for messages, partition_key, done in queued:
+            sent = asyncio.ensure_future(self._send(messages, partition_key))
+            sent.add_done_callback(functools.partial(self._ended, done=done, wave=wave))
+
+    def _ended(self, sent: asyncio.Future[None], done: asyncio.Future[None], wave: int) -> None:
+        if not done.done():
+            if sent.cancelled():
+                done.cancel()
+            elif (error := sent.exception()) is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+        if wave == self._wave:
+            self._out -= 1
+            if self._out == 0:
+                self._release_next()
+
+    def _held_too_long(self, wave: int) -> None:
+        if wave == self._wave and self._out:
+            self._release_next()
+
+    def _release_next(self) -> None:
+        self._wave += 1  # what is still out of the current wave no longer counts
+        self._out = 0
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        self._release()
