@@ -67,6 +67,10 @@ log = logging.getLogger("hubcap.links")
 CLICK = "_link_click"
 NOT_FOUND = "_link_not_found"
 SPOOL_DEADLINE_S = 0.05
+# How long a click may wait for the wave ahead of it before it goes to the producer anyway. The hub
+# deadline is counted from the click's arrival, so a hold of half the deadline made a hub that
+# answers in 30 ms miss a 50 ms deadline; the producer merges a partition's queued sends by itself.
+MAX_WAVE_HOLD_S = 0.005
 # While the hub is down, one click in this long also probes it (in the background): each probe makes
 # the SDK reconnect and retry, which costs the event loop CPU, and waiting on it would cost the answer.
 HUB_PAUSE_S = 5.0
@@ -178,7 +182,8 @@ class Redirector:
         self._probing = False
         # Looked up per send: tests replace the producer's send after the redirector is made.
         self.waves = ClickWaves(
-            lambda messages, key: self.collector.hub.send(messages, key), max_hold_s=hub_deadline_s / 2
+            lambda messages, key: self.collector.hub.send(messages, key),
+            max_hold_s=min(hub_deadline_s / 10, MAX_WAVE_HOLD_S),
         )
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
