@@ -107,6 +107,14 @@ async def test_a_healthy_hub_is_not_a_miss(collector: Collector, block_s: float)
     assert (status, producer.sends, redirect.hub_down, spool.puts) == (302, 1, False, 0)
 
 
+def saturate(until: float) -> None:
+    """Every turn of the loop takes 20 ms of other work until `until`: each timer fires late."""
+    time.sleep(0.02)
+    loop = asyncio.get_running_loop()
+    if loop.time() < until:
+        loop.call_soon(saturate, until)
+
+
 @pytest.mark.parametrize("block_s", [0.0, BLOCKED_S, 4 * BLOCKED_S], ids=["quiet loop", "blocked", "long"])
 async def test_a_hub_that_never_answers_is_down_and_the_click_spooled(
     collector: Collector, block_s: float
@@ -114,6 +122,19 @@ async def test_a_hub_that_never_answers_is_down_and_the_click_spooled(
     producer, spool = Producer(ack_after_s=None), Spool()
     redirect = redirector(collector, producer, spool)
     status = await click(redirect, block_s)
+    # The answer waited for the spool, and the send is still out: the miss, not a failed send, told.
+    assert (status, spool.puts, redirect.hub_down, producer.sends) == (302, 1, True, 1)
+    producer.give_up()
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (redirect.spooled_clicks, spool.settled) == (1, [False])
+
+
+async def test_a_hub_that_never_answers_is_down_though_every_timer_fires_late(collector: Collector) -> None:
+    producer, spool = Producer(ack_after_s=None), Spool()
+    redirect = redirector(collector, producer, spool)
+    loop = asyncio.get_running_loop()
+    loop.call_soon(saturate, loop.time() + ANSWER_WITHIN_S / 2)
+    status = await click(redirect, 0.0)
     # The answer waited for the spool, and the send is still out: the miss, not a failed send, told.
     assert (status, spool.puts, redirect.hub_down, producer.sends) == (302, 1, True, 1)
     producer.give_up()
