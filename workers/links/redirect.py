@@ -73,8 +73,9 @@ log = logging.getLogger("hubcap.links")
 CLICK = "_link_click"
 NOT_FOUND = "_link_not_found"
 SPOOL_DEADLINE_S = 0.05
-# A timer this late or less found the event loop keeping up (uvloop's timers fire within a millisecond).
-ON_TIME_S = 0.001
+# A timer this late or less found the event loop keeping up: libuv (uvloop) counts timers in whole
+# milliseconds and reads its clock once a turn, so a timer on an idle loop can be a few ms late.
+ON_TIME_S = 0.005
 # While the hub is down, one click in this long also probes it (in the background): each probe makes
 # the SDK reconnect and retry, which costs the event loop CPU, and waiting on it would cost the answer.
 HUB_PAUSE_S = 5.0
