@@ -22,6 +22,7 @@ from workers.stream.envelope import EncodedEnvelope
 HUB_DEADLINE_S = 0.05
 BLOCKED_S = 0.1  # longer than the hub deadline: a timer that falls due meanwhile fires this late
 ANSWER_WITHIN_S = 2.0  # generous: the answer's own bound is 2 hub deadlines plus the spool's
+TURN_S = 0.04  # a saturated loop: each turn this long, so each timer fires up to this late
 
 
 class Salts:
@@ -98,6 +99,14 @@ async def click(redirect: Redirector, block_s: float) -> int:
     return response.status
 
 
+def saturate(until: float) -> None:
+    """Every turn of the loop takes TURN_S of other work until `until`: each timer fires late."""
+    time.sleep(TURN_S)
+    loop = asyncio.get_running_loop()
+    if loop.time() < until:
+        loop.call_soon(saturate, until)
+
+
 @pytest.mark.parametrize("block_s", [0.0, BLOCKED_S], ids=["quiet loop", "blocked loop"])
 async def test_a_healthy_hub_is_not_a_miss(collector: Collector, block_s: float) -> None:
     producer, spool = Producer(ack_after_s=0.01), Spool()
@@ -107,12 +116,14 @@ async def test_a_healthy_hub_is_not_a_miss(collector: Collector, block_s: float)
     assert (status, producer.sends, redirect.hub_down, spool.puts) == (302, 1, False, 0)
 
 
-def saturate(until: float) -> None:
-    """Every turn of the loop takes 20 ms of other work until `until`: each timer fires late."""
-    time.sleep(0.02)
+async def test_a_healthy_hub_is_not_a_miss_while_every_timer_fires_late(collector: Collector) -> None:
+    producer, spool = Producer(ack_after_s=0.01), Spool()
+    redirect = redirector(collector, producer, spool)
     loop = asyncio.get_running_loop()
-    if loop.time() < until:
-        loop.call_soon(saturate, until)
+    loop.call_soon(saturate, loop.time() + 0.3)
+    status = await click(redirect, 0.0)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (status, producer.sends, redirect.hub_down, spool.puts) == (302, 1, False, 0)
 
 
 @pytest.mark.parametrize("block_s", [0.0, BLOCKED_S, 4 * BLOCKED_S], ids=["quiet loop", "blocked", "long"])
