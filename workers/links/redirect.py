@@ -21,15 +21,21 @@ further) and envelope, then to its hub producer, keyed by the visitor hash like 
 waves (workers/links/waves.py) so that concurrent clicks share the producer's sends.
 
 Durability without slowness: the redirect waits for the hub's acknowledgement at most
-HUBCAP_LINKS_HUB_DEADLINE_MS. A click not acknowledged by then is written to the spool
-(workers/links/spool.py). The send goes on in the background: if the hub takes the click after all,
-the spool is told (`settle`) and drops the blob once all its clicks were taken; should the drain have
-sent one first, capture flags the second copy as a duplicate (same event id). The answer waits for the
-click to be in the hub or the spool at most the hub deadline plus SPOOL_DEADLINE_S; the click's
-delivery goes on in the background past that (a cold instance reading the day's salt, a slow spool
-write). When neither the hub nor the spool takes the click (storage down as well) it is counted as lost
-in the logs (`link_click_lost`, with a running total). The redirect is answered regardless: the link's
-availability beats its event.
+HUBCAP_LINKS_HUB_DEADLINE_MS of the event loop's time. The deadline's timer fires late when the loop
+was busy elsewhere (under load, other requests' work), and an ack that came meanwhile is still unread:
+so a send not acknowledged when the timer fires is given that lateness again (and again while the
+timers keep firing late), up to another hub deadline in all, before it counts as a miss. On a loop
+that keeps up the timer is on time (within ON_TIME_S) and the deadline is the setting's. A click not
+acknowledged by then is written to the spool (workers/links/spool.py). The send goes on in the
+background: if the hub takes the click after all, the spool is told (`settle`) and drops the blob once
+all its clicks were taken; should the drain have sent one first, capture flags the second copy as a
+duplicate (same event id). The answer waits for the click to be in the hub or the spool at most the
+hub deadline (extended as above) plus SPOOL_DEADLINE_S, counted from when the click is handed over, so
+a lagging loop cannot cut the spool's time short; the click's delivery goes on in the background past
+that (a slow spool write), and past the hub deadline plus SPOOL_DEADLINE_S of the answer when the
+day's salt is not at hand (a cold instance reading it). When neither the hub nor the spool takes the
+click (storage down as well) it is counted as lost in the logs (`link_click_lost`, with a running
+total). The redirect is answered regardless: the link's availability beats its event.
 
 When a send misses its deadline or fails, the hub counts as down: clicks go straight to the spool,
 without waiting for the hub at all, until a send succeeds again (a merely slow hub is back as soon as
@@ -71,6 +77,9 @@ SPOOL_DEADLINE_S = 0.05
 # deadline is counted from the click's arrival, so a hold of half the deadline made a hub that
 # answers in 30 ms miss a 50 ms deadline; the producer merges a partition's queued sends by itself.
 MAX_WAVE_HOLD_S = 0.005
+# A timer this late or less found the event loop keeping up: libuv (uvloop) counts timers in whole
+# milliseconds and reads its clock once a turn, so a timer on an idle loop can be a few ms late.
+ON_TIME_S = 0.005
 # While the hub is down, one click in this long also probes it (in the background): each probe makes
 # the SDK reconnect and retry, which costs the event loop CPU, and waiting on it would cost the answer.
 HUB_PAUSE_S = 5.0
@@ -157,6 +166,16 @@ def routing(link: Link | None, domain: str, slug: str, status: int, request: Lin
             scripts=list(link.scripts),
         )
     return data
+
+
+@dataclass
+class _Click:
+    """A click on its way. `spool_ended` ends once its spool write ended or had SPOOL_DEADLINE_S;
+    `handed_over` is set once the click went to the hub or the spool, from where the hub's and the
+    spool's own deadlines bound the answer's wait."""
+
+    spool_ended: asyncio.Future[None]
+    handed_over: bool = False
 
 
 class Redirector:
@@ -276,14 +295,19 @@ class Redirector:
             accepted=[event],
             rejected=[],
         )
-        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivery = asyncio.ensure_future(self._deliver(admitted, durable))
+        click = _Click(asyncio.get_running_loop().create_future())
+        delivery = asyncio.ensure_future(self._deliver(admitted, click))
         self._keep(delivery)
         # The answer waits for the click to be durable (in the hub or the spool), but only so long.
+        # This timer only bounds the wait for the day's salt: a loop that lagged meanwhile (its timer
+        # fires late, all at once with the hub's) must not cut short the hub's or the spool's time.
         budget = SPOOL_DEADLINE_S if self._hub_down else self.hub_deadline_s + SPOOL_DEADLINE_S
-        await asyncio.wait({durable, delivery}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        pending = {click.spool_ended, delivery}
+        done, _ = await asyncio.wait(pending, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        if not done and click.handed_over:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _deliver(self, admitted: Admitted, durable: asyncio.Future[None]) -> None:
+    async def _deliver(self, admitted: Admitted, click: _Click) -> None:
         """The click to the hub, or after the hub deadline to the spool; runs on past the answer."""
         collector = self.collector
         try:
@@ -293,11 +317,11 @@ class Redirector:
         except Exception as exc:
             self._lost("no_salt", type(exc).__name__)
             return
+        click.handed_over = True
         send: asyncio.Future[None] | None = None
         if not self._hub_down:
             send = self._send(messages, partition_key)
-            done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
-            if send in done and send.exception() is None:
+            if await self._acknowledged(send):
                 return
             if not send.done():  # the clicks behind this one need not wait to learn how it ends
                 self._hub_is_down("deadline")
@@ -309,12 +333,33 @@ class Redirector:
             self.spool.put(messages[0], partition_key, received_at=admitted.received_at)
         )
 
-        def spooled(task: asyncio.Future[str]) -> None:
-            if not durable.done() and not task.cancelled() and task.exception() is None:
-                durable.set_result(None)
+        spool_time = asyncio.get_running_loop().call_later(SPOOL_DEADLINE_S, _end, click.spool_ended)
 
-        put.add_done_callback(spooled)
+        def spool_ended(_: asyncio.Future[str]) -> None:
+            spool_time.cancel()
+            _end(click.spool_ended)  # a failed write too: the answer need not wait for the late send
+
+        put.add_done_callback(spool_ended)
         await self._after_deadline(send, put)
+
+    async def _acknowledged(self, send: asyncio.Future[None]) -> bool:
+        """Whether the hub acknowledged `send` within the hub deadline of the event loop's time.
+
+        A deadline timer that fires late measures how long the loop was busy elsewhere; an ack that
+        came meanwhile sits unread on the socket, a few turns of the loop from `send`. So the send is
+        given that lateness again, and again for a late timer of that extra time, until a timer fires
+        on time (the loop kept up) or the extra time reaches another hub deadline."""
+        loop = asyncio.get_running_loop()
+        wait_s, granted_s = self.hub_deadline_s, 0.0
+        while True:
+            due = loop.time() + wait_s
+            done, _ = await asyncio.wait({send}, timeout=wait_s)
+            lag = loop.time() - due
+            if done or lag < ON_TIME_S or granted_s >= self.hub_deadline_s:
+                break
+            wait_s = min(lag, self.hub_deadline_s - granted_s)
+            granted_s += wait_s
+        return send.done() and not send.cancelled() and send.exception() is None
 
     @property
     def hub_down(self) -> bool:
@@ -378,6 +423,11 @@ async def _succeeded(task: asyncio.Future[Any]) -> bool:
     except Exception:
         return False
     return True
+
+
+def _end(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _report(task: asyncio.Future[Any]) -> None:

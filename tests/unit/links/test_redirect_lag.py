@@ -1,0 +1,153 @@
+"""The hub deadline counts the event loop's time: a loop that was busy elsewhere does not make a
+healthy hub's ack a miss, and a hub that never answers is still found down (workers/links/redirect.py).
+
+The hub producer, the day's salt and the spool are stand-ins the test controls; the loop is blocked
+by a synchronous sleep in a callback, as a burst of other requests' work would block it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.collect_support import collector_for, unit_env
+from workers.collect.collector import Collector
+from workers.links.cache import LinkCache
+from workers.links.model import Link, parse_new
+from workers.links.redirect import LinkRequest, Redirector
+from workers.stream.envelope import EncodedEnvelope
+
+HUB_DEADLINE_S = 0.05
+BLOCKED_S = 0.1  # longer than the hub deadline: a timer that falls due meanwhile fires this late
+ANSWER_WITHIN_S = 2.0  # generous: the answer's own bound is 2 hub deadlines plus the spool's
+TURN_S = 0.04  # a saturated loop: each turn this long, so each timer fires up to this late
+
+
+class Salts:
+    async def current(self) -> bytes:
+        return b"s" * 32
+
+    async def close(self) -> None:
+        pass
+
+
+class Producer:
+    """A hub that acknowledges each send `ack_after_s` after it starts, or never (None)."""
+
+    def __init__(self, ack_after_s: float | None) -> None:
+        self.ack_after_s = ack_after_s
+        self.sends = 0
+        self.unanswered: list[asyncio.Future[None]] = []
+
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        self.sends += 1
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.ack_after_s is None:
+            self.unanswered.append(ack)
+        else:
+            asyncio.get_running_loop().call_later(self.ack_after_s, ack.set_result, None)
+        await ack
+
+    def give_up(self) -> None:
+        """The SDK's own timeout, at last, for the sends the hub never answered."""
+        for ack in self.unanswered:
+            ack.set_exception(TimeoutError())
+
+
+class Spool:
+    def __init__(self) -> None:
+        self.puts = 0
+        self.settled: list[bool] = []
+
+    async def put(self, message: EncodedEnvelope, partition_key: str, *, received_at: int) -> str:
+        self.puts += 1
+        return f"blob-{self.puts}"
+
+    async def settle(self, name: str, *, sent: bool) -> None:
+        self.settled.append(sent)
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    collector = collector_for(unit_env())
+    await collector.salts.close()
+    collector.salts = Salts()  # type: ignore[assignment]
+    yield collector
+    await collector.close()
+
+
+def redirector(collector: Collector, producer: Producer, spool: Spool) -> Redirector:
+    collector.hub.send = producer.send  # type: ignore[method-assign]
+    link = parse_new(
+        {"domain": "localhost", "slug": "a", "destination": "https://shop.example/"}, app_id="demo", now_ms=1
+    )
+
+    async def load(domain: str, slug: str) -> Link | None:
+        return link
+
+    return Redirector(collector, LinkCache(load, ttl_s=60), spool, hub_deadline_s=HUB_DEADLINE_S)  # type: ignore[arg-type]
+
+
+async def click(redirect: Redirector, block_s: float) -> int:
+    """One click's answer; the loop is blocked for `block_s` a few milliseconds into its hub wait."""
+    if block_s:
+        asyncio.get_running_loop().call_later(0.005, time.sleep, block_s)
+    request = LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": "curl/8.5.0"})
+    response = await asyncio.wait_for(redirect.handle(request), ANSWER_WITHIN_S)
+    return response.status
+
+
+def saturate(until: float) -> None:
+    """Every turn of the loop takes TURN_S of other work until `until`: each timer fires late."""
+    time.sleep(TURN_S)
+    loop = asyncio.get_running_loop()
+    if loop.time() < until:
+        loop.call_soon(saturate, until)
+
+
+@pytest.mark.parametrize("block_s", [0.0, BLOCKED_S], ids=["quiet loop", "blocked loop"])
+async def test_a_healthy_hub_is_not_a_miss(collector: Collector, block_s: float) -> None:
+    producer, spool = Producer(ack_after_s=0.01), Spool()
+    redirect = redirector(collector, producer, spool)
+    status = await click(redirect, block_s)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (status, producer.sends, redirect.hub_down, spool.puts) == (302, 1, False, 0)
+
+
+async def test_a_healthy_hub_is_not_a_miss_while_every_timer_fires_late(collector: Collector) -> None:
+    producer, spool = Producer(ack_after_s=0.01), Spool()
+    redirect = redirector(collector, producer, spool)
+    loop = asyncio.get_running_loop()
+    loop.call_soon(saturate, loop.time() + 0.3)
+    status = await click(redirect, 0.0)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (status, producer.sends, redirect.hub_down, spool.puts) == (302, 1, False, 0)
+
+
+@pytest.mark.parametrize("block_s", [0.0, BLOCKED_S, 4 * BLOCKED_S], ids=["quiet loop", "blocked", "long"])
+async def test_a_hub_that_never_answers_is_down_and_the_click_spooled(
+    collector: Collector, block_s: float
+) -> None:
+    producer, spool = Producer(ack_after_s=None), Spool()
+    redirect = redirector(collector, producer, spool)
+    status = await click(redirect, block_s)
+    # The answer waited for the spool, and the send is still out: the miss, not a failed send, told.
+    assert (status, spool.puts, redirect.hub_down, producer.sends) == (302, 1, True, 1)
+    producer.give_up()
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (redirect.spooled_clicks, spool.settled) == (1, [False])
+
+
+async def test_a_hub_that_never_answers_is_down_though_every_timer_fires_late(collector: Collector) -> None:
+    producer, spool = Producer(ack_after_s=None), Spool()
+    redirect = redirector(collector, producer, spool)
+    loop = asyncio.get_running_loop()
+    loop.call_soon(saturate, loop.time() + ANSWER_WITHIN_S / 2)
+    status = await click(redirect, 0.0)
+    # The answer waited for the spool, and the send is still out: the miss, not a failed send, told.
+    assert (status, spool.puts, redirect.hub_down, producer.sends) == (302, 1, True, 1)
+    producer.give_up()
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (redirect.spooled_clicks, spool.settled) == (1, [False])
