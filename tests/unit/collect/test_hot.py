@@ -282,3 +282,60 @@ def test_an_inward_bound_is_the_nearest_double_inside() -> None:
     assert hot._inward(bound, upper=True) == math.nextafter(2.0**63, 0)
     assert hot._inward(-bound, upper=False) > -bound
     assert hot._inward(10, upper=True) == 10.0
+
+
+# Events close to valid, so that most generated bodies take the hot path (the generator above mostly
+# makes bodies the hot path hands back), with the odd value that is not.
+valid_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+valid_values = st.one_of(
+    st.text(max_size=20),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+
+
+def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`good` nine times in ten, else `bad`."""
+    return st.integers(0, 9).flatmap(lambda k: bad if k == 0 else good)
+
+
+near_valid_events = st.fixed_dictionaries(
+    {
+        "event_type": mostly(valid_names, st.just("bad name")),
+        "event_id": st.uuids().map(str),
+        # the schema's years 2000 to 2100, and out of them now and then
+        "timestamp": mostly(st.integers(946684800000, 4102444800000 - 1), st.integers(0, 5 * 10**12)),
+        "app_id": st.just(APP),
+    },
+    optional={
+        "platform": st.sampled_from(["Web", "Android", "iOS"]),
+        "screen_width": st.integers(0, 10_000),
+        "attributes": st.dictionaries(mostly(valid_names, names), valid_values, max_size=4),
+        "user": st.dictionaries(valid_names, st.fixed_dictionaries({"value": valid_values}), max_size=2),
+    },
+)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(near_valid_events, min_size=1, max_size=5))
+def test_near_valid_bodies_give_the_same_outcome(
+    collectors: tuple[Collector, Collector], events: list[dict[str, Any]]
+) -> None:
+    assert_same(collectors, json.dumps(events, ensure_ascii=False).encode())
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
+def test_near_valid_bodies_mostly_take_the_hot_path() -> None:
+    """Guards the test above: it is a test of the hot path only if most of its bodies reach it."""
+    bodies = [json.dumps(near_valid_events_example()).encode() for _ in range(200)]
+    taken = sum(HOT.hot_events(body) is not None for body in bodies)
+    assert taken >= 30, f"{taken} of 200 near-valid bodies took the hot path"
+
+
+def near_valid_events_example() -> list[dict[str, Any]]:
+    return st.lists(near_valid_events, min_size=1, max_size=5).example()
