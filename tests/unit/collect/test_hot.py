@@ -284,7 +284,7 @@ def test_an_inward_bound_is_the_nearest_double_inside() -> None:
     assert hot._inward(10, upper=True) == 10.0
 
 
-# Events close to valid, so that most generated bodies take the hot path (the generator above mostly
+# Events close to valid, so that many generated bodies take the hot path (the generator above mostly
 # makes bodies the hot path hands back), with the odd value that is not.
 valid_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 valid_values = st.one_of(
