@@ -23,10 +23,10 @@ waves (workers/links/waves.py) so that concurrent clicks share the producer's se
 Durability without slowness: the redirect waits for the hub's acknowledgement at most
 HUBCAP_LINKS_HUB_DEADLINE_MS of the event loop's time. The deadline's timer fires late when the loop
 was busy elsewhere (under load, other requests' work), and an ack that came meanwhile is still unread:
-so a send not acknowledged when the timer fires is given that lateness again (and again while the
-timers keep firing late), up to another hub deadline in all, before it counts as a miss. On a loop
-that keeps up the timer is on time (within ON_TIME_S) and the deadline is the setting's. A click not
-acknowledged by then is written to the spool (workers/links/spool.py). The send goes on in the
+so a send not acknowledged when the timer fires is given that lateness again, once and at most another
+hub deadline, before it counts as a miss. On a loop that keeps up the timer is on time (within
+ON_TIME_S) and the deadline is the setting's. A click not acknowledged by then is written to the spool
+(workers/links/spool.py). The send goes on in the
 background: if the hub takes the click after all, the spool is told (`settle`) and drops the blob once
 all its clicks were taken; should the drain have sent one first, capture flags the second copy as a
 duplicate (same event id). The answer waits for the click to be in the hub or the spool at most the
@@ -305,7 +305,13 @@ class Redirector:
         pending = {click.spool_ended, delivery}
         done, _ = await asyncio.wait(pending, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
         if not done and click.handed_over:
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            # From the hand-over the hub has at most twice its deadline (see _acknowledged) and the
+            # spool SPOOL_DEADLINE_S after that; this bound holds even should _deliver not keep them.
+            await asyncio.wait(
+                pending,
+                timeout=2 * self.hub_deadline_s + SPOOL_DEADLINE_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
 
     async def _deliver(self, admitted: Admitted, click: _Click) -> None:
         """The click to the hub, or after the hub deadline to the spool; runs on past the answer."""
@@ -347,18 +353,15 @@ class Redirector:
 
         A deadline timer that fires late measures how long the loop was busy elsewhere; an ack that
         came meanwhile sits unread on the socket, a few turns of the loop from `send`. So the send is
-        given that lateness again, and again for a late timer of that extra time, until a timer fires
-        on time (the loop kept up) or the extra time reaches another hub deadline."""
+        given that lateness again, once, and at most another hub deadline. Once only: on a loop whose
+        every turn is slow the extra wait's own timer is late too, and renewing it would let a hub that
+        answers in twice the deadline pass as healthy, with every answer paying for it."""
         loop = asyncio.get_running_loop()
-        wait_s, granted_s = self.hub_deadline_s, 0.0
-        while True:
-            due = loop.time() + wait_s
-            done, _ = await asyncio.wait({send}, timeout=wait_s)
-            lag = loop.time() - due
-            if done or lag < ON_TIME_S or granted_s >= self.hub_deadline_s:
-                break
-            wait_s = min(lag, self.hub_deadline_s - granted_s)
-            granted_s += wait_s
+        due = loop.time() + self.hub_deadline_s
+        done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
+        lag = loop.time() - due
+        if not done and lag >= ON_TIME_S:
+            await asyncio.wait({send}, timeout=min(lag, self.hub_deadline_s))
         return send.done() and not send.cancelled() and send.exception() is None
 
     @property
@@ -418,11 +421,11 @@ class Redirector:
 
 
 async def _succeeded(task: asyncio.Future[Any]) -> bool:
-    try:
-        await task
-    except Exception:
-        return False
-    return True
+    """Whether `task` ended with a result. A cancelled send or spool write is a failure like any
+    other: were it let through, the click would be counted neither spooled nor lost, and its blob
+    never settled."""
+    await asyncio.wait({task})
+    return not task.cancelled() and task.exception() is None
 
 
 def _end(future: asyncio.Future[None]) -> None:

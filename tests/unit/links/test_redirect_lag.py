@@ -151,3 +151,49 @@ async def test_a_hub_that_never_answers_is_down_though_every_timer_fires_late(co
     producer.give_up()
     await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
     assert (redirect.spooled_clicks, spool.settled) == (1, [False])
+
+
+SLOW_TURN_S = 0.006  # every turn just over ON_TIME_S: each timer, the extra wait's too, fires late
+
+
+def slow_turns(until: float) -> None:
+    time.sleep(SLOW_TURN_S)
+    loop = asyncio.get_running_loop()
+    if loop.time() < until:
+        loop.call_soon(slow_turns, until)
+
+
+async def test_a_hub_answering_in_nearly_twice_the_deadline_is_a_miss_on_a_slow_loop(
+    collector: Collector,
+) -> None:
+    """The lateness is granted once: renewed on every late timer, a hub this slow passed as healthy."""
+    producer, spool = Producer(ack_after_s=1.95 * HUB_DEADLINE_S), Spool()
+    redirect = redirector(collector, producer, spool)
+    loop = asyncio.get_running_loop()
+    loop.call_soon(slow_turns, loop.time() + 0.5)
+    status = await click(redirect, 0.0)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    # Missed, so spooled; the hub took the click late after all, and the spool was told.
+    assert (status, spool.puts, spool.settled) == (302, 1, [True])
+
+
+class CancelledSpool(Spool):
+    """A spool whose write ends cancelled (its writer torn down mid-write)."""
+
+    async def put(self, message: EncodedEnvelope, partition_key: str, *, received_at: int) -> str:
+        self.puts += 1
+        raise asyncio.CancelledError
+
+
+class FailingProducer(Producer):
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        self.sends += 1
+        raise ConnectionError("hub refused")
+
+
+async def test_a_click_whose_spool_write_is_cancelled_is_counted_lost(collector: Collector) -> None:
+    producer, spool = FailingProducer(ack_after_s=None), CancelledSpool()
+    redirect = redirector(collector, producer, spool)
+    status = await click(redirect, 0.0)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (status, spool.puts, redirect.lost_clicks, redirect.spooled_clicks) == (302, 1, 1, 0)
