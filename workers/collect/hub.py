@@ -335,7 +335,7 @@ class HubProducer:
     async def _send_messages(self, group: list[_Pending], partition: str) -> None:
         batch = await self.client.create_batch(partition_id=partition)
         outgoing = [message for item in group for message in item.messages]
-        if all(isinstance(message, bytes) for message in outgoing):
+        if sdk_batch_shape_matches():  # what `send` encoded them for
             fill_batch(batch, cast(list[bytes], outgoing))
         else:
             for event in outgoing:
