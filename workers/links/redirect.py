@@ -21,21 +21,21 @@ further) and envelope, then to its hub producer, keyed by the visitor hash like 
 waves (workers/links/waves.py) so that concurrent clicks share the producer's sends.
 
 Durability without slowness: the redirect waits for the hub's acknowledgement at most
-HUBCAP_LINKS_HUB_DEADLINE_MS of the event loop's time. The deadline's timer fires late when the loop
-was busy elsewhere (under load, other requests' work), and an ack that came meanwhile is still unread:
-so a send not acknowledged when the timer fires is given that lateness again, once and at most another
-hub deadline, before it counts as a miss. On a loop that keeps up the timer is on time (within
-ON_TIME_S) and the deadline is the setting's. A click not acknowledged by then is written to the spool
-(workers/links/spool.py). The send goes on in the
-background: if the hub takes the click after all, the spool is told (`settle`) and drops the blob once
-all its clicks were taken; should the drain have sent one first, capture flags the second copy as a
-duplicate (same event id). The answer waits for the click to be in the hub or the spool at most the
-hub deadline (extended as above) plus SPOOL_DEADLINE_S, counted from when the click is handed over, so
-a lagging loop cannot cut the spool's time short; the click's delivery goes on in the background past
-that (a slow spool write), and past the hub deadline plus SPOOL_DEADLINE_S of the answer when the
-day's salt is not at hand (a cold instance reading it). When neither the hub nor the spool takes the
-click (storage down as well) it is counted as lost in the logs (`link_click_lost`, with a running
-total). The redirect is answered regardless: the link's availability beats its event.
+HUBCAP_LINKS_HUB_DEADLINE_MS of the event loop's time. The deadline's timer fires late when the loop was
+busy elsewhere (under load, other requests' work), and an ack that came meanwhile is still unread: so a
+send not acknowledged when the timer fires is given that lateness again, once and at most another hub
+deadline, before it counts as a miss. On a loop that keeps up the timer is on time (within ON_TIME_S)
+and the deadline is the setting's. A click not acknowledged by then is written to the spool
+(workers/links/spool.py). The send goes on in the background: if the hub takes the click after all, the
+spool is told (`settle`) and drops the blob once all its clicks were taken; should the drain have sent
+one first, capture flags the second copy as a duplicate (same event id). The answer waits for the click
+to be in the hub or the spool at most the hub deadline (extended as above) plus SPOOL_DEADLINE_S,
+counted from when the click is handed over, so a lagging loop cannot cut the spool's time short; the
+click's delivery goes on in the background past that (a slow spool write), and past the hub deadline
+plus SPOOL_DEADLINE_S of the answer when the day's salt is not at hand (a cold instance reading it).
+When neither the hub nor the spool takes the click (storage down as well) it is counted as lost in the
+logs (`link_click_lost`, with a running total). The redirect is answered regardless: the link's
+availability beats its event.
 
 When a send misses its deadline or fails, the hub counts as down: clicks go straight to the spool,
 without waiting for the hub at all, until a send succeeds again (a merely slow hub is back as soon as
