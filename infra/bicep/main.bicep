@@ -80,6 +80,10 @@ param rejectedRetentionDays int = 30
 @minValue(1)
 param failedRetentionDays int = 90
 
+@description('Days after which events under events/ (and the firehose\'s cut records for them) are deleted; 0 keeps them for good.')
+@minValue(0)
+param eventRetentionDays int = 0
+
 @description('Days deleted lake blobs stay recoverable (the salts live in their own account, without soft delete).')
 @minValue(1)
 @maxValue(365)
@@ -220,6 +224,7 @@ module lake 'modules/lake.bicep' = {
     stateTableName: stateTableName
     rejectedRetentionDays: rejectedRetentionDays
     failedRetentionDays: failedRetentionDays
+    eventRetentionDays: eventRetentionDays
     softDeleteDays: lakeSoftDeleteDays
     workspaceId: monitoring.outputs.workspaceId
   }

@@ -24,10 +24,11 @@ param functionHttpPerInstanceConcurrency = 16
 param sendFunctionAppLogs = false
 param corsAllowedOrigins = []
 
-// Lake: replication, expiry of rejected/ and failed/, soft delete.
+// Lake: replication, expiry of rejected/, failed/ and (0: never) events/, soft delete.
 param lakeSku = 'Standard_ZRS'
 param rejectedRetentionDays = 30
 param failedRetentionDays = 90
+param eventRetentionDays = 0
 param lakeSoftDeleteDays = 2
 
 // Monitoring.

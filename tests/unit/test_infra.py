@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from workers.sinks.firehose.durable import CUTS_PREFIX
+from workers.sinks.lake.lake import EVENTS
+
 ROOT = Path(__file__).resolve().parents[2]
 BICEP = ROOT / "infra" / "bicep"
 INFRA_BIN = ROOT / ".venv-infra" / "bin"
@@ -234,6 +237,19 @@ SECURE_SETTINGS = [
 @pytest.mark.parametrize(("name", "symbol", "path", "expected"), SECURE_SETTINGS)
 def test_secure_setting(parsed: dict[str, Any], name: str, symbol: str, path: str, expected: Any) -> None:
     assert dig(resources(parsed, name)[symbol]["config"], path) == expected
+
+
+def test_event_expiry_takes_the_firehose_cut_records_along() -> None:
+    """A cut record is read only for events a replay can still find, so the rule that expires events/
+    (eventRetentionDays) covers the prefix the firehose writes its records under, and only when set."""
+    text = (BICEP / "modules" / "lake.bicep").read_text()
+    rule = text[text.index("var eventRules") : text.index("resource lifecycle")]
+    assert rule.startswith("var eventRules = eventRetentionDays > 0 ? [")
+    assert rule.rstrip().endswith("] : []")
+    assert f"'${{lakeFilesystemName}}/{EVENTS}/'" in rule
+    assert f"'${{lakeFilesystemName}}/{CUTS_PREFIX}'" in rule
+    assert "daysAfterModificationGreaterThan: eventRetentionDays" in rule
+    assert "], eventRules)" in text
 
 
 # Each resource the issue asks diagnostics for, by module and symbol.

@@ -1,6 +1,8 @@
 // The data lake: an ADLS Gen2 (hierarchical namespace) account with the lake filesystem and the state
 // table (partition bookkeeping). The salts live in salts.bicep's account: this one keeps soft delete.
-// A lifecycle policy expires rejected/ and failed/ events, which exist for inspection and replay, not forever.
+// A lifecycle policy expires rejected/ and failed/ events, which exist for inspection and replay, not forever,
+// and, when eventRetentionDays is set, events/ together with the firehose's cut records, which a replay
+// reads only for events the lake still holds (workers/sinks/firehose/durable.py).
 
 @description('Azure region of the resources.')
 param location string
@@ -35,6 +37,10 @@ param rejectedRetentionDays int
 @description('Days after which blobs under failed/ are deleted.')
 @minValue(1)
 param failedRetentionDays int
+
+@description('Days after which blobs under events/ and the firehose\'s cut records are deleted; 0 keeps them for good.')
+@minValue(0)
+param eventRetentionDays int
 
 @description('Days a deleted blob or container stays recoverable. Destroyed salts stay recoverable this long too.')
 @minValue(1)
@@ -133,12 +139,40 @@ resource linksSpoolContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// A cut record names where the firehose cut batches of hub messages it sent; a replay looks one up only
+// for events it re-sends, which come from the hub or from events/, so the records go with events/.
+var eventRules = eventRetentionDays > 0 ? [
+  {
+    name: 'expire-events'
+    enabled: true
+    type: 'Lifecycle'
+    definition: {
+      filters: {
+        blobTypes: [
+          'blockBlob'
+        ]
+        prefixMatch: [
+          '${lakeFilesystemName}/events/'
+          '${lakeFilesystemName}/firehose/v1/cuts/'
+        ]
+      }
+      actions: {
+        baseBlob: {
+          delete: {
+            daysAfterModificationGreaterThan: eventRetentionDays
+          }
+        }
+      }
+    }
+  }
+] : []
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
   properties: {
     policy: {
-      rules: [
+      rules: concat([
         {
           name: 'expire-rejected'
           enabled: true
@@ -183,7 +217,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
-      ]
+      ], eventRules)
     }
   }
 }

@@ -46,6 +46,10 @@ CUT_BLOCK = 1 << 16
 DISABLED_CACHE_S = 5.0
 
 
+# Where the cut records live; infra/bicep/modules/lake.bicep expires them with events/ (eventRetentionDays).
+CUTS_PREFIX = "firehose/v1/cuts/"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -306,7 +310,7 @@ class Outbox:
         }
 
     def _cuts_dir(self, partition: str, block: int) -> str:
-        return f"firehose/v1/cuts/{self.group}/p{partition}/{block:012d}/"
+        return f"{CUTS_PREFIX}{self.group}/p{partition}/{block:012d}/"
 
     def write_cuts(self, partition: str, first: int, last: int, ends: dict[str, list[Position]]) -> None:
         """Where each destination's batches of the partition's messages first..last end."""
