@@ -2,8 +2,8 @@
 
 A `Counts` holds, for one app, scope and time bucket: events (the enriched rows the lake gets, bots and
 flagged duplicates included), link clicks (`_link_click` events), humans and bots (`is_bot`), rejected
-and failed records, a HyperLogLog sketch of the visitor hashes (uniques) and the top values of each
-dimension in DIMENSIONS. Counts merge by addition (sketches by register maximum), so the rows of several
+and failed records, a sketch of the visitor hashes (uniques: workers/sinks/metrics/hll.py) and the top
+values of each dimension in DIMENSIONS. Counts merge by addition (sketches by union), so the rows of several
 hub partitions, or of several minutes, add up to the same thing as one row over all of them; the top
 lists are kept to TOP_N values per row, so a merged top list is exact for values that made every
 row's cut and a lower bound otherwise.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +28,7 @@ from datetime import UTC, datetime, timedelta
 from operator import truth
 from typing import Any
 
-import numpy as np
-from hyperloglog import HyperLogLog
+from workers.sinks.metrics.hll import Sketch
 
 STEPS = ("minute", "hour", "day")
 STEP_LENGTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -51,32 +49,17 @@ TOP_N = 50
 # takes at most 64 KiB per property), and no dashboard shows more.
 VALUE_CHARS = 200
 LINK_CLICK = "_link_click"
-# 1.04/sqrt(2^14) = 0.8% standard error: uniques of 10k+ visitors within 2% (2.5 standard errors).
-HLL_ERROR_RATE = 0.01
 SCOPE_KINDS = ("link", "domain", "workspace")
 # The kinds of record a metrics row counts (the stream stage's outputs).
 EVENT, REJECTED, FAILED = "event", "rejected", "failed"
 
 
-def new_sketch() -> HyperLogLog:
-    return HyperLogLog(HLL_ERROR_RATE)
+def sketch_bytes(sketch: Sketch) -> bytes:
+    return sketch.to_bytes()
 
 
-def sketch_bytes(sketch: HyperLogLog) -> bytes:
-    """zlib of the registers: a sketch of few visitors is mostly zeros and shrinks to ~100 bytes.
-    Level 1: a few rows are written per batch, and level 6 took ~8x the CPU (~1 ms a row here) for
-    registers ~5-30% smaller; any level reads back the same."""
-    return zlib.compress(sketch.M.tobytes(), 1)
-
-
-def sketch_from(data: bytes | None) -> HyperLogLog:
-    sketch = new_sketch()
-    if data:
-        registers = np.frombuffer(zlib.decompress(data), dtype=sketch.M.dtype)
-        if registers.shape != sketch.M.shape:
-            raise ValueError(f"a sketch of {registers.size} registers, expected {sketch.M.size}")
-        sketch.M = registers.copy()
-    return sketch
+def sketch_from(data: bytes | None) -> Sketch:
+    return Sketch.from_bytes(data)
 
 
 def _add_values(top: dict[str, Counter[str]], dimension: str, counted: Iterable[tuple[Any, int]]) -> None:
@@ -160,7 +143,7 @@ class Counts:
     rejected: int = 0
     failed: int = 0
     visitors: set[str] = field(default_factory=set)
-    sketch: HyperLogLog | None = None
+    sketch: Sketch | None = None
     top: dict[str, Counter[str]] = field(default_factory=dict)
 
     def add_record(self, kind: str, row: Mapping[str, Any]) -> None:
@@ -218,15 +201,31 @@ class Counts:
         for dimension, counter in other.top.items():
             self.top.setdefault(dimension, Counter()).update(counter)
 
-    def merged_sketch(self) -> HyperLogLog:
-        """The sketch with the plain visitor set folded in (sets are kept until a sketch is needed:
-        adding to a sketch one hash at a time is the slow part)."""
+    def merged_sketch(self) -> Sketch:
+        """The sketch with the plain visitor set folded in (the visitors of a batch's rows are kept as
+        text until a sketch is needed, and then hashed once each: workers/sinks/metrics/hll.py)."""
         if self.sketch is None:
-            self.sketch = new_sketch()
+            self.sketch = Sketch()
         if self.visitors:
-            self.sketch.add_bulk(list(self.visitors))
+            self.sketch.add_visitors(self.visitors)
             self.visitors = set()
         return self.sketch
+
+    def copy(self) -> Counts:
+        """A copy to add to, leaving this one as it is (the store keeps rows as it wrote them)."""
+        copied = Counts(
+            events=self.events,
+            link_clicks=self.link_clicks,
+            humans=self.humans,
+            bots=self.bots,
+            rejected=self.rejected,
+            failed=self.failed,
+            visitors=set(self.visitors),
+            top={dimension: Counter(counter) for dimension, counter in self.top.items()},
+        )
+        if self.sketch is not None:
+            copied.sketch = self.sketch.copy()
+        return copied
 
     @property
     def uniques(self) -> int:
