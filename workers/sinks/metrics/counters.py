@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import truth
+from operator import itemgetter, truth
 from typing import Any
 
 from workers.sinks.metrics.hll import Sketch
@@ -72,36 +72,40 @@ def _add_values(top: dict[str, Counter[str]], dimension: str, counted: Iterable[
             counter[value[:VALUE_CHARS]] += n
 
 
+# event_columns' columns, in its order.
+EVENT_COLUMNS = (
+    "hub_sequence_number",
+    "is_bot",
+    "visitor_hash",
+    *(column for _, column in ROW_DIMENSIONS),
+    "link_id",
+    "link_domain",
+    "link_workspace",
+    "link_slug",
+)
+_read_columns = itemgetter(*EVENT_COLUMNS)
+
+
+def _copied(counter: Counter[str]) -> Counter[str]:
+    """`Counter(counter)` without its Python-level update: a metrics write copies six a row."""
+    copied: Counter[str] = Counter()
+    dict.update(copied, counter)
+    return copied
+
+
 def event_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """What the sink reads of each event, a tuple per column (None where a row has none): its hub
     sequence number, bot flag, visitor hash, the ROW_DIMENSIONS' columns, and the link's id, domain,
     workspace and slug (`scopes`, the `link` dimension). Each row is read once, for all the columns:
     a trigger batch's rows outgrow the CPU's caches, and a pass per column went through every row a
-    dozen times. (Plain `get`s: ~2x faster than `map` over the column names, per row.)"""
+    dozen times. The stage's projected rows hold every one of these columns (workers/stream/stage.py),
+    and one itemgetter reads them ~1.6x faster than a `get` each; other rows take the `get`s."""
     if not rows:
-        return [()] * (len(ROW_DIMENSIONS) + 7)
-    return list(
-        zip(
-            *[
-                (
-                    row.get("hub_sequence_number"),
-                    row.get("is_bot"),
-                    row.get("visitor_hash"),
-                    row.get("geo_country"),
-                    row.get("device_class"),
-                    row.get("referrer_category"),
-                    row.get("event_type"),
-                    row.get("page_path"),
-                    row.get("link_id"),
-                    row.get("link_domain"),
-                    row.get("link_workspace"),
-                    row.get("link_slug"),
-                )
-                for row in rows
-            ],
-            strict=True,
-        )
-    )
+        return [()] * (len(EVENT_COLUMNS))
+    try:
+        return list(zip(*map(_read_columns, rows), strict=True))
+    except KeyError:
+        return list(zip(*[tuple(map(row.get, EVENT_COLUMNS)) for row in rows], strict=True))
 
 
 def bucket(received_at_ms: int, step: str) -> str:
@@ -199,7 +203,13 @@ class Counts:
             # rows (a minute's hour and day) it is added to.
             self.merged_sketch().update(other.merged_sketch())
         for dimension, counter in other.top.items():
-            self.top.setdefault(dimension, Counter()).update(counter)
+            mine = self.top.get(dimension)
+            if mine is None:
+                self.top[dimension] = _copied(counter)
+                continue
+            get = mine.get
+            for value, n in counter.items():
+                mine[value] = get(value, 0) + n
 
     def merged_sketch(self) -> Sketch:
         """The sketch with the plain visitor set folded in (the visitors of a batch's rows are kept as
@@ -211,22 +221,6 @@ class Counts:
             self.visitors = set()
         return self.sketch
 
-    def copy(self) -> Counts:
-        """A copy to add to, leaving this one as it is (the store keeps rows as it wrote them)."""
-        copied = Counts(
-            events=self.events,
-            link_clicks=self.link_clicks,
-            humans=self.humans,
-            bots=self.bots,
-            rejected=self.rejected,
-            failed=self.failed,
-            visitors=set(self.visitors),
-            top={dimension: Counter(counter) for dimension, counter in self.top.items()},
-        )
-        if self.sketch is not None:
-            copied.sketch = self.sketch.copy()
-        return copied
-
     @property
     def uniques(self) -> int:
         if self.sketch is None and not self.visitors:
@@ -237,6 +231,8 @@ class Counts:
         counter = self.top.get(dimension)
         if not counter:
             return []
+        if len(counter) <= n:
+            return [(value, -negated) for negated, value in sorted([(-c, v) for v, c in counter.items()])]
         # Ties broken by value, so that two runs over the same rows cut the list at the same place.
         # The (-count, value) pairs compare in C and only n are kept: a row's lists are cut every
         # time it is written, and a Python sort key over every distinct value was most of that.

@@ -14,7 +14,8 @@ count a visitor in the same register: old rows merge with new ones without count
 process hashes each visitor once (`visitor_key`, cached): a visitor's events land in several rows.
 
 Stored form (`to_bytes`, the row's `hll` property): dense as zlib'd int8 registers, the form every row
-had before; sparse as SPARSE_TAG and the sorted hashes as little-endian uint64, 8 bytes a visitor. A
+had before; sparse as SPARSE_TAG and the hashes as little-endian uint64, 8 bytes a visitor, in the
+order they came (a row's new visitors are appended to what it stored). A
 zlib stream's first byte has 8 in its low bits (the deflate method), so the two never meet.
 """
 
@@ -49,12 +50,15 @@ def visitor_key(visitor: str) -> int:
 class Sketch:
     """A set of visitor hashes (`hashes`) until SPARSE_MAX, then dense registers (`dense`)."""
 
-    __slots__ = ("_stored", "dense", "hashes")
+    __slots__ = ("_added", "_stored", "dense", "hashes")
 
     def __init__(self) -> None:
         self.hashes: set[int] = set()
         self.dense: HyperLogLog | None = None
-        self._stored: bytes | None = None  # to_bytes of the current state: a row rewritten unchanged
+        # to_bytes of the state before `_added` (sparse) or of the current one (dense): a row's
+        # sketch is written again batch after batch, with a few visitors more or none
+        self._stored: bytes | None = None
+        self._added: list[int] = []
 
     def add_visitors(self, visitors: Iterable[str]) -> None:
         self.add_hashes(map(visitor_key, visitors))
@@ -63,10 +67,12 @@ class Sketch:
         if self.dense is not None:
             self._raise_registers(np.fromiter(hashes, np.uint64))
             return
-        size = len(self.hashes)
-        self.hashes.update(hashes)
-        if len(self.hashes) != size:
-            self._stored = None
+        new = set(hashes)
+        new -= self.hashes
+        if new:
+            self.hashes |= new
+            if self._stored is not None:
+                self._added.extend(new)
             if len(self.hashes) > SPARSE_MAX:
                 self._promote()
 
@@ -83,21 +89,12 @@ class Sketch:
             self.dense.M = merged
             self._stored = None
 
-    def copy(self) -> Sketch:
-        copied = Sketch()
-        copied.hashes = set(self.hashes)
-        if self.dense is not None:
-            copied.dense = HyperLogLog(ERROR_RATE)
-            copied.dense.M = self.dense.M.copy()
-        copied._stored = self._stored
-        return copied
-
     def __len__(self) -> int:
         return len(self.hashes) if self.dense is None else len(self.dense)
 
     def _promote(self) -> None:
         self.dense = HyperLogLog(ERROR_RATE)
-        hashes, self.hashes = self.hashes, set()
+        hashes, self.hashes, self._added, self._stored = self.hashes, set(), [], None
         self._raise_registers(np.fromiter(hashes, np.uint64, count=len(hashes)))
 
     def _raise_registers(self, hashes: np.ndarray) -> None:
@@ -115,11 +112,14 @@ class Sketch:
     def to_bytes(self) -> bytes:
         """Level 1 zlib for dense registers: level 6 took ~8x the CPU for registers ~5-30% smaller, and
         any level reads back the same."""
-        if self._stored is None:
-            if self.dense is None:
-                self._stored = SPARSE_TAG + np.array(sorted(self.hashes), dtype="<u8").tobytes()
-            else:
+        if self.dense is not None:
+            if self._stored is None:
                 self._stored = zlib.compress(self.dense.M.tobytes(), 1)
+        elif self._stored is None:
+            self._stored = SPARSE_TAG + np.fromiter(self.hashes, "<u8", len(self.hashes)).tobytes()
+        elif self._added:
+            self._stored += np.array(self._added, "<u8").tobytes()
+            self._added = []
         return self._stored
 
     @classmethod

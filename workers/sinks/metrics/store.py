@@ -93,7 +93,7 @@ EVENT_JSON_CHARS = 64 * 1024
 class Stored:
     """A row as stored, under its ETag: its `seq` and its counts (a counter row's) or latest errors
     (an errors row's), parsed. What this process wrote is kept as such: the next batch adds to it
-    without reading, parsing or decoding it again. Never changed once made: a write adds to a copy."""
+    without reading, parsing or decoding it again."""
 
     seq: int
     etag: str
@@ -300,23 +300,25 @@ class MetricsStore:
         for attempt in range(1, ATTEMPTS + 1):
             existing = self._existing(partition_key, rows, read_unknown)
             written: dict[str, Stored] = {}
-            planned = []
-            for row_key, row in rows:
-                operation = self._operation(partition_key, row_key, row, existing.get(row_key))
-                if operation is not None:
-                    planned.append(operation[0])
-                    written[row_key] = operation[1]
-            writes: list[Write] = []
+            # Planning adds to the remembered rows in place: each one planned is forgotten (and read
+            # again when needed) unless its write is confirmed.
+            unconfirmed: set[str] = set()
             try:
+                planned = []
+                for row_key, row in rows:
+                    unconfirmed.add(row_key)
+                    operation = self._operation(partition_key, row_key, row, existing.get(row_key))
+                    if operation is not None:
+                        planned.append(operation[0])
+                        written[row_key] = operation[1]
                 for writes in transactions(planned):
                     etags = self._submit(writes)
                     for write, etag in zip(writes, etags, strict=True):
                         stored = replace(written[write.row_key], etag=etag)
                         self._remember((partition_key, write.row_key), stored)
+                        unconfirmed.discard(write.row_key)
                     changed += len(writes)
             except HttpResponseError as exc:
-                for write in writes:
-                    self._known.pop((partition_key, write.row_key), None)
                 if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
                     raise
                 logs.emit(
@@ -324,6 +326,9 @@ class MetricsStore:
                 )
                 read_unknown = True
                 continue
+            finally:
+                for row_key in unconfirmed:
+                    self._known.pop((partition_key, row_key), None)
             return changed
         raise AssertionError("unreachable")
 
@@ -360,7 +365,8 @@ class MetricsStore:
         self, partition_key: str, row_key: str, row: Pending, stored: Stored | None
     ) -> tuple[Write, Stored] | None:
         """The write that brings `stored` up to `row`, and the row as it will then be stored (its
-        ETag to come), or None when `stored` has applied the row's records."""
+        ETag to come), or None when `stored` has applied the row's records. A remembered row's
+        counts are added to in place: `_apply_rows` forgets the row unless the write lands."""
         applied = -1 if stored is None else stored.seq
         if row.last_sequence <= applied:
             return None
@@ -372,7 +378,7 @@ class MetricsStore:
             entity["errors"] = text
             after = Stored(row.last_sequence, "", errors=errors)
         else:
-            counts = Counts() if stored is None or stored.counts is None else stored.counts.copy()
+            counts = Counts() if stored is None or stored.counts is None else stored.counts
             counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))

@@ -72,7 +72,13 @@ def typed(properties: dict[str, Any]) -> dict[str, Any]:
     """The entity's JSON with OData types: int is Int64, bytes Binary, datetime DateTime."""
     body: dict[str, Any] = {}
     for name, value in properties.items():
-        if isinstance(value, (bool, str)):
+        kind = type(value)  # the exact types first: a row's ~20 properties, ~170 rows a batch
+        if kind is str:
+            body[name] = value
+        elif kind is int:
+            body[name] = str(value)
+            body[f"{name}@odata.type"] = "Edm.Int64"
+        elif isinstance(value, (bool, str)):
             body[name] = value
         elif isinstance(value, int):
             body[name] = str(value)
@@ -81,13 +87,19 @@ def typed(properties: dict[str, Any]) -> dict[str, Any]:
             body[name] = base64.b64encode(value).decode()
             body[f"{name}@odata.type"] = "Edm.Binary"
         elif isinstance(value, datetime):
-            body[name] = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            body[name] = _moment(value)
             body[f"{name}@odata.type"] = "Edm.DateTime"
         else:
             raise TypeError(f"property {name}: no Table type for {type(value).__name__}")
     return body
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's rows share a few buckets
+def _moment(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.lru_cache(maxsize=8192)  # a row is replaced batch after batch under the same keys
 def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
