@@ -4,8 +4,9 @@ Table layout (setting HUBCAP_METRICS_TABLE):
     PartitionKey  <hub scope>:<consumer group>|<app>                      (each part URL-quoted)
     RowKey        <scope>|<step>|<bucket>|<hub partition>     e.g. link:ab12|minute|2026-11-30T00:17Z|3
         seq (the last hub sequence number this row has applied), bucket (datetime, for the retention
-        purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (zlib'd HyperLogLog
-        registers), top_<dimension> (JSON [[value, count], …], at most TOP_N)
+        purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (the uniques'
+        sketch: exact visitor hashes or zlib'd HyperLogLog registers, workers/sinks/metrics/hll.py),
+        top_<dimension> (JSON [[value, count], …], at most TOP_N)
     RowKey        app|errors|<hub partition>
         seq, errors (JSON: the latest ERRORS_KEPT rejected and failed records, newest first)
 One PartitionKey holds all of an app's rows, so one batch's changes to them (its minutes, hours and days
@@ -18,7 +19,8 @@ retention purge deletes their counter rows.)
 
 Exactly once: each hub partition writes only its own rows, and a row holds the counts and the last
 sequence number it applied together. Applying a batch takes the rows it touches as this process last
-wrote them (it remembers them with their ETags), and any other as new; adds only the contributions of
+wrote them (it remembers them parsed, with their ETags, and adds to them in place: a row whose write
+is not confirmed is forgotten, so it is read again), and any other as new; adds only the contributions of
 messages after each row's `seq`; and writes each row back under its ETag (IfNotModified), or inserts
 it (which fails on a row that exists: the rows are then read, with point reads, and planned again).
 The writes go in one transaction per app (at most 100 rows and 4 MiB: `transactions`), built and read
