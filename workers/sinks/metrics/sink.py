@@ -25,6 +25,7 @@ from workers.process import tune_gc
 from workers.settings import Settings, get_settings
 from workers.sinks.metrics.counters import (
     EVENT,
+    EVENT_COLUMNS,
     FAILED,
     REJECTED,
     STEPS,
@@ -40,20 +41,7 @@ log = logging.getLogger("hubcap.metrics")
 MINUTE_MS = 60_000
 # What this sink reads of an event's row (counters.event_columns, scopes): the stage builds no more,
 # and skips the session and dedup work none of these need (workers/stream/stage.py).
-COLUMNS = (
-    "hub_sequence_number",
-    "is_bot",
-    "visitor_hash",
-    "geo_country",
-    "device_class",
-    "referrer_category",
-    "event_type",
-    "page_path",
-    "link_id",
-    "link_domain",
-    "link_workspace",
-    "link_slug",
-)
+COLUMNS = EVENT_COLUMNS
 
 
 def pending_rows(store: MetricsStore, output: StageOutput) -> list[Pending]:

@@ -4,8 +4,9 @@ Table layout (setting HUBCAP_METRICS_TABLE):
     PartitionKey  <hub scope>:<consumer group>|<app>                      (each part URL-quoted)
     RowKey        <scope>|<step>|<bucket>|<hub partition>     e.g. link:ab12|minute|2026-11-30T00:17Z|3
         seq (the last hub sequence number this row has applied), bucket (datetime, for the retention
-        purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (zlib'd HyperLogLog
-        registers), top_<dimension> (JSON [[value, count], …], at most TOP_N)
+        purge), events, link_clicks, humans, bots, rejected, failed (Int64), hll (the uniques'
+        sketch: exact visitor hashes or zlib'd HyperLogLog registers, workers/sinks/metrics/hll.py),
+        top_<dimension> (JSON [[value, count], …], at most TOP_N)
     RowKey        app|errors|<hub partition>
         seq, errors (JSON: the latest ERRORS_KEPT rejected and failed records, newest first)
 One PartitionKey holds all of an app's rows, so one batch's changes to them (its minutes, hours and days
@@ -18,7 +19,8 @@ retention purge deletes their counter rows.)
 
 Exactly once: each hub partition writes only its own rows, and a row holds the counts and the last
 sequence number it applied together. Applying a batch takes the rows it touches as this process last
-wrote them (it remembers them with their ETags), and any other as new; adds only the contributions of
+wrote them (it remembers them parsed, with their ETags, and adds to them in place: a row whose write
+is not confirmed is forgotten, so it is read again), and any other as new; adds only the contributions of
 messages after each row's `seq`; and writes each row back under its ETag (IfNotModified), or inserts
 it (which fails on a row that exists: the rows are then read, with point reads, and planned again).
 The writes go in one transaction per app (at most 100 rows and 4 MiB: `transactions`), built and read
@@ -43,7 +45,7 @@ import logging
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -79,8 +81,6 @@ ERRORS = "errors"  # the RowKey prefix of the latest errors
 # The rows this process wrote last, with their ETags: a batch that follows its own writes reads
 # nothing. Bounded: a row's minute, hour and day per app and scope, for many apps and links.
 KNOWN_ROWS = 4096
-# A row as stored (its properties) and its ETag.
-Stored = tuple[dict[str, Any], str]
 MESSAGE_CHARS = 300
 # Table storage holds at most 64 KiB in a string property (32K UTF-16 units). Values are cut to a few
 # hundred characters, but JSON writes a control character as six (`\u0001`), so a list of them is
@@ -89,6 +89,18 @@ MESSAGE_CHARS = 300
 PROPERTY_UTF16_UNITS = 30_000
 # A failed event's type is read from its JSON text only when that is short: the cost stays bounded.
 EVENT_JSON_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A row as stored, under its ETag: its `seq` and its counts (a counter row's) or latest errors
+    (an errors row's), parsed. What this process wrote is kept as such: the next batch adds to it
+    without reading, parsing or decoding it again."""
+
+    seq: int
+    etag: str
+    counts: Counts | None = None
+    errors: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -194,25 +206,47 @@ def counts_of(entity: dict[str, Any]) -> Counts:
     return counts
 
 
+def _stored(entity: Any, *, counter_row: bool) -> Stored:
+    seq, etag = _int(entity["seq"]), entity.metadata["etag"]
+    if counter_row:
+        return Stored(seq, etag, counts=counts_of(entity))
+    return Stored(seq, etag, errors=orjson.loads(entity["errors"]))
+
+
 def _counter(pairs: list[list[Any]]) -> Counter[str]:
     return Counter({str(value): int(n) for value, n in pairs})
 
 
 def fitting_json(items: list[Any]) -> str:
     """`items` as JSON, without as many of its last items as it takes to fit one Table property."""
+    return fitting(items)[0]
+
+
+def fitting(items: list[Any]) -> tuple[str, list[Any]]:
+    """`fitting_json`, and the items it kept."""
     while True:
-        text = orjson.dumps(items).decode()
+        data = orjson.dumps(items)
+        # A character is at most as many UTF-16 units as UTF-8 bytes: most lists need no count.
+        if len(data) <= PROPERTY_UTF16_UNITS:
+            return data.decode(), items
+        text = data.decode()
         if len(text.encode("utf-16-le")) // 2 <= PROPERTY_UTF16_UNITS:
-            return text
+            return text, items
         items = items[: len(items) - 1 - len(items) // 8]  # a few at a time: n is at most TOP_N
 
 
 def _counter_properties(counts: Counts) -> dict[str, Any]:
+    """The row's properties; `counts`' top lists are cut to what they hold, so that `counts` is the
+    row as read back."""
     properties: dict[str, Any] = {name: getattr(counts, name) for name in INT_COUNTERS}
     properties["hll"] = sketch_bytes(counts.merged_sketch())
     for dimension in DIMENSIONS:
         # most counted first: what does not fit is the tail
-        properties[f"top_{dimension}"] = fitting_json(counts.top_values(dimension, TOP_N))
+        text, kept = fitting(counts.top_values(dimension, TOP_N))
+        properties[f"top_{dimension}"] = text
+        counter = counts.top.get(dimension)
+        if counter is not None and len(counter) != len(kept):
+            counts.top[dimension] = Counter(dict(kept))
     return properties
 
 
@@ -267,21 +301,26 @@ class MetricsStore:
         read_unknown = False
         for attempt in range(1, ATTEMPTS + 1):
             existing = self._existing(partition_key, rows, read_unknown)
-            planned = [
-                write
-                for row_key, row in rows
-                if (write := self._operation(partition_key, row_key, row, existing.get(row_key)))
-            ]
-            writes: list[Write] = []
+            written: dict[str, Stored] = {}
+            # Planning adds to the remembered rows in place: each one planned is forgotten (and read
+            # again when needed) unless its write is confirmed.
+            unconfirmed: set[str] = set()
             try:
+                planned = []
+                for row_key, row in rows:
+                    unconfirmed.add(row_key)
+                    operation = self._operation(partition_key, row_key, row, existing.get(row_key))
+                    if operation is not None:
+                        planned.append(operation[0])
+                        written[row_key] = operation[1]
                 for writes in transactions(planned):
                     etags = self._submit(writes)
                     for write, etag in zip(writes, etags, strict=True):
-                        self._remember((partition_key, write.row_key), (write.properties, etag))
+                        stored = replace(written[write.row_key], etag=etag)
+                        self._remember((partition_key, write.row_key), stored)
+                        unconfirmed.discard(write.row_key)
                     changed += len(writes)
             except HttpResponseError as exc:
-                for write in writes:
-                    self._known.pop((partition_key, write.row_key), None)
                 if exc.status_code not in (409, 412) or attempt == ATTEMPTS:
                     raise
                 logs.emit(
@@ -289,6 +328,9 @@ class MetricsStore:
                 )
                 read_unknown = True
                 continue
+            finally:
+                for row_key in unconfirmed:
+                    self._known.pop((partition_key, row_key), None)
             return changed
         raise AssertionError("unreachable")
 
@@ -308,7 +350,7 @@ class MetricsStore:
         since fails the write on its ETag, and is read again), else read if `read_unknown`; absent
         when new (or taken as new)."""
         found = {}
-        for row_key, _ in rows:
+        for row_key, row in rows:
             known = self._known.get((partition_key, row_key))
             if known is None:
                 if not read_unknown:
@@ -317,31 +359,33 @@ class MetricsStore:
                     entity = self._table.get_entity(partition_key, row_key)
                 except ResourceNotFoundError:
                     continue
-                known = (entity, entity.metadata["etag"])
+                known = _stored(entity, counter_row=row.bucket is not None)
             found[row_key] = known
         return found
 
     def _operation(
         self, partition_key: str, row_key: str, row: Pending, stored: Stored | None
-    ) -> Write | None:
-        entity_then = None if stored is None else stored[0]
-        applied = -1 if entity_then is None else _int(entity_then["seq"])
+    ) -> tuple[Write, Stored] | None:
+        """The write that brings `stored` up to `row`, and the row as it will then be stored (its
+        ETag to come), or None when `stored` has applied the row's records. A remembered row's
+        counts are added to in place: `_apply_rows` forgets the row unless the write lands."""
+        applied = -1 if stored is None else stored.seq
         if row.last_sequence <= applied:
             return None
         entity: dict[str, Any] = {"seq": row.last_sequence}
         if row.bucket is None:
-            kept = [] if entity_then is None else orjson.loads(entity_then["errors"])
+            kept = [] if stored is None else stored.errors or []
             # newest first: what does not fit is the oldest
-            entity["errors"] = fitting_json(latest_errors([*kept, *row.errors_after(applied)]))
+            text, errors = fitting(latest_errors([*kept, *row.errors_after(applied)]))
+            entity["errors"] = text
+            after = Stored(row.last_sequence, "", errors=errors)
         else:
-            if entity_then is None:
-                counts = row.counts_after(applied)  # only read: not copied
-            else:
-                counts = counts_of(entity_then)
-                counts.add(row.counts_after(applied))
+            counts = Counts() if stored is None or stored.counts is None else stored.counts
+            counts.add(row.counts_after(applied))
             entity["bucket"] = row.bucket
             entity.update(_counter_properties(counts))
-        return Write(partition_key, row_key, entity, None if stored is None else stored[1])
+            after = Stored(row.last_sequence, "", counts=counts)
+        return Write(partition_key, row_key, entity, None if stored is None else stored.etag), after
 
     # -- reading
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ TRANSACTION_OPS = 100
 # multipart framing and address beside its entity's JSON (~300 bytes, and keys of at most 1 KiB each).
 TRANSACTION_BYTES = 4_000_000
 OPERATION_BYTES = 2_600
+# An answer's status line and its ETag header, each after a line break (the body opens with its
+# boundary). Literal-led and case-sensitive but for the header's name, so the scan runs in C: ~2.5x
+# faster than a pass over ~15 lines of each of a transaction's ~85 answers.
+_ANSWER_LINES = re.compile(r"\n(?:HTTP/1\.1 (\d{3})|[Ee][Tt][Aa][Gg]:([^\r\n]*))")
 
 
 @dataclass
@@ -72,7 +77,13 @@ def typed(properties: dict[str, Any]) -> dict[str, Any]:
     """The entity's JSON with OData types: int is Int64, bytes Binary, datetime DateTime."""
     body: dict[str, Any] = {}
     for name, value in properties.items():
-        if isinstance(value, (bool, str)):
+        kind = type(value)  # the exact types first: a row's ~20 properties, ~170 rows a batch
+        if kind is str:
+            body[name] = value
+        elif kind is int:
+            body[name] = str(value)
+            body[f"{name}@odata.type"] = "Edm.Int64"
+        elif isinstance(value, (bool, str)):
             body[name] = value
         elif isinstance(value, int):
             body[name] = str(value)
@@ -81,13 +92,19 @@ def typed(properties: dict[str, Any]) -> dict[str, Any]:
             body[name] = base64.b64encode(value).decode()
             body[f"{name}@odata.type"] = "Edm.Binary"
         elif isinstance(value, datetime):
-            body[name] = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            body[name] = _moment(value)
             body[f"{name}@odata.type"] = "Edm.DateTime"
         else:
             raise TypeError(f"property {name}: no Table type for {type(value).__name__}")
     return body
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's rows share a few buckets
+def _moment(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.lru_cache(maxsize=8192)  # a row is replaced batch after batch under the same keys
 def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
@@ -155,13 +172,14 @@ def etags_of(text: str, expected: int) -> list[str]:
     """The ETag of each answer, in order; the first failing answer's status raised."""
     etags: list[str] = []
     status = 0
-    for line in text.splitlines():
-        if line.startswith("HTTP/1.1 "):
-            status = int(line[9:12])
+    for match in _ANSWER_LINES.finditer(text):
+        code, etag = match.groups()
+        if code is not None:
+            status = int(code)
             if not 200 <= status < 300:
-                raise TransactionRefused(status, text[text.index(line) :][:300])
-        elif status and line[:5].lower() == "etag:":
-            etags.append(line[5:].strip())
+                raise TransactionRefused(status, text[match.start() + 1 :][:300])
+        elif status:
+            etags.append(etag.strip())
             status = 0
     if len(etags) != expected:
         raise TransactionRefused(502, f"{len(etags)} ETags answered for {expected} writes")
