@@ -21,7 +21,6 @@ from workers.stream.envelope import EncodedEnvelope
 
 HUB_DEADLINE_S = 0.05
 ANSWER_WITHIN_S = 2.0
-CLICK = LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": "curl/8.5.0"})
 
 
 class Salts:
@@ -95,8 +94,10 @@ def redirector(collector: Collector, producer: Producer, spool: Spool, clock: Cl
     return Redirector(collector, cache, spool, hub_deadline_s=HUB_DEADLINE_S, clock=clock)  # type: ignore[arg-type]
 
 
-async def answer(redirect: Redirector) -> int:
-    return (await asyncio.wait_for(redirect.handle(CLICK), ANSWER_WITHIN_S)).status
+async def answer(redirect: Redirector, user_agent: str = "curl/8.5.0") -> int:
+    """A click's answer; visitors differ by user agent (a visitor's clicks go to the hub one by one)."""
+    request = LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": user_agent})
+    return (await asyncio.wait_for(redirect.handle(request), ANSWER_WITHIN_S)).status
 
 
 async def until(condition: object) -> None:
@@ -113,12 +114,12 @@ async def test_a_miss_while_the_hub_acknowledges_other_sends_spools_that_click_o
     redirect = redirector(collector, producer, spool, Clock())
     slow = asyncio.ensure_future(answer(redirect))
     await until(lambda: producer.sends == 1)
-    fast = asyncio.ensure_future(answer(redirect))
+    fast = asyncio.ensure_future(answer(redirect, "Firefox/133"))
     await until(lambda: producer.sends == 2)  # the second click's wave went while the first was out
     producer.end(1)
     assert (await fast, await slow) == (302, 302)
     assert (spool.puts, redirect.hub_down) == (1, False)
-    third = asyncio.ensure_future(answer(redirect))
+    third = asyncio.ensure_future(answer(redirect, "Safari/18"))
     await until(lambda: producer.sends == 3)  # the next click goes to the hub, not to the spool
     producer.end(2)
     producer.end(0)
@@ -145,12 +146,12 @@ async def test_one_probe_at_a_time_though_a_send_from_before_the_outage_fails_me
     redirect = redirector(collector, producer, spool, clock)
     assert await answer(redirect) == 302  # missed: the hub is down, its send still out
     clock.now += HUB_PAUSE_S + 1
-    assert await answer(redirect) == 302
+    assert await answer(redirect, "Firefox/133") == 302
     assert producer.sends == 2  # the probe
     producer.end(0, ConnectionError("hub gone"))  # the send from before the outage gives up
     await until(lambda: redirect.spooled_clicks == 1)  # counted once that send's end reached the hub state
     clock.now += HUB_PAUSE_S + 1
-    assert await answer(redirect) == 302
+    assert await answer(redirect, "Safari/18") == 302
     assert (producer.sends, redirect.hub_down) == (2, True)  # the probe is still out: no second one
     producer.end(1)
     await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
