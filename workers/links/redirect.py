@@ -37,11 +37,15 @@ When neither the hub nor the spool takes the click (storage down as well) it is 
 logs (`link_click_lost`, with a running total). The redirect is answered regardless: the link's
 availability beats its event.
 
-When a send misses its deadline or fails, the hub counts as down: clicks go straight to the spool,
-without waiting for the hub at all, until a send succeeds again (a merely slow hub is back as soon as
-the late send lands). Meanwhile one click every HUB_PAUSE_S probes the hub: it is spooled like
-the others and also sent in the background, and its success ends the outage (the spool then drops its
-copy as for any late send). So no click waits on a hub known to be slow or down. When the registry
+When a send fails, or misses its deadline while the hub acknowledged no other send since the click
+was handed over, the hub counts as down: clicks go straight to the spool, without waiting for the hub
+at all, until a send succeeds again (a merely slow hub is back as soon as the late send lands). A miss
+while other sends were acknowledged meanwhile spools that click only: the hub is answering, and the
+lateness is the instance's own (a loop saturated by other requests), which sending every click after
+it to the spool, at a blob write each, would only make worse. While the hub is down one click every
+HUB_PAUSE_S probes it, one probe at a time: it is spooled like the others and also sent in the
+background, and its success ends the outage (the spool then drops its copy as for any late send). So
+no click waits on a hub known to be slow or down. When the registry
 cannot be read, a link cached earlier is served past its TTL; only a link never seen by this instance
 answers 503.
 """
@@ -198,7 +202,8 @@ class Redirector:
         self._background: set[asyncio.Future[Any]] = set()
         self._hub_down = False
         self._probe_after = 0.0
-        self._probing = False
+        self._probe: asyncio.Future[None] | None = None
+        self._acks = 0  # sends the hub acknowledged: a miss with acks meanwhile is not the hub's
         # Looked up per send: tests replace the producer's send after the redirector is made.
         self.waves = ClickWaves(
             lambda messages, key: self.collector.hub.send(messages, key),
@@ -326,14 +331,16 @@ class Redirector:
         click.handed_over = True
         send: asyncio.Future[None] | None = None
         if not self._hub_down:
+            acks = self._acks
             send = self._send(messages, partition_key)
             if await self._acknowledged(send):
                 return
-            if not send.done():  # the clicks behind this one need not wait to learn how it ends
+            # The clicks behind this one need not wait to learn how it ends, unless the hub took
+            # other sends meanwhile: then it is answering, and what made this one late is ours.
+            if not send.done() and self._acks == acks:
                 self._hub_is_down("deadline")
-        elif not self._probing and self.clock() >= self._probe_after:
-            self._probing = True
-            send = self._send(messages, partition_key)
+        elif self._probe is None and self.clock() >= self._probe_after:
+            send = self._probe = self._send(messages, partition_key)
         # A click is one small envelope: pack() never splits it.
         put = asyncio.ensure_future(
             self.spool.put(messages[0], partition_key, received_at=admitted.received_at)
@@ -374,10 +381,13 @@ class Redirector:
         return send
 
     def _watch_hub(self, send: asyncio.Future[None]) -> None:
-        self._probing = False
+        if send is self._probe:  # only the probe's own end allows the next one
+            self._probe = None
         if send.cancelled() or send.exception() is not None:
             self._hub_is_down("send_failed")
-        elif self._hub_down:
+            return
+        self._acks += 1
+        if self._hub_down:
             logs.emit(log, logging.INFO, "link_hub_back")
             self._hub_down = False
 

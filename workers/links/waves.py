@@ -16,7 +16,14 @@ unreachable hub) does not hold the next one back past that: the queued clicks th
 for it.
 
 Order is kept: a visitor's clicks share a partition, the producer sends each partition's messages in
-the order it was handed them, and waves hand clicks over in the order they came.
+the order it was handed them, and waves hand clicks over in the order they came. But a hand-over is not
+a place in the producer's queue: on a cold instance the producer first looks up the hub's partitions,
+and a send that arrives just after the lookup stored them, before the sends that waited for it resumed,
+is queued ahead of them (workers/collect/hub.py, `HubProducer.send`). A wave released by its hold timer
+while the one ahead waits for that lookup could so overtake it. So a click whose partition key still has
+a send out stays queued until that send ended: one visitor's clicks reach the producer one after the
+other, whatever the producer does inside. A visitor rarely clicks twice within a send's round trip, so
+this holds back almost nothing; when the hub is slow, the held click's own deadline bounds its wait.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class ClickWaves:
         self._out = 0  # sends of the current wave that have not ended
         self._wave = 0  # numbers the waves, so a late hold timer cannot release a wave it did not hold
         self._hold: asyncio.TimerHandle | None = None
+        self._keys_out: dict[str, int] = {}  # sends out per partition key, whichever wave they are of
         self.waves = 0
 
     def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
@@ -49,22 +57,27 @@ class ClickWaves:
         return done
 
     def _release(self) -> None:
-        queued, self._queued = self._queued, []
-        if not queued:
+        keys_out = self._keys_out
+        queued = self._queued
+        held = {key for _, key, _ in queued if key in keys_out}
+        going = [click for click in queued if click[1] not in held]
+        self._queued = [click for click in queued if click[1] in held] if held else []
+        if not going:
             return
         loop = asyncio.get_running_loop()
         self.waves += 1
         self._wave += 1
         wave = self._wave
-        self._out = len(queued)
+        self._out = len(going)
         if self._hold is not None:
             self._hold.cancel()
         self._hold = loop.call_later(self.max_hold_s, self._held_too_long, wave)
-        for messages, partition_key, done in queued:
+        for messages, partition_key, done in going:
+            keys_out[partition_key] = keys_out.get(partition_key, 0) + 1
             sent = asyncio.ensure_future(self._send(messages, partition_key))
-            sent.add_done_callback(functools.partial(self._ended, done=done, wave=wave))
+            sent.add_done_callback(functools.partial(self._ended, done=done, wave=wave, key=partition_key))
 
-    def _ended(self, sent: asyncio.Future[None], done: asyncio.Future[None], wave: int) -> None:
+    def _ended(self, sent: asyncio.Future[None], done: asyncio.Future[None], wave: int, key: str) -> None:
         if not done.done():
             if sent.cancelled():
                 done.cancel()
@@ -72,10 +85,17 @@ class ClickWaves:
                 done.set_exception(error)
             else:
                 done.set_result(None)
+        left = self._keys_out[key] - 1
+        if left:
+            self._keys_out[key] = left
+        else:
+            del self._keys_out[key]
         if wave == self._wave:
             self._out -= 1
             if self._out == 0:
                 self._release_next()
+        elif self._out == 0 and self._queued:  # no wave out: clicks held for this key go now
+            self._release()
 
     def _held_too_long(self, wave: int) -> None:
         if wave == self._wave and self._out:

@@ -112,3 +112,59 @@ async def test_a_wave_that_ends_after_its_hold_ran_out_does_not_block_later_clic
     assert producer.started == ["slow", "b"]
     producer.end("b")
     await asyncio.wait_for(later, 1)
+
+
+class VisitorProducer(Producer):
+    """A producer whose sends of one key end one at a time, oldest first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        self.started.append(partition_key)
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(partition_key, []).append(ack)
+        await ack
+
+    def end(self, key: str, error: Exception | None = None) -> None:
+        ack = self.waiting[key].pop(0)
+        if error is None:
+            ack.set_result(None)
+        else:
+            ack.set_exception(error)
+
+
+async def test_a_click_waits_for_its_visitors_send_still_out_from_a_wave_the_hold_let_go() -> None:
+    producer = VisitorProducer()
+    waves = ClickWaves(producer.send, max_hold_s=0)
+    click(waves, "visitor")  # e.g. waiting for the producer's partition lookup on a cold instance
+    await turns()
+    later = [click(waves, "visitor"), click(waves, "other")]
+    await turns()
+    # The hold let the next wave go, but without the visitor's second click.
+    assert producer.started == ["visitor", "other"]
+    producer.end("other")
+    producer.end("visitor")
+    await turns()
+    assert producer.started == ["visitor", "other", "visitor"]
+    producer.end("visitor")
+    await asyncio.wait_for(asyncio.gather(*later), 1)
+
+
+async def test_a_visitors_held_clicks_go_once_its_send_failed() -> None:
+    producer = VisitorProducer()
+    waves = ClickWaves(producer.send, max_hold_s=0)
+    first = click(waves, "visitor")
+    await turns()
+    later = [click(waves, "visitor"), click(waves, "visitor")]
+    await turns()
+    assert producer.started == ["visitor"]  # the hold ran out, but both wait for the visitor's send
+    producer.end("visitor", ConnectionError("hub gone"))
+    await turns()
+    assert producer.started == ["visitor"] * 3
+    producer.end("visitor")
+    producer.end("visitor")
+    await asyncio.wait({first, *later}, timeout=1)
+    assert isinstance(first.exception(), ConnectionError)
+    assert [c.exception() for c in later] == [None, None]
