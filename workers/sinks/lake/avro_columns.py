@@ -379,12 +379,21 @@ def _merge_constants(columns: list[bytes | list[bytes]], count: int) -> list[lis
 
 
 def _constant(values: Sequence[Any]) -> bool:
-    """Whether a column holds one None or one str in every row, found with one C-level pass (equality
-    after identity, as the caches' lookups match values): its encoding is then its first value's,
-    repeated, whatever the node, and the node is spared a lookup per row. Rows a stage builds alike
-    share these (nulls of fields an event type leaves out, the app, the versions)."""
+    """Whether a column holds one None, one str, or an empty list or dict in every row, found with one
+    C-level pass (equality after identity, as the caches' lookups match values): its encoding is then
+    its first value's, repeated, whatever the node, and the node is spared a lookup per row. Rows a
+    stage builds alike share these (nulls of fields an event type leaves out, the app, the versions,
+    no items, no user attributes, no bot indicators). A full list or dict may equal one that encodes
+    otherwise ([1] == [1.0]); an empty one equals the empty ones of its subclasses, which fastavro
+    takes or refuses depending on the field, so those columns must also be of the one class."""
     first = values[0]
-    return (first is None or first.__class__ is str) and values.count(first) == len(values)
+    cls = first.__class__
+    # The last value first: most columns that are not constant differ there, and then no pass is made.
+    if first is None or cls is str:
+        return values[-1] == first and values.count(first) == len(values)
+    if (cls is list or cls is dict) and not first:
+        return values[-1] == first and values.count(first) == len(values) and set(map(type, values)) == {cls}
+    return False
 
 
 def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
@@ -427,9 +436,29 @@ class Map(Node):
         keys = list(chain.from_iterable(values))
         if not set(map(type, keys)) <= {str}:
             raise _Unusual
+        width = len(values[0])
+        # The first map's keys repeated only if each map holds exactly them in their order: a map's
+        # keys are distinct, so none can be longer than the first and none shorter.
+        if width and keys == keys[:width] * len(values):
+            return self._alike(values, keys[:width])
         encoded_keys = self.keys.column(keys)
         encoded_values = self.values.column(list(chain.from_iterable(map(dict.values, values))))
         return _blocks(list(map(len, values)), list(map(bytes.__add__, encoded_keys, encoded_values)))
+
+    def _alike(self, values: Sequence[dict[str, Any]], keys: list[str]) -> list[bytes]:
+        """Maps that all hold `keys` in that order (a tracker's attributes: `product`, `price`) are
+        encoded as records are: one column per key, whose values are mostly of one class, with the
+        keys and the block's count and end as constant pieces between them."""
+        count, width = len(values), len(keys)
+        flat = list(chain.from_iterable(map(dict.values, values)))
+        pieces: list[bytes | list[bytes]] = [_length(width)]
+        node = self.values
+        for at, key in enumerate(keys):
+            pieces.append(self.keys.constant(key))
+            column = flat[at::width]
+            pieces.append(node.constant(column[0]) if _constant(column) else node.column(column))
+        pieces.append(b"\x00")
+        return list(map(b"".join, zip(*_merge_constants(pieces, count), strict=True)))
 
 
 _NO_DEFAULT = object()
@@ -497,9 +526,9 @@ class Record(Node):
         the fields in schema order as (node, position of the field in a row's values), or (None, its
         encoded default) for a field the rows leave out, runs of those merged into one; else None."""
         first = list(values[0])
-        # Each row's keys in a row: equal to the first row's repeated only if every row holds exactly
-        # its keys in its order (a dict's keys are distinct, so no row can be longer or shorter).
-        if list(chain.from_iterable(values)) != first * len(values):
+        # Every row's keys as a list, each equal to the first row's only if the row holds exactly its
+        # keys in its order (a fifth cheaper than comparing one flat list of all the keys).
+        if list(map(list, values)).count(first) != len(values):
             return None
         order = tuple(first)
         plan = self.plans.get(order)
