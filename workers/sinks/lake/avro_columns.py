@@ -45,7 +45,7 @@ import sys
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, compress, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -67,6 +67,8 @@ CACHE_INT = 1 << 20  # screen sizes, offsets, counters; not timestamps
 BYPASS_COLUMNS = 32
 # Key orders of a record's rows, each with its way to the schema's field order.
 MAX_PLANS = 64
+# An array or map column with fewer than one full value in this many rows joins only the full ones.
+SPARSE = 4
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 NoneType = type(None)
@@ -402,6 +404,16 @@ def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
     list."""
     if not items:
         return [b"\x00"] * len(counts)
+    full = list(compress(range(len(counts)), counts))
+    if len(full) * SPARSE < len(counts):
+        # Mostly empty (bot indicators): the full ones alone are joined, one Python step each.
+        blocks = [b"\x00"] * len(counts)
+        at = 0
+        for row in full:
+            count = counts[row]
+            blocks[row] = b"".join((_length(count), *items[at : at + count], b"\x00"))
+            at += count
+        return blocks
     ends = list(accumulate(counts))
     bodies = map(b"".join, map(items.__getitem__, map(slice, [0, *ends[:-1]], ends)))
     try:

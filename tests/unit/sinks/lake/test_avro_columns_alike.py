@@ -132,3 +132,22 @@ def test_files_of_maps_read_alike_are_fastavro_writers_and_read_back_alike(codec
     ours = Encoder(schema).file(rows, codec=codec, sync_marker=b"s" * 16)
     assert ours == reference.getvalue()
     assert list(fastavro.reader(io.BytesIO(ours))) == list(fastavro.reader(io.BytesIO(reference.getvalue())))
+
+
+# A field, and the value of every tenth row (the others empty): only the full ones are joined one by one.
+SPARSE_COLUMNS: dict[str, tuple[str, Any]] = {
+    "bot indicators": ("bot_indicators", ["crawler", "headless", "Café ☕"]),
+    "items": ("items", [{"id": "sku-1", "price": 9.5}, {"name": "Tee"}]),
+    "attributes": ("attributes", {"product": "p", "price": 9.5, "n": 2**70}),
+    "user attributes": ("user", {"plan": {"value": "pro", "set_timestamp": 1}}),
+    "a block of more than 4,096 items": ("bot_indicators", ["x"] * 5000),
+    "a misfit item": ("bot_indicators", ["crawler", 1]),
+}
+
+
+@pytest.mark.parametrize(("field", "value"), SPARSE_COLUMNS.values(), ids=SPARSE_COLUMNS.keys())
+def test_mostly_empty_arrays_and_maps_encode_as_fastavro_does(field: str, value: Any) -> None:
+    rows = _rows(CHUNK_ROWS + 30)
+    for i, row in enumerate(rows):
+        row[field] = value if i % 10 == 3 else type(value)()
+    assert _ours(rows) == _fastavro(rows)
