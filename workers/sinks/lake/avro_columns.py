@@ -3,31 +3,34 @@
 The encoder is built once per schema from the parsed schema: every schema node becomes an object whose
 `column(values)` turns a list of Python values into the list of their Avro binary encodings. A record
 encodes each field's column (the field's values across all rows, fetched with C-level `map`) and zips the
-columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted call
-per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by position
-from one flat list of their `dict.values`, with no lookup by name; a plan per key order maps positions to
-the schema's fields and holds the encoded default of each field the rows leave out. A column that holds
-one null or one str in every row (about half of capture's: the nulls of fields web events leave out, the
-app, the versions) is found with one C-level count and its value encoded once. Adjacent columns that hold
-one value in every row (nulls, defaults) are joined into one before the rows are. Strings, enums, booleans
-and nullable scalars go through per-field caches of their encoded bytes (bounded; most clickstream values
-repeat: app ids, browsers, countries, versions, null); a string column that mostly misses (ids) gives its
-cache up for the next BYPASS_COLUMNS columns and is encoded in C-level passes instead. A long column
-encodes each distinct value once (a message's events share their times); a union column of several classes
-(a map of strings and numbers) encodes each class's values as one column; a column of nulls costs one
-list.
+columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted
+call per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by
+position from one flat list of their `dict.values`, with no lookup by name; a plan per key order maps
+positions to the schema's fields and holds the encoded default of each field the rows leave out. A column
+that holds one null, one str or an empty list or dict in every row (about half of capture's: the nulls of
+fields web events leave out, the app, the versions, no items) is found with one C-level count and its
+value encoded once. Maps whose rows hold the same keys in the same order (a tracker's attributes) are
+encoded like records, one column per key; an array or map column that is mostly empty joins only its full
+values. Adjacent columns that hold one value in every row (nulls, defaults) are joined into one before
+the rows are. Strings, enums, booleans and nullable scalars go through per-field caches of their encoded
+bytes (bounded; most clickstream values repeat: app ids, browsers, countries, versions, null); a string
+column that mostly misses (ids) gives its cache up for the next BYPASS_COLUMNS columns and is encoded in
+C-level passes instead. A long column encodes each distinct value once (a message's events share their
+times); a union column of several classes (a map of strings and numbers) encodes each class's values as
+one column; a column of nulls costs one list.
 
 Equivalence with fastavro is the contract: for every row the fast path accepts, its bytes equal
-`fastavro.schemaless_writer(..., strict_allow_default=True)`'s (tests/unit/test_avro_columns.py checks it
-with arbitrary rows), and container files equal `fastavro.writer`'s byte for byte (same header, same
-16,000-byte block boundaries, same codecs). The fast path accepts only plain `dict`, `list`, `str`, `int`,
-`float`, `bool`, `bytes` and `None`, picking union branches the way fastavro does (first branch that fits;
-an int out of the long range goes on to a double branch; a float prefers double over float). Anything else
-(a datetime for a timestamp, tuple union notation, a Mapping that is not a dict, a field outside the
-schema) makes that row fall back to fastavro itself, so the set of rows accepted is exactly fastavro's.
-A row neither accepts raises `Misfit`, naming the field path (`items[0].price`). The caches and the
-one-value columns match values by equality: an object of another class that claims to equal a str or
-None is taken as that value (capture's rows, decoded JSON, hold none).
+`fastavro.schemaless_writer(..., strict_allow_default=True)`'s
+(tests/unit/sinks/lake/test_avro_columns.py checks it with arbitrary rows), and container files equal
+`fastavro.writer`'s byte for byte (same header, same 16,000-byte block boundaries, same codecs). The fast
+path accepts only plain `dict`, `list`, `str`, `int`, `float`, `bool`, `bytes` and `None`, picking union
+branches the way fastavro does (first branch that fits; an int out of the long range goes on to a double
+branch; a float prefers double over float). Anything else (a datetime for a timestamp, tuple union
+notation, a Mapping that is not a dict, a field outside the schema) makes that row fall back to fastavro
+itself, so the set of rows accepted is exactly fastavro's. A row neither accepts raises `Misfit`, naming
+the field path (`items[0].price`). The caches and the one-value columns match values by equality: an
+object of another class that claims to equal a str or None is taken as that value (capture's rows,
+decoded JSON, hold none).
 
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
 missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
