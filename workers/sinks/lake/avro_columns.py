@@ -3,31 +3,34 @@
 The encoder is built once per schema from the parsed schema: every schema node becomes an object whose
 `column(values)` turns a list of Python values into the list of their Avro binary encodings. A record
 encodes each field's column (the field's values across all rows, fetched with C-level `map`) and zips the
-columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted call
-per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by position
-from one flat list of their `dict.values`, with no lookup by name; a plan per key order maps positions to
-the schema's fields and holds the encoded default of each field the rows leave out. A column that holds
-one null or one str in every row (about half of capture's: the nulls of fields web events leave out, the
-app, the versions) is found with one C-level count and its value encoded once. Adjacent columns that hold
-one value in every row (nulls, defaults) are joined into one before the rows are. Strings, enums, booleans
-and nullable scalars go through per-field caches of their encoded bytes (bounded; most clickstream values
-repeat: app ids, browsers, countries, versions, null); a string column that mostly misses (ids) gives its
-cache up for the next BYPASS_COLUMNS columns and is encoded in C-level passes instead. A long column
-encodes each distinct value once (a message's events share their times); a union column of several classes
-(a map of strings and numbers) encodes each class's values as one column; a column of nulls costs one
-list.
+columns back into rows, so the per-row Python work is a handful of C calls instead of one interpreted
+call per field. Rows built alike (the same keys in the same order, as capture's are) are transposed by
+position from one flat list of their `dict.values`, with no lookup by name; a plan per key order maps
+positions to the schema's fields and holds the encoded default of each field the rows leave out. A column
+that holds one null, one str or an empty list or dict in every row (about half of capture's: the nulls of
+fields web events leave out, the app, the versions, no items) is found with one C-level count and its
+value encoded once. Maps whose rows hold the same keys in the same order (a tracker's attributes) are
+encoded like records, one column per key; an array or map column that is mostly empty joins only its full
+values. Adjacent columns that hold one value in every row (nulls, defaults) are joined into one before
+the rows are. Strings, enums, booleans and nullable scalars go through per-field caches of their encoded
+bytes (bounded; most clickstream values repeat: app ids, browsers, countries, versions, null); a string
+column that mostly misses (ids) gives its cache up for the next BYPASS_COLUMNS columns and is encoded in
+C-level passes instead. A long column encodes each distinct value once (a message's events share their
+times); a union column of several classes (a map of strings and numbers) encodes each class's values as
+one column; a column of nulls costs one list.
 
 Equivalence with fastavro is the contract: for every row the fast path accepts, its bytes equal
-`fastavro.schemaless_writer(..., strict_allow_default=True)`'s (tests/unit/test_avro_columns.py checks it
-with arbitrary rows), and container files equal `fastavro.writer`'s byte for byte (same header, same
-16,000-byte block boundaries, same codecs). The fast path accepts only plain `dict`, `list`, `str`, `int`,
-`float`, `bool`, `bytes` and `None`, picking union branches the way fastavro does (first branch that fits;
-an int out of the long range goes on to a double branch; a float prefers double over float). Anything else
-(a datetime for a timestamp, tuple union notation, a Mapping that is not a dict, a field outside the
-schema) makes that row fall back to fastavro itself, so the set of rows accepted is exactly fastavro's.
-A row neither accepts raises `Misfit`, naming the field path (`items[0].price`). The caches and the
-one-value columns match values by equality: an object of another class that claims to equal a str or
-None is taken as that value (capture's rows, decoded JSON, hold none).
+`fastavro.schemaless_writer(..., strict_allow_default=True)`'s
+(tests/unit/sinks/lake/test_avro_columns.py checks it with arbitrary rows), and container files equal
+`fastavro.writer`'s byte for byte (same header, same 16,000-byte block boundaries, same codecs). The fast
+path accepts only plain `dict`, `list`, `str`, `int`, `float`, `bool`, `bytes` and `None`, picking union
+branches the way fastavro does (first branch that fits; an int out of the long range goes on to a double
+branch; a float prefers double over float). Anything else (a datetime for a timestamp, tuple union
+notation, a Mapping that is not a dict, a field outside the schema) makes that row fall back to fastavro
+itself, so the set of rows accepted is exactly fastavro's. A row neither accepts raises `Misfit`, naming
+the field path (`items[0].price`). The caches and the one-value columns match values by equality: an
+object of another class that claims to equal a str or None is taken as that value (capture's rows,
+decoded JSON, hold none).
 
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
 missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
@@ -45,7 +48,7 @@ import sys
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, compress, repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -67,6 +70,8 @@ CACHE_INT = 1 << 20  # screen sizes, offsets, counters; not timestamps
 BYPASS_COLUMNS = 32
 # Key orders of a record's rows, each with its way to the schema's field order.
 MAX_PLANS = 64
+# An array or map column with fewer than one full value in this many rows joins only the full ones.
+SPARSE = 4
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 NoneType = type(None)
@@ -379,12 +384,21 @@ def _merge_constants(columns: list[bytes | list[bytes]], count: int) -> list[lis
 
 
 def _constant(values: Sequence[Any]) -> bool:
-    """Whether a column holds one None or one str in every row, found with one C-level pass (equality
-    after identity, as the caches' lookups match values): its encoding is then its first value's,
-    repeated, whatever the node, and the node is spared a lookup per row. Rows a stage builds alike
-    share these (nulls of fields an event type leaves out, the app, the versions)."""
+    """Whether a column holds one None, one str, or an empty list or dict in every row, found with one
+    C-level pass (equality after identity, as the caches' lookups match values): its encoding is then
+    its first value's, repeated, whatever the node, and the node is spared a lookup per row. Rows a
+    stage builds alike share these (nulls of fields an event type leaves out, the app, the versions,
+    no items, no user attributes, no bot indicators). A full list or dict may equal one that encodes
+    otherwise ([1] == [1.0]); an empty one equals the empty ones of its subclasses, which fastavro
+    takes or refuses depending on the field, so those columns must also be of the one class."""
     first = values[0]
-    return (first is None or first.__class__ is str) and values.count(first) == len(values)
+    cls = first.__class__
+    # The last value first: most columns that are not constant differ there, and then no pass is made.
+    if first is None or cls is str:
+        return values[-1] == first and values.count(first) == len(values)
+    if (cls is list or cls is dict) and not first:
+        return values[-1] == first and values.count(first) == len(values) and set(map(type, values)) == {cls}
+    return False
 
 
 def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
@@ -393,6 +407,16 @@ def _blocks(counts: list[int], items: list[bytes]) -> list[bytes]:
     list."""
     if not items:
         return [b"\x00"] * len(counts)
+    full = list(compress(range(len(counts)), counts))
+    if len(full) * SPARSE < len(counts):
+        # Mostly empty (bot indicators): the full ones alone are joined, one Python step each.
+        blocks = [b"\x00"] * len(counts)
+        at = 0
+        for row in full:
+            count = counts[row]
+            blocks[row] = b"".join((_length(count), *items[at : at + count], b"\x00"))
+            at += count
+        return blocks
     ends = list(accumulate(counts))
     bodies = map(b"".join, map(items.__getitem__, map(slice, [0, *ends[:-1]], ends)))
     try:
@@ -427,9 +451,29 @@ class Map(Node):
         keys = list(chain.from_iterable(values))
         if not set(map(type, keys)) <= {str}:
             raise _Unusual
+        width = len(values[0])
+        # The first map's keys repeated only if each map holds exactly them in their order: a map's
+        # keys are distinct, so none can be longer than the first and none shorter.
+        if width and keys == keys[:width] * len(values):
+            return self._alike(values, keys[:width])
         encoded_keys = self.keys.column(keys)
         encoded_values = self.values.column(list(chain.from_iterable(map(dict.values, values))))
         return _blocks(list(map(len, values)), list(map(bytes.__add__, encoded_keys, encoded_values)))
+
+    def _alike(self, values: Sequence[dict[str, Any]], keys: list[str]) -> list[bytes]:
+        """Maps that all hold `keys` in that order (a tracker's attributes: `product`, `price`) are
+        encoded as records are: one column per key, whose values are mostly of one class, with the
+        keys and the block's count and end as constant pieces between them."""
+        count, width = len(values), len(keys)
+        flat = list(chain.from_iterable(map(dict.values, values)))
+        pieces: list[bytes | list[bytes]] = [_length(width)]
+        node = self.values
+        for at, key in enumerate(keys):
+            pieces.append(self.keys.constant(key))
+            column = flat[at::width]
+            pieces.append(node.constant(column[0]) if _constant(column) else node.column(column))
+        pieces.append(b"\x00")
+        return list(map(b"".join, zip(*_merge_constants(pieces, count), strict=True)))
 
 
 _NO_DEFAULT = object()
@@ -497,9 +541,9 @@ class Record(Node):
         the fields in schema order as (node, position of the field in a row's values), or (None, its
         encoded default) for a field the rows leave out, runs of those merged into one; else None."""
         first = list(values[0])
-        # Each row's keys in a row: equal to the first row's repeated only if every row holds exactly
-        # its keys in its order (a dict's keys are distinct, so no row can be longer or shorter).
-        if list(chain.from_iterable(values)) != first * len(values):
+        # Every row's keys as a list, each equal to the first row's only if the row holds exactly its
+        # keys in its order (a fifth cheaper than comparing one flat list of all the keys).
+        if list(map(list, values)).count(first) != len(values):
             return None
         order = tuple(first)
         plan = self.plans.get(order)
