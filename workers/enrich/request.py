@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workers.apps import AppConfig
-from workers.enrich.base import EnrichContext, Pipeline, RequestEnrichment, Row, Step
+from workers.enrich.base import EnrichContext, Found, Pipeline, RequestEnrichment, Row, Step
 from workers.enrich.bots import WEBDRIVER_ATTRIBUTE
 from workers.enrich.geo import geo_fields
 from workers.enrich.page import CAMPAIGN_FIELDS
@@ -131,28 +131,45 @@ class RequestSteps:
             hosts = self._own_hosts(context.app)
             self._app_of_hosts[hosts] = context.app
         urls, visitor, plain = self.urls, self.visitor, self.plain
+        # The geo columns are the request's: in the template every row is copied from, not set per row.
+        fields = {**fields, **geo}
 
-        def run(row: Row) -> Row:
-            get = row.get
-            page_url, referrer, attributes = get("page_url"), get("page_referrer"), get("attributes")
-            platform, system_language, locale = get("platform"), get("system_language"), get("locale")
+        def lookup(
+            page_url: Any, referrer: Any, attributes: Any, platform: Any, system_language: Any, locale: Any
+        ) -> Found | None:
             webdriver = False
             if attributes:
                 if attributes.__class__ is not dict:
-                    return plain(row, context)
+                    return None
                 webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
             source = header if referrer is None else referrer
             if not _fits((page_url, source, platform, system_language, locale)):
-                return plain(row, context)
+                return None
             try:
-                row.update(urls(hosts, page_url, referrer, header if referrer is None else None))
-                found = visitor(user_agent, accept, platform, webdriver, system_language, locale)
+                return (
+                    urls(hosts, page_url, referrer, header if referrer is None else None),
+                    visitor(user_agent, accept, platform, webdriver, system_language, locale),
+                )
             except Exception:
+                return None
+
+        def run(row: Row) -> Row:
+            get = row.get
+            found = lookup(
+                get("page_url"),
+                get("page_referrer"),
+                get("attributes"),
+                get("platform"),
+                get("system_language"),
+                get("locale"),
+            )
+            if found is None:
                 return plain(row, context)
-            row["is_bot"] = found[0]
-            row["bot_indicators"] = list(found[1])
-            row["language"] = found[2]
-            row.update(geo)
+            row.update(found[0])
+            is_bot, indicators, language = found[1]
+            row["is_bot"] = is_bot
+            row["bot_indicators"] = list(indicators)
+            row["language"] = language
             return row
 
-        return RequestEnrichment(fields, run)
+        return RequestEnrichment(fields, run, lookup)
