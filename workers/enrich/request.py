@@ -4,12 +4,16 @@ once per distinct input instead of once per event, with the rows `Pipeline.run` 
 What a step reads decides where its work happens:
 - `user_agent` reads the request's User-Agent alone: a memo keyed by it holds
   `RequestEnrichment.fields`, which the stage merges into the template every row of the request is
-  copied from. `geo` reads the request's geo alone: it runs once per request.
+  copied from. `geo` reads the request's geo alone: it runs once per request, and its columns join
+  `fields`.
 - `page`, `referrer` and `campaign` read the event's page_url and page_referrer, the request's Referer
   header and the app's own hosts: one memo keyed by exactly these holds their fields.
 - `bots` and `language` read the request's User-Agent and Accept-Language (and `method`, None but for a
   redirect's click), and the event's platform, system_language, locale and whether its `_webdriver`
   attribute is set: one memo keyed by these holds is_bot, the indicators and the language.
+
+`RequestEnrichment.lookup` is what `run` finds for an event's inputs, without a row: the URL memo's
+fields and the bot and language ones, or None where `run` would run the steps themselves.
 
 A memo miss runs the steps themselves on a row holding only those inputs, so a memo holds what the
 steps make and nothing else. Each memo is an LRU cache of at most `entries` results. Only strings or

@@ -28,6 +28,14 @@ and dedup work for apps that flag duplicates, which keeps every event: its event
 its counts lack `duplicates_flagged` and `replayed` then, and its partition state saves no sessions.
 An app that drops duplicates gets them placed and dropped as ever, so a projected sink's events are
 the ones the lake keeps.
+
+A projection whose every column comes from the message (SHARED_COLUMNS, the request's user agent and
+geo), the request's memos (URL, bot and language columns) or the event as it is (event_id,
+event_type), or is one no template row holds (a click's link columns), and that needs no state work,
+takes the narrow path (`narrow_plan`): an event the template path would take gets a dict of those
+columns alone, straight from `RequestEnrichment.lookup`, with no row copied or enriched; any other
+event (a click, a profile event, odd attributes or items, a memo miss) goes the template way alone, in
+its place. Its rows, records and counts are the template path's.
 """
 
 from __future__ import annotations
