@@ -49,15 +49,26 @@ class EnrichmentError(Exception):
         self.cause = cause
 
 
+# What RequestEnrichment.lookup finds for an event: its URL columns, (is_bot, bot_indicators, language).
+Found = tuple[dict[str, Any], tuple[bool, tuple[str, ...], str | None]]
+
+
 class RequestEnrichment(NamedTuple):
     """The pipeline for the events of one request: `fields` to put in each event's row before `run`,
     then `run(row)`, which raises as `Pipeline.run` does. `fields` (never mutated) holds the columns
     the steps add, in the order they add them, with the request's values; None where `run` sets the
     value per event. Its keys are the same for every request of one pipeline: all the columns, or
-    none when every step runs per event."""
+    none when every step runs per event.
+
+    `lookup(page_url, page_referrer, attributes, platform, system_language, locale)`, where given, is
+    what `run` adds to a row holding these inputs, without a row: the URL columns (a dict, shared:
+    never mutate it) and (is_bot, bot_indicators, language); None where `run` would run the steps
+    themselves (then only `run` tells the row or the step that fails). For a caller that needs a few
+    columns of a row, not the row."""
 
     fields: dict[str, Any]
     run: Callable[[Row], Row]
+    lookup: Callable[..., Found | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,14 @@ and dedup work for apps that flag duplicates, which keeps every event: its event
 its counts lack `duplicates_flagged` and `replayed` then, and its partition state saves no sessions.
 An app that drops duplicates gets them placed and dropped as ever, so a projected sink's events are
 the ones the lake keeps.
+
+A projection whose every column comes from the message (SHARED_COLUMNS, the request's user agent and
+geo), the request's memos (URL, bot and language columns) or the event as it is (event_id,
+event_type), or is one no template row holds (a click's link columns), and that needs no state work,
+takes the narrow path (`narrow_plan`): an event the template path would take gets a dict of those
+columns alone, straight from `RequestEnrichment.lookup`, with no row copied or enriched; any other
+event (a click, a profile event, odd attributes or items, a memo miss) goes the template way alone, in
+its place. Its rows, records and counts are the template path's.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ from typing import Any, NamedTuple
 
 import workers
 from workers.apps import AppRegistry
-from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
+from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, RequestEnrichment, Row
+from workers.enrich.request import BOT_COLUMNS, URL_COLUMNS
+from workers.enrich.request import COLUMNS as ENRICHMENT_COLUMNS
 from workers.links.columns import first_click_key
 from workers.settings import Settings
 from workers.stream import envelope
@@ -52,6 +62,7 @@ from workers.stream.rows import (
     CLIENT_TEMPLATE,
     EVENT_PLACEHOLDERS,
     NESTED_COLUMNS,
+    OWN_ROW_FIELDS,
     RowTemplate,
     client_session,
     dedup_id,
@@ -75,6 +86,57 @@ VERSION_FIELDS = {
     "bot_list": "bot_list_version",
     "referrer_db": "referrer_db_version",
 }
+# The keys of the dict every row of a message shares (_BatchRun.message: the envelope's, then lineage).
+SHARED_COLUMNS = (
+    "app_id",
+    "received_at",
+    "request_id",
+    "visitor_hash",
+    "bundle_sequence_id",
+    "hub_partition",
+    "hub_sequence_number",
+    "hub_offset",
+    "hub_enqueued_time",
+    "collector_version",
+    "capture_version",
+    *VERSION_FIELDS.values(),
+)
+# What a narrow row takes per event: the URL memo's columns, the visitor memo's, the event's own.
+VISITOR_COLUMNS = (*BOT_COLUMNS, "language")
+NARROW_EVENT_COLUMNS = ("event_id", "event_type")
+# Every column a row of the template path can hold; a column outside it is absent from such rows.
+TEMPLATE_ROW_COLUMNS = frozenset(
+    (*CLIENT_TEMPLATE, *SHARED_COLUMNS, *EVENT_PLACEHOLDERS, *ENRICHMENT_COLUMNS, *STATE_COLUMNS)
+)
+
+
+class _NarrowPlan(NamedTuple):
+    """Where each column of a narrow row comes from (Stage.narrow)."""
+
+    shared: tuple[str, ...]  # the message's shared dict
+    fields: tuple[str, ...]  # the request's enrichment fields (user agent, geo)
+    urls: tuple[str, ...]  # the URL memo's, per event
+    event: tuple[str, ...]  # the event's own value, as it is
+    # Whether it holds is_bot, bot_indicators, language: the visitor memo's, per event.
+    visitor: tuple[bool, bool, bool]
+
+
+def narrow_plan(columns: frozenset[str] | None, sessions: bool) -> _NarrowPlan | None:
+    """The plan for a projection every column of which the narrow path knows (or knows to be absent),
+    with no state work; None otherwise."""
+    if columns is None or sessions:
+        return None
+    per_event = {*URL_COLUMNS, *VISITOR_COLUMNS, *NARROW_EVENT_COLUMNS}
+    known = per_event | {*SHARED_COLUMNS, *ENRICHMENT_COLUMNS}
+    if any(column in TEMPLATE_ROW_COLUMNS and column not in known for column in columns):
+        return None
+    return _NarrowPlan(
+        shared=tuple(column for column in SHARED_COLUMNS if column in columns),
+        fields=tuple(c for c in ENRICHMENT_COLUMNS if c in columns and c not in per_event),
+        urls=tuple(column for column in URL_COLUMNS if column in columns),
+        event=tuple(column for column in NARROW_EVENT_COLUMNS if column in columns),
+        visitor=("is_bot" in columns, "bot_indicators" in columns, "language" in columns),
+    )
 
 
 @dataclass(frozen=True)
@@ -152,6 +214,10 @@ class Stage:
         self.columns = None if columns is None else frozenset(columns)
         self.sessions = self.columns is None or not self.columns.isdisjoint(STATE_COLUMNS)
         self.nested = self.columns is None or not self.columns.isdisjoint(NESTED_COLUMNS)
+        # A projection the narrow path can make (`_BatchRun._narrow`): for each event that the template
+        # path would take, a dict of the projection's columns alone, straight from the memos, with no
+        # row copied or enriched. Absent columns (a click's link columns) stay absent.
+        self.narrow = narrow_plan(self.columns, self.sessions)
         self.registry = registry
         self.store = store
         self.timeout_ms = settings.session_timeout_s * 1000
@@ -308,16 +374,88 @@ class _BatchRun:
         context = EnrichContext(app, env.user_agent, env.accept_language, env.referer, env.geo)
         sent = _Sent(message, env, shared, context)
         request = stage.pipeline.for_request(context)
+        drop_duplicates = app is not None and app.dedup_policy == "drop"
+        drop_bots = app is not None and app.bot_policy == "drop"
+        self.counts["events"] += len(env.events)
+        narrow = stage.narrow
+        if narrow is not None and request.lookup is not None and not drop_duplicates:
+            self._narrow(narrow, sent, request, drop_bots)
+        else:
+            self._events(sent, request, env.events, drop_duplicates, drop_bots)
+
+    def _narrow(self, narrow: _NarrowPlan, sent: _Sent, request: RequestEnrichment, drop_bots: bool) -> None:
+        """The message's events as a narrow stage makes their rows (Stage.narrow): each event the
+        RowTemplate path would take, with no row but its columns; any other goes to _events alone, in
+        its place."""
+        env, shared, fields = sent.env, sent.shared, request.fields
+        base = {column: shared[column] for column in narrow.shared}
+        for column in narrow.fields:
+            base[column] = fields[column]
+        lookup, platform = request.lookup, env.platform
+        assert lookup is not None  # the caller's test; for mypy
+        url_columns, from_event = narrow.urls, narrow.event
+        want_bot, want_indicators, want_language = narrow.visitor
+        app_id, received_at = env.app_id, env.received_at
+        keep = self.partition.events.append
+        counts = self.counts
+        for event in env.events:
+            get = event.get
+            attributes, items = get("attributes"), get("items")
+            found = None
+            if (
+                (not items or items.__class__ is list)
+                and OWN_ROW_FIELDS.isdisjoint(event)
+                and not (attributes and attributes.__class__ is dict and "_page_url" in attributes)
+            ):
+                found = lookup(
+                    get("page_url"),
+                    get("page_referrer"),
+                    attributes,
+                    get("platform") or platform,
+                    get("system_language"),
+                    get("locale"),
+                )
+            if found is None:
+                self._events(sent, request, (event,), False, drop_bots)
+                continue
+            urls, (is_bot, indicators, language) = found
+            row = base.copy()
+            for column in url_columns:
+                row[column] = urls[column]
+            for column in from_event:
+                row[column] = get(column)
+            if want_bot:
+                row["is_bot"] = is_bot
+            if want_indicators:
+                row["bot_indicators"] = list(indicators)
+            if want_language:
+                row["language"] = language
+            if is_bot:
+                if drop_bots:
+                    counts["bots_dropped"] += 1
+                    continue
+                counts["bots_flagged"] += 1
+            keep(staged((row, app_id, received_at, event)))
+
+    def _events(
+        self,
+        sent: _Sent,
+        request: RequestEnrichment,
+        events: Sequence[dict[str, Any]],
+        drop_duplicates: bool,
+        drop_bots: bool,
+    ) -> None:
+        """Each event's row made from a copy of the message's template, or by event_row where it cannot
+        be, enriched, placed in its session and kept or dropped by the app's policies."""
+        stage, message, env, shared = self.stage, sent.message, sent.env, sent.shared
+        app_id, received_at, visitor_hash = env.app_id, env.received_at, env.visitor_hash
         rows = RowTemplate(stage.row_template(shared, request.fields), env.platform, nested=stage.nested)
         sequence_number = message.sequence_number
         place = self.partition.batch.place
         keep = self.partition.events.append
-        drop_duplicates = app is not None and app.dedup_policy == "drop"
-        drop_bots = app is not None and app.bot_policy == "drop"
         sessions = stage.sessions or drop_duplicates
         counts = self.counts
-        counts["events"] += len(env.events)
-        for event in env.events:
+        for event in events:
             try:
                 made = rows.row(event)
             except Exception:
