@@ -9,6 +9,10 @@
    a child process, with a bare no-op aiohttp handler added to the same server; Azurite and the
    project's Event Hubs endpoint run as in `make dev`. A load generator in this process posts the same
    20-event bodies to each route with --concurrency requests in flight for --seconds; only 200s count.
+   The requests come from VISITORS browsers (each its own User-Agent, so its own visitor hash and
+   partition key), as a site's traffic does: from one visitor every request would go to one
+   partition and share its sends, which costs the SDK less per request than traffic spread over the
+   hub's partitions.
    Every collect request goes all the way to Event Hubs (a 200 means the events are in the hub).
    Each route is warmed up for --warmup seconds first (connections, the salt, the hub's links), so
    what is measured is the steady state.
@@ -30,6 +34,8 @@ Where the time goes:
 - `http_cpu_ms_per_request`: per route, the CPU time that the dev host, the Event Hubs endpoint and
   the load generator each spent per answered request (from /proc, over the measured seconds), since
   on this machine the three share the same cores.
+- `http_requests_per_send`: collect requests per hub send over the measured seconds (each send costs
+  the SDK about a millisecond of CPU however few messages it carries; workers/collect/hub.py).
 
 `--baseline DIR` (e.g. `git worktree add /tmp/base <sha>`) measures the in-process path (admit +
 messages) of DIR's code and of this checkout's, in two processes that take turns, one pass over the
@@ -37,7 +43,8 @@ workload each, --pairs times; the machine is shared and noisy, and a pair, close
 be compared.
 
 Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
-`http_ratio_vs_noop`, `stages_us_per_event`, `stages_us_per_request`, `http_cpu_ms_per_request` and
+`http_ratio_vs_noop`, `stages_us_per_event`, `stages_us_per_request`, `http_cpu_ms_per_request`,
+`http_requests_per_send` and
 the parameters; with --baseline also `baseline_events_per_s`, `speedup` (median of the pairs' ratios of
 events/s) and `speedup_range`. `--in-process-only` leaves out the HTTP half and its keys.
 
@@ -76,10 +83,13 @@ from workers.apps import AppRegistry  # noqa: E402
 from workers.collect.body import check_media_type, gzipped  # noqa: E402
 from workers.collect.collector import Admitted, Collector, reset_collector  # noqa: E402
 from workers.collect.http import HttpIn  # noqa: E402
+from workers.collect.hub import HubProducer  # noqa: E402
 from workers.collect.privacy import visitor_hash  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 EVENTS_PER_BODY = 20
+# Distinct browsers behind the HTTP half's requests (see the module docstring).
+VISITORS = 200
 APP = "bench"
 APPS_JSON = json.dumps(
     {
@@ -88,7 +98,7 @@ APPS_JSON = json.dumps(
                 "app_id": APP,
                 "allowed_origins": ["*"],
                 "quota": {"rate_per_s": 1e9, "burst": 1e9},
-                # the HTTP half sends from one address and browser: as one sender it would meet its 429
+                # the HTTP half sends from one address: as one sender it would meet its 429
                 "sender_quota": None,
             }
         ]
@@ -125,6 +135,11 @@ def event(request_no: int, i: int) -> dict[str, Any]:
 
 def body(request_no: int) -> bytes:
     return orjson.dumps([event(request_no, i) for i in range(EVENTS_PER_BODY)])
+
+
+def visitor_headers(n: int) -> dict[str, str]:
+    """The HTTP half's request headers from browser number n."""
+    return {"Content-Type": "text/plain;charset=UTF-8", "User-Agent": f"{UAS[n % len(UAS)]} visitor/{n}"}
 
 
 def requests(count: int) -> list[HttpIn]:
@@ -351,11 +366,32 @@ def serve(port: int) -> None:
     async def close_collector(_app: web.Application) -> None:
         await reset_collector()
 
+    # How many requests each hub send carries (`http_requests_per_send`), counted around the producer's
+    # one send of a group of queued requests.
+    sent = {"sends": 0, "requests": 0}
+    send_group = HubProducer._send_group
+
+    async def counted_send_group(producer: HubProducer, partition: str, group: list[Any]) -> None:
+        sent["sends"] += 1
+        sent["requests"] += len(group)
+        await send_group(producer, partition, group)
+
+    async def sends(_request: web.Request) -> web.Response:
+        return web.json_response(sent)
+
+    HubProducer._send_group = counted_send_group  # type: ignore[method-assign]
     web_app = build_web_app(load_function_app())
     web_app.router.add_post("/bench/noop", noop)
+    web_app.router.add_get("/bench/sends", sends)
     web_app.on_cleanup.append(close_collector)
     uvloop.install()
     web.run_app(web_app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def sent_so_far(session: Any, url: str) -> dict[str, int]:
+    async with session.get(url) as response:
+        counts: dict[str, int] = await response.json()
+        return counts
 
 
 def cpu_seconds(pid: int) -> float:
@@ -365,19 +401,26 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def load(
-    url: str, bodies: list[bytes], seconds: float, warmup: float, concurrency: int, pids: Mapping[str, int]
+    url: str,
+    sends_url: str,
+    bodies: list[tuple[bytes, dict[str, str]]],
+    seconds: float,
+    warmup: float,
+    concurrency: int,
+    pids: Mapping[str, int],
 ) -> dict[str, Any]:
-    """Requests answered 200 per second, and the CPU ms per such request of each process in `pids`."""
+    """Requests answered 200 per second, the CPU ms per such request of each process in `pids`, and the
+    requests per hub send (from `sends_url`)."""
     import aiohttp
 
     statuses: dict[int, int] = {}
     deadline = 0.0
-    headers = {"Content-Type": "text/plain;charset=UTF-8", "User-Agent": UAS[0]}
 
     async def worker(offset: int, session: aiohttp.ClientSession, counting: bool) -> None:
         n = offset
         while time.perf_counter() < deadline:
-            async with session.post(url, data=bodies[n % len(bodies)], headers=headers) as response:
+            data, headers = bodies[n % len(bodies)]
+            async with session.post(url, data=data, headers=headers) as response:
                 await response.read()
                 if counting:
                     statuses[response.status] = statuses.get(response.status, 0) + 1
@@ -387,17 +430,26 @@ async def load(
     async with aiohttp.ClientSession(connector=connector) as session:
         deadline = time.perf_counter() + warmup
         await asyncio.gather(*(worker(i, session, False) for i in range(concurrency)))
+        sent_before = await sent_so_far(session, sends_url)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*(worker(i, session, True) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
+        sent_after = await sent_so_far(session, sends_url)
         ok = statuses.get(200, 0)
         cpu_ms = {
             name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / max(ok, 1), 3)
             for name, pid in pids.items()
         }
-    return {"ok_per_s": ok / elapsed, "statuses": statuses, "cpu_ms_per_request": cpu_ms}
+    sends = sent_after["sends"] - sent_before["sends"]
+    per_send = (sent_after["requests"] - sent_before["requests"]) / sends if sends else 0.0
+    return {
+        "ok_per_s": ok / elapsed,
+        "statuses": statuses,
+        "cpu_ms_per_request": cpu_ms,
+        "requests_per_send": round(per_send, 1),
+    }
 
 
 def over_http(seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
@@ -414,11 +466,12 @@ def over_http(seconds: float, warmup: float, concurrency: int) -> dict[str, Any]
             )
             try:
                 wait_for_port("127.0.0.1", port, 60, child)
-                bodies = [body(n) for n in range(200)]
+                bodies = [(body(n), visitor_headers(n)) for n in range(VISITORS)]
                 pids = {"host": child.pid, "eventhubs": eventhubs.pid, "client": os.getpid()}
                 base_url = f"http://127.0.0.1:{port}"
+                sends_url = base_url + "/bench/sends"
                 collect, noop = (
-                    asyncio.run(load(base_url + path, bodies, seconds, warmup, concurrency, pids))
+                    asyncio.run(load(base_url + path, sends_url, bodies, seconds, warmup, concurrency, pids))
                     for path in (f"/api/collect?appId={APP}", "/bench/noop")
                 )
             finally:
@@ -433,6 +486,7 @@ def over_http(seconds: float, warmup: float, concurrency: int) -> dict[str, Any]
             "collect": collect["cpu_ms_per_request"],
             "noop": noop["cpu_ms_per_request"],
         },
+        "http_requests_per_send": collect["requests_per_send"],
     }
 
 

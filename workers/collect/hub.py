@@ -282,10 +282,13 @@ class HubProducer:
         return self._partition_ids
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
-        try:
-            partition = await self.partition_for(partition_key)
-        except Exception as exc:  # a transport failure of any kind: the client retries later
-            raise self._unavailable(exc) from exc
+        ids = self._partition_ids
+        if not ids:  # only until the first lookup has answered: after it, no coroutine per request
+            try:
+                ids = await self._partition_ids_once()
+            except Exception as exc:  # a transport failure of any kind: the client retries later
+                raise self._unavailable(exc) from exc
+        partition = ids[partition_for_key(partition_key, len(ids))]
         loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(partition, [])
         waits = []
@@ -300,7 +303,10 @@ class HubProducer:
             waits.append(done)
         if partition not in self._flushers:
             self._flushers[partition] = asyncio.create_task(self._flush(partition))
-        await asyncio.gather(*waits)
+        if len(waits) == 1:  # nearly every request: one send, and gather's wrapper future is not needed
+            await waits[0]
+        else:
+            await asyncio.gather(*waits)
 
     async def _flush(self, partition: str) -> None:
         taken: list[_Pending] = []
