@@ -34,18 +34,18 @@ import logging
 import uuid
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote, unquote
 
 import orjson
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import EdmType, EntityProperty
 
 from workers import logs
 from workers.connections import lake_table
 from workers.settings import Settings
+from workers.table_batch import TransactionRefused, Write, submit, transactions
 
 log = logging.getLogger("hubcap.state")
 
@@ -247,7 +247,6 @@ class StateStore(Protocol):
 CHUNK_ENTRIES = 4000
 LAKE_ROW = "lake"
 PROPERTY_BYTES = 64 * 1024 - 1
-TRANSACTION_OPS = 100
 
 
 def _pack(entries: list[tuple[EventKey, Seen]]) -> bytes:
@@ -322,56 +321,60 @@ class TableStateStore:
 
     def save(self, partition_id: str, state: PartitionState, changes: Changes, window: int) -> None:
         """Dedup chunks first: if sessions then fail to save, a replay still finds its assignments (and
-        saves the sessions then). The lake sequence number last, once the rest is saved."""
+        saves the sessions then). Then the sessions, the expired sessions' and stale chunks' deletes,
+        and the lake sequence number last, once the rest is saved. All of it in as few entity group
+        transactions as the service's limits allow (workers/table_batch.py), in that order: the rows
+        share the partition's PartitionKey, so each transaction applies whole or not at all."""
         self._ensure_table()
         pk = self._partition_key(partition_id)
+        writes: list[Write] = []
         for n, entries in enumerate(_batched(changes.seen, CHUNK_ENTRIES)):
             data = _pack(entries)
             parts = [data[i : i + PROPERTY_BYTES] for i in range(0, len(data), PROPERTY_BYTES)] or [b""]
             row_key = f"d:{changes.first_sequence:020d}:{n:04d}"
-            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": row_key, "count": len(entries)}
-            entity["parts"] = len(parts)
-            entity.update({f"data{i}": part for i, part in enumerate(parts)})
-            self._table.upsert_entity(entity)
+            chunk: dict[str, Any] = {"count": len(entries), "parts": len(parts)}
+            chunk.update({f"data{i}": part for i, part in enumerate(parts)})
+            writes.append(Write(pk, row_key, chunk, mode="upsert"))
             if row_key not in {k for k, _ in state.chunks}:
                 state.chunks.append((row_key, len(entries)))
-        operations: list[tuple[str, dict[str, Any]]] = [
-            ("upsert", self._session_entity(pk, key, session)) for key, session in changes.sessions.items()
-        ]
-        self._submit(operations)
-        self._delete(pk, [self._session_row_key(key) for key in changes.expired])
-        stale: list[str] = []
+        writes.extend(
+            Write(pk, self._session_row_key(key), _session_properties(session), mode="upsert")
+            for key, session in changes.sessions.items()
+        )
+        deletes = [self._session_row_key(key) for key in changes.expired]
         total = sum(count for _, count in state.chunks)
         while state.chunks and total - state.chunks[0][1] >= window:
             row_key, count = state.chunks.popleft()
             total -= count
-            stale.append(row_key)
-        self._delete(pk, stale)
+            deletes.append(row_key)
+        writes.extend(Write(pk, row_key, {}, mode="delete") for row_key in deletes)
         if changes.last_sequence >= 0:
-            last = EntityProperty(changes.last_sequence, EdmType.INT64)
-            self._table.upsert_entity({"PartitionKey": pk, "RowKey": LAKE_ROW, "last_sequence": last})
+            writes.append(Write(pk, LAKE_ROW, {"last_sequence": changes.last_sequence}, mode="upsert"))
+        for part in transactions(writes):
+            self._submit(part)
 
     @staticmethod
     def _session_row_key(key: VisitorKey) -> str:
         return f"s:{quote(key[0], safe='')}:{key[1]}"
 
-    def _session_entity(self, pk: str, key: VisitorKey, session: Session) -> dict[str, Any]:
-        return {
-            "PartitionKey": pk,
-            "RowKey": self._session_row_key(key),
-            "session_id": session.session_id,
-            "last_seen": EntityProperty(session.last_seen, EdmType.INT64),
-            "idx": EntityProperty(session.index, EdmType.INT64),
-        }
+    def _submit(self, writes: list[Write]) -> None:
+        try:
+            submit(self._table, writes)
+        except TransactionRefused as refused:
+            # A delete of an entity already gone (a save retried after its deletes applied) fails the
+            # whole changeset; deletes are idempotent one by one, so the rest goes again without them.
+            if refused.status_code != 404 or not any(w.mode == "delete" for w in writes):
+                raise
+            kept = [w for w in writes if w.mode != "delete"]
+            if kept:
+                submit(self._table, kept)
+            for write in writes:
+                if write.mode == "delete":
+                    self._table.delete_entity(partition_key=write.partition_key, row_key=write.row_key)
 
-    def _submit(self, operations: list[tuple[str, dict[str, Any]]]) -> None:
-        for chunk in _batched(operations, TRANSACTION_OPS):
-            self._table.submit_transaction(chunk)
 
-    def _delete(self, pk: str, row_keys: Iterable[str]) -> None:
-        # Deletes are idempotent one by one; a transaction would fail whole on one missing entity.
-        for row_key in row_keys:
-            self._table.delete_entity(partition_key=pk, row_key=row_key)
+def _session_properties(session: Session) -> dict[str, Any]:
+    return {"session_id": session.session_id, "last_seen": session.last_seen, "idx": session.index}
 
 
 def _int(value: Any) -> int:

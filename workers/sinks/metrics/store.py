@@ -24,7 +24,7 @@ is not confirmed is forgotten, so it is read again), and any other as new; adds 
 messages after each row's `seq`; and writes each row back under its ETag (IfNotModified), or inserts
 it (which fails on a row that exists: the rows are then read, with point reads, and planned again).
 The writes go in one transaction per app (at most 100 rows and 4 MiB: `transactions`), built and read
-as plain text by workers/sinks/metrics/transaction.py: the SDK's own multipart handling was most of
+as plain text by workers/table_batch.py: the SDK's own multipart handling was most of
 the sink's cost. A replayed batch, whole or in part, adds nothing; a write that lost a race (another
 instance took the partition over, or wrote since this one remembered the row) fails whole on the
 ETag or the insert, and is read and applied again. Queries (`read_rows`) sum the partitions' rows.
@@ -68,7 +68,7 @@ from workers.sinks.metrics.counters import (
     sketch_bytes,
     sketch_from,
 )
-from workers.sinks.metrics.transaction import Write, submit, transactions
+from workers.table_batch import Write, submit, transactions
 from workers.transport import settled_options
 
 log = logging.getLogger("hubcap.metrics")

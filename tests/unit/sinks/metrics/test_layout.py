@@ -17,7 +17,7 @@ from workers.apps import AppRegistry
 from workers.settings import Settings
 from workers.sinks.metrics.sink import MetricsSink
 from workers.sinks.metrics.store import MetricsStore, table_keys
-from workers.sinks.metrics.transaction import TRANSACTION_BYTES, TRANSACTION_OPS, Write, transactions
+from workers.table_batch import TRANSACTION_BYTES, TRANSACTION_OPS, Write, transactions
 from workers.stream.stage import HubMessage, Stage
 
 REGISTRY = AppRegistry.from_json(orjson.dumps({"apps": [{"app_id": "shop"}]}))
@@ -119,8 +119,8 @@ def test_a_row_is_stored_under_its_apps_partition_key_led_by_its_scope(
     assert table_keys(store.partition_key("shop", scope.replace("%7C", "|")), "minute|b|0") == expected
 
 
-def write(size: int) -> Write:
-    return Write("p", "r", {"blob": "x" * size})
+def write(size: int, n: int) -> Write:
+    return Write("p", f"r{n}", {"blob": "x" * size})
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def write(size: int) -> Write:
     ids=["none", "full", "one-over", "by-bytes", "oversized"],
 )
 def test_writes_are_split_by_the_services_limits_in_order(sizes: list[int], expected: list[int]) -> None:
-    writes = [write(size) for size in sizes]
+    writes = [write(size, n) for n, size in enumerate(sizes)]
     parts = list(transactions(writes))
     assert ([len(p) for p in parts], [w for p in parts for w in p]) == (expected, writes)
 

@@ -18,7 +18,7 @@ from workers.settings import Settings
 from workers.sinks.metrics.counters import TOP_N, Counts
 from workers.sinks.metrics.sink import MetricsSink, pending_rows
 from workers.sinks.metrics.store import ERRORS_KEPT, PROPERTY_UTF16_UNITS, MetricsStore, fitting_json
-from workers.sinks.metrics.transaction import Write
+from workers.table_batch import Write
 from workers.stream.stage import HubMessage, Stage
 from workers.stream.state import TableStateStore
 

@@ -9,7 +9,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from devstack.services import Azurite
-from workers.sinks.metrics.transaction import TransactionRefused, Write, etags_of, submit
+from workers.table_batch import TransactionRefused, Write, answers_of, etags_of, submit, transactions
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +106,64 @@ def test_every_answers_etag_is_returned_in_order() -> None:
     answers = [("HTTP/1.1 201 Created", 'ETag: W/"1"'), ("HTTP/1.1 204 No Content", 'etag: W/"2"')]
     text = "".join(CHANGESET_ANSWER.format(status=line, headers=headers) for line, headers in answers)
     assert etags_of(text, 2) == ['W/"1"', 'W/"2"']
+
+
+def test_an_upsert_inserts_a_missing_row_and_replaces_a_present_one_whatever_its_etag(
+    table: TableClient,
+) -> None:
+    submit(table, [Write(PARTITION, "kept", {"seq": 1, "old": "x"})])
+    etags = submit(
+        table,
+        [
+            Write(PARTITION, "new", {"seq": 1}, mode="upsert"),
+            Write(PARTITION, "kept", {"seq": 2}, mode="upsert"),
+        ],
+    )
+    kept = table.get_entity(PARTITION, "kept")
+    assert (
+        all(etags),
+        table.get_entity(PARTITION, "new")["seq"].value,
+        kept["seq"].value,
+        "old" in kept,
+    ) == (
+        True,
+        1,
+        2,
+        False,  # a replace, not a merge: properties the write leaves out are gone
+    )
+
+
+def test_a_delete_removes_its_row_and_answers_no_etag(table: TableClient) -> None:
+    submit(table, [Write(PARTITION, "gone", {"seq": 1}), Write(PARTITION, "stays", {"seq": 1})])
+    etags = submit(table, [Write(PARTITION, "gone", {}, mode="delete"), Write(PARTITION, "new", {"seq": 3})])
+    rows = sorted(
+        e["RowKey"] for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION})
+    )
+    assert (etags[0], bool(etags[1]), rows) == ("", True, ["new", "stays"])
+
+
+def test_a_delete_of_a_missing_row_fails_the_whole_transaction_with_404(table: TableClient) -> None:
+    with pytest.raises(TransactionRefused) as refused:
+        submit(table, [Write(PARTITION, "new", {"seq": 1}), Write(PARTITION, "never", {}, mode="delete")])
+    rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}))
+    assert (refused.value.status_code, rows) == (404, [])
+
+
+def test_a_row_key_met_again_starts_the_next_transaction() -> None:
+    """The service refuses a changeset with two operations on one entity (400)."""
+    writes = [
+        Write("p", "a", {}),
+        Write("p", "b", {}),
+        Write("p", "a", {}, mode="delete"),
+        Write("p", "c", {}),
+    ]
+    assert [[w.row_key for w in part] for part in transactions(writes)] == [["a", "b"], ["a", "c"]]
+
+
+def test_an_answer_without_an_etag_reads_as_empty_for_its_caller_to_judge() -> None:
+    answers = [
+        ("HTTP/1.1 204 No Content", "DataServiceVersion: 3.0;"),
+        ("HTTP/1.1 204 No Content", 'ETag: W/"2"'),
+    ]
+    text = "".join(CHANGESET_ANSWER.format(status=line, headers=headers) for line, headers in answers)
+    assert answers_of(text, 2) == ["", 'W/"2"']

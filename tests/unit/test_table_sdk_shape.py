@@ -1,7 +1,7 @@
-"""The one private part of azure-data-tables that workers/sinks/metrics/transaction.py uses: the table
+"""The one private part of azure-data-tables that workers/table_batch.py uses: the table
 client's generated client and its `send_request(request, stream=True)`. azure-data-tables 12.7.0 has no
 public way to send a request of one's own; should an upgrade move or change it, this fails first,
-naming what changed (test_transaction.py then shows whether transactions still work on Azurite)."""
+naming what changed (test_table_batch.py then shows whether transactions still work on Azurite)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from azure.data.tables import TableClient
 
 from devstack.services import AZURITE_ACCOUNT, AZURITE_KEY
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = (
     f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
     f"TableEndpoint=http://127.0.0.1:10002/{AZURITE_ACCOUNT};"
@@ -36,9 +36,7 @@ def test_the_installed_table_sdk_is_the_pinned_one() -> None:
 def test_the_table_client_still_sends_a_request_of_ones_own_through_its_pipeline() -> None:
     client = TableClient.from_connection_string(CONNECTION, "shape")
     send = getattr(getattr(client, "_client", None), "send_request", None)
-    assert callable(send), (
-        "TableClient._client.send_request is gone: see workers/sinks/metrics/transaction.py"
-    )
+    assert callable(send), "TableClient._client.send_request is gone: see workers/table_batch.py"
     parameters = inspect.signature(send).parameters
     assert [(name, p.kind) for name, p in parameters.items()] == [
         ("request", inspect.Parameter.POSITIONAL_OR_KEYWORD),

@@ -1,24 +1,27 @@
 """One entity group transaction (Table storage's `$batch`) with the body built and read as plain text.
 
 azure-data-tables builds a transaction's multipart body with the standard library's `email` package
-and parses the answer with it again: ~14 ms of CPU per transaction, whatever its size, most of the
-metrics sink's own cost. The format is the one the Table service documents for entity group
+and parses the answer with it again: ~1 ms of CPU per operation here (a capture batch's ~60 session
+upserts took ~96 ms), and a single-entity call ~4 ms, most of it azure-core's per-request Python. The
+metrics sink's rows and the stream stage's partition state (workers/stream/state.py) are written with
+this module instead. The format is the one the Table service documents for entity group
 transactions (a `multipart/mixed` batch holding one changeset of HTTP requests, answered with one HTTP
 response per request, or with the first one that failed); here it is written with f-strings and read
-by splitting lines. The request still goes through the table client's own pipeline (`send_request`
-of its generated client), so authentication, retries and the transport are the SDK's. That client
-(`TableClient._client`, its `send_request(request, stream=True)`) is the one private part of the SDK
-used here, as azure-data-tables 12.7.0 (pinned in requirements.txt) has no public way to send a
-request of one's own; tests/unit/sinks/metrics/test_sdk_shape.py fails if its shape changes. The
+with one regular-expression scan. The request still goes through the table client's own pipeline
+(`send_request` of its generated client), so authentication, retries and the transport are the SDK's.
+That client (`TableClient._client`, its `send_request(request, stream=True)`) is the one private part
+of the SDK used here, as azure-data-tables 12.7.0 (pinned in requirements.txt) has no public way to
+send a request of one's own; tests/unit/test_table_sdk_shape.py fails if its shape changes. The
 account's address is the client's public `url`, and the API version its public `api_version`.
 
 `transactions` splits writes into the service's limits for one transaction: TRANSACTION_OPS
-operations and 4 MiB of body.
+operations, 4 MiB of body, and one operation per entity (a row key met again starts the next one).
 
-Only what the metrics store sends: inserts, and replaces under an ETag (If-Match). A changeset that
-fails answers with the failing request's status, raised as `TransactionRefused` with that status
-(409 an insert that met a row, 412 a stale ETag), so callers treat it as the SDK's
-`TableTransactionError`.
+A `Write` is one of: an insert (`mode` "write", no `etag`), a replace under an ETag (If-Match), an
+upsert ("upsert": insert or replace, whatever is there) or a delete ("delete", If-Match `*`). A
+changeset that fails answers with the failing request's status, raised as `TransactionRefused` with that
+status (409 an insert that met a row, 412 a stale ETag, 404 a delete of a missing entity), so callers
+treat it as the SDK's `TableTransactionError`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -50,13 +53,14 @@ _ANSWER_LINES = re.compile(r"\n(?:HTTP/1\.1 (\d{3})|[Ee][Tt][Aa][Gg]:([^\r\n]*))
 
 @dataclass
 class Write:
-    """An insert (`etag` None) or a replace under `etag` of one entity; its properties are plain
-    values, given their Table types by `typed`."""
+    """An insert (`etag` None) or a replace under `etag` of one entity, or (`mode`) its upsert or
+    delete; its properties are plain values, given their Table types by `typed`."""
 
     partition_key: str
     row_key: str
     properties: dict[str, Any]
     etag: str | None = None
+    mode: Literal["write", "upsert", "delete"] = "write"
 
     @functools.cached_property
     def content(self) -> bytes:
@@ -112,13 +116,17 @@ def _key(value: str) -> str:
 def transactions(writes: Sequence[Write]) -> Iterator[list[Write]]:
     """`writes` in order, in as few transactions as the service's limits allow."""
     part: list[Write] = []
+    keys: set[str] = set()
     size = 0
     for write in writes:
         weight = len(write.content) + OPERATION_BYTES
-        if part and (len(part) == TRANSACTION_OPS or size + weight > TRANSACTION_BYTES):
+        if part and (
+            len(part) == TRANSACTION_OPS or size + weight > TRANSACTION_BYTES or write.row_key in keys
+        ):
             yield part
-            part, size = [], 0
+            part, keys, size = [], set(), 0
         part.append(write)
+        keys.add(write.row_key)
         size += weight
     if part:
         yield part
@@ -126,21 +134,23 @@ def transactions(writes: Sequence[Write]) -> Iterator[list[Write]]:
 
 def submit(table: Any, writes: Sequence[Write]) -> list[str]:
     """Applies `writes` (one PartitionKey, one of `transactions`) all or none; returns their new ETags
-    in order."""
+    in order ("" for a delete)."""
     scheme, host, path, _, _ = urlsplit(table.url)  # the query: a SAS, which the SDK's policy adds
     account = f"{scheme}://{host}{path.rstrip('/')}"
     table_url = f"{account}/{table.table_name}"
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for number, write in enumerate(writes):
-        content = write.content
-        if write.etag is None:
+        if write.mode == "write" and write.etag is None:
             line, condition = f"POST {table_url} HTTP/1.1", "Prefer: return-no-content\r\n"
         else:
             address = (
                 f"{table_url}(PartitionKey='{_key(write.partition_key)}',RowKey='{_key(write.row_key)}')"
             )
-            line, condition = f"PUT {address} HTTP/1.1", f"If-Match: {write.etag}\r\n"
+            verb = "DELETE" if write.mode == "delete" else "PUT"
+            etag = "*" if write.mode == "delete" else write.etag
+            line, condition = f"{verb} {address} HTTP/1.1", f"If-Match: {etag}\r\n" if etag else ""
+        content = b"" if write.mode == "delete" else write.content
         parts.append(
             f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
             f"Content-ID: {number}\r\n\r\n{line}\r\nContent-Type: application/json\r\n"
@@ -165,22 +175,35 @@ def submit(table: Any, writes: Sequence[Write]) -> list[str]:
     text = response.read().decode()
     if response.status_code != 202:
         raise TransactionRefused(response.status_code, text[:300])
-    return etags_of(text, len(writes))
+    answers = answers_of(text, len(writes))
+    for write, etag in zip(writes, answers, strict=True):
+        if not etag and write.mode != "delete":
+            raise TransactionRefused(502, f"no ETag answered for the write of {write.row_key!r}")
+    return answers
 
 
-def etags_of(text: str, expected: int) -> list[str]:
-    """The ETag of each answer, in order; the first failing answer's status raised."""
-    etags: list[str] = []
-    status = 0
+def answers_of(text: str, expected: int) -> list[str]:
+    """The ETag of each answer in order ("" for one without, as a delete's); the first failing
+    answer's status raised."""
+    answers: list[str] = []
     for match in _ANSWER_LINES.finditer(text):
         code, etag = match.groups()
         if code is not None:
             status = int(code)
             if not 200 <= status < 300:
                 raise TransactionRefused(status, text[match.start() + 1 :][:300])
-        elif status:
-            etags.append(etag.strip())
-            status = 0
-    if len(etags) != expected:
-        raise TransactionRefused(502, f"{len(etags)} ETags answered for {expected} writes")
+            answers.append("")
+        elif answers and not answers[-1]:
+            answers[-1] = etag.strip()
+    if len(answers) != expected:
+        raise TransactionRefused(502, f"{len(answers)} answers for {expected} writes")
+    return answers
+
+
+def etags_of(text: str, expected: int) -> list[str]:
+    """The ETag of each answer, in order, when every answer has one; the first failing answer's
+    status raised."""
+    etags = answers_of(text, expected)
+    if not all(etags):
+        raise TransactionRefused(502, f"{etags.count('')} of {expected} answers without an ETag")
     return etags
