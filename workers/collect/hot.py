@@ -11,7 +11,8 @@ alone. It only ever says yes or "don't know":
   `parse_events_text`, then validation.AppValidator) would parse the body as it is and accept every
   event, with events equal to what orjson builds; otherwise None, and the collector takes the old
   path, which gives every answer, error and error text (tests/unit/collect/test_hot.py runs both on
-  random and hostile bodies).
+  random and hostile bodies). `HotShape.accepted(body)` is the same judgement with the events left
+  as decoded (`HotEvents`), made dicts only if they are read.
 - What the translation cannot express exactly is left to the old path, never approximated: a property
   whose subschema uses a keyword it does not know is left out of the Struct, so an event that has it
   goes the old way (so do unknown top-level fields, which the schema allows as scalars); an integer
@@ -247,26 +248,50 @@ class _Translator:
         return kind, check_map
 
 
+class HotEvents:
+    """A body's events that the hot path accepted, as msgspec decoded them (Structs). The dicts orjson
+    would build are made only when something reads them (`dicts`): the collector's own path never
+    does, as the envelope carries the body's text and the answer needs only how many there are, and
+    making them was a quarter of the path's instructions (docs/capacity.md)."""
+
+    __slots__ = ("_decoded",)
+
+    def __init__(self, decoded: list[Any]) -> None:
+        self._decoded = decoded
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """The events as orjson reads them from the body."""
+        events: list[dict[str, Any]] = msgspec.to_builtins(self._decoded)
+        return events
+
+
 class HotShape:
     """The one-pass decode and judgement of a body of one app's events (see the module docstring)."""
 
     def __init__(self, event_schema: dict[str, Any], max_events: int) -> None:
         event, self._check = _Translator(event_schema).translate(event_schema)
-        self._max_events = max_events
+        self._max_events = min(max_events, limits.MAX_EVENTS_PER_REQUEST)
         self._decoder = msgspec.json.Decoder(list[event])  # type: ignore[valid-type]
 
-    def events(self, body: bytes) -> list[dict[str, Any]] | None:
-        """The body's events as orjson reads them, when every one is valid; else None (don't know)."""
+    def accepted(self, body: bytes) -> HotEvents | None:
+        """The body's events when every one is valid; else None (don't know)."""
         try:
             decoded = self._decoder.decode(body)
         except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 inside a string
             return None
-        if len(decoded) > min(self._max_events, limits.MAX_EVENTS_PER_REQUEST):
+        if len(decoded) > self._max_events:
             return None
         if self._check is not None and not self._check(decoded):
             return None
-        events: list[dict[str, Any]] = msgspec.to_builtins(decoded)
-        return events
+        return HotEvents(decoded)
+
+    def events(self, body: bytes) -> list[dict[str, Any]] | None:
+        """The body's events as orjson reads them, when every one is valid; else None (don't know)."""
+        accepted = self.accepted(body)
+        return None if accepted is None else accepted.dicts()
 
 
 def hot_shape(event_schema: dict[str, Any], max_events: int) -> HotShape | None:
