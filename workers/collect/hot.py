@@ -4,8 +4,8 @@ An ordinary body (a tracker's batch, all of it valid, events made only of the sc
 costs an orjson parse and a jsonschema-rs pass over the Python objects that parse built: about
 2.7 and 4 µs per event here (docs/capacity.md). `HotShape` decodes the body's bytes with msgspec into
 Structs translated from schemas/event.schema.json, so that the parse checks the types, lengths and
-bounds as it reads, then turns them into the same dicts; that costs about as much as the orjson parse
-alone. It only ever says yes or "don't know":
+bounds as it reads; that costs about as much as the orjson parse alone, and the Structs become the
+same dicts only if something reads them (HotEvents). It only ever says yes or "don't know":
 
 - `HotShape.events(body)` is the body's events exactly when the old path (workers/collect/body.py
   `parse_events_text`, then validation.AppValidator) would parse the body as it is and accept every
