@@ -21,7 +21,7 @@ Where the time goes:
 - `stages_us_per_event`: each stage of the in-process path timed alone on the same requests (CPU
   time, median of --repeats), per event: `checks` (sender, origin, media type, compression), `decode`
   (the hot path's msgspec decode, which checks types, lengths and bounds: workers/collect/hot.py),
-  `validate` (the rest of the hot path: names against their patterns, the Structs made dicts),
+  `validate` (the rest of the hot path: names against their patterns),
   `privacy` (geo lookup and visitor hash), `envelope` (its JSON), `gzip` (its compression), and
   `other`: the whole path (`us_per_event`) less those (dataclasses, quotas, headers, glue, the garbage
   collector). Beside the path, not in its sum: `orjson_decode` and `schema_validate`, the parse and
@@ -221,7 +221,7 @@ def stages(
     path = {
         "checks": timed(checks, workload),
         "decode": decode,
-        "validate": timed(validator.hot_events, bodies) - decode,
+        "validate": timed(validator.hot_accepted, bodies) - decode,
         "privacy": timed(privacy, admitted),
         "envelope": timed(lambda e: orjson.dumps(e.to_dict()), envelopes),
     }

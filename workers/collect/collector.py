@@ -61,7 +61,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,6 +80,7 @@ from workers.collect.body import (
     inflate_body,
     parse_events_text,
 )
+from workers.collect.hot import HotEvents
 from workers.collect.http import (
     JSON,
     HttpIn,
@@ -115,7 +116,7 @@ from workers.errors import (
 )
 from workers.process import tune_gc
 from workers.settings import Settings, get_settings
-from workers.stream.envelope import EncodedEnvelope, Envelope
+from workers.stream.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope, Envelope, encode
 
 log = logging.getLogger("hubcap.collector")
 
@@ -139,29 +140,55 @@ TURNS_BEFORE_STEP = 4
 IPV6_SENDER_PREFIX = 64
 
 
-@dataclass
 class Admitted:
-    """A request that passed every check, with its events sorted into accepted and rejected."""
+    """A request that passed every check, with its events sorted into accepted and rejected.
 
-    request_id: str
-    received_at: int
-    app: AppConfig
-    authenticated: bool
-    client_ip: str | None  # held in memory for geo and the visitor hash; never written
-    headers: Mapping[str, str]
-    query: Mapping[str, str]
-    accepted: list[Any]
-    rejected: list[dict[str, Any]]  # the first MAX_STORED_REJECTED rejected events
-    rejected_count: int = 0  # every rejected event, stored or not
-    # The JSON text of `accepted` when it is every event of the body, in order (the body itself): the
-    # envelope carries it as is instead of serialising the events again (workers/stream/envelope.py).
-    events_json: bytes | None = None
+    The hot path's accepted events (workers/collect/hot.py HotEvents) stay as decoded until `accepted`
+    is read: the collector's own path reads only `accepted_count`, and sends the body's text
+    (`events_json`), so it never makes them dicts."""
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        received_at: int,
+        app: AppConfig,
+        authenticated: bool,
+        client_ip: str | None,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        accepted: list[Any] | HotEvents,
+        rejected: list[dict[str, Any]],
+        rejected_count: int = 0,
+        events_json: bytes | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.received_at = received_at
+        self.app = app
+        self.authenticated = authenticated
+        self.client_ip = client_ip  # held in memory for geo and the visitor hash; never written
+        self.headers = headers
+        self.query = query
+        self._accepted = accepted
+        self.accepted_count = len(accepted)
+        self.rejected = rejected  # the first MAX_STORED_REJECTED rejected events
+        self.rejected_count = rejected_count  # every rejected event, stored or not
+        # The JSON text of `accepted` when it is every event of the body, in order (the body itself):
+        # the envelope carries it as is instead of serialising the events again
+        # (workers/stream/envelope.py).
+        self.events_json = events_json
+
+    @property
+    def accepted(self) -> list[Any]:
+        if isinstance(self._accepted, HotEvents):
+            self._accepted = self._accepted.dicts()
+        return self._accepted
 
 
 def summary(admitted: Admitted) -> dict[str, Any]:
     """The 200 body: counts, plus with ?debug=1 the errors of the first MAX_STORED_REJECTED rejected
     events and, when there were more, how many were left out (`errors_omitted`)."""
-    result: dict[str, Any] = {"accepted": len(admitted.accepted), "rejected": admitted.rejected_count}
+    result: dict[str, Any] = {"accepted": admitted.accepted_count, "rejected": admitted.rejected_count}
     if admitted.query.get("debug") == "1":
         result["errors"] = [{"index": r["index"], "errors": r["errors"]} for r in admitted.rejected]
         omitted = admitted.rejected_count - len(admitted.rejected)
@@ -420,6 +447,11 @@ class Collector:
         # The events this drops (rejected and not stored) are freed before the collector resumes.
         with gc_paused():
             verdict, text = yield from self._judge(app, ip, body)
+        if isinstance(verdict, Verdict):
+            accepted: list[Any] | HotEvents = verdict.accepted
+            rejected, rejected_count = verdict.rejected, verdict.rejected_count
+        else:
+            accepted, rejected, rejected_count = verdict, [], 0
         return Admitted(
             request_id=request_id,
             received_at=int(self.clock() * 1000),
@@ -428,15 +460,15 @@ class Collector:
             client_ip=ip,
             headers=headers,
             query=query,
-            accepted=verdict.accepted,
-            rejected=verdict.rejected,
-            rejected_count=verdict.rejected_count,
-            events_json=text if verdict.rejected_count == 0 else None,
+            accepted=accepted,
+            rejected=rejected,
+            rejected_count=rejected_count,
+            events_json=text if rejected_count == 0 else None,
         )
 
     def _judge(
         self, app: AppConfig, ip: str | None, body: bytes
-    ) -> Generator[None, None, tuple[Verdict, bytes | None]]:
+    ) -> Generator[None, None, tuple[Verdict | HotEvents, bytes | None]]:
         """The body's events sorted into accepted and rejected and charged to the quotas; and the JSON
         text they were read from when the envelope may carry it as is (see Envelope.events_json and
         body.carriable; a body the hot path accepts nests no deeper than its Structs, which hold every
@@ -451,10 +483,10 @@ class Collector:
             verdict = yield from self._judge_in_pieces(app, ip, body)
             return verdict, None
         validator = self.validators.for_app(app.app_id)
-        hot = validator.hot_events(body)
+        hot = validator.hot_accepted(body)
         if hot is not None:
             self._charge(app, ip, max(1, len(hot)))
-            return Verdict(hot), body
+            return hot, body
         events, text = parse_events_text(body)
         self._charge(app, ip, max(1, len(events)))
         verdict = yield from validator.check_steps(events)
@@ -520,12 +552,27 @@ class Collector:
         return hashlib.blake2b(message, key=self._sender_secret, digest_size=16).hexdigest()
 
     def messages(self, admitted: Admitted, salt: bytes) -> tuple[list[EncodedEnvelope], str]:
-        """The hub messages for an admitted request and their partition key (the visitor hash)."""
-        envelope = self.envelope(admitted, salt)
-        return pack(envelope), envelope.visitor_hash
+        """The hub messages for an admitted request and their partition key (the visitor hash):
+        pack(envelope(admitted, salt)), byte for byte.
+
+        An envelope that carries the body's text (`events_json`) is encoded without the events as
+        dicts, which encode() does not read: pack's one message for an envelope that fits is encode()'s.
+        Only an envelope too large for one message is split, and each part needs its slice of the
+        events (pack), so only then are they read."""
+        if admitted.events_json is None:
+            envelope = self.envelope(admitted, salt)
+            return pack(envelope), envelope.visitor_hash
+        envelope = self._envelope(admitted, salt, [])
+        encoded = encode(envelope)
+        if len(encoded.body) > MAX_MESSAGE_BYTES:
+            return pack(replace(envelope, events=admitted.accepted)), envelope.visitor_hash
+        return [encoded], envelope.visitor_hash
 
     def envelope(self, admitted: Admitted, salt: bytes) -> Envelope:
         """The admitted request's envelope. The client IP is looked up and hashed here and goes no further."""
+        return self._envelope(admitted, salt, admitted.accepted)
+
+    def _envelope(self, admitted: Admitted, salt: bytes, events: list[Any]) -> Envelope:
         headers = admitted.headers
         ip = admitted.client_ip
         user_agent = self._header(headers, "user-agent")
@@ -543,13 +590,13 @@ class Collector:
             user_agent=user_agent,
             accept_language=self._header(headers, "accept-language"),
             referer=self._header(headers, "referer"),
-            events=admitted.accepted,
+            events=events,
             rejected=stored_rejected(admitted),
             events_json=admitted.events_json,
         )
 
     async def _send(self, admitted: Admitted) -> None:
-        if admitted.accepted or admitted.rejected_count:
+        if admitted.accepted_count or admitted.rejected_count:
             messages, partition_key = self.messages(admitted, await self.salts.current())
             await self.hub.send(messages, partition_key)
 

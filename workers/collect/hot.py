@@ -4,14 +4,15 @@ An ordinary body (a tracker's batch, all of it valid, events made only of the sc
 costs an orjson parse and a jsonschema-rs pass over the Python objects that parse built: about
 2.7 and 4 µs per event here (docs/capacity.md). `HotShape` decodes the body's bytes with msgspec into
 Structs translated from schemas/event.schema.json, so that the parse checks the types, lengths and
-bounds as it reads, then turns them into the same dicts; that costs about as much as the orjson parse
-alone. It only ever says yes or "don't know":
+bounds as it reads; that costs about as much as the orjson parse alone, and the Structs become the
+same dicts only if something reads them (HotEvents). It only ever says yes or "don't know":
 
 - `HotShape.events(body)` is the body's events exactly when the old path (workers/collect/body.py
   `parse_events_text`, then validation.AppValidator) would parse the body as it is and accept every
   event, with events equal to what orjson builds; otherwise None, and the collector takes the old
   path, which gives every answer, error and error text (tests/unit/collect/test_hot.py runs both on
-  random and hostile bodies).
+  random and hostile bodies). `HotShape.accepted(body)` is the same judgement with the events left
+  as decoded (`HotEvents`), made dicts only if they are read.
 - What the translation cannot express exactly is left to the old path, never approximated: a property
   whose subschema uses a keyword it does not know is left out of the Struct, so an event that has it
   goes the old way (so do unknown top-level fields, which the schema allows as scalars); an integer
@@ -88,9 +89,10 @@ class _KnownNames:
         return True
 
     def all_valid(self, names: Iterable[Any]) -> bool:
-        names = list(names)
-        # the usual case, every name known, is one C call
-        return self._known.issuperset(names) or all(map(self.valid, names))
+        # Each name once (a body repeats its few event types and attribute names in every event); the
+        # usual case, every name known, is then one C call.
+        distinct = set(names)
+        return self._known.issuperset(distinct) or all(map(self.valid, distinct))
 
 
 def _inward(bound: int | float, upper: bool) -> float:
@@ -240,11 +242,32 @@ class _Translator:
 
         def check_map(maps: Iterable[Any]) -> bool:
             present = list(filter(None, maps))  # without UNSET and empty maps, both falsy
-            if names is not None and not names.all_valid(chain.from_iterable(present)):
+            # set().union reads each dict's keys with the hashes the dict holds, in C
+            if names is not None and not names.all_valid(set().union(*present)):
                 return False
             return value_check is None or value_check(chain.from_iterable(map(dict.values, present)))
 
         return kind, check_map
+
+
+class HotEvents:
+    """A body's events that the hot path accepted, as msgspec decoded them (Structs). The dicts orjson
+    would build are made only when something reads them (`dicts`): the collector's own path never
+    does, as the envelope carries the body's text and the answer needs only how many there are, and
+    making them was a quarter of the path's instructions (docs/capacity.md)."""
+
+    __slots__ = ("_decoded",)
+
+    def __init__(self, decoded: list[Any]) -> None:
+        self._decoded = decoded
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """The events as orjson reads them from the body."""
+        events: list[dict[str, Any]] = msgspec.to_builtins(self._decoded)
+        return events
 
 
 class HotShape:
@@ -252,21 +275,25 @@ class HotShape:
 
     def __init__(self, event_schema: dict[str, Any], max_events: int) -> None:
         event, self._check = _Translator(event_schema).translate(event_schema)
-        self._max_events = max_events
+        self._max_events = min(max_events, limits.MAX_EVENTS_PER_REQUEST)
         self._decoder = msgspec.json.Decoder(list[event])  # type: ignore[valid-type]
 
-    def events(self, body: bytes) -> list[dict[str, Any]] | None:
-        """The body's events as orjson reads them, when every one is valid; else None (don't know)."""
+    def accepted(self, body: bytes) -> HotEvents | None:
+        """The body's events when every one is valid; else None (don't know)."""
         try:
             decoded = self._decoder.decode(body)
         except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 inside a string
             return None
-        if len(decoded) > min(self._max_events, limits.MAX_EVENTS_PER_REQUEST):
+        if len(decoded) > self._max_events:
             return None
         if self._check is not None and not self._check(decoded):
             return None
-        events: list[dict[str, Any]] = msgspec.to_builtins(decoded)
-        return events
+        return HotEvents(decoded)
+
+    def events(self, body: bytes) -> list[dict[str, Any]] | None:
+        """The body's events as orjson reads them, when every one is valid; else None (don't know)."""
+        accepted = self.accepted(body)
+        return None if accepted is None else accepted.dicts()
 
 
 def hot_shape(event_schema: dict[str, Any], max_events: int) -> HotShape | None:

@@ -30,7 +30,7 @@ import jsonschema_rs
 import orjson
 
 from workers.collect import limits
-from workers.collect.hot import hot_shape
+from workers.collect.hot import HotEvents, hot_shape
 
 T = TypeVar("T")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
@@ -216,6 +216,10 @@ class AppValidator:
         """A small body's events when they are all valid, parsed and judged in one pass
         (workers/collect/hot.py); None when only the parse and check_steps can tell."""
         return None if self._hot is None else self._hot.events(body)
+
+    def hot_accepted(self, body: bytes) -> HotEvents | None:
+        """hot_events(), the events left as decoded until they are read (HotEvents)."""
+        return None if self._hot is None else self._hot.accepted(body)
 
     def errors(self, event: Any) -> list[dict[str, str]]:
         """The event's first errors (at most MAX_ERRORS_PER_EVENT), each message at most 300 characters."""

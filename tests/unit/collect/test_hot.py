@@ -5,8 +5,10 @@ same error; and the hot path is taken by the bodies it is for."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +20,12 @@ from hypothesis import strategies as st
 
 from tests.collect_support import body_of, collector_for, event, request, unit_env
 from workers.collect import hot
-from workers.collect.collector import Collector
+from workers.collect.collector import Admitted, Collector, summary
+from workers.collect.hub import pack
 from workers.collect.quota import QuotaBook
 from workers.collect.validation import CHUNK_EVENTS, AppValidator, Validators, event_schema_for
 from workers.errors import HubcapError
+from workers.stream.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope
 
 APP = "demo"
 HOT = AppValidator(APP)
@@ -339,3 +343,106 @@ def test_near_valid_bodies_mostly_take_the_hot_path() -> None:
 
 def near_valid_events_example() -> list[dict[str, Any]]:
     return st.lists(near_valid_events, min_size=1, max_size=5).example()
+
+
+# -- what the hub receives ------------------------------------------------------------------------------
+
+SALT = bytes(range(32))
+
+
+def wire(messages: list[EncodedEnvelope]) -> list[tuple[bytes, dict[str, str]]]:
+    """The messages' bytes, but for a gzip header's mtime (bytes 4 to 8: the second it was written)."""
+    return [
+        (
+            m.body[:4] + bytes(4) + m.body[8:] if m.properties["content-encoding"] == "gzip" else m.body,
+            m.properties,
+        )
+        for m in messages
+    ]
+
+
+def hub_outcome(collectors: tuple[Collector, Collector], body: bytes) -> tuple[Any, Any]:
+    """The hot collector's messages for the body, and the reference's written as before messages()
+    encoded a carried envelope without its events: pack(envelope()), over the old path's Admitted."""
+    fast, reference = collectors
+    sides = []
+    for c in collectors:
+        c.quota, c.sender_quota = QuotaBook(), QuotaBook(max_keys=10)
+        try:
+            sides.append(c.admit(request(body), "r", c._app({"appId": APP})))
+        except HubcapError as error:
+            sides.append(error)
+    admitted, expected = sides
+    if not isinstance(admitted, Admitted) or not isinstance(expected, Admitted):
+        return type(admitted).__name__, type(expected).__name__
+    expected.received_at = admitted.received_at  # admitted a moment apart
+    return wire(fast.messages(admitted, SALT)[0]), wire(pack(reference.envelope(expected, SALT)))
+
+
+@pytest.mark.parametrize("body", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_hot_and_reference_paths_send_the_same_bytes(
+    collectors: tuple[Collector, Collector], body: bytes
+) -> None:
+    sent, expected = hub_outcome(collectors, body)
+    assert sent == expected
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(near_valid_events, min_size=1, max_size=5))
+def test_near_valid_bodies_send_the_same_bytes(
+    collectors: tuple[Collector, Collector], events: list[dict[str, Any]]
+) -> None:
+    sent, expected = hub_outcome(collectors, json.dumps(events, ensure_ascii=False).encode())
+    assert sent == expected
+
+
+def test_the_collectors_path_never_makes_the_hot_events_dicts(
+    collectors: tuple[Collector, Collector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admit, the hub messages and the answer read only how many events there are; reading
+    `accepted` makes them dicts then (the hot path's whole saving, docs/capacity.md)."""
+    fast, _ = collectors
+    made: list[int] = []
+    to_builtins = hot.msgspec.to_builtins
+
+    def counted(value: Any) -> Any:
+        made.append(len(value))
+        return to_builtins(value)
+
+    monkeypatch.setattr(hot.msgspec, "to_builtins", counted)
+    fast.quota = QuotaBook()
+    admitted = fast.admit(request(body_of([event(i) for i in range(3)])), "r", fast._app({"appId": APP}))
+    fast.messages(admitted, SALT)
+    assert (summary(admitted), made) == ({"accepted": 3, "rejected": 0}, [])
+    assert (admitted.accepted, made) == ([event(i) for i in range(3)], [3])
+
+
+def test_a_carried_envelope_past_one_message_is_packed_in_parts(
+    collectors: tuple[Collector, Collector],
+) -> None:
+    """messages() encodes a carried envelope without its events only while it fits one message: past
+    that pack() splits it, and each part carries its slice of the events."""
+    fast, _ = collectors
+    # ~1.5 MB that does not compress: past one message
+    events = [
+        {**event(i), "attributes": {"noise": base64.b64encode(os.urandom(750)).decode()}} for i in range(1500)
+    ]
+    admitted = Admitted(
+        request_id="r",
+        received_at=1667877566697,
+        app=fast._app({"appId": APP}),
+        authenticated=False,
+        client_ip="101.188.67.134",
+        headers={},
+        query={},
+        accepted=events,
+        rejected=[],
+        events_json=orjson.dumps(events),
+    )
+    sent = fast.messages(admitted, SALT)[0]
+    assert (len(sent) > 1, max(len(m.body) for m in sent) <= MAX_MESSAGE_BYTES) == (True, True)
+    assert wire(sent) == wire(pack(fast.envelope(admitted, SALT)))
