@@ -17,11 +17,16 @@ pipeline), `state` (session and duplicate assignment, Batch.place), `encode` (av
 CPU microseconds per event; each timer pair costs about a microsecond, counted in its stage.
 The process's garbage collector is tuned as the lake's Function App's is (workers.process.tune_gc);
 `--default-gc` keeps Python's defaults.
+What `events_per_s` leaves out and a running capture pays: the partition state's save after each
+batch (`Stage.commit`: dedup entries, sessions, deletes and the lake sequence number, written to Table
+storage). It is timed apart, on Azurite (started here; `--no-state-save` skips it), over the same
+batches: `state_save_us_per_event`, this process's CPU per event for the saves (Azurite's own CPU not
+counted), and `events_per_s_with_state_save`, the two added up per event.
 Last line: one JSON object with `events_per_s` (against `target_events_per_s`, 20k),
 `avro_only_records_per_s`, `ratio_vs_avro_only`, `fastavro_records_per_s`, `encoder_vs_fastavro`,
-`stages_us_per_event` and the parameters.
+`stages_us_per_event`, `state_save_us_per_event`, `events_per_s_with_state_save` and the parameters.
 
-    .venv/bin/python bench/capture.py [--events 50000] [--repeats 5] [--codec snappy]
+    .venv/bin/python bench/capture.py [--events 50000] [--repeats 5] [--codec snappy] [--no-state-save]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import io
 import json
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -142,6 +148,34 @@ def stages(capture: LakeSink, batches: list[list[HubMessage]], events: int, repe
     return {name: round(statistics.median(r[name] for r in runs) / events * 1e6, 2) for name in runs[0]}
 
 
+def state_save(batches: list[list[HubMessage]], events: int, repeats: int) -> float:
+    """Median CPU microseconds per event of the partition state's saves over `repeats` runs, each on a
+    new state table in a new Azurite."""
+    from devstack.services import run_azurite
+    from workers.stream.state import open_state_store
+
+    runs = []
+    with tempfile.TemporaryDirectory() as folder, run_azurite(Path(folder)) as azurite:
+        for repeat in range(repeats):
+            settings = Settings(lake_connection=azurite.connection_string, state_table=f"benchstate{repeat}")
+            capture = LakeSink(
+                pipeline=build_pipeline(),
+                registry=AppRegistry.from_json(b'{"apps": [{"app_id": "demo"}]}'),
+                lake=open_lake(settings),
+                store=open_state_store(settings, "capture"),
+                settings=settings,
+            )
+            spent = 0.0
+            for batch in batches:
+                output = capture.stage.run(batch)
+                cpu = time.process_time()
+                for partition in output.partitions:
+                    capture.stage.commit(partition)
+                spent += time.process_time() - cpu
+            runs.append(spent)
+    return statistics.median(runs) / events * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -152,6 +186,7 @@ def main() -> None:
         action="store_true",
         help="keep Python's default GC thresholds (the baseline of tune_gc)",
     )
+    parser.add_argument("--no-state-save", action="store_true", help="leave out the state saves on Azurite")
     args = parser.parse_args()
 
     settings = Settings(avro_codec=args.codec, lake_connection="UseDevelopmentStorage=true")
@@ -199,6 +234,8 @@ def main() -> None:
     avro_per_s = rows / statistics.median(avro_cpu)
     fastavro_per_s = rows / statistics.median(fastavro_cpu)
     per_stage = stages(capture, batches, events, args.repeats)
+    save_us = None if args.no_state_save else state_save(batches, events, args.repeats)
+    with_save = None if save_us is None else 1e6 / (1e6 / events_per_s + save_us)
     print(
         f"capture (decode+enrich+session+avro): {events_per_s:,.0f} events/s per CPU second"
         f" ({events / statistics.median(capture_wall):,.0f}/s wall clock)"
@@ -211,6 +248,8 @@ def main() -> None:
     print(
         "per stage, µs per event (instrumented runs): " + ", ".join(f"{k} {v}" for k, v in per_stage.items())
     )
+    if save_us is not None and with_save is not None:
+        print(f"state saves on Azurite: {save_us:.1f} µs per event; with them {with_save:,.0f} events/s")
     print(
         json.dumps(
             {
@@ -222,6 +261,8 @@ def main() -> None:
                 "fastavro_records_per_s": round(fastavro_per_s),
                 "encoder_vs_fastavro": round(avro_per_s / fastavro_per_s, 2),
                 "stages_us_per_event": per_stage,
+                "state_save_us_per_event": None if save_us is None else round(save_us, 1),
+                "events_per_s_with_state_save": None if with_save is None else round(with_save),
                 "events": events,
                 "rows_written": rows,
                 "messages": sum(len(b) for b in batches),

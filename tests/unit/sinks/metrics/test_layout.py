@@ -17,8 +17,8 @@ from workers.apps import AppRegistry
 from workers.settings import Settings
 from workers.sinks.metrics.sink import MetricsSink
 from workers.sinks.metrics.store import MetricsStore, table_keys
-from workers.table_batch import TRANSACTION_BYTES, TRANSACTION_OPS, Write, transactions
 from workers.stream.stage import HubMessage, Stage
+from workers.table_batch import TRANSACTION_BYTES, TRANSACTION_OPS, Write, transactions
 
 REGISTRY = AppRegistry.from_json(orjson.dumps({"apps": [{"app_id": "shop"}]}))
 NOW = datetime.fromtimestamp(RECEIVED_AT / 1000, UTC) + timedelta(minutes=5)

@@ -18,9 +18,9 @@ from workers.settings import Settings
 from workers.sinks.metrics.counters import TOP_N, Counts
 from workers.sinks.metrics.sink import MetricsSink, pending_rows
 from workers.sinks.metrics.store import ERRORS_KEPT, PROPERTY_UTF16_UNITS, MetricsStore, fitting_json
-from workers.table_batch import Write
 from workers.stream.stage import HubMessage, Stage
 from workers.stream.state import TableStateStore
+from workers.table_batch import Write
 
 pytestmark = pytest.mark.integration
 

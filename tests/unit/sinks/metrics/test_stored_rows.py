@@ -22,8 +22,8 @@ from workers.sinks.metrics.counters import Counts
 from workers.sinks.metrics.hll import ERROR_RATE
 from workers.sinks.metrics.sink import MetricsSink
 from workers.sinks.metrics.store import MetricsStore
-from workers.table_batch import Write
 from workers.stream.stage import HubMessage, Stage
+from workers.table_batch import Write
 
 pytestmark = pytest.mark.integration
 
