@@ -225,6 +225,9 @@ module lake 'modules/lake.bicep' = {
     rejectedRetentionDays: rejectedRetentionDays
     failedRetentionDays: failedRetentionDays
     eventRetentionDays: eventRetentionDays
+    // The live firehose reads a cut record again when the hub redelivers its messages: kept past the
+    // hub's retention, whatever eventRetentionDays says.
+    cutRetentionDays: eventRetentionDays == 0 ? 0 : max(eventRetentionDays, eventHubRetentionHours / 24 + 2)
     softDeleteDays: lakeSoftDeleteDays
     workspaceId: monitoring.outputs.workspaceId
   }

@@ -239,17 +239,23 @@ def test_secure_setting(parsed: dict[str, Any], name: str, symbol: str, path: st
     assert dig(resources(parsed, name)[symbol]["config"], path) == expected
 
 
-def test_event_expiry_takes_the_firehose_cut_records_along() -> None:
-    """A cut record is read only for events a replay can still find, so the rule that expires events/
-    (eventRetentionDays) covers the prefix the firehose writes its records under, and only when set."""
+def test_event_expiry_takes_the_firehose_cut_records_along_after_the_hubs_retention() -> None:
+    """A cut record is read again when the hub redelivers its messages or a replay re-sends their
+    events, so the rule that expires events/ (eventRetentionDays) has a twin for the prefix the
+    firehose writes its records under, kept past the hub's retention, and both only when set."""
     text = (BICEP / "modules" / "lake.bicep").read_text()
-    rule = text[text.index("var eventRules") : text.index("resource lifecycle")]
-    assert rule.startswith("var eventRules = eventRetentionDays > 0 ? [")
-    assert rule.rstrip().endswith("] : []")
-    assert f"'${{lakeFilesystemName}}/{EVENTS}/'" in rule
-    assert f"'${{lakeFilesystemName}}/{CUTS_PREFIX}'" in rule
-    assert "daysAfterModificationGreaterThan: eventRetentionDays" in rule
+    rules = text[text.index("var eventRules") : text.index("resource lifecycle")]
+    events, cuts = rules.split("name: 'expire-cuts'")
+    assert rules.startswith("var eventRules = eventRetentionDays > 0 ? [")
+    assert rules.rstrip().endswith("] : []")
+    assert f"'${{lakeFilesystemName}}/{EVENTS}/'" in events
+    assert "daysAfterModificationGreaterThan: eventRetentionDays" in events
+    assert f"'${{lakeFilesystemName}}/{CUTS_PREFIX}'" in cuts
+    assert "daysAfterModificationGreaterThan: cutRetentionDays" in cuts
     assert "], eventRules)" in text
+    main = (BICEP / "main.bicep").read_text()
+    cut_days = "max(eventRetentionDays, eventHubRetentionHours / 24 + 2)"
+    assert f"cutRetentionDays: eventRetentionDays == 0 ? 0 : {cut_days}" in main
 
 
 # Each resource the issue asks diagnostics for, by module and symbol.

@@ -363,14 +363,18 @@ class TableStateStore:
         except TransactionRefused as refused:
             # A delete of an entity already gone (a save retried after its deletes applied) fails the
             # whole changeset; deletes are idempotent one by one, so the rest goes again without them.
+            # The lake sequence number stays last.
             if refused.status_code != 404 or not any(w.mode == "delete" for w in writes):
                 raise
-            kept = [w for w in writes if w.mode != "delete"]
+            kept = [w for w in writes if w.mode != "delete" and w.row_key != LAKE_ROW]
             if kept:
                 submit(self._table, kept)
             for write in writes:
                 if write.mode == "delete":
                     self._table.delete_entity(partition_key=write.partition_key, row_key=write.row_key)
+            last = [w for w in writes if w.row_key == LAKE_ROW]
+            if last:
+                submit(self._table, last)
 
 
 def _session_properties(session: Session) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 // The data lake: an ADLS Gen2 (hierarchical namespace) account with the lake filesystem and the state
 // table (partition bookkeeping). The salts live in salts.bicep's account: this one keeps soft delete.
 // A lifecycle policy expires rejected/ and failed/ events, which exist for inspection and replay, not forever,
-// and, when eventRetentionDays is set, events/ together with the firehose's cut records, which a replay
-// reads only for events the lake still holds (workers/sinks/firehose/durable.py).
+// and, when eventRetentionDays is set, events/ and (kept past the hub's retention) the firehose's cut
+// records (workers/sinks/firehose/durable.py).
 
 @description('Azure region of the resources.')
 param location string
@@ -38,9 +38,13 @@ param rejectedRetentionDays int
 @minValue(1)
 param failedRetentionDays int
 
-@description('Days after which blobs under events/ and the firehose\'s cut records are deleted; 0 keeps them for good.')
+@description('Days after which blobs under events/ are deleted; 0 keeps them for good.')
 @minValue(0)
 param eventRetentionDays int
+
+@description('Days after which the firehose\'s cut records are deleted, when events/ expires: longer than the hub keeps messages.')
+@minValue(0)
+param cutRetentionDays int
 
 @description('Days a deleted blob or container stays recoverable. Destroyed salts stay recoverable this long too.')
 @minValue(1)
@@ -139,8 +143,9 @@ resource linksSpoolContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-// A cut record names where the firehose cut batches of hub messages it sent; a replay looks one up only
-// for events it re-sends, which come from the hub or from events/, so the records go with events/.
+// A cut record names where the firehose cut batches of hub messages it sent. It is read again for
+// those messages only: when the hub redelivers them (so it outlives the hub's retention) or when a
+// replay re-sends their events from the hub or from events/ (so it may go once events/ does).
 var eventRules = eventRetentionDays > 0 ? [
   {
     name: 'expire-events'
@@ -153,13 +158,34 @@ var eventRules = eventRetentionDays > 0 ? [
         ]
         prefixMatch: [
           '${lakeFilesystemName}/events/'
-          '${lakeFilesystemName}/firehose/v1/cuts/'
         ]
       }
       actions: {
         baseBlob: {
           delete: {
             daysAfterModificationGreaterThan: eventRetentionDays
+          }
+        }
+      }
+    }
+  }
+  {
+    name: 'expire-cuts'
+    enabled: true
+    type: 'Lifecycle'
+    definition: {
+      filters: {
+        blobTypes: [
+          'blockBlob'
+        ]
+        prefixMatch: [
+          '${lakeFilesystemName}/firehose/v1/cuts/'
+        ]
+      }
+      actions: {
+        baseBlob: {
+          delete: {
+            daysAfterModificationGreaterThan: cutRetentionDays
           }
         }
       }

@@ -270,3 +270,27 @@ def test_a_save_is_one_transaction_per_hundred_rows_and_no_single_entity_call(
         250,
         249,
     )
+
+
+@pytest.mark.integration
+def test_the_lake_sequence_number_waits_for_the_deletes_when_they_go_one_by_one(
+    table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a 404 the deletes go one by one; one that fails leaves the lake sequence number where it
+    was, so the batch is retried rather than skipped."""
+    store = _store(table)
+    state = store.load("0", 100)
+    batch = _batch(state)
+    _assign(batch, "e1", T0, 1, visitor="old")
+    store.save("0", state, batch.commit(last_sequence=1), 100)
+    batch = _batch(state)
+    _assign(batch, "e2", T0 + 31 * MINUTE, 2, visitor="new")
+    table.delete_entity(partition_key=store._partition_key("0"), row_key="s:shop:old")
+
+    def dropped(**_: object) -> None:
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(table, "delete_entity", dropped)
+    with pytest.raises(ConnectionError):
+        store.save("0", state, batch.commit(last_sequence=2), 100)
+    assert _store(table).load("0", 100).lake_sequence == 1

@@ -310,9 +310,11 @@ class MetricsStore:
                 for row_key, row in rows:
                     unconfirmed.add(row_key)
                     operation = self._operation(partition_key, row_key, row, existing.get(row_key))
-                    if operation is not None:
-                        planned.append(operation[0])
-                        written[row_key] = operation[1]
+                    if operation is None:  # the row has applied the batch already: left as it is
+                        unconfirmed.discard(row_key)
+                        continue
+                    planned.append(operation[0])
+                    written[row_key] = operation[1]
                 for writes in transactions(planned):
                     etags = self._submit(writes)
                     for write, etag in zip(writes, etags, strict=True):

@@ -103,3 +103,23 @@ def test_a_remembered_row_whose_write_failed_is_read_again_not_counted_twice(tab
         sink(metrics).process(batch({4: 4, 5: 5, 6: 6}), NOW)
     sink(metrics).process(batch({4: 4, 5: 5, 6: 6}), NOW)  # the trigger's retry
     assert totals(store(table)) == [(6, 6)] * 3
+
+
+def test_a_replayed_batch_keeps_its_rows_remembered_so_the_next_one_needs_no_read(
+    table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay's rows have applied it already and plan no write; they stay as the process knows them,
+    so the next batch replaces them under their ETags at once instead of inserting, meeting them (409)
+    and reading them back."""
+    metrics = store(table)
+    sink(metrics).process(batch({1: 1, 2: 2}), NOW)
+    sink(metrics).process(batch({1: 1, 2: 2}), NOW)  # the same messages again: a replay
+    reads: list[str] = []
+    real = metrics._existing
+    monkeypatch.setattr(
+        metrics,
+        "_existing",
+        lambda pk, rows, read_unknown: reads.append(str(read_unknown)) or real(pk, rows, read_unknown),
+    )
+    sink(metrics).process(batch({3: 3}), NOW)
+    assert (reads, totals(store(table))) == (["False"], [(3, 3)] * 3)
