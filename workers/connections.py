@@ -51,19 +51,28 @@ def lake_table(
 ) -> Any:
     """A table client in the lake's storage account (Azurite's table endpoint locally): the same
     account's table endpoint, whether the setting names its dfs or its blob URL. `options` go to the
-    client (timeouts, retries)."""
+    client (timeouts, retries). The client reads the environment's proxy and CA settings once, now
+    (workers/transport.py), for every table alike: the partition state, the metrics rows and the
+    link registry."""
     from azure.data.tables import TableClient
+
+    from workers.transport import settled_options
+
+    def with_connection_string(conn: str) -> Any:
+        url = TableClient.from_connection_string(conn, table_name).url  # parsed by the SDK, no I/O
+        return TableClient.from_connection_string(conn, table_name, **{**settled_options(url), **options})
+
+    def with_identity(url: str, credential: Any) -> Any:
+        table_url = url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
+        return TableClient(
+            table_url, table_name, credential=credential, **{**settled_options(table_url), **options}
+        )
 
     return connect(
         connection_string,
         account_url,
-        with_connection_string=lambda conn: TableClient.from_connection_string(conn, table_name, **options),
-        with_identity=lambda url, credential: TableClient(
-            url.replace(".dfs.", ".table.").replace(".blob.", ".table."),
-            table_name,
-            credential=credential,
-            **options,
-        ),
+        with_connection_string=with_connection_string,
+        with_identity=with_identity,
         asynchronous=False,
         missing=missing,
     )

@@ -69,7 +69,6 @@ from workers.sinks.metrics.counters import (
     sketch_from,
 )
 from workers.table_batch import Write, submit, transactions
-from workers.transport import settled_options
 
 log = logging.getLogger("hubcap.metrics")
 
@@ -483,20 +482,14 @@ def latest_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def open_metrics_store(settings: Settings) -> MetricsStore:
     """The metrics table in the lake's storage account (Azurite's table endpoint locally), its proxy
-    settings read once (workers/transport.py): the sink sends a transaction or more per batch."""
-
-    def table(**options: Any) -> Any:
-        return lake_table(
+    settings read once (workers/connections.py): the sink sends a transaction or more per batch."""
+    return MetricsStore(
+        lake_table(
             settings.lake_connection,
             settings.lake_account_url,
             settings.metrics_table,
             missing="no metrics table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
-            **options,
-        )
-
-    # A first client only tells the address: the connection string or URL is parsed by the SDK.
-    return MetricsStore(
-        table(**settled_options(table().url)),
+        ),
         hub=settings.hub_scope,
         consumer_group=settings.metrics_consumer_group,
         retention_days=settings.metrics_retention_days,

@@ -14,6 +14,7 @@ from azure.core.exceptions import HttpResponseError
 from devstack.services import Azurite
 from workers.settings import Settings
 from workers.sinks.metrics.store import open_metrics_store
+from workers.stream.state import open_state_store
 from workers.transport import settled_options
 
 pytestmark = pytest.mark.integration
@@ -132,3 +133,23 @@ def test_the_ca_bundle_variables_are_kept(
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert settled_options("https://account.table.core.windows.net") == expected
+
+
+def test_the_state_tables_client_reads_the_environment_once_too(
+    azurite: Azurite, proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lake table client is made by workers/connections.py's lake_table, the partition state's
+    (a transaction or more per batch for every sink) as the metrics': a proxy set at start-up is
+    honoured, one set later is not read."""
+    settings = Settings.from_env(
+        {"HUBCAP_LAKE_CONNECTION": azurite.connection_string, "HUBCAP_STATE_TABLE": "stateonce"}
+    )
+    store = open_state_store(settings, "capture")
+    store._ensure_table()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    with pytest.raises(HttpResponseError) as late:
+        store._table.get_entity("p", str(uuid.uuid4()))
+    proxied = open_state_store(settings, "capture")
+    with pytest.raises(HttpResponseError) as early:
+        proxied._table.get_entity("p", str(uuid.uuid4()))
+    assert (late.value.status_code, "proxy" in str(early.value), len(proxy.seen)) == (404, True, 1)
