@@ -224,9 +224,9 @@ def test_expired_sessions_are_deleted_from_the_table(table: TableClient) -> None
     assert sorted(e["RowKey"] for e in table.query_entities("RowKey ge 's:'")) == ["s:shop:new"]
 
 
-@pytest.mark.integration
-def test_a_save_whose_deletes_meet_rows_already_gone_saves_the_rest(table: TableClient) -> None:
-    """A save retried after its deletes applied: the 404 that fails the changeset is not an error."""
+def _expiring_a_session_already_gone(table: TableClient) -> tuple[TableStateStore, PartitionState, Batch]:
+    """A saved session ("old", lake sequence number 1) and a batch that expires it, its row already
+    deleted, as a save retried after its deletes applied finds it."""
     store = _store(table)
     state = store.load("0", 100)
     batch = _batch(state)
@@ -235,6 +235,13 @@ def test_a_save_whose_deletes_meet_rows_already_gone_saves_the_rest(table: Table
     batch = _batch(state)
     _assign(batch, "e2", T0 + 31 * MINUTE, 2, visitor="new")
     table.delete_entity(partition_key=store._partition_key("0"), row_key="s:shop:old")
+    return store, state, batch
+
+
+@pytest.mark.integration
+def test_a_save_whose_deletes_meet_rows_already_gone_saves_the_rest(table: TableClient) -> None:
+    """A save retried after its deletes applied: the 404 that fails the changeset is not an error."""
+    store, state, batch = _expiring_a_session_already_gone(table)
     store.save("0", state, batch.commit(last_sequence=2), 100)
     reloaded = _store(table).load("0", 100)
     assert (sorted(reloaded.sessions), "e2" in {e for _, e in reloaded.seen}, reloaded.lake_sequence) == (
@@ -278,14 +285,7 @@ def test_the_lake_sequence_number_waits_for_the_deletes_when_they_go_one_by_one(
 ) -> None:
     """After a 404 the deletes go one by one; one that fails leaves the lake sequence number where it
     was, so the batch is retried rather than skipped."""
-    store = _store(table)
-    state = store.load("0", 100)
-    batch = _batch(state)
-    _assign(batch, "e1", T0, 1, visitor="old")
-    store.save("0", state, batch.commit(last_sequence=1), 100)
-    batch = _batch(state)
-    _assign(batch, "e2", T0 + 31 * MINUTE, 2, visitor="new")
-    table.delete_entity(partition_key=store._partition_key("0"), row_key="s:shop:old")
+    store, state, batch = _expiring_a_session_already_gone(table)
 
     def dropped(**_: object) -> None:
         raise ConnectionError("connection reset")
