@@ -12,23 +12,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.collect_support import collector_for, unit_env
+from tests.links_support import RecordingSpool, one_link_redirector, salted_collector
 from workers.collect.collector import Collector
-from workers.links.cache import LinkCache
-from workers.links.model import Link, parse_new
 from workers.links.redirect import HUB_PAUSE_S, LinkRequest, Redirector
 from workers.stream.envelope import EncodedEnvelope
 
 HUB_DEADLINE_S = 0.05
 ANSWER_WITHIN_S = 2.0
-
-
-class Salts:
-    async def current(self) -> bytes:
-        return b"s" * 32
-
-    async def close(self) -> None:
-        pass
 
 
 class Producer:
@@ -52,18 +42,6 @@ class Producer:
             self.acks[index].set_exception(error)
 
 
-class Spool:
-    def __init__(self) -> None:
-        self.puts = 0
-
-    async def put(self, message: EncodedEnvelope, partition_key: str, *, received_at: int) -> str:
-        self.puts += 1
-        return f"blob-{self.puts}"
-
-    async def settle(self, name: str, *, sent: bool) -> None:
-        pass
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 1_700_000_000.0
@@ -74,24 +52,13 @@ class Clock:
 
 @pytest.fixture
 async def collector() -> AsyncIterator[Collector]:
-    collector = collector_for(unit_env())
-    await collector.salts.close()
-    collector.salts = Salts()  # type: ignore[assignment]
+    collector = await salted_collector()
     yield collector
     await collector.close()
 
 
-def redirector(collector: Collector, producer: Producer, spool: Spool, clock: Clock) -> Redirector:
-    collector.hub.send = producer.send  # type: ignore[method-assign]
-    link = parse_new(
-        {"domain": "localhost", "slug": "a", "destination": "https://shop.example/"}, app_id="demo", now_ms=1
-    )
-
-    async def load(domain: str, slug: str) -> Link | None:
-        return link
-
-    cache = LinkCache(load, ttl_s=60)
-    return Redirector(collector, cache, spool, hub_deadline_s=HUB_DEADLINE_S, clock=clock)  # type: ignore[arg-type]
+def redirector(collector: Collector, producer: Producer, spool: RecordingSpool, clock: Clock) -> Redirector:
+    return one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S, clock=clock)
 
 
 async def answer(redirect: Redirector, user_agent: str = "curl/8.5.0") -> int:
@@ -110,7 +77,7 @@ async def until(condition: object) -> None:
 async def test_a_miss_while_the_hub_acknowledges_other_sends_spools_that_click_only(
     collector: Collector,
 ) -> None:
-    producer, spool = Producer(), Spool()
+    producer, spool = Producer(), RecordingSpool()
     redirect = redirector(collector, producer, spool, Clock())
     slow = asyncio.ensure_future(answer(redirect))
     await until(lambda: producer.sends == 1)
@@ -129,7 +96,7 @@ async def test_a_miss_while_the_hub_acknowledges_other_sends_spools_that_click_o
 
 
 async def test_a_miss_while_the_hub_acknowledged_nothing_counts_it_down(collector: Collector) -> None:
-    producer, spool = Producer(), Spool()
+    producer, spool = Producer(), RecordingSpool()
     redirect = redirector(collector, producer, spool, Clock())
     assert await answer(redirect) == 302
     assert (redirect.hub_down, spool.puts) == (True, 1)
@@ -142,7 +109,7 @@ async def test_a_miss_while_the_hub_acknowledged_nothing_counts_it_down(collecto
 async def test_one_probe_at_a_time_though_a_send_from_before_the_outage_fails_meanwhile(
     collector: Collector,
 ) -> None:
-    producer, spool, clock = Producer(), Spool(), Clock()
+    producer, spool, clock = Producer(), RecordingSpool(), Clock()
     redirect = redirector(collector, producer, spool, clock)
     assert await answer(redirect) == 302  # missed: the hub is down, its send still out
     clock.now += HUB_PAUSE_S + 1

@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.collect_support import collector_for, unit_env
+from tests.links_support import RecordingSpool, one_link_redirector, salted_collector
 from workers.collect.collector import Collector
-from workers.links.cache import LinkCache
-from workers.links.model import Link, parse_new
 from workers.links.redirect import LinkRequest, Redirector
 from workers.stream.envelope import EncodedEnvelope
 
@@ -23,14 +21,6 @@ HUB_DEADLINE_S = 0.05
 BLOCKED_S = 0.1  # longer than the hub deadline: a timer that falls due meanwhile fires this late
 ANSWER_WITHIN_S = 2.0  # generous: the answer's own bound is 2 hub deadlines plus the spool's
 TURN_S = 0.04  # a saturated loop: each turn this long, so each timer fires up to this late
-
-
-class Salts:
-    async def current(self) -> bytes:
-        return b"s" * 32
-
-    async def close(self) -> None:
-        pass
 
 
 class Producer:
@@ -56,38 +46,15 @@ class Producer:
             ack.set_exception(TimeoutError())
 
 
-class Spool:
-    def __init__(self) -> None:
-        self.puts = 0
-        self.settled: list[bool] = []
-
-    async def put(self, message: EncodedEnvelope, partition_key: str, *, received_at: int) -> str:
-        self.puts += 1
-        return f"blob-{self.puts}"
-
-    async def settle(self, name: str, *, sent: bool) -> None:
-        self.settled.append(sent)
-
-
 @pytest.fixture
 async def collector() -> AsyncIterator[Collector]:
-    collector = collector_for(unit_env())
-    await collector.salts.close()
-    collector.salts = Salts()  # type: ignore[assignment]
+    collector = await salted_collector()
     yield collector
     await collector.close()
 
 
-def redirector(collector: Collector, producer: Producer, spool: Spool) -> Redirector:
-    collector.hub.send = producer.send  # type: ignore[method-assign]
-    link = parse_new(
-        {"domain": "localhost", "slug": "a", "destination": "https://shop.example/"}, app_id="demo", now_ms=1
-    )
-
-    async def load(domain: str, slug: str) -> Link | None:
-        return link
-
-    return Redirector(collector, LinkCache(load, ttl_s=60), spool, hub_deadline_s=HUB_DEADLINE_S)  # type: ignore[arg-type]
+def redirector(collector: Collector, producer: Producer, spool: RecordingSpool) -> Redirector:
+    return one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S)
 
 
 async def click(redirect: Redirector, block_s: float) -> int:
@@ -109,7 +76,7 @@ def saturate(until: float) -> None:
 
 @pytest.mark.parametrize("block_s", [0.0, BLOCKED_S], ids=["quiet loop", "blocked loop"])
 async def test_a_healthy_hub_is_not_a_miss(collector: Collector, block_s: float) -> None:
-    producer, spool = Producer(ack_after_s=0.01), Spool()
+    producer, spool = Producer(ack_after_s=0.01), RecordingSpool()
     redirect = redirector(collector, producer, spool)
     status = await click(redirect, block_s)
     await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
@@ -117,7 +84,7 @@ async def test_a_healthy_hub_is_not_a_miss(collector: Collector, block_s: float)
 
 
 async def test_a_healthy_hub_is_not_a_miss_while_every_timer_fires_late(collector: Collector) -> None:
-    producer, spool = Producer(ack_after_s=0.01), Spool()
+    producer, spool = Producer(ack_after_s=0.01), RecordingSpool()
     redirect = redirector(collector, producer, spool)
     loop = asyncio.get_running_loop()
     loop.call_soon(saturate, loop.time() + 0.3)
@@ -130,7 +97,7 @@ async def test_a_healthy_hub_is_not_a_miss_while_every_timer_fires_late(collecto
 async def test_a_hub_that_never_answers_is_down_and_the_click_spooled(
     collector: Collector, block_s: float
 ) -> None:
-    producer, spool = Producer(ack_after_s=None), Spool()
+    producer, spool = Producer(ack_after_s=None), RecordingSpool()
     redirect = redirector(collector, producer, spool)
     status = await click(redirect, block_s)
     # The answer waited for the spool, and the send is still out: the miss, not a failed send, told.
@@ -141,7 +108,7 @@ async def test_a_hub_that_never_answers_is_down_and_the_click_spooled(
 
 
 async def test_a_hub_that_never_answers_is_down_though_every_timer_fires_late(collector: Collector) -> None:
-    producer, spool = Producer(ack_after_s=None), Spool()
+    producer, spool = Producer(ack_after_s=None), RecordingSpool()
     redirect = redirector(collector, producer, spool)
     loop = asyncio.get_running_loop()
     loop.call_soon(saturate, loop.time() + ANSWER_WITHIN_S / 2)
@@ -167,7 +134,7 @@ async def test_a_hub_answering_in_nearly_twice_the_deadline_is_a_miss_on_a_slow_
     collector: Collector,
 ) -> None:
     """The lateness is granted once: renewed on every late timer, a hub this slow passed as healthy."""
-    producer, spool = Producer(ack_after_s=1.95 * HUB_DEADLINE_S), Spool()
+    producer, spool = Producer(ack_after_s=1.95 * HUB_DEADLINE_S), RecordingSpool()
     redirect = redirector(collector, producer, spool)
     loop = asyncio.get_running_loop()
     loop.call_soon(slow_turns, loop.time() + 0.5)
@@ -177,7 +144,7 @@ async def test_a_hub_answering_in_nearly_twice_the_deadline_is_a_miss_on_a_slow_
     assert (status, spool.puts, spool.settled) == (302, 1, [True])
 
 
-class CancelledSpool(Spool):
+class CancelledSpool(RecordingSpool):
     """A spool whose write ends cancelled (its writer torn down mid-write)."""
 
     async def put(self, message: EncodedEnvelope, partition_key: str, *, received_at: int) -> str:
