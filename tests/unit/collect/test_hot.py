@@ -216,11 +216,17 @@ generated_events = st.fixed_dictionaries(
 )
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+def differential(examples: int) -> Any:
+    """Hypothesis settings of the differential tests: `examples` bodies, each run through both
+    collectors, with no per-example deadline."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+
+@differential(100)
 @given(st.lists(generated_events, max_size=3))
 def test_generated_bodies_give_the_same_outcome(
     collectors: tuple[Collector, Collector], events: list[dict[str, Any]]
@@ -321,11 +327,7 @@ near_valid_events = st.fixed_dictionaries(
 )
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@differential(100)
 @given(st.lists(near_valid_events, min_size=1, max_size=5))
 def test_near_valid_bodies_give_the_same_outcome(
     collectors: tuple[Collector, Collector], events: list[dict[str, Any]]
@@ -387,11 +389,7 @@ def test_hot_and_reference_paths_send_the_same_bytes(
     assert sent == expected
 
 
-@settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@differential(50)
 @given(st.lists(near_valid_events, min_size=1, max_size=5))
 def test_near_valid_bodies_send_the_same_bytes(
     collectors: tuple[Collector, Collector], events: list[dict[str, Any]]
