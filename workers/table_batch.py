@@ -198,12 +198,3 @@ def answers_of(text: str, expected: int) -> list[str]:
     if len(answers) != expected:
         raise TransactionRefused(502, f"{len(answers)} answers for {expected} writes")
     return answers
-
-
-def etags_of(text: str, expected: int) -> list[str]:
-    """The ETag of each answer, in order, when every answer has one; the first failing answer's
-    status raised."""
-    etags = answers_of(text, expected)
-    if not all(etags):
-        raise TransactionRefused(502, f"{etags.count('')} of {expected} answers without an ETag")
-    return etags

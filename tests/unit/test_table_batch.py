@@ -9,7 +9,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from devstack.services import Azurite
-from workers.table_batch import TransactionRefused, Write, answers_of, etags_of, submit, transactions
+from workers.table_batch import TransactionRefused, Write, answers_of, submit, transactions
 
 pytestmark = pytest.mark.integration
 
@@ -98,14 +98,14 @@ def test_an_answer_that_does_not_account_for_every_write_is_refused(
 ) -> None:
     text = "".join(CHANGESET_ANSWER.format(status=line, headers=headers) for line, headers in answers)
     with pytest.raises(TransactionRefused) as refused:
-        etags_of(text, 2)
+        answers_of(text, 2)
     assert refused.value.status_code == status
 
 
 def test_every_answers_etag_is_returned_in_order() -> None:
     answers = [("HTTP/1.1 201 Created", 'ETag: W/"1"'), ("HTTP/1.1 204 No Content", 'etag: W/"2"')]
     text = "".join(CHANGESET_ANSWER.format(status=line, headers=headers) for line, headers in answers)
-    assert etags_of(text, 2) == ['W/"1"', 'W/"2"']
+    assert answers_of(text, 2) == ['W/"1"', 'W/"2"']
 
 
 def test_an_upsert_inserts_a_missing_row_and_replaces_a_present_one_whatever_its_etag(
