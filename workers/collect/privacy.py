@@ -232,6 +232,8 @@ class GeoReader:
 SALT_BYTES = 32
 SALT_PREFIX = "salts/"
 SALT_RETRY_AFTER_S = 5
+# After a failed fetch of the day's salt, requests are refused this long without another attempt.
+SALT_COOLDOWN_S = 2.0
 # A request waits for the salt: the storage SDK's default retries (15 s backoff, ~85 s against a dead
 # endpoint) would hold every request of the instance that long before answering.
 SALT_CLIENT_OPTIONS: dict[str, Any] = {
@@ -258,7 +260,10 @@ class SaltStore:
         self.clock = clock
         self._day: date | None = None
         self._salt = b""
-        self._lock = asyncio.Lock()
+        # One fetch of the day's salt at a time, shared by every request that needs it meanwhile.
+        self._fetch: asyncio.Future[tuple[date, bytes]] | None = None
+        # After a failed fetch, until this clock time, requests are refused without touching storage.
+        self._refuse_until = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SaltStore:
@@ -284,23 +289,57 @@ class SaltStore:
     async def current(self) -> bytes:
         """Today's salt; touches storage only on the first call of each UTC day.
 
-        Raises StorageUnavailable (503 with Retry-After) when storage cannot be reached."""
-        today = _day(self.clock())
+        Raises StorageUnavailable (503 with Retry-After) when storage cannot be reached. The requests
+        that arrive while the salt is being fetched wait for that one fetch and share its outcome, and
+        for SALT_COOLDOWN_S after a failed fetch requests are refused at once: when storage is down, an
+        instance answers its waiting requests after one fetch's retries (seconds), not one fetch each
+        in turn (minutes, with every body held meanwhile), and storage sees one attempt per cool-down.
+        """
+        now = self.clock()
+        today = _day(now)
         if today == self._day:
             return self._salt
-        async with self._lock:
-            if today != self._day:
-                try:
-                    self._salt = await self._rotate(today)
-                except HubcapError:
-                    raise
-                except Exception as exc:  # any transport or service error: the client retries later
-                    emit(log, logging.WARNING, "salt_unavailable", error=type(exc).__name__)
-                    raise StorageUnavailable(
-                        "the salt store cannot be reached; retry later", retry_after=SALT_RETRY_AFTER_S
-                    ) from exc
-                self._day = today
-        return self._salt
+        if now < self._refuse_until:
+            raise self._unavailable()
+        if self._fetch is None:
+            self._fetch = asyncio.ensure_future(self._fetch_salt(today))
+            self._fetch.add_done_callback(self._fetched)
+        try:
+            day, salt = await asyncio.shield(self._fetch)  # a waiter going away leaves it to the others
+        except HubcapError:
+            raise
+        except Exception as exc:  # any transport or service error: the client retries later
+            raise self._unavailable() from exc
+        if day != today:  # the fetch began before midnight: the next call fetches the new day's
+            return await self.current()
+        return salt
+
+    async def _fetch_salt(self, today: date) -> tuple[date, bytes]:
+        try:
+            salt = await self._rotate(today)
+        except HubcapError:
+            raise
+        except Exception as exc:
+            self._refuse_until = self.clock() + SALT_COOLDOWN_S
+            emit(log, logging.WARNING, "salt_unavailable", error=type(exc).__name__)
+            raise
+        if self._day is None or today >= self._day:
+            self._day, self._salt = today, salt
+        return today, salt
+
+    def _fetched(self, fetch: asyncio.Future[tuple[date, bytes]]) -> None:
+        """The next call after a fetch ends starts its own; the outcome is read here even if every
+        waiter has gone away, so that asyncio logs no stray error."""
+        if self._fetch is fetch:
+            self._fetch = None
+        if not fetch.cancelled():
+            fetch.exception()
+
+    @staticmethod
+    def _unavailable() -> StorageUnavailable:
+        return StorageUnavailable(
+            "the salt store cannot be reached; retry later", retry_after=SALT_RETRY_AFTER_S
+        )
 
     async def _rotate(self, today: date) -> bytes:
         with contextlib.suppress(ResourceExistsError):

@@ -3,6 +3,7 @@ or handle() on requests that are refused before anything is sent)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
@@ -343,6 +344,18 @@ async def test_unreachable_salt_storage_is_503_with_retry_after_within_seconds()
     waited = time.monotonic() - started
     status = (response.status, error_body(response)["error"], response.headers["Retry-After"], waited < 10)
     assert status == (503, "storage_unavailable", "5", True)
+
+
+async def test_requests_waiting_on_unreachable_salt_storage_all_get_503_within_seconds() -> None:
+    # They share one fetch of the salt and its failure: one fetch each in turn took minutes.
+    c = collector_for(unit_env())
+    started = time.monotonic()
+    try:
+        responses = await asyncio.gather(*(c.handle(request(body_of([event()]))) for _ in range(20)))
+    finally:
+        await c.close()
+    waited = time.monotonic() - started
+    assert ({r.status for r in responses}, waited < 10) == ({503}, True)
 
 
 # -- what is admitted --------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from devstack.services import Azurite
 from tests.conftest import GEO_DB
 from workers.collect.privacy import (
     SALT_BYTES,
+    SALT_COOLDOWN_S,
+    SALT_RETRY_AFTER_S,
     GeoReader,
     SaltStore,
     client_ip,
@@ -28,7 +30,7 @@ from workers.collect.privacy import (
     parse_networks,
     visitor_hash,
 )
-from workers.errors import ConfigError
+from workers.errors import ConfigError, StorageUnavailable
 from workers.settings import Settings
 
 FRONT_DOOR = parse_networks(["147.243.0.0/16", "2a01:111:2050::/44"])
@@ -314,6 +316,84 @@ async def test_a_damaged_salt_is_refused(container: ContainerClient) -> None:
     await container.upload_blob(SaltStore.blob_name(date(2027, 1, 15)), b"short")
     with pytest.raises(ConfigError, match="expected 32"):
         await SaltStore(container, clock=Clock(T0)).current()
+
+
+class CountedStore(SaltStore):
+    """A salt store that counts its fetches from storage; `gate`, when given, holds each fetch until
+    set, so that the test decides which requests arrive while one is in flight."""
+
+    def __init__(self, container: ContainerClient, clock: Clock, gate: asyncio.Event | None = None) -> None:
+        super().__init__(container, clock=clock)
+        self.fetches = 0
+        self.gate = gate
+
+    async def _rotate(self, today: date) -> bytes:
+        self.fetches += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return await super()._rotate(today)
+
+
+def unreachable_container() -> ContainerClient:
+    """A container on the discard port: every storage call fails (connection refused)."""
+    return ContainerClient.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;",
+        "salts",
+        retry_total=0,
+    )
+
+
+async def test_requests_arriving_during_a_fetch_share_it(container: ContainerClient) -> None:
+    gate = asyncio.Event()
+    store = CountedStore(container, Clock(T0), gate)
+    waiting = [asyncio.ensure_future(store.current()) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.set()
+    salts = await asyncio.gather(*waiting)
+    assert (store.fetches, len(set(salts)), len(salts[0])) == (1, 1, SALT_BYTES)
+
+
+async def test_a_failed_fetch_answers_every_request_waiting_on_it() -> None:
+    gate = asyncio.Event()
+    store = CountedStore(unreachable_container(), Clock(T0), gate)
+    try:
+        waiting = [asyncio.ensure_future(store.current()) for _ in range(20)]
+        await asyncio.sleep(0)
+        gate.set()
+        outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    finally:
+        await store.close()
+    refused = [
+        o for o in outcomes if isinstance(o, StorageUnavailable) and o.retry_after == SALT_RETRY_AFTER_S
+    ]
+    assert (store.fetches, len(refused)) == (1, 20)
+
+
+async def test_after_a_failed_fetch_requests_are_refused_without_storage_until_the_cooldown() -> None:
+    clock = Clock(T0)
+    store = CountedStore(unreachable_container(), clock)
+    fetches = []
+    try:
+        for step in (0.0, SALT_COOLDOWN_S / 2, SALT_COOLDOWN_S / 2):
+            clock.now += step
+            with pytest.raises(StorageUnavailable):
+                await store.current()
+            fetches.append(store.fetches)
+    finally:
+        await store.close()
+    assert fetches == [1, 1, 2]
+
+
+async def test_a_request_going_away_leaves_the_fetch_to_the_others(container: ContainerClient) -> None:
+    gate = asyncio.Event()
+    store = CountedStore(container, Clock(T0), gate)
+    leaving, staying = asyncio.ensure_future(store.current()), asyncio.ensure_future(store.current())
+    await asyncio.sleep(0)
+    leaving.cancel()
+    gate.set()
+    salt = await staying
+    assert (leaving.cancelled(), store.fetches, await store.current()) == (True, 1, salt)
 
 
 @pytest.mark.parametrize(
