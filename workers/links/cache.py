@@ -5,13 +5,18 @@ cached too (negative caching), so a scanner walking slugs costs one storage read
 one per request. Concurrent misses of one key share one load. The cache holds at most `max_entries`
 keys; past that the oldest is evicted (insertion order, refreshed on reload).
 
-When a load fails (the registry's storage is down) and the key was cached before, the expired answer
-is served and kept: a link that worked a minute ago keeps working while storage is away.
+A key cached before never waits long on storage: its expired answer is served if the new load has not
+ended within `stale_wait_s`, and that load goes on for the next request. When a load fails (the
+registry's storage is down), the expired answer is served and kept for another TTL before storage is
+tried again: a link that worked a minute ago keeps working while storage is away, whether storage
+refuses connections or lets them hang, and storage sees one attempt per key per TTL. A key never cached
+waits for its load: there is nothing else to answer with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -21,6 +26,9 @@ from workers.links.model import Link
 Key = tuple[str, str]
 Loader = Callable[[str, str], Awaitable[Link | None]]
 MAX_ENTRIES = 100_000
+# How long a click on a known link waits for its refresh before the link as it was answers: a normal
+# Table read takes a few ms; a hanging one would hold the click for the client's timeouts (seconds).
+STALE_WAIT_S = 0.05
 
 
 class LinkCache:
@@ -30,11 +38,13 @@ class LinkCache:
         *,
         ttl_s: float,
         max_entries: int = MAX_ENTRIES,
+        stale_wait_s: float = STALE_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.stale_wait_s = stale_wait_s
         self.clock = clock
         self._entries: OrderedDict[Key, tuple[float, Link | None]] = OrderedDict()
         self._loading: dict[Key, asyncio.Future[Link | None]] = {}
@@ -45,30 +55,34 @@ class LinkCache:
         entry = self._entries.get(key)
         if entry is not None and entry[0] > self.clock():
             return entry[1]
-        pending = self._loading.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Link | None] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
+        load = self._loading.get(key)
+        if load is None:  # a task of its own: a request that goes away does not end it for the others
+            load = self._loading[key] = asyncio.ensure_future(self._refresh(key, entry))
+            load.add_done_callback(functools.partial(self._loaded, key))
+        if entry is None:
+            return await asyncio.shield(load)
         try:
-            self.loads += 1
-            link = await self._load(domain, slug)
-        except Exception as exc:
-            if entry is not None:  # the registry is unreachable: a stale answer beats a broken link
-                future.set_result(entry[1])
-                return entry[1]
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so a load nobody else awaited is not reported
-            raise
-        except BaseException:  # cancelled: the loads waiting on this one must not wait forever
-            future.cancel()
-            raise
-        else:
-            future.set_result(link)
-            self._store(key, link)
-            return link
-        finally:
+            return await asyncio.wait_for(asyncio.shield(load), self.stale_wait_s)
+        except TimeoutError:  # storage is slow: the link as it was beats a click that waits
+            return entry[1]
+
+    async def _refresh(self, key: Key, entry: tuple[float, Link | None] | None) -> Link | None:
+        self.loads += 1
+        try:
+            link = await self._load(*key)
+        except Exception:
+            if entry is None:
+                raise
+            self._store(key, entry[1])  # the registry is unreachable: a stale answer beats a broken link
+            return entry[1]
+        self._store(key, link)
+        return link
+
+    def _loaded(self, key: Key, load: asyncio.Future[Link | None]) -> None:
+        if self._loading.get(key) is load:
             del self._loading[key]
+        if not load.cancelled():
+            load.exception()  # read here, so a failed load nobody awaited is not reported
 
     def _store(self, key: Key, link: Link | None) -> None:
         self._entries.pop(key, None)

@@ -91,3 +91,53 @@ async def test_the_oldest_key_is_evicted_past_max_entries() -> None:
     for slug in ("x", "y", "z", "x"):
         await cache.get("localhost", slug)
     assert store.calls == 4
+
+
+async def test_a_known_link_is_served_stale_at_once_while_its_refresh_hangs() -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    await cache.get("localhost", "a")
+    store.gate, clock.now = asyncio.Event(), 60  # storage lets the connection hang
+    answers = [await cache.get("localhost", "a") for _ in range(3)]
+    assert (answers, store.calls) == ([LINK] * 3, 2)
+
+
+async def test_a_refresh_that_outlived_its_click_updates_the_cache() -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    await cache.get("localhost", "a")
+    edited = parse_new(
+        {"domain": "localhost", "slug": "a", "destination": "https://example.org/"}, app_id="demo", now_ms=2
+    )
+    store.links[("localhost", "a")], store.gate, clock.now = edited, asyncio.Event(), 60
+    stale = await cache.get("localhost", "a")
+    store.gate.set()
+    await asyncio.sleep(0.01)
+    store.gate = None
+    assert (stale, await cache.get("localhost", "a"), store.calls) == (LINK, edited, 2)
+
+
+async def test_after_a_failed_refresh_storage_is_tried_again_only_after_the_ttl() -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    await cache.get("localhost", "a")
+    store.down = True
+    calls = []
+    for now in (60, 61, 64.9, 65.1):
+        clock.now = now
+        assert await cache.get("localhost", "a") == LINK
+        calls.append(store.calls)
+    assert calls == [2, 2, 2, 3]
+
+
+async def test_a_load_goes_on_when_the_request_that_started_it_goes_away() -> None:
+    store, clock = Store(), Clock()
+    store.gate = asyncio.Event()
+    cache = cache_for(store, clock)
+    leaving = asyncio.create_task(cache.get("localhost", "a"))
+    await asyncio.sleep(0)
+    staying = asyncio.create_task(cache.get("localhost", "a"))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    store.gate.set()
+    assert (await staying, leaving.cancelled(), store.calls) == (LINK, True, 1)
