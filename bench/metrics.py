@@ -4,7 +4,8 @@
    with branded links' clicks mixed in (`with_clicks`: one click message per --click-every site
    requests, each one `_link_click` event as workers/links/redirect.py sends it, over LINKS links of
    Zipf-like popularity on DOMAINS domains in WORKSPACES workspaces: a click adds to its link's,
-   domain's and workspace's rows, which site events do not), in trigger batches of 256 messages,
+   domain's and workspace's rows, which site events do not), in trigger batches of --batch messages
+   (default: the real-time app's maxEventBatchSize, 100, where the sink runs; the lake app's is 256),
    through `MetricsSink.process` on Azurite: the shared stream stage (the real enrichment, and the
    partition state loaded and saved in its table, as the sink's own consumer group does) and then the
    counter rows applied exactly once. Timed in this process's CPU time (what "per core" means on a
@@ -23,8 +24,8 @@
 Last line: one JSON object with `events_per_s`, `latency_p95_s`, `latency_p50_s`, the metrics' own CPU
 µs per event by part (`own_cpu_us_per_event`: rows, writes) and the parameters.
 
-    .venv/bin/python bench/metrics.py [--events 20000] [--repeats 3] [--click-every 4] [--rate 200]
-        [--seconds 20]
+    .venv/bin/python bench/metrics.py [--events 20000] [--repeats 3] [--click-every 4] [--batch 100]
+        [--rate 200] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from capture import BATCH, GEO, workload  # noqa: E402
 
+from devstack.firehose import HOST_OVERRIDES  # noqa: E402
 from devstack.services import run_azurite  # noqa: E402
 from devstack.stack import APPS_FILE, run_stack  # noqa: E402
 from tests.metrics_support import read_metrics, run_metrics_host  # noqa: E402
@@ -66,6 +68,9 @@ from workers.stream.stage import HubMessage  # noqa: E402
 from workers.synthetic import server_key  # noqa: E402
 
 LINKS, DOMAINS, WORKSPACES = 500, 5, 20
+# The sink runs in the real-time app, whose batches are smaller than the lake app's (host.json's 256):
+# the same setting as in Azure (infra/bicep/main.bicep) and on the local stack.
+REALTIME_BATCH = int(HOST_OVERRIDES["AzureFunctionsJobHost__extensions__eventHubs__maxEventBatchSize"])
 
 
 def click_message(rng: random.Random, site: HubMessage, sequence: int) -> HubMessage:
@@ -112,9 +117,9 @@ def click_message(rng: random.Random, site: HubMessage, sequence: int) -> HubMes
     )
 
 
-def with_clicks(total_events: int, click_every: int) -> list[list[HubMessage]]:
+def with_clicks(total_events: int, click_every: int, batch: int = BATCH) -> list[list[HubMessage]]:
     """bench/capture.py's workload with a click message after every `click_every`-th site request
-    (none when 0), sequence numbers renumbered, in trigger batches of BATCH messages."""
+    (none when 0), sequence numbers renumbered, in trigger batches of `batch` messages."""
     rng = random.Random(13)
     messages: list[HubMessage] = []
     for n, site in enumerate(m for batch in workload(total_events) for m in batch):
@@ -123,16 +128,18 @@ def with_clicks(total_events: int, click_every: int) -> list[list[HubMessage]]:
         )
         if click_every and n % click_every == click_every - 1:
             messages.append(click_message(rng, site, len(messages)))
-    return [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
+    return [messages[i : i + batch] for i in range(0, len(messages), batch)]
 
 
-def throughput(total_events: int, repeats: int, click_every: int, state: Path) -> dict[str, float]:
+def throughput(
+    total_events: int, repeats: int, click_every: int, batch: int, state: Path
+) -> dict[str, float]:
     """The sink's events/s per CPU second, whole and by part (`throughput`'s keys in the last line),
     and the metrics' own work per event in CPU µs: `rows` (grouping and counting) and `writes` (the
     rows read, merged and written)."""
     with run_azurite(state / "azurite", log=state / "azurite.log") as azurite:
         pipeline = build_pipeline()
-        batches = with_clicks(total_events, click_every)
+        batches = with_clicks(total_events, click_every, batch)
         whole, enrich, own, rows, writes, saves = [], [], [], [], [], []
         events = transactions = rows_written = 0
         for repeat in range(repeats):
@@ -274,9 +281,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-latency", action="store_true", help="the throughput part only")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=REALTIME_BATCH,
+        help="messages per trigger batch (default: the real-time app's maxEventBatchSize, as deployed)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
-        tp = throughput(args.events, args.repeats, args.click_every, Path(tmp) / "tp")
+        tp = throughput(args.events, args.repeats, args.click_every, args.batch, Path(tmp) / "tp")
         print(f"metrics sink (stage + counter rows):  {tp['events_per_s']:,.0f} events/s per CPU s")
         print(
             f"enrichment alone, same batches:       {tp['enrich_only_events_per_s']:,.0f} events/s per CPU s"
@@ -314,6 +327,7 @@ def main() -> None:
                 "latency_p95_s": None if p95 is None else round(p95, 3),
                 "events": tp["events"],
                 "batches": tp["batches"],
+                "batch_messages": args.batch,
                 "click_every": args.click_every,
                 "latency_events_accepted": sent,
                 "latency_events_counted": counted,
