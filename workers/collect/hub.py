@@ -37,6 +37,13 @@ from azure.eventhub._pyamqp.message import BatchMessage
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
+from workers.collect.hub_link import (
+    SDK_VERSION,
+    LinkSendFailed,
+    open_link,
+    sdk_link_shape_matches,
+    send_on_link,
+)
 from workers.connections import connect
 from workers.errors import HubUnavailable, PayloadTooLarge
 from workers.logs import emit
@@ -60,8 +67,6 @@ PARTITION_KEY_ANNOTATION = b"x-opt-partition-key"
 LINGER_S = 0.0
 
 
-# The azure-eventhub release whose EventDataBatch internals `fill_batch` writes (requirements.txt).
-SDK_VERSION = "5.15.1"
 # What the SDK counts for each message it puts in a batch message: its data section's framing.
 _BATCH_OVERHEAD_SMALL, _BATCH_OVERHEAD_LARGE = 5, 8
 
@@ -339,8 +344,16 @@ class HubProducer:
                 item.done.set_exception(error)
 
     async def _send_messages(self, group: list[_Pending], partition: str) -> None:
-        batch = await self.client.create_batch(partition_id=partition)
         outgoing = [message for item in group for message in item.messages]
+        if sdk_batch_shape_matches() and sdk_link_shape_matches():
+            opened = await open_link(self.client, partition)
+            if opened is not None:
+                try:
+                    if await send_on_link(opened, cast(list[bytes], outgoing)):
+                        return
+                except LinkSendFailed as exc:  # sent again below, as the SDK's own retry would
+                    emit(log, logging.INFO, "hub_link_send_retried", partition=partition, detail=str(exc))
+        batch = await self.client.create_batch(partition_id=partition)
         if sdk_batch_shape_matches():  # what `send` encoded them for
             fill_batch(batch, cast(list[bytes], outgoing))
         else:
