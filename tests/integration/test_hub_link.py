@@ -4,15 +4,16 @@ through it; a send whose connection is lost fails with the retryable answer and 
 afresh; a link detached mid-send and a batch the service rejects (throttled) are sent again through
 the public path, each message reaching the hub at least once.
 
-The detach and the rejection are the frames the service would send, handed to the SDK's own
-incoming-frame dispatch while the endpoint is stopped (SIGSTOP), so the send is in flight when they
-arrive."""
+The detach and the rejection are the frames the service would send, encoded by the SDK and fed into
+the connection's stream reader while the endpoint is stopped (SIGSTOP), so they arrive while the send
+is in flight and the SDK reads and processes them as received frames."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import struct
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,10 @@ from typing import Any
 
 import pytest
 from azure.eventhub import EventData
+from azure.eventhub._pyamqp._encode import encode_frame
+from azure.eventhub._pyamqp.error import AMQPError
+from azure.eventhub._pyamqp.outcomes import Rejected
+from azure.eventhub._pyamqp.performatives import DetachFrame, DispositionFrame
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.aio._producer_async import EventHubProducer
 
@@ -34,7 +39,6 @@ from workers.stream.envelope import EncodedEnvelope
 pytestmark = pytest.mark.integration
 
 KEY = "visitor-link"
-DETACH, DISPOSITION = 22, 21
 
 
 def message(tag: str) -> list[EncodedEnvelope]:
@@ -84,13 +88,17 @@ async def in_flight(producer: HubProducer, tag: str) -> tuple[asyncio.Task[None]
     return task, link
 
 
-async def from_the_service(link: Any, performative: int, fields: list[Any]) -> None:
-    """Process a frame as if the service had sent it on the link's session: the SDK's own dispatch."""
+def from_the_service(link: Any, frame: Any) -> None:
+    """`frame` arriving on the link's session as if the service had sent it: its bytes, encoded by the
+    SDK, put into the connection's stream reader, where the SDK's own read finds them."""
     session = link._session
     channel = next(c for c, s in session._connection._incoming_endpoints.items() if s is session)
-    if performative == DETACH:
-        fields = [next(h for h, own in session._input_handles.items() if own is link), *fields]
-    await session._connection._process_incoming_frame(channel, (performative, fields))
+    header, body = encode_frame(frame)
+    session._connection._transport.reader.feed_data(header + struct.pack(">H", channel) + bytes(body))
+
+
+def remote_handle(link: Any) -> int:
+    return next(h for h, own in link._session._input_handles.items() if own is link)
 
 
 @pytest.fixture
@@ -101,7 +109,7 @@ def resumed(eventhubs: EventHubsEndpoint) -> Iterator[EventHubsEndpoint]:
         os.kill(eventhubs.pid, signal.SIGCONT)
 
 
-@pytest.mark.parametrize(("path", "sdk_calls"), [("link", 0), ("public", 3)])
+@pytest.mark.parametrize(("path", "sdk_calls"), [("link", 0), ("other-sdk", 3), ("keep-alive", 3)])
 async def test_sends_on_an_open_link_skip_the_sdks_send_and_arrive(
     eventhubs: EventHubsEndpoint,
     monkeypatch: pytest.MonkeyPatch,
@@ -109,10 +117,10 @@ async def test_sends_on_an_open_link_skip_the_sdks_send_and_arrive(
     path: str,
     sdk_calls: int,
 ) -> None:
-    if path == "public":  # an SDK other than the pinned one
+    if path == "other-sdk":
         monkeypatch.setattr(hub, "sdk_link_shape_matches", lambda: False)
     tag = f"{path}-{uuid.uuid4().hex}"
-    producer = await warmed(eventhubs)
+    producer = await warmed(eventhubs, **({"keep_alive": 30} if path == "keep-alive" else {}))
     sdk_sends.clear()
     try:
         for _ in range(3):
@@ -149,7 +157,8 @@ async def test_a_link_detached_mid_send_is_sent_again_on_a_new_link(resumed: Eve
     try:
         os.kill(resumed.pid, signal.SIGSTOP)
         task, link = await in_flight(producer, tag)
-        await from_the_service(link, DETACH, [True, [b"amqp:link:detach-forced", b"forced", None]])
+        forced = AMQPError(condition=b"amqp:link:detach-forced", description=b"forced")
+        from_the_service(link, DetachFrame(handle=remote_handle(link), closed=True, error=forced))
         os.kill(resumed.pid, signal.SIGCONT)
         await asyncio.wait_for(task, 30)
         relinked = await sdk_link(producer) is not link
@@ -165,8 +174,13 @@ async def test_a_throttled_batch_is_sent_again_on_the_same_link(resumed: EventHu
         os.kill(resumed.pid, signal.SIGSTOP)
         task, link = await in_flight(producer, tag)
         delivery_id = link._pending_deliveries[0].frame["delivery_id"]
-        busy = {"rejected": [[b"com.microsoft:server-busy", b"The server is busy.", None]]}
-        await from_the_service(link, DISPOSITION, [True, delivery_id, delivery_id, True, busy, False])
+        busy = Rejected(error=AMQPError(condition=b"com.microsoft:server-busy", description=b"busy"))
+        from_the_service(
+            link,
+            DispositionFrame(
+                role=True, first=delivery_id, last=delivery_id, settled=True, state=busy, batchable=False
+            ),
+        )
         os.kill(resumed.pid, signal.SIGCONT)
         await asyncio.wait_for(task, 30)
         same_link = await sdk_link(producer) is link

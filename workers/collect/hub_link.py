@@ -23,7 +23,8 @@ handler and opens a new connection and link; a rejection (a throttled or refused
 link as it is, as the SDK does.
 
 `open_link` hands over a link only in the state the SDK itself sends on (and only for a client whose
-`send_batch` is the SDK's, not one replaced on the instance): producer running, link
+`send_batch` is the SDK's, not one replaced on the instance, and without the SDK's keep-alive, the
+one other reader of the connection): producer running, link
 attached, session mapped, connection open without error, token not due for refresh, link credit and
 session window left, sender settle mode unsettled; and `send_on_link` only a batch that fits one
 frame of the connection. Otherwise the caller takes the public path, which opens, waits, refreshes
@@ -142,7 +143,14 @@ async def open_link(client: EventHubProducerClient, partition: str) -> OpenLink 
             return None
         handler: Any = producer._handler
         link = handler._link
-        if handler._shutdown or link is None or link.state != LinkState.ATTACHED:
+        # With the SDK's keep-alive on (the client's `keep_alive`; hubcap leaves it off) a second
+        # reader could take the disposition that `send_on_link` blocks on.
+        if (
+            handler._shutdown
+            or handler._keep_alive_interval
+            or link is None
+            or link.state != LinkState.ATTACHED
+        ):
             return None
         session = link._session
         connection = session._connection
@@ -210,10 +218,13 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
             link._pending_deliveries.append(delivery)
             connection._last_frame_sent_time = time.time()
             await connection._transport.write(frame)
+            # Nothing else reads this connection (`open_link`), so a read blocks until a frame comes,
+            # without the task and timer that a read timeout costs; a hub that never answers is the
+            # caller's timeout to end, as it is for `send_batch`.
             while not settled.done():
                 if connection.state != ConnectionState.OPENED or link.state != LinkState.ATTACHED:
                     break
-                await connection.listen(wait=opened.handler._socket_timeout)
+                await connection.listen(wait=True)
                 if connection._error is not None:
                     break
             if not settled.done():
