@@ -187,3 +187,23 @@ async def test_a_throttled_batch_is_sent_again_on_the_same_link(resumed: EventHu
     finally:
         await producer.close()
     assert (same_link, await copies(resumed, tag, 1) >= 1) == (True, True)
+
+
+async def test_a_send_the_hub_never_answers_fails_at_the_send_timeout_then_the_next_arrives(
+    resumed: EventHubsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tag = f"unanswered-{uuid.uuid4().hex}"
+    producer = await warmed(resumed)
+    monkeypatch.setattr(hub, "SEND_TIMEOUT_S", 1.0)  # once connected
+    try:
+        os.kill(resumed.pid, signal.SIGSTOP)
+        task, link = await in_flight(producer, "unanswered")
+        with pytest.raises(HubUnavailable):
+            await asyncio.wait_for(task, 10)  # the read blocks: only the producer's timeout ends it
+        abandoned = not link._pending_deliveries
+        monkeypatch.undo()  # reconnecting, like connecting, takes longer than that here
+        os.kill(resumed.pid, signal.SIGCONT)
+        await producer.send(message(tag), KEY)
+    finally:
+        await producer.close()
+    assert (abandoned, await copies(resumed, tag, 1)) == (True, 1)

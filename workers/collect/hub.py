@@ -332,7 +332,8 @@ class HubProducer:
     async def _send_group(self, partition: str, group: list[_Pending]) -> None:
         error: HubUnavailable | None = None
         try:
-            await asyncio.wait_for(self._send_messages(group, partition), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):  # wait_for would add a task per send
+                await self._send_messages(group, partition)
         except Exception as exc:  # whatever went wrong, every waiting request must get its answer
             error = self._unavailable(exc)
         for item in group:
