@@ -14,7 +14,10 @@ and encodes it twice (once to size it, once to store it): ~150 µs per 1 KB mess
 a quarter of the SDK's CPU for a one-click send (bench/hub_endpoint.py). That step writes three private
 attributes of the pinned azure-eventhub's EventDataBatch (`_message.data`, `_size`, `_count`);
 `sdk_batch_shape_matches` checks them and the SDK's version, and any other SDK takes the public `add`
-path instead (tests/unit/collect/test_hub_batch.py fails on such a version first).
+path instead (tests/unit/collect/test_hub_batch.py fails on such a version first). On the pinned SDK, once
+a partition's link is open, a batch goes onto it without `send_batch` (workers/collect/hub_link.py:
+the same transfer and disposition, without the SDK's per-call wrappers); anything but an accepted
+disposition sends it again through `send_batch`.
 
 Connection (setting names shared with the infra): `EventHubConnection` holds a connection string (the
 local endpoint, Microsoft's emulator); in Azure `EventHubConnection__fullyQualifiedNamespace` plus
