@@ -11,6 +11,7 @@ is in flight and the SDK reads and processes them as received frames."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import struct
@@ -128,6 +129,22 @@ async def test_sends_on_an_open_link_skip_the_sdks_send_and_arrive(
     finally:
         await producer.close()
     assert (len(sdk_sends), await copies(eventhubs, tag, 3)) == (sdk_calls, 3)
+
+
+async def test_a_batch_over_one_frame_goes_through_send_batch_alone(
+    eventhubs: EventHubsEndpoint, sdk_sends: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hubcap.hub")
+    tag = f"large-{uuid.uuid4().hex}"
+    large = [EncodedEnvelope(b"x" * 100_000, {"app_id": tag})]  # the endpoint's frames hold 64 KiB
+    producer = await warmed(eventhubs)
+    sdk_sends.clear()
+    try:
+        await producer.send(large, KEY)
+    finally:
+        await producer.close()
+    tried_on_the_link = "hub_link_send_retried" in caplog.text
+    assert (tried_on_the_link, len(sdk_sends), await copies(eventhubs, tag, 1)) == (False, 1, 1)
 
 
 async def test_a_send_cut_off_by_the_endpoint_stopping_fails_then_the_next_connects_afresh(
