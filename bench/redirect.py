@@ -153,7 +153,17 @@ def spooled(env: dict[str, str]) -> int:
         if not c.exists():  # no click was ever spooled
             return 0
         # One line per click: clicks spooled together share a blob.
-        return sum(c.download_blob(b.name).readall().count(b"\n") for b in c.list_blobs())
+        return sum(lines(c, b.name) for b in c.list_blobs())
+
+
+def lines(container: Any, name: str) -> int:
+    """The clicks in one spool blob; none if the drain removed it since the listing."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return int(container.download_blob(name).readall().count(b"\n"))
+    except ResourceNotFoundError:
+        return 0
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,7 +14,10 @@ and encodes it twice (once to size it, once to store it): ~150 µs per 1 KB mess
 a quarter of the SDK's CPU for a one-click send (bench/hub_endpoint.py). That step writes three private
 attributes of the pinned azure-eventhub's EventDataBatch (`_message.data`, `_size`, `_count`);
 `sdk_batch_shape_matches` checks them and the SDK's version, and any other SDK takes the public `add`
-path instead (tests/unit/collect/test_hub_batch.py fails on such a version first).
+path instead (tests/unit/collect/test_hub_batch.py fails on such a version first). On the pinned SDK, once
+a partition's link is open, a batch goes onto it without `send_batch` (workers/collect/hub_link.py:
+the same transfer and disposition, without the SDK's per-call wrappers); anything but an accepted
+disposition sends it again through `send_batch`.
 
 Connection (setting names shared with the infra): `EventHubConnection` holds a connection string (the
 local endpoint, Microsoft's emulator); in Azure `EventHubConnection__fullyQualifiedNamespace` plus
@@ -37,6 +40,13 @@ from azure.eventhub._pyamqp.message import BatchMessage
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
+from workers.collect.hub_link import (
+    SDK_VERSION,
+    LinkSendFailed,
+    open_link,
+    sdk_link_shape_matches,
+    send_on_link,
+)
 from workers.connections import connect
 from workers.errors import HubUnavailable, PayloadTooLarge
 from workers.logs import emit
@@ -60,8 +70,6 @@ PARTITION_KEY_ANNOTATION = b"x-opt-partition-key"
 LINGER_S = 0.0
 
 
-# The azure-eventhub release whose EventDataBatch internals `fill_batch` writes (requirements.txt).
-SDK_VERSION = "5.15.1"
 # What the SDK counts for each message it puts in a batch message: its data section's framing.
 _BATCH_OVERHEAD_SMALL, _BATCH_OVERHEAD_LARGE = 5, 8
 
@@ -327,7 +335,8 @@ class HubProducer:
     async def _send_group(self, partition: str, group: list[_Pending]) -> None:
         error: HubUnavailable | None = None
         try:
-            await asyncio.wait_for(self._send_messages(group, partition), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):  # wait_for would add a task per send
+                await self._send_messages(group, partition)
         except Exception as exc:  # whatever went wrong, every waiting request must get its answer
             error = self._unavailable(exc)
         for item in group:
@@ -339,8 +348,16 @@ class HubProducer:
                 item.done.set_exception(error)
 
     async def _send_messages(self, group: list[_Pending], partition: str) -> None:
-        batch = await self.client.create_batch(partition_id=partition)
         outgoing = [message for item in group for message in item.messages]
+        if sdk_batch_shape_matches() and sdk_link_shape_matches():
+            opened = await open_link(self.client, partition)
+            if opened is not None:
+                try:
+                    if await send_on_link(opened, cast(list[bytes], outgoing)):
+                        return
+                except LinkSendFailed as exc:  # sent again below, as the SDK's own retry would
+                    emit(log, logging.INFO, "hub_link_send_retried", partition=partition, detail=str(exc))
+        batch = await self.client.create_batch(partition_id=partition)
         if sdk_batch_shape_matches():  # what `send` encoded them for
             fill_batch(batch, cast(list[bytes], outgoing))
         else:

@@ -1,0 +1,245 @@
+"""One batch onto the SDK's own open sender link: the transfer and its disposition, without the SDK's
+per-call machinery around them.
+
+`EventHubProducerClient.send_batch` costs about a millisecond of CPU whatever the batch carries
+(docs/capacity.md): a lock, two retry loops, tracing hooks, readiness checks, several
+`asyncio.wait_for`s, the batch message encoded in Python and its transfer frame encoded twice (once
+to size it), before the same bytes go out and the same disposition comes back. `send_on_link` puts
+those bytes on the wire itself: the batch message as the SDK encodes it (`batch_payload`) in one
+transfer frame as the SDK encodes it (`transfer_frame`), byte for byte
+(tests/unit/collect/test_hub_link.py), on the link, session and connection the SDK opened, with
+their counters advanced as the SDK advances them; then it reads frames through the SDK's own
+`Connection.listen` until the service settles the delivery. Every incoming frame is still processed
+by the SDK: the disposition settles the delivery it registered (a `PendingDelivery` in the link's
+own list), a detach or a session end settles it as not delivered, a lost socket or a closing
+connection raises.
+
+What a send means is unchanged: it returns only when the service accepted that transfer (an
+`accepted` disposition), and anything else raises LinkSendFailed, after which the caller sends the
+same batch through the public `send_batch` (a retry, as the SDK's own: at-least-once, repeats
+absorbed by capture's dedup). When the outcome is not a disposition (a detach, a lost connection, a
+cancellation) the SDK producer is marked not running, so the public path (its `_open`) closes that
+handler and opens a new connection and link; a rejection (a throttled or refused batch) leaves the
+link as it is, as the SDK does.
+
+`open_link` hands over a link only in the state the SDK itself sends on (and only for a client whose
+`send_batch` is the SDK's, not one replaced on the instance, and without the SDK's keep-alive, the
+one other reader of the connection): producer running, link
+attached, session mapped, connection open without error, token not due for refresh, link credit and
+session window left, sender settle mode unsettled; and `send_on_link` only a batch that fits one
+frame of the connection. Otherwise the caller takes the public path, which opens, waits, refreshes
+and splits frames as the SDK does. All of it reads private attributes of the pinned azure-eventhub
+(`SDK_VERSION`): `sdk_link_shape_matches` checks the version and the names
+used, and any other SDK takes the public path only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from azure.eventhub import __version__ as sdk_version
+from azure.eventhub.aio import EventHubProducerClient
+
+# The azure-eventhub release whose internals this module and `fill_batch` (workers/collect/hub.py)
+# write (requirements.txt).
+SDK_VERSION = "5.15.1"
+BATCH_MESSAGE_FORMAT = 0x80013700
+# A transfer's fields after the delivery tag, as the SDK encodes them: message-format (uint), settled
+# and more (boolean false, in the two-byte form), then rcv-settle-mode, state, resume, aborted and
+# batchable as nulls.
+_TRANSFER_TAIL = b"\x70" + BATCH_MESSAGE_FORMAT.to_bytes(4, "big") + b"\x56\x00\x56\x00" + b"\x40" * 5
+_TRANSFER_DESCRIPTOR = b"\x00\x53\x14"
+_DATA_SECTION = b"\x00\x53\x75"
+
+
+class LinkSendFailed(Exception):
+    """The batch went out on the link but the service did not accept it (or it is not known whether it
+    did): the caller sends it again by the public path."""
+
+
+def _uint(value: int) -> bytes:
+    """An AMQP uint in the SDK's choice of widths: uint0, smalluint, uint."""
+    if value == 0:
+        return b"\x43"
+    if value < 256:
+        return bytes((0x52, value))
+    return b"\x70" + value.to_bytes(4, "big")
+
+
+def batch_payload(messages: list[bytes]) -> bytes:
+    """The batch message (format 0x80013700) holding AMQP-encoded messages, one data section each: what
+    the SDK's `encode_payload` writes for the BatchMessage of an EventDataBatch sent by partition id."""
+    parts: list[bytes] = []
+    for raw in messages:
+        size = len(raw)
+        head = bytes((0xA0, size)) if size <= 255 else b"\xb0" + size.to_bytes(4, "big")
+        parts += (_DATA_SECTION, head, raw)
+    return b"".join(parts)
+
+
+def transfer_frame(channel: int, handle: int, delivery_id: int, delivery_tag: int, payload: bytes) -> bytes:
+    """A whole AMQP frame: one unsettled transfer carrying `payload` with more=false, as the SDK's
+    `encode_frame(TransferFrame(...))` and its transport write it."""
+    fields = (
+        _uint(handle) + _uint(delivery_id) + b"\xa0\x04" + struct.pack(">I", delivery_tag) + _TRANSFER_TAIL
+    )
+    # At most 30 bytes of fields: always the list8 form (size, count 11), as the SDK picks it.
+    body = _TRANSFER_DESCRIPTOR + bytes((0xC0, len(fields) + 1, 11)) + fields
+    size = 8 + len(body) + len(payload)
+    return size.to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body + payload
+
+
+@functools.cache
+def sdk_link_shape_matches() -> bool:
+    """Whether the installed SDK is the one whose link, session and connection `send_on_link` drives."""
+    if sdk_version != SDK_VERSION:
+        return False
+    try:
+        from azure.eventhub._pyamqp.aio._connection_async import Connection
+        from azure.eventhub._pyamqp.aio._sender_async import PendingDelivery, SenderLink
+        from azure.eventhub._pyamqp.constants import SEND_DISPOSITION_ACCEPT, LinkDeliverySettleReason
+    except ImportError:
+        return False
+    return (
+        SEND_DISPOSITION_ACCEPT == "accepted"
+        and hasattr(LinkDeliverySettleReason, "DISPOSITION_RECEIVED")
+        and callable(getattr(Connection, "listen", None))
+        and callable(getattr(SenderLink, "update_pending_deliveries", None))
+        and callable(getattr(PendingDelivery, "on_settled", None))
+    )
+
+
+@dataclass
+class OpenLink:
+    """The SDK's objects for one partition's producer, in a state the SDK itself would send in."""
+
+    producer: Any  # azure.eventhub.aio._producer_async.EventHubProducer
+    handler: Any  # its pyamqp SendClientAsync
+    link: Any
+    session: Any
+    connection: Any
+
+
+async def open_link(client: EventHubProducerClient, partition: str) -> OpenLink | None:
+    """The partition's open, attached, authenticated SDK sender link with credit left, or None (send by
+    the public path, which opens, waits or refreshes as needed)."""
+    from azure.eventhub._pyamqp.constants import (
+        ConnectionState,
+        LinkState,
+        SenderSettleMode,
+        SessionState,
+    )
+
+    if "send_batch" in vars(client):  # replaced on this instance (a wrapper, a recorder): it is called
+        return None
+    try:
+        producer = client._producers.get(partition)
+        if producer is None or not producer.running or producer.closed:
+            return None
+        handler: Any = producer._handler
+        link = handler._link
+        # With the SDK's keep-alive on (the client's `keep_alive`; hubcap leaves it off) a second
+        # reader could take the disposition that `send_on_link` blocks on.
+        if (
+            handler._shutdown
+            or handler._keep_alive_interval
+            or link is None
+            or link.state != LinkState.ATTACHED
+        ):
+            return None
+        session = link._session
+        connection = session._connection
+        if (
+            session.state != SessionState.MAPPED
+            or connection.state != ConnectionState.OPENED
+            or connection._error is not None
+            or link.send_settle_mode != SenderSettleMode.Unsettled
+            or link.current_link_credit <= 0
+            or session.remote_incoming_window <= 0
+        ):
+            return None
+        # The SDK's own token check before each send: it starts a refresh when one is due (then the
+        # public path waits for it).
+        if not await handler.auth_complete_async():
+            return None
+    except AttributeError:  # a shape this module does not know: the public path
+        return None
+    return OpenLink(producer, handler, link, session, connection)
+
+
+async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
+    """Send the AMQP-encoded messages as one batch on `opened` and wait for the service to accept it.
+
+    False, with nothing sent, when the batch does not fit one frame of the connection or the link's
+    message size (the public path splits or refuses it as the SDK does); True once accepted;
+    LinkSendFailed otherwise. The SDK producer's lock is held throughout, as its own send holds it."""
+    from azure.eventhub._pyamqp.aio._sender_async import PendingDelivery
+    from azure.eventhub._pyamqp.constants import (
+        SEND_DISPOSITION_ACCEPT,
+        ConnectionState,
+        LinkDeliverySettleReason,
+        LinkState,
+    )
+
+    producer, link, session, connection = opened.producer, opened.link, opened.session, opened.connection
+    payload = batch_payload(messages)
+    if len(payload) > producer._max_message_size_on_link:
+        return False
+    delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
+    delivery_id = session.next_outgoing_id
+    frame = transfer_frame(session.channel, link.handle, delivery_id, delivery_count, payload)
+    if len(frame) > connection._remote_max_frame_size:
+        return False
+
+    settled: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
+
+    async def on_settled(reason: Any, state: Any) -> None:
+        if not settled.done():
+            settled.set_result((reason, state))
+
+    delivery = PendingDelivery(on_delivery_settled=on_settled, settled=False)
+    delivery.sent = True
+    delivery.frame = {"delivery_id": delivery_id}
+    outcome_known = False
+    async with producer._lock:
+        try:
+            # The counters move before the write, as one step with it: a write cut short leaves the
+            # connection unusable (marked below), never a delivery id used twice.
+            session.next_outgoing_id += 1
+            session.remote_incoming_window -= 1
+            session.outgoing_window -= 1
+            link.delivery_count = delivery_count
+            link.current_link_credit -= 1
+            link._pending_deliveries.append(delivery)
+            connection._last_frame_sent_time = time.time()
+            await connection._transport.write(frame)
+            # Nothing else reads this connection (`open_link`), so a read blocks until a frame comes,
+            # without the task and timer that a read timeout costs; a hub that never answers is the
+            # caller's timeout to end, as it is for `send_batch`.
+            while not settled.done():
+                if connection.state != ConnectionState.OPENED or link.state != LinkState.ATTACHED:
+                    break
+                await connection.listen(wait=True)
+                if connection._error is not None:
+                    break
+            if not settled.done():
+                raise LinkSendFailed("the connection or link closed before the batch was settled")
+            reason, state = settled.result()
+            outcome_known = reason == LinkDeliverySettleReason.DISPOSITION_RECEIVED
+            if not (outcome_known and state and SEND_DISPOSITION_ACCEPT in state):
+                raise LinkSendFailed(f"the batch was not accepted: {reason.name} {state!r}"[:300])
+            return True
+        except LinkSendFailed:
+            raise
+        except Exception as exc:
+            raise LinkSendFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        finally:
+            if not settled.done() and delivery in link._pending_deliveries:
+                link._pending_deliveries.remove(delivery)
+            if not outcome_known:  # the SDK's `_open` closes this handler and connects afresh
+                producer.running = False
