@@ -257,6 +257,8 @@ class SaltStore:
         self.container = container
         self.clock = clock
         self._day: date | None = None
+        # The cached day as [starts, ends) in the clock's seconds, set with _day.
+        self._day_starts = self._day_ends = 0.0
         self._salt = b""
         self._lock = asyncio.Lock()
 
@@ -285,9 +287,10 @@ class SaltStore:
         """Today's salt; touches storage only on the first call of each UTC day.
 
         Raises StorageUnavailable (503 with Retry-After) when storage cannot be reached."""
-        today = _day(self.clock())
-        if today == self._day:
+        now = self.clock()
+        if self._day_starts <= now < self._day_ends:  # within the cached day: no date built per request
             return self._salt
+        today = _day(now)
         async with self._lock:
             if today != self._day:
                 try:
@@ -300,6 +303,8 @@ class SaltStore:
                         "the salt store cannot be reached; retry later", retry_after=SALT_RETRY_AFTER_S
                     ) from exc
                 self._day = today
+                self._day_starts = datetime(today.year, today.month, today.day, tzinfo=UTC).timestamp()
+                self._day_ends = self._day_starts + 86400
         return self._salt
 
     async def _rotate(self, today: date) -> bytes:
