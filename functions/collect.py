@@ -19,7 +19,8 @@ async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
         method=req.method.upper(),
         route=route,
         query=dict(req.params),
-        headers={name.lower(): value for name, value in req.headers.items()},
+        # func.HttpRequest keeps its header names lower case (azure.functions' HttpRequestHeaders)
+        headers=dict(req.headers),
         body=req.get_body(),
         path=urlsplit(req.url).path,
         params=dict(req.route_params),

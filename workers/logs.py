@@ -41,9 +41,18 @@ def emit(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
     logger.log(level, orjson.dumps(record, default=str).decode())
 
 
+_configured: Settings | None = None
+
+
 def configure(settings: Settings | None = None) -> None:
     """Set the `hubcap` logger tree to the settings' HUBCAP_LOG_LEVEL; cheap enough to call per request."""
-    _apply_level(settings or get_settings())
+    global _configured
+    settings = settings or get_settings()
+    # The same settings object as last time passes at once: _apply_level's cache hashes every field of
+    # the settings, which cost a collect request more than the rest of its logging (bench/collect.py).
+    if settings is not _configured:
+        _apply_level(settings)
+        _configured = settings
 
 
 @functools.lru_cache(maxsize=1)

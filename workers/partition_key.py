@@ -17,70 +17,61 @@ from __future__ import annotations
 _MASK = 0xFFFFFFFF
 
 
-def _rot(x: int, k: int) -> int:
-    return ((x << k) | (x >> (32 - k))) & _MASK
-
-
-def _mix(a: int, b: int, c: int) -> tuple[int, int, int]:
-    a = (a - c) & _MASK
-    a ^= _rot(c, 4)
-    c = (c + b) & _MASK
-    b = (b - a) & _MASK
-    b ^= _rot(a, 6)
-    a = (a + c) & _MASK
-    c = (c - b) & _MASK
-    c ^= _rot(b, 8)
-    b = (b + a) & _MASK
-    a = (a - c) & _MASK
-    a ^= _rot(c, 16)
-    c = (c + b) & _MASK
-    b = (b - a) & _MASK
-    b ^= _rot(a, 19)
-    a = (a + c) & _MASK
-    c = (c - b) & _MASK
-    c ^= _rot(b, 4)
-    b = (b + a) & _MASK
-    return a, b, c
-
-
-def _final(a: int, b: int, c: int) -> tuple[int, int, int]:
-    c ^= b
-    c = (c - _rot(b, 14)) & _MASK
-    a ^= c
-    a = (a - _rot(c, 11)) & _MASK
-    b ^= a
-    b = (b - _rot(a, 25)) & _MASK
-    c ^= b
-    c = (c - _rot(b, 16)) & _MASK
-    a ^= c
-    a = (a - _rot(c, 4)) & _MASK
-    b ^= a
-    b = (b - _rot(a, 14)) & _MASK
-    c ^= b
-    c = (c - _rot(b, 24)) & _MASK
-    return a, b, c
-
-
+# lookup3's mix() and final() are written out inline below, rotations and all: as functions (one call
+# per rotation) they cost a collect request ~15 µs of its hub send (bench/collect.py); inline, a third.
 def hashlittle2(data: bytes, seed1: int = 0, seed2: int = 0) -> tuple[int, int]:
     """lookup3's two 32-bit hashes (primary, secondary) of `data`."""
+    m = _MASK
     length = len(data)
-    a = b = c = (0xDEADBEEF + length + seed1) & _MASK
-    c = (c + seed2) & _MASK
+    a = b = c = (0xDEADBEEF + length + seed1) & m
+    c = (c + seed2) & m
     pos = 0
     while length - pos > 12:
-        a = (a + int.from_bytes(data[pos : pos + 4], "little")) & _MASK
-        b = (b + int.from_bytes(data[pos + 4 : pos + 8], "little")) & _MASK
-        c = (c + int.from_bytes(data[pos + 8 : pos + 12], "little")) & _MASK
-        a, b, c = _mix(a, b, c)
+        a = (a + int.from_bytes(data[pos : pos + 4], "little")) & m
+        b = (b + int.from_bytes(data[pos + 4 : pos + 8], "little")) & m
+        c = (c + int.from_bytes(data[pos + 8 : pos + 12], "little")) & m
+        # mix(a, b, c)
+        a = (a - c) & m
+        a ^= ((c << 4) | (c >> 28)) & m
+        c = (c + b) & m
+        b = (b - a) & m
+        b ^= ((a << 6) | (a >> 26)) & m
+        a = (a + c) & m
+        c = (c - b) & m
+        c ^= ((b << 8) | (b >> 24)) & m
+        b = (b + a) & m
+        a = (a - c) & m
+        a ^= ((c << 16) | (c >> 16)) & m
+        c = (c + b) & m
+        b = (b - a) & m
+        b ^= ((a << 19) | (a >> 13)) & m
+        a = (a + c) & m
+        c = (c - b) & m
+        c ^= ((b << 4) | (b >> 28)) & m
+        b = (b + a) & m
         pos += 12
     tail = data[pos:]
     if not tail:
         return c, b
     tail = tail.ljust(12, b"\x00")
-    a = (a + int.from_bytes(tail[0:4], "little")) & _MASK
-    b = (b + int.from_bytes(tail[4:8], "little")) & _MASK
-    c = (c + int.from_bytes(tail[8:12], "little")) & _MASK
-    a, b, c = _final(a, b, c)
+    a = (a + int.from_bytes(tail[0:4], "little")) & m
+    b = (b + int.from_bytes(tail[4:8], "little")) & m
+    c = (c + int.from_bytes(tail[8:12], "little")) & m
+    # final(a, b, c)
+    c ^= b
+    c = (c - (((b << 14) | (b >> 18)) & m)) & m
+    a ^= c
+    a = (a - (((c << 11) | (c >> 21)) & m)) & m
+    b ^= a
+    b = (b - (((a << 25) | (a >> 7)) & m)) & m
+    c ^= b
+    c = (c - (((b << 16) | (b >> 16)) & m)) & m
+    a ^= c
+    a = (a - (((c << 4) | (c >> 28)) & m)) & m
+    b ^= a
+    b = (b - (((a << 14) | (a >> 18)) & m)) & m
+    c ^= b
+    c = (c - (((b << 24) | (b >> 8)) & m)) & m
     return c, b
 
 

@@ -58,6 +58,7 @@ import binascii
 import hashlib
 import ipaddress
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -266,7 +267,7 @@ class Collector:
 
     async def handle(self, request: HttpIn) -> HttpOut:
         request = scrubbed(request)
-        request_id = secrets.token_hex(8)
+        request_id = os.urandom(8).hex()  # secrets.token_hex(8), less its two Python calls
         token = logs.request_id.set(request_id)
         started = time.perf_counter()
         try:
@@ -278,16 +279,18 @@ class Collector:
         level = logging.DEBUG if response.status < 400 else logging.INFO
         if response.status >= 500:
             level = logging.WARNING
-        logs.emit(
-            log,
-            level,
-            "request",
-            route=request.route,
-            method=request.method,
-            app_id=self._logged_app_id(request.query.get("appId")),
-            status=response.status,
-            ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        # Checked here as well as in emit: a line nobody reads costs no app lookup and no fields.
+        if log.isEnabledFor(level):
+            logs.emit(
+                log,
+                level,
+                "request",
+                route=request.route,
+                method=request.method,
+                app_id=self._logged_app_id(request.query.get("appId")),
+                status=response.status,
+                ms=round((time.perf_counter() - started) * 1000, 3),
+            )
         logs.request_id.reset(token)
         return response
 

@@ -75,8 +75,10 @@ def scrubbed(request: HttpIn) -> HttpIn:
     A host may hand over text that is not valid Unicode: aiohttp (the dev host) decodes a header's
     non-UTF-8 bytes to lone surrogates. orjson, and so the envelope and every log line, refuses them.
     """
-    texts = (request.path, *request.query, *request.query.values(), *request.headers.values())
-    if all(text.isascii() for text in texts):
+    # Joined, the texts are ASCII exactly when each is: four C calls instead of a generator per text.
+    query, headers = request.query, request.headers
+    joined = (request.path, "".join(query), "".join(query.values()), "".join(headers.values()))
+    if "".join(joined).isascii():
         return request
     query = {_text(k): _text(v) for k, v in request.query.items()}
     headers = {k: _text(v) for k, v in request.headers.items()}

@@ -259,6 +259,8 @@ class SaltStore:
         self.container = container
         self.clock = clock
         self._day: date | None = None
+        # The cached day as [starts, ends) in the clock's seconds, set with _day.
+        self._day_starts = self._day_ends = 0.0
         self._salt = b""
         # One fetch of the day's salt at a time, shared by every request that needs it meanwhile.
         self._fetch: asyncio.Future[tuple[date, bytes]] | None = None
@@ -296,9 +298,9 @@ class SaltStore:
         in turn (minutes, with every body held meanwhile), and storage sees one attempt per cool-down.
         """
         now = self.clock()
-        today = _day(now)
-        if today == self._day:
+        if self._day_starts <= now < self._day_ends:  # within the cached day: no date built per request
             return self._salt
+        today = _day(now)
         if now < self._refuse_until:
             raise self._unavailable()
         if self._fetch is None:
@@ -325,6 +327,8 @@ class SaltStore:
             raise
         if self._day is None or today >= self._day:
             self._day, self._salt = today, salt
+            self._day_starts = datetime(today.year, today.month, today.day, tzinfo=UTC).timestamp()
+            self._day_ends = self._day_starts + 86400
         return today, salt
 
     def _fetched(self, fetch: asyncio.Future[tuple[date, bytes]]) -> None:
