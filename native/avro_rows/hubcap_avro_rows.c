@@ -39,6 +39,13 @@ struct node {
     PyObject *symbols; /* enum: {symbol: encoded index} */
     node *items;       /* array items, map values */
     field *fields;     /* record */
+    /* A record's rows are read in their own key order (capture builds them alike): the key objects
+     * met at each position and the field each named are kept (strong references, so that a pointer
+     * match is the same key), and a row whose keys are those objects is read with no lookup. */
+    PyObject *index_of; /* {field name: its index} */
+    PyObject **seen;
+    Py_ssize_t *seen_field;
+    PyObject **slots;  /* a row's values by field index, while it is encoded */
     arm by_class[CLASSES];
     arm ints[MAX_INT_ARMS]; /* the branches an int may take, in order */
     int nints;
@@ -126,22 +133,35 @@ static int encode_union(const node *n, PyObject *v, buffer *b) {
 
 static int encode_record(const node *n, PyObject *v, buffer *b) {
     if (!PyDict_CheckExact(v) || PyDict_GET_SIZE(v) > n->size) return -1;
-    Py_ssize_t at = 0, found = 0;
+    PyObject **slots = n->slots;
+    memset(slots, 0, n->size * sizeof(PyObject *));
+    Py_ssize_t at = 0, position = 0;
     PyObject *key, *value;
     while (PyDict_Next(v, &at, &key, &value)) {
-        if (!PyUnicode_CheckExact(key)) return -1;
+        Py_ssize_t index;
+        if (key == n->seen[position]) {
+            index = n->seen_field[position];
+        } else {
+            if (!PyUnicode_CheckExact(key)) return -1;
+            PyObject *found = PyDict_GetItemWithError(n->index_of, key);
+            if (!found) return -1; /* a key outside the schema */
+            index = PyLong_AsSsize_t(found);
+            Py_INCREF(key);
+            Py_XSETREF(n->seen[position], key);
+            n->seen_field[position] = index;
+        }
+        slots[index] = value;
+        position++;
     }
     for (Py_ssize_t i = 0; i < n->size; i++) {
         const field *f = &n->fields[i];
-        value = PyDict_GetItemWithError(v, f->name);
-        if (value) {
-            found++;
-            if (encode(f->type, value, b) < 0) return -1;
-        } else if (PyErr_Occurred() || !f->fallback || put_bytes(b, f->fallback) < 0) {
+        if (slots[i]) {
+            if (encode(f->type, slots[i], b) < 0) return -1;
+        } else if (!f->fallback || put_bytes(b, f->fallback) < 0) {
             return -1;
         }
     }
-    return found == PyDict_GET_SIZE(v) ? 0 : -1; /* else a key outside the schema */
+    return 0;
 }
 
 static int encode(const node *n, PyObject *v, buffer *b) {
@@ -233,6 +253,13 @@ static void release(node *n) {
         for (Py_ssize_t i = 0; i < n->size; i++) release(n->fields[i].type);
         PyMem_Free(n->fields);
     }
+    if (n->seen) {
+        for (Py_ssize_t i = 0; i < n->size; i++) Py_XDECREF(n->seen[i]);
+        PyMem_Free(n->seen);
+    }
+    PyMem_Free(n->seen_field);
+    PyMem_Free(n->slots);
+    Py_XDECREF(n->index_of);
     for (int c = 0; c < CLASSES; c++) release(n->by_class[c].branch);
     for (int i = 0; i < n->nints; i++) release(n->ints[i].branch);
     PyMem_Free(n);
@@ -276,9 +303,14 @@ static int build_record(node *n, PyObject *fields) {
         PyErr_SetString(PyExc_TypeError, "a record's fields are a tuple");
         return -1;
     }
-    n->fields = PyMem_Calloc(PyTuple_GET_SIZE(fields) + 1, sizeof(field));
-    if (!n->fields) {
-        PyErr_NoMemory();
+    Py_ssize_t count = PyTuple_GET_SIZE(fields);
+    n->fields = PyMem_Calloc(count + 1, sizeof(field));
+    n->seen = PyMem_Calloc(count + 1, sizeof(PyObject *));
+    n->seen_field = PyMem_Calloc(count + 1, sizeof(Py_ssize_t));
+    n->slots = PyMem_Calloc(count + 1, sizeof(PyObject *));
+    n->index_of = PyDict_New();
+    if (!n->fields || !n->seen || !n->seen_field || !n->slots || !n->index_of) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
@@ -294,6 +326,10 @@ static int build_record(node *n, PyObject *fields) {
         out->type = build(PyTuple_GET_ITEM(f, 1));
         n->size++; /* counted as built, so that release frees what was built */
         if (!out->type) return -1;
+        PyObject *index = PyLong_FromSsize_t(i);
+        int failed = !index || PyDict_SetItem(n->index_of, out->name, index) < 0;
+        Py_XDECREF(index);
+        if (failed) return -1;
     }
     return 0;
 }
