@@ -4,8 +4,6 @@ and workers/sinks/lake/avro_columns.py encodes in Python (and logs that it does)
 from setuptools import Extension, setup
 
 setup(
-    ext_modules=[
-        Extension("hubcap_avro_rows", ["hubcap_avro_rows.c"], optional=True, extra_compile_args=["-O2"])
-    ],
+    ext_modules=[Extension("hubcap_avro_rows", ["hubcap_avro_rows.c"], optional=True)],
     py_modules=[],
 )

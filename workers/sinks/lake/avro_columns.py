@@ -32,6 +32,16 @@ the field path (`items[0].price`). The caches and the one-value columns match va
 object of another class that claims to equal a str or None is taken as that value (capture's rows,
 decoded JSON, hold none).
 
+The compiled row encoder (native/avro_rows/hubcap_avro_rows.c, installed from requirements.txt) comes
+first when it is there: `native_plan` turns this module's node tree into a plan of tuples with every
+choice made (each union's branch per class, an int's candidate branches, each field's encoded default),
+which it compiles once per Encoder and follows row by row, reading a record's rows by their own key
+order. It takes the same plain classes as the column path below, exact classes only, and returns None
+for any row it does not take; that row goes through the column path and then fastavro, so the rows
+accepted and the Misfit raised are the same with or without it. Without it (not built: one
+`avro_native_missing` log line per process), or with HUBCAP_AVRO_ENCODER=python, the column path
+encodes every row.
+
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
 missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
 holds is its default repeated (capture's rows leave out the link and profile columns).
