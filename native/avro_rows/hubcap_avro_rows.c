@@ -7,7 +7,9 @@
  * str, int, float, bool, bytes and None (subclasses included), a row or map key that is not an exact str,
  * a field outside the schema, a missing field without a default, and any value the schema refuses; the
  * caller then encodes that row the Python way, which falls back to fastavro. No Python code runs while a
- * row is encoded (only exact str keys are ever compared), so the borrowed references stay valid.
+ * row is encoded (only exact str keys are ever compared), so the borrowed references stay valid, and the
+ * GIL is held for the whole call, so a compiled record's scratch state (the key order it last met, the
+ * row's values by field) is never used by two calls at once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
