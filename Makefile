@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # the suite's time is spent waiting on services, so three workers pay off on two cores.
 PYTEST_WORKERS ?= 3
 
-.PHONY: help install install-infra install-browser tracker dev test test-fast lint format typecheck bench clean
+.PHONY: help install install-infra install-compiler install-browser tracker dev test test-fast lint format typecheck bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -21,8 +21,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml
+# pip keeps an installed version of a local package: an edited encoder is reinstalled by name.
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml native/avro_rows/*.c native/avro_rows/setup.py
+	@$(MAKE) --no-print-directory install-compiler
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --force-reinstall ./native/avro_rows
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -38,6 +41,10 @@ $(INFRA_VENV)/.installed: requirements-infra.txt
 	touch $@
 
 install-infra: $(INFRA_VENV)/.installed ## checkov (+ pycep-parser) in their own venv, for the offline Bicep checks
+
+install-compiler: ## gcc and the Python headers, for the lake's compiled Avro encoder (native/avro_rows/)
+	@command -v gcc >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null; }
+	@$(PY) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(notdir $(PY))-dev >/dev/null; }
 
 install-browser: ## Debian's chromium for the browser tests (a Playwright browser download fails here)
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -7,7 +7,9 @@ fastavro.writer (validator off, the reference) measured in the same run. Candida
 
 - `fastavro`: fastavro.writer, the reference;
 - `fastavro_strict`: fastavro.writer with strict_allow_default=True, what the lake writer used before;
-- `columns`: workers.sinks.lake.avro_columns.Encoder, what avro.encode uses now;
+- `columns`: workers.sinks.lake.avro_columns.Encoder, what avro.encode uses now (with the compiled row
+  encoder, native/avro_rows/, when it is installed);
+- `columns_python`: the same Encoder on its Python path alone, what runs without the compiled encoder;
 - `baseline`: with `--baseline DIR`, the avro_columns.py of another checkout of this repository (a
   `git worktree add DIR <commit>`), interleaved with the others so that load hits both alike; each
   result then also carries `ratio_vs_baseline`;
@@ -43,7 +45,7 @@ from capture import workload  # noqa: E402
 from workers.apps import AppRegistry  # noqa: E402
 from workers.enrich.pipeline import build_pipeline  # noqa: E402
 from workers.settings import Settings  # noqa: E402
-from workers.sinks.lake import avro  # noqa: E402
+from workers.sinks.lake import avro, avro_columns  # noqa: E402
 from workers.sinks.lake.avro_columns import Encoder  # noqa: E402
 from workers.sinks.lake.lake import open_lake  # noqa: E402
 from workers.sinks.lake.sink import LakeSink  # noqa: E402
@@ -103,6 +105,16 @@ def writers(baseline: Path | None = None) -> dict[str, Writer]:
         "fastavro_strict": fastavro_writer(True),
         "columns": lambda rows, codec: encoder.file(rows, codec=codec, sync_marker=marker),
     }
+    python_only = Encoder(parsed)
+
+    def python_writer(rows: list[dict[str, Any]], codec: str) -> bytes:
+        native, avro_columns.NATIVE = avro_columns.NATIVE, None
+        try:
+            return python_only.file(rows, codec=codec, sync_marker=marker)
+        finally:
+            avro_columns.NATIVE = native
+
+    out["columns_python"] = python_writer
     if baseline is not None:
         before = baseline_encoder(baseline)(parsed)
         out["baseline"] = lambda rows, codec: before.file(rows, codec=codec, sync_marker=marker)

@@ -367,6 +367,9 @@ def funcignore_excludes(path: str) -> bool:
         "workers/enrich/data/crawler-user-agents.json",
         "schemas/event.schema.json",
         "tracker/dist/hubcap.min.js",
+        "native/avro_rows/hubcap_avro_rows.c",
+        "native/avro_rows/setup.py",
+        "native/avro_rows/pyproject.toml",
     ],
 )
 def test_deployment_package_keeps(path: str) -> None:

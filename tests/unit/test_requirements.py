@@ -11,6 +11,7 @@ import ast
 import importlib.metadata
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,10 @@ def requirement_names(path: Path) -> set[str]:
     names = set()
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
+        if line.startswith("./"):  # a package of this repository: its pyproject names it
+            project = tomllib.loads((ROOT / line / "pyproject.toml").read_text())["project"]
+            names.add(normalized(project["name"]))
+        elif line and not line.startswith("-"):
             names.add(normalized(re.split(r"[\[=<>;! ]", line, maxsplit=1)[0]))
     return names
 
@@ -67,8 +71,10 @@ def distribution_of_module() -> dict[str, str]:
     owners: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         for file in dist.files or ():
-            if file.suffix == ".py" and file.parts[0] not in {"..", "bin"}:
-                module = ".".join(file.with_suffix("").parts).removesuffix(".__init__")
+            if file.suffix in {".py", ".so"} and file.parts[0] not in {"..", "bin"}:
+                # An extension module's file name carries its ABI: name.cpython-311-x86_64-linux-gnu.so
+                stem = file.name.split(".", 1)[0]
+                module = ".".join((*file.parts[:-1], stem)).removesuffix(".__init__")
                 owners.setdefault(module_key(module), normalized(dist.metadata["Name"]))
     return owners
 

@@ -32,6 +32,16 @@ the field path (`items[0].price`). The caches and the one-value columns match va
 object of another class that claims to equal a str or None is taken as that value (capture's rows,
 decoded JSON, hold none).
 
+The compiled row encoder (native/avro_rows/hubcap_avro_rows.c, installed from requirements.txt) comes
+first when it is there: `native_plan` turns this module's node tree into a plan of tuples with every
+choice made (each union's branch per class, an int's candidate branches, each field's encoded default),
+which it compiles once per Encoder and follows row by row, reading a record's rows by their own key
+order. It takes the same plain classes as the column path below, exact classes only, and returns None
+for any row it does not take; that row goes through the column path and then fastavro, so the rows
+accepted and the Misfit raised are the same with or without it. Without it (not built: one
+`avro_native_missing` log line per process), or with HUBCAP_AVRO_ENCODER=python, the column path
+encodes every row.
+
 Missing fields take the schema default (fastavro's `strict_allow_default`); a field outside the schema or
 missing without a default is refused. Rows are never completed copy by copy: a field no row of a chunk
 holds is its default repeated (capture's rows leave out the link and profile columns).
@@ -43,6 +53,8 @@ import contextlib
 import functools
 import importlib
 import io
+import logging
+import os
 import struct
 import sys
 import zlib
@@ -55,6 +67,16 @@ from typing import Any, ClassVar
 import cramjam
 import fastavro
 from isal import isal_zlib
+
+from workers.logs import emit
+
+try:
+    import hubcap_avro_rows  # the compiled row encoder, native/avro_rows/, when it was built
+except ImportError as missing:
+    hubcap_avro_rows = None
+    _MISSING_NATIVE = str(missing)
+
+log = logging.getLogger("hubcap.lake")
 
 # fastavro's own choice of zstd module (requirements.txt: backports.zstd before Python 3.14), so that
 # both write the same frames.
@@ -75,6 +97,11 @@ SPARSE = 4
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 NoneType = type(None)
+# The compiled encoder, or None for the Python path alone: HUBCAP_AVRO_ENCODER=python rules it out
+# (to compare the two, or should it ever be suspected); the tests set this per module.
+NATIVE: Any = (
+    None if os.environ.get("HUBCAP_AVRO_ENCODER", "").strip().lower() == "python" else hubcap_avro_rows
+)
 
 _pack_double = struct.Struct("<d").pack
 _pack_float = struct.Struct("<f").pack
@@ -748,6 +775,62 @@ def _build(schema: Any, named: dict[str, Node]) -> Node:
     raise NotImplementedError(f"Avro type {kind!r}")
 
 
+# The classes a union's plan gives a branch for, in the order hubcap_avro_rows.c reads them.
+_UNION_CLASSES = (NoneType, bool, str, bytes, list, dict, float)
+
+
+def native_plan(node: Node, within: frozenset[int] = frozenset()) -> tuple[Any, ...]:
+    """The plan of `node` for hubcap_avro_rows.compile: the same tree, with every choice already made
+    here (a union's branch per class and an int's candidate branches, a field's encoded default), so
+    the C code follows fastavro's rules without restating them. A recursive schema raises
+    NotImplementedError (the Python path then encodes alone)."""
+    simple: dict[type, str] = {Null: "null", Boolean: "boolean", Bytes: "bytes", String: "string"}
+    if type(node) in simple:
+        return (simple[type(node)],)
+    if isinstance(node, Long):
+        return ("int",) if (node.low, node.high) == (INT_MIN, INT_MAX) else ("long",)
+    if isinstance(node, Double):
+        return ("double",) if node.pack is _pack_double else ("float",)
+    if isinstance(node, Fixed):
+        return ("fixed", node.size)
+    if isinstance(node, Enum):
+        return ("enum", dict(node.table))
+    if isinstance(node, Array):
+        return ("array", native_plan(node.items, within))
+    if isinstance(node, Map):
+        return ("map", native_plan(node.values, within))
+    if isinstance(node, Union):
+
+        def arm(index: int | None) -> tuple[bytes, tuple[Any, ...]] | None:
+            if index is None:
+                return None
+            return node.prefixes[index], native_plan(node.branches[index], within)
+
+        by_class = tuple(arm(node.by_class.get(cls)) for cls in _UNION_CLASSES)
+        return ("union", by_class, tuple(arm(index) for index in node.ints))
+    if isinstance(node, Record):
+        if id(node) in within:
+            raise NotImplementedError(f"recursive record {node.name}")
+        inner = within | {id(node)}
+        fields = []
+        for name, field_node, default in node.fields:
+            try:  # as the Python path's plan encodes it; no default, or one that does not fit: refused
+                encoded: bytes | None = field_node.one(default)
+            except Exception:
+                encoded = None
+            fields.append((sys.intern(name), native_plan(field_node, inner), encoded))
+        return ("record", tuple(fields))
+    raise NotImplementedError(f"no plan for {type(node).__name__}")
+
+
+@functools.cache
+def _announce_python_path() -> None:
+    """One log line per process when the compiled encoder is missing: capture runs, several times
+    slower (docs/capacity.md)."""
+    if hubcap_avro_rows is None:
+        emit(log, logging.WARNING, "avro_native_missing", reason=_MISSING_NATIVE)
+
+
 class Encoder:
     """Encodes rows of one parsed schema; `file` writes a container file identical to fastavro.writer's."""
 
@@ -755,9 +838,30 @@ class Encoder:
         self.schema = parsed_schema
         self.root = build(parsed_schema)
         self.headers: dict[str, bytes] = {}
+        self.compiled: dict[Any, Any] = {}  # per extension module: the compiled plan, or None
+        _announce_python_path()
+
+    def _compiled(self, native: Any) -> Any:
+        if native not in self.compiled:
+            try:
+                self.compiled[native] = native.compile(native_plan(self.root))
+            except NotImplementedError:
+                self.compiled[native] = None
+        return self.compiled[native]
 
     def datums(self, rows: Sequence[Any]) -> list[bytes]:
         """Each row's Avro binary encoding; raises Misfit on a row that does not fit the schema."""
+        native = NATIVE
+        plan = self._compiled(native) if native is not None else None
+        if plan is not None:
+            rows = list(rows)
+            encoded: list[bytes | None] = native.encode(plan, rows)
+            if None in encoded:  # refused by the compiled encoder: the Python path, then fastavro
+                return [
+                    self._row(row) if datum is None else datum
+                    for row, datum in zip(rows, encoded, strict=True)
+                ]
+            return encoded  # type: ignore[return-value]  # no None left
         try:
             return self.root.column(list(rows))
         except Exception:  # any refusal (type, KeyError, range, encoding): go row by row

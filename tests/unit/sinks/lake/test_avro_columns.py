@@ -21,6 +21,9 @@ from hypothesis import strategies as st
 from workers.sinks.lake import avro as lake_avro
 from workers.sinks.lake.avro_columns import Encoder, Misfit
 
+# Every test here runs on both paths: the compiled row encoder and the Python one (conftest.py).
+pytestmark = pytest.mark.usefixtures("encoder_path")
+
 SCHEMAS = {
     name: orjson.loads((lake_avro.SCHEMA_DIR / f"{name}.avsc").read_bytes()) for name in lake_avro.KINDS
 }

@@ -24,6 +24,9 @@ from tests.unit.sinks.lake.test_avro_columns_paths import _fastavro, _ours, _row
 from workers.sinks.lake import avro as lake_avro
 from workers.sinks.lake.avro_columns import CHUNK_ROWS, Encoder
 
+# The Python column encoder's own paths; the compiled encoder is tested in test_avro_columns.py.
+pytestmark = pytest.mark.usefixtures("python_path")
+
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Values a map of ["string", "long", "double", "boolean"] may meet: every branch, ints past the long

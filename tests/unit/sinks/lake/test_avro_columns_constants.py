@@ -15,6 +15,9 @@ from tests.unit.sinks.lake.test_avro_columns_paths import _fastavro, _ours, _row
 from workers.sinks.lake import avro as lake_avro
 from workers.sinks.lake.avro_columns import BYPASS_COLUMNS, CHUNK_ROWS, Encoder, Misfit
 
+# The Python column encoder's own paths; the compiled encoder is tested in test_avro_columns.py.
+pytestmark = pytest.mark.usefixtures("python_path")
+
 
 class Text(str):
     """A str subclass: fastavro takes it as a string; the constant path leaves it to the node."""

@@ -17,6 +17,9 @@ import pytest
 from workers.sinks.lake import avro as lake_avro
 from workers.sinks.lake.avro_columns import BYPASS_COLUMNS, CHUNK_ROWS, Encoder, Misfit
 
+# The Python column encoder's own paths; the compiled encoder is tested in test_avro_columns.py.
+pytestmark = pytest.mark.usefixtures("python_path")
+
 Row = dict[str, Any]
 
 
