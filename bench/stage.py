@@ -23,12 +23,18 @@ turns with the projected one, and each turn's ratio (the steadiest comparison on
 
     .venv/bin/python bench/stage.py [--events 10000] [--repeats 5] [--sink capture|metrics]
                                     [--baseline DIR --pairs 3]
+
+Instruction counts, which a shared machine's load does not move: `--callgrind-passes N [--code DIR]`
+runs the warm-up and then N passes of the whole workload, each inside `operator.call`, and prints
+nothing; under `valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call` the
+total over N passes and the number of events give the instructions per event (docs/capacity.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import operator
 import statistics
 import subprocess
 import sys
@@ -39,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(code: Path, events: int, repeats: int, sink: str) -> dict[str, Any]:
+def measure(code: Path, events: int, repeats: int, sink: str, callgrind_passes: int = 0) -> dict[str, Any]:
     """Median CPU seconds of Stage.run over the workload (`cpu_s`), on the `workers` package under
     `code`. With a projection, also the whole stage's in the same process, timed in turns with it
     (`full_cpu_s`, and `ratios`: each turn's whole / projected)."""
@@ -84,6 +90,11 @@ def measure(code: Path, events: int, repeats: int, sink: str) -> dict[str, Any]:
 
     for stage in stages:
         run(stage)
+    if callgrind_passes:
+        # Only what runs inside operator.call is counted under `--toggle-collect=_operator_call`.
+        for _ in range(callgrind_passes):
+            operator.call(run, stages[0])
+        return {"cpu_s": 0.0}
     turns = []
     for turn in range(repeats):
         # Which goes first alternates, so that an order effect (GC, the heap) falls on both alike.
@@ -121,7 +132,11 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--sink", choices=("capture", "metrics"), default="capture")
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # one side of a pair
+    parser.add_argument("--callgrind-passes", type=int, default=0, help="see the module docstring")
     args = parser.parse_args()
+    if args.callgrind_passes:
+        measure(args.code or ROOT, args.events, args.repeats, args.sink, args.callgrind_passes)
+        return
     if args.code is not None:
         print(json.dumps(measure(args.code, args.events, args.repeats, args.sink)))
         return
