@@ -5,12 +5,13 @@ cached too (negative caching), so a scanner walking slugs costs one storage read
 one per request. Concurrent misses of one key share one load. The cache holds at most `max_entries`
 keys; past that the oldest is evicted (insertion order, refreshed on reload).
 
-A key cached before never waits long on storage: its expired answer is served if the new load has not
-ended within `stale_wait_s`, and that load goes on for the next request. When a load fails (the
-registry's storage is down), the expired answer is served and kept for another TTL before storage is
-tried again: a link that worked a minute ago keeps working while storage is away, whether storage
-refuses connections or lets them hang, and storage sees one attempt per key per TTL. A key never cached
-waits for its load: there is nothing else to answer with.
+A known link never waits long on storage: its expired answer is served if the new load has not ended
+within `stale_wait_s`, and that load goes on for the next request. An expired "no such link" waits for
+its load, as a key never cached does: the slug may have been created since, and its first click must
+not get a 404 because storage was slow. When a load fails (the registry's storage is down), the expired
+answer is served and kept for another TTL before storage is tried again: a link that worked a minute
+ago keeps working while storage is away, whether storage refuses connections or lets them hang, and
+storage sees one attempt per key per TTL.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class LinkCache:
         if load is None:  # a task of its own: a request that goes away does not end it for the others
             load = self._loading[key] = asyncio.ensure_future(self._refresh(key, entry))
             load.add_done_callback(functools.partial(self._loaded, key))
-        if entry is None:
+        if entry is None or entry[1] is None:  # a slug unknown before may be a link now: wait for it
             return await asyncio.shield(load)
         try:
             return await asyncio.wait_for(asyncio.shield(load), self.stale_wait_s)

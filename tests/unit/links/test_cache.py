@@ -141,3 +141,13 @@ async def test_a_load_goes_on_when_the_request_that_started_it_goes_away() -> No
     leaving.cancel()
     store.gate.set()
     assert (await staying, leaving.cancelled(), store.calls) == (LINK, True, 1)
+
+
+async def test_a_slug_unknown_before_waits_for_its_slow_load_and_finds_the_new_link() -> None:
+    store, clock = Store(), Clock()
+    cache = cache_for(store, clock)
+    assert await cache.get("localhost", "b") is None
+    store.links[("localhost", "b")] = LINK  # created meanwhile; storage now answers slower than the wait
+    store.gate, clock.now = asyncio.Event(), 60
+    asyncio.get_running_loop().call_later(2 * cache.stale_wait_s, store.gate.set)
+    assert await cache.get("localhost", "b") == LINK
