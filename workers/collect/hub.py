@@ -215,10 +215,15 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+# The SDK's first wait before it sends a batch again (its retry_backoff_factor); the link path waits
+# as long before it resends a batch the service refused.
+RETRY_BACKOFF_S = 0.2
+
+
 def client_from_settings(settings: Settings) -> EventHubProducerClient:
     options: dict[str, Any] = {
         "retry_total": 2,
-        "retry_backoff_factor": 0.2,
+        "retry_backoff_factor": RETRY_BACKOFF_S,
         "retry_backoff_max": 2,
         "ssl_context": tls_context(),
     }
@@ -368,6 +373,8 @@ class HubProducer:
                         return
                 except LinkSendFailed as exc:  # sent again below, as the SDK's own retry would
                     emit(log, logging.INFO, "hub_link_send_retried", partition=partition, detail=str(exc))
+                    if exc.refused:  # throttled or rejected: the SDK's first backoff, not at once
+                        await asyncio.sleep(RETRY_BACKOFF_S)
         batch = await self.client.create_batch(partition_id=partition)
         if sdk_batch_shape_matches():  # what `send` encoded them for
             fill_batch(batch, cast(list[bytes], outgoing))

@@ -59,7 +59,12 @@ _DATA_SECTION = b"\x00\x53\x75"
 
 class LinkSendFailed(Exception):
     """The batch went out on the link but the service did not accept it (or it is not known whether it
-    did): the caller sends it again by the public path."""
+    did): the caller sends it again by the public path. `refused`: the service answered with another
+    outcome (a throttled or rejected batch), so the retry waits as the SDK's own would."""
+
+    def __init__(self, detail: str, *, refused: bool = False) -> None:
+        super().__init__(detail)
+        self.refused = refused
 
 
 def _uint(value: int) -> bytes:
@@ -158,6 +163,9 @@ async def open_link(client: EventHubProducerClient, partition: str) -> OpenLink 
             session.state != SessionState.MAPPED
             or connection.state != ConnectionState.OPENED
             or connection._error is not None
+            # An idle timeout makes the SDK's read close a connection idle too long, after our write:
+            # that batch would go twice. hubcap sets none; a client that does takes the public path.
+            or connection._idle_timeout
             or link.send_settle_mode != SenderSettleMode.Unsettled
             or link.current_link_credit <= 0
             or session.remote_incoming_window <= 0
@@ -188,14 +196,6 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
 
     producer, link, session, connection = opened.producer, opened.link, opened.session, opened.connection
     payload = batch_payload(messages)
-    if len(payload) > producer._max_message_size_on_link:
-        return False
-    delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
-    delivery_id = session.next_outgoing_id
-    frame = transfer_frame(session.channel, link.handle, delivery_id, delivery_count, payload)
-    if len(frame) > connection._remote_max_frame_size:
-        return False
-
     settled: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
 
     async def on_settled(reason: Any, state: Any) -> None:
@@ -204,12 +204,22 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
 
     delivery = PendingDelivery(on_delivery_settled=on_settled, settled=False)
     delivery.sent = True
-    delivery.frame = {"delivery_id": delivery_id}
-    outcome_known = False
+    outcome_known = moved = False
     async with producer._lock:
         try:
+            # Read under the lock, as the SDK's own send reads them: a sender that waited on it sees
+            # the counters the one before it moved.
+            if len(payload) > producer._max_message_size_on_link:
+                return False
+            delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
+            delivery_id = session.next_outgoing_id
+            frame = transfer_frame(session.channel, link.handle, delivery_id, delivery_count, payload)
+            if len(frame) > connection._remote_max_frame_size:
+                return False
+            delivery.frame = {"delivery_id": delivery_id}
             # The counters move before the write, as one step with it: a write cut short leaves the
             # connection unusable (marked below), never a delivery id used twice.
+            moved = True
             session.next_outgoing_id += 1
             session.remote_incoming_window -= 1
             session.outgoing_window -= 1
@@ -232,7 +242,8 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
             reason, state = settled.result()
             outcome_known = reason == LinkDeliverySettleReason.DISPOSITION_RECEIVED
             if not (outcome_known and state and SEND_DISPOSITION_ACCEPT in state):
-                raise LinkSendFailed(f"the batch was not accepted: {reason.name} {state!r}"[:300])
+                detail = f"the batch was not accepted: {reason.name} {state!r}"[:300]
+                raise LinkSendFailed(detail, refused=outcome_known)
             return True
         except LinkSendFailed:
             raise
@@ -241,5 +252,5 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
         finally:
             if not settled.done() and delivery in link._pending_deliveries:
                 link._pending_deliveries.remove(delivery)
-            if not outcome_known:  # the SDK's `_open` closes this handler and connects afresh
+            if moved and not outcome_known:  # the SDK's `_open` closes this handler, connects afresh
                 producer.running = False
