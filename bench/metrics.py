@@ -167,9 +167,9 @@ def throughput(
             spent_stage = spent_own = spent_rows = spent_save = 0.0
             events = 0
             # MetricsSink.process, step by step, so that each part is timed on its own.
-            for batch in batches:
+            for messages in batches:
                 cpu = time.process_time()
-                output = sink.stage.run(batch)
+                output = sink.stage.run(messages)
                 staged = time.process_time()
                 pending = pending_rows(sink.store, output)
                 counted_at = time.process_time()
