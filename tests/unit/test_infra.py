@@ -345,15 +345,24 @@ def test_role_comments_name_the_role_actually_assigned() -> None:
 
 
 def funcignore_excludes(path: str) -> bool:
-    """Whether a .funcignore pattern (gitignore-style, no negations here) matches path or a parent of it."""
-    patterns = [
-        line.strip().rstrip("/")
-        for line in (ROOT / ".funcignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    """Whether a .funcignore pattern (gitignore rules, no negations here) matches path or a parent of it.
+
+    As in gitignore, a pattern with a slash at its start or in its middle is anchored to the root; one
+    without (a trailing slash aside) matches a name at any depth: `pyproject.toml` would also drop
+    native/avro_rows/pyproject.toml."""
     parts = path.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes for pattern in patterns)
+    for line in (ROOT / ".funcignore").read_text().splitlines():
+        raw = line.strip()
+        if not raw or raw.startswith("#"):
+            continue
+        pattern = raw.strip("/")
+        anchored = raw.startswith("/") or "/" in pattern
+        if anchored and any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            return True
+        if not anchored and any(fnmatch.fnmatch(part, pattern) for part in parts):
+            return True
+    return False
 
 
 @pytest.mark.parametrize(
@@ -378,7 +387,16 @@ def test_deployment_package_keeps(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["node_modules/azurite/package.json", ".venv/bin/python", "tests/conftest.py", "infra/bicep/main.bicep"],
+    [
+        "node_modules/azurite/package.json",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "infra/bicep/main.bicep",
+        "pyproject.toml",
+        "Makefile",
+        "native/avro_rows/build/lib/hubcap_avro_rows.so",
+        "workers/__pycache__/settings.cpython-311.pyc",
+    ],
 )
 def test_deployment_package_leaves_out(path: str) -> None:
     assert funcignore_excludes(path)
