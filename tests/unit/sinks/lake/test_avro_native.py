@@ -217,6 +217,8 @@ def test_a_row_it_refuses_goes_the_python_way(
         del rows[1]["event_id"]
     encoder = Encoder(lake_avro.schema("clickstream"))
     refused = _native("clickstream", rows)
+    # The compiled encoder on, whatever HUBCAP_AVRO_ENCODER chose for this process.
+    monkeypatch.setattr(avro_columns, "NATIVE", hubcap_avro_rows)
     with_native = _outcome(encoder, rows)
     monkeypatch.setattr(avro_columns, "NATIVE", None)
     assert (refused[1], with_native) == (None, _outcome(Encoder(lake_avro.schema("clickstream")), rows))
@@ -291,3 +293,47 @@ def test_the_environment_can_force_the_python_path(value: str, native: bool) -> 
     env = {**os.environ, "HUBCAP_AVRO_ENCODER": value}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(native)
+
+
+def test_a_schema_the_extension_will_not_compile_is_encoded_by_the_python_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # More int-taking union branches than the compiled plan holds: fastavro takes the schema.
+    logical = [
+        "timestamp-millis",
+        "timestamp-micros",
+        "local-timestamp-millis",
+        "local-timestamp-micros",
+        "time-micros",
+    ]
+    arms = ["null", *({"type": "long", "logicalType": name} for name in logical), "long", "int"]
+    arms += [{"type": "int", "logicalType": "date"}, {"type": "int", "logicalType": "time-millis"}]
+    schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [{"name": "x", "type": arms}]})
+    monkeypatch.setattr(avro_columns, "NATIVE", hubcap_avro_rows)
+    encoder = Encoder(schema)
+    expected = io.BytesIO()
+    fastavro.schemaless_writer(expected, schema, {"x": 1})
+    assert (encoder.datums([{"x": 1}]), encoder.compiled[hubcap_avro_rows]) == ([expected.getvalue()], None)
+
+
+class CountingNative:
+    """The extension, with the size of each encode call recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.compile = hubcap_avro_rows.compile
+
+    def encode(self, plan: Any, rows: list[Any]) -> list[bytes | None]:
+        self.calls.append(len(rows))
+        encoded: list[bytes | None] = hubcap_avro_rows.encode(plan, rows)
+        return encoded
+
+
+def test_a_file_is_encoded_in_slices_so_the_gil_changes_hands(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows: list[Any] = _sample_rows(10)
+    counting = CountingNative()
+    monkeypatch.setattr(avro_columns, "NATIVE_SLICE_ROWS", 3)
+    monkeypatch.setattr(avro_columns, "NATIVE", counting)
+    sliced = Encoder(lake_avro.schema("clickstream")).datums(rows)
+    monkeypatch.setattr(avro_columns, "NATIVE", None)
+    assert (counting.calls, sliced) == ([3, 3, 3, 1], Encoder(lake_avro.schema("clickstream")).datums(rows))
