@@ -22,7 +22,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # pip keeps an installed version of a local package: an edited encoder is reinstalled by name.
-$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml native/avro_rows/*.c native/avro_rows/setup.py
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml native/avro_rows/*.c native/avro_rows/setup.py native/avro_rows/pyproject.toml
 	@$(MAKE) --no-print-directory install-compiler
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps --force-reinstall ./native/avro_rows
