@@ -7,6 +7,7 @@ the same from the FunctionApp object and the repository's host.json.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import json
@@ -79,8 +80,10 @@ class FunctionSpec:
     trigger: dict[str, Any]
     retry: dict[str, Any] | None
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        """Asked once per function, not per invocation: inspect's test is a few microseconds of every
+        request the host serves."""
         return inspect.iscoroutinefunction(self.user_function)
 
 
