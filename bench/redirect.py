@@ -20,8 +20,12 @@ would run its consumer on the redirect's event loop.
    it late, so what stays is each blob holding a click that never went to the hub (sent straight to
    the spool while the redirect counted the hub down), with the clicks that share its blob.
 
+Where the time goes: `http_cpu_ms_per_request`, per route, the CPU milliseconds that the dev host, the
+Event Hubs endpoint and the load generator (this process) each spent per answered request over the
+throughput rounds (from /proc): the three share the machine's cores.
+
 Last line: one JSON object with `http_ratio_vs_noop`, `p99_ms_hub_up`, `p99_ms_hub_down`, the p50s,
-the request rates and the parameters.
+the request rates, `http_cpu_ms_per_request` and the parameters.
 
     .venv/bin/python bench/redirect.py [--seconds 3] [--rounds 3] [--concurrency 32] [--latency 400]
 """
@@ -87,7 +91,8 @@ def link_urls(base: str) -> list[str]:
     return [f"{base}/{slug}" for slug in MIX]
 
 
-async def throughput(urls: list[str], seconds: float, concurrency: int) -> float:
+async def throughput(urls: list[str], seconds: float, concurrency: int) -> tuple[float, int]:
+    """(302s per second, 302s) over `seconds` of `concurrency` requests in flight."""
     import aiohttp
 
     redirected = 0
@@ -108,7 +113,7 @@ async def throughput(urls: list[str], seconds: float, concurrency: int) -> float
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(i, session) for i in range(concurrency)))
-        return redirected / (time.perf_counter() - started)
+        return redirected / (time.perf_counter() - started), redirected
 
 
 async def latencies(urls: list[str], count: int) -> tuple[list[float], dict[int, int]]:
@@ -125,6 +130,34 @@ async def latencies(urls: list[str], count: int) -> tuple[list[float], dict[int,
             times.append((time.perf_counter() - started) * 1000)
             statuses[response.status] = statuses.get(response.status, 0) + 1
     return times, statuses
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSpent:
+    """CPU seconds the dev host, the Event Hubs endpoint and this process's load generator spent on one
+    route's rounds, and the requests they answered: on this machine the three share the same cores,
+    so the ratio is also a measure of who took them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"host": 0.0, "eventhubs": 0.0, "client": 0.0}
+        self.requests = 0
+
+    def start(self, pids: dict[str, int]) -> dict[str, float]:
+        return {**{name: cpu_seconds(pid) for name, pid in pids.items()}, "client": time.process_time()}
+
+    def stop(self, pids: dict[str, int], before: dict[str, float], requests: int) -> None:
+        after = self.start(pids)
+        for name, value in after.items():
+            self.seconds[name] += value - before[name]
+        self.requests += requests
+
+    def per_request_ms(self) -> dict[str, float]:
+        return {name: round(spent / max(self.requests, 1) * 1000, 3) for name, spent in self.seconds.items()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -197,9 +230,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(throughput(links, args.warmup, args.concurrency))
         spool_warmup = spooled(env)
         link_rates, noop_rates = [], []
+        cpu = {"link": CpuSpent(), "noop": CpuSpent()}
+        pids = {"host": child.pid, "eventhubs": eventhubs.pid}
         for _ in range(args.rounds):
-            link_rates.append(asyncio.run(throughput(links, args.seconds, args.concurrency)))
-            noop_rates.append(asyncio.run(throughput(noop, args.seconds, args.concurrency)))
+            for urls, rates, spent in ((links, link_rates, cpu["link"]), (noop, noop_rates, cpu["noop"])):
+                before = spent.start(pids)
+                rate, answered = asyncio.run(throughput(urls, args.seconds, args.concurrency))
+                rates.append(rate)
+                spent.stop(pids, before, answered)
         up, up_statuses = asyncio.run(latencies(links, args.latency))
         spool_hub_up = spooled(env)
         hub.close()
@@ -210,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "redirects_per_s": round(link_rate),
         "noop_requests_per_s": round(noop_rate),
         "http_ratio_vs_noop": round(link_rate / noop_rate, 3) if noop_rate else 0.0,
+        "http_cpu_ms_per_request": {route: spent.per_request_ms() for route, spent in cpu.items()},
         "p50_ms_hub_up": percentile(up, 0.5),
         "p99_ms_hub_up": percentile(up, 0.99),
         "p50_ms_hub_down": percentile(down, 0.5),
