@@ -21,11 +21,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# pip keeps an installed version of a local package: an edited encoder is reinstalled by name.
-$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml native/avro_rows/*.c native/avro_rows/setup.py native/avro_rows/pyproject.toml
+# pip keeps an installed version of a local package: an edited extension is reinstalled by name.
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml native/avro_rows/*.c native/avro_rows/setup.py native/avro_rows/pyproject.toml native/lookup3/*.c native/lookup3/setup.py native/lookup3/pyproject.toml
 	@$(MAKE) --no-print-directory install-compiler
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps --force-reinstall ./native/avro_rows
+	$(BIN)/pip install --quiet --no-deps --force-reinstall ./native/avro_rows ./native/lookup3
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -42,7 +42,7 @@ $(INFRA_VENV)/.installed: requirements-infra.txt
 
 install-infra: $(INFRA_VENV)/.installed ## checkov (+ pycep-parser) in their own venv, for the offline Bicep checks
 
-install-compiler: ## gcc and the Python headers, for the lake's compiled Avro encoder (native/avro_rows/)
+install-compiler: ## gcc and the Python headers, for the compiled extensions under native/
 	@command -v gcc >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null; }
 	@$(PY) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(notdir $(PY))-dev >/dev/null; }
 

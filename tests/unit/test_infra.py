@@ -379,6 +379,9 @@ def funcignore_excludes(path: str) -> bool:
         "native/avro_rows/hubcap_avro_rows.c",
         "native/avro_rows/setup.py",
         "native/avro_rows/pyproject.toml",
+        "native/lookup3/hubcap_lookup3.c",
+        "native/lookup3/setup.py",
+        "native/lookup3/pyproject.toml",
     ],
 )
 def test_deployment_package_keeps(path: str) -> None:
@@ -395,6 +398,7 @@ def test_deployment_package_keeps(path: str) -> None:
         "pyproject.toml",
         "Makefile",
         "native/avro_rows/build/lib/hubcap_avro_rows.so",
+        "native/lookup3/build/lib/hubcap_lookup3.so",
         "workers/__pycache__/settings.cpython-311.pyc",
     ],
 )

@@ -1,11 +1,16 @@
-"""The partition-key rule against the Event Hubs SDKs' published vectors (ported from the service)."""
+"""The partition-key rule against the Event Hubs SDKs' published vectors (ported from the service), and
+the compiled hash (native/lookup3/) against the Python one it stands in for."""
 
 from __future__ import annotations
 
+import hubcap_lookup3  # imported, not skipped: `make install` builds it, and a missing build must fail
 import pytest
 from azure.eventhub._buffered_producer._partition_resolver import generate_hash_code
+from hypothesis import given
+from hypothesis import strategies as st
 
-from workers.partition_key import hash_code, partition_for_key
+from workers import partition_key
+from workers.partition_key import hash_code, partition_for_key, py_hashlittle2
 
 # Hash codes from the Java and .NET SDKs' PartitionResolver tests (their resolvers port the service).
 SERVICE_VECTORS = [
@@ -24,6 +29,41 @@ SERVICE_VECTORS = [
 @pytest.mark.parametrize(("key", "expected"), SERVICE_VECTORS)
 def test_the_hash_matches_the_service_vectors(key: str, expected: int) -> None:
     assert hash_code(key) == expected
+
+
+@pytest.mark.parametrize(("key", "expected"), SERVICE_VECTORS)
+def test_the_python_hash_matches_the_service_vectors(
+    monkeypatch: pytest.MonkeyPatch, key: str, expected: int
+) -> None:
+    monkeypatch.setattr(partition_key, "hashlittle2", py_hashlittle2)
+    assert hash_code(key) == expected
+
+
+def test_the_compiled_hash_is_the_one_in_use() -> None:
+    assert partition_key.hashlittle2 is hubcap_lookup3.hashlittle2
+
+
+# Every tail length (0 to 12 bytes past the 12-byte blocks) over several blocks, and seeds to 32 bits.
+@given(st.binary(max_size=64), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_the_compiled_hash_equals_the_python_one(data: bytes, seed1: int, seed2: int) -> None:
+    assert hubcap_lookup3.hashlittle2(data, seed1, seed2) == py_hashlittle2(data, seed1, seed2)
+    assert hubcap_lookup3.hashlittle2(data) == py_hashlittle2(data)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("text",), TypeError),  # bytes only: a key is hashed as its UTF-8 (hash_code encodes it)
+        ((b"k", 2**32), OverflowError),
+        ((b"k", 0, 2**32), OverflowError),
+        ((b"k", -1), OverflowError),
+    ],
+)
+def test_the_compiled_hash_refuses_what_lookup3_has_no_answer_for(
+    args: tuple[object, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        hubcap_lookup3.hashlittle2(*args)
 
 
 @pytest.mark.parametrize(
