@@ -103,6 +103,7 @@ def event_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     return list(zip(*[tuple(map(row.get, EVENT_COLUMNS)) for row in rows], strict=True))
 
 
+@functools.lru_cache(maxsize=4096)  # the sink asks for a few minute starts per batch, scope after scope
 def bucket(received_at_ms: int, step: str) -> str:
     """The bucket's start as ISO text, e.g. 2026-11-30T00:17Z (minute), 2026-11-30T00:00Z (hour)."""
     return datetime.fromtimestamp(received_at_ms / 1000, UTC).strftime(STEP_FORMAT[step])
