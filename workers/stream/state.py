@@ -16,7 +16,11 @@ run's, even when the first run saved its dedup entries and then failed before it
 
 `lake_sequence` is the last sequence number whose rows are in the lake; it is saved last, so when it
 is in the table the batch's files, dedup entries and sessions are too. The stream stage
-(workers/stream/stage.py) skips messages at or below it.
+(workers/stream/stage.py) skips messages at or below it. A sink whose own writes are idempotent per
+message keeps it in memory only (`TableStateStore(lake_sequence=False)`): the metrics sink's rows each
+hold the last sequence number they applied (workers/sinks/metrics/store.py), so a replay past a
+stale watermark adds nothing, and a batch that changes no session or dedup entry (the metrics stage
+keeps none unless an app drops duplicates) saves with no Table request at all.
 
 Table layout (PartitionKey `<namespace>/<hub>:<consumer group>:<partition>`, URL-quoted: a hub made
 anew, or another local endpoint, counts from 0 again and must not meet an old watermark):
@@ -269,10 +273,12 @@ def _batched(items: list[Any], size: int) -> Iterator[list[Any]]:
 class TableStateStore:
     """Partition state in one Azure table (Azurite's table endpoint locally)."""
 
-    def __init__(self, table: Any, *, hub: str, consumer_group: str) -> None:
+    def __init__(self, table: Any, *, hub: str, consumer_group: str, lake_sequence: bool = True) -> None:
+        """`lake_sequence` False: saves leave the `lake` row alone (see the module's docstring)."""
         self._table = table
         self._scope = f"{hub}:{consumer_group}"
         self._ready = False
+        self.saves_lake_sequence = lake_sequence
 
     def _partition_key(self, partition_id: str) -> str:
         return quote(f"{self._scope}:{partition_id}", safe=":")
@@ -348,7 +354,7 @@ class TableStateStore:
             total -= count
             deletes.append(row_key)
         writes.extend(Write(pk, row_key, {}, mode="delete") for row_key in deletes)
-        if changes.last_sequence >= 0:
+        if changes.last_sequence >= 0 and self.saves_lake_sequence:
             writes.append(Write(pk, LAKE_ROW, {"last_sequence": changes.last_sequence}, mode="upsert"))
         for part in transactions(writes):
             self._submit(part)
@@ -386,13 +392,18 @@ def _int(value: Any) -> int:
     return int(getattr(value, "value", value))
 
 
-def open_state_store(settings: Settings, consumer_group: str) -> TableStateStore:
+def open_state_store(
+    settings: Settings, consumer_group: str, *, lake_sequence: bool = True
+) -> TableStateStore:
     """The state of `consumer_group`'s reading of the hub, in the lake's storage account (Azurite's
-    table endpoint locally): each sink reads with its own consumer group, so keeps its own state."""
+    table endpoint locally): each sink reads with its own consumer group, so keeps its own state.
+    `lake_sequence`: as TableStateStore's."""
     table = lake_table(
         settings.lake_connection,
         settings.lake_account_url,
         settings.state_table,
         missing="no state table: set HUBCAP_LAKE_CONNECTION or HUBCAP_LAKE_ACCOUNT_URL",
     )
-    return TableStateStore(table, hub=settings.hub_scope, consumer_group=consumer_group)
+    return TableStateStore(
+        table, hub=settings.hub_scope, consumer_group=consumer_group, lake_sequence=lake_sequence
+    )
