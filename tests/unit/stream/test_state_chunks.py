@@ -53,3 +53,14 @@ def test_a_chunk_written_now_is_read_by_the_standard_zlib(table: TableClient) ->
     assert [(app, event_id, seq) for app, event_id, seq, *_ in entries] == [
         ("shop", f"e{n}", n) for n in range(1, 4)
     ]
+
+
+def test_a_chunk_is_packed_at_a_fast_level(table: TableClient) -> None:
+    """zlib's level 6 was most of a capture save's CPU; the stream's header says the level it was
+    written at (RFC 1950's FLEVEL: 0 fastest, 1 fast, 2 default, 3 best)."""
+    state = PartitionState()
+    batch = Batch(state, timeout_ms=30 * 60_000, window=100)
+    batch.place("shop", "v", "e1", None, T0, 1)
+    store(table).save("0", state, batch.commit(last_sequence=1), 100)
+    chunk = next(iter(table.query_entities("RowKey ge 'd:' and RowKey lt 'e'")))
+    assert chunk["data0"][1] >> 6 <= 1
