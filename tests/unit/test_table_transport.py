@@ -21,6 +21,7 @@ from azure.core.exceptions import (
     IncompleteReadError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseError,
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import HttpRequest as LegacyRequest
@@ -211,10 +212,13 @@ def test_the_proxy_is_picked_as_requests_picks_it(
 class TlsServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, ca: trustme.CA) -> None:
+    def __init__(self, ca: trustme.CA, *, client_certificates: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), _TlsHandler)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1").configure_cert(context)
+        if client_certificates:
+            context.verify_mode = ssl.CERT_REQUIRED
+            ca.configure_trust(context)
         self.socket = context.wrap_socket(self.socket, server_side=True)
 
 
@@ -278,3 +282,27 @@ def test_tls_verification_can_be_turned_off_per_client(tls: tuple[str, Path]) ->
     )
     with pytest.raises(ResourceNotFoundError, match="scripted"):
         table.get_entity("p", "r")
+
+
+def test_a_client_certificate_is_presented_when_given(tmp_path: Path) -> None:
+    """`connection_cert`: one PEM file with the key and the certificate, as the SDK's transport takes it."""
+    ca = trustme.CA()
+    bundle, client = tmp_path / "ca.pem", tmp_path / "client.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    ca.issue_cert("client.example").private_key_and_cert_chain_pem.write_to_path(str(client))
+    server = TlsServer(ca, client_certificates=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+        options = {"retry_total": 0, "connection_verify": str(bundle)}
+        table = lake_table(
+            connection(endpoint), None, "tls", missing="unused", connection_cert=str(client), **options
+        )
+        with pytest.raises(ResourceNotFoundError, match="scripted"):
+            table.get_entity("p", "r")
+        anonymous = lake_table(connection(endpoint), None, "tls", missing="unused", **options)
+        with pytest.raises((ServiceRequestError, ServiceResponseError)):
+            anonymous.get_entity("p", "r")
+    finally:
+        server.shutdown()
+        server.server_close()
