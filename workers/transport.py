@@ -4,9 +4,9 @@ azure-core's requests transport, with `use_env_settings` on (its default), has `
 (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their lower-case forms, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) on
 every request: ~15% of the CPU of a metrics table transaction. `settled_options(url)` reads them once,
 for the one endpoint a client talks to, and gives them to the client explicitly with
-`use_env_settings` off, so the environment is honoured as it stood when the client was made. (The
-same switch has `requests` look for credentials in ~/.netrc; that is dropped: the SDK signs every
-request itself.)
+`use_env_settings` off, so the environment is honoured as it stood when the client was made: the
+proxies through the SDK's ProxyPolicy, the CA bundle as `connection_verify`. (The same switch has
+`requests` look for credentials in ~/.netrc; that is dropped: the SDK signs every request itself.)
 
 Even so, a Table request cost ~4 ms of this process's CPU whatever its size, about 40% of it in
 `requests` (its session, adapters, cookie jar and response model) around the urllib3 call that does
@@ -16,15 +16,18 @@ the work. `TableTransport` is azure-core's public extension point for that layer
 only the sending changes. What it keeps of the requests transport:
 - the connection options (`connection_timeout`, `read_timeout`, `connection_verify` as a bool or a
   CA bundle's path, `connection_cert`), given when it is made or per request, and `proxies` as the
-  SDK's ProxyPolicy passes them (keyed by scheme, or "all"); with verification on and no bundle
-  named, the CA bundle requests uses (certifi's);
+  SDK's ProxyPolicy passes them (keyed as requests keys them: scheme and host, scheme, "all");
+  with verification on and no bundle named, the CA bundle requests uses (certifi's);
 - no retries and no redirects of its own: the pipeline's policies do both;
 - its errors, as azure-core types the pipeline's retry policy knows: a connection that cannot be made
   is a ServiceRequestError (ServiceRequestTimeoutError when it times out), one that fails once the
   request is sent a ServiceResponseError (ServiceResponseTimeoutError on a read timeout, an
   IncompleteReadError when the body ends early).
 It reads every answer whole before it returns (Table answers are bounded by the service: 4 MiB a
-transaction, 1,000 entities a query page), so a `stream=True` caller reads the same bytes.
+transaction, 1,000 entities a query page), so a `stream=True` caller reads the same bytes. The
+answer is azure-core's `HttpResponseImpl`, the base its own transports' responses are built on
+(azure-core is pinned in requirements.txt; tests/unit/test_table_transport.py runs the SDK's calls
+through it on Azurite).
 """
 
 from __future__ import annotations
