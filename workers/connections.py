@@ -51,22 +51,25 @@ def lake_table(
 ) -> Any:
     """A table client in the lake's storage account (Azurite's table endpoint locally): the same
     account's table endpoint, whether the setting names its dfs or its blob URL. `options` go to the
-    client (timeouts, retries). The client reads the environment's proxy and CA settings once, now
-    (workers/transport.py), for every table alike: the partition state, the metrics rows and the
-    link registry."""
+    client (timeouts, retries). The client reads the environment's proxy and CA settings once, now,
+    and sends through workers/transport.py's TableTransport, for every table alike: the partition
+    state, the metrics rows and the link registry."""
     from azure.data.tables import TableClient
 
-    from workers.transport import settled_options
+    from workers.transport import TableTransport, settled_options
+
+    def client_options(url: str) -> dict[str, Any]:
+        # The transport takes the connection options; the client's policies the rest (`proxies`).
+        settled = {**settled_options(url), **options}
+        return {**settled, "transport": TableTransport(**settled)}
 
     def with_connection_string(conn: str) -> Any:
         url = TableClient.from_connection_string(conn, table_name).url  # parsed by the SDK, no I/O
-        return TableClient.from_connection_string(conn, table_name, **{**settled_options(url), **options})
+        return TableClient.from_connection_string(conn, table_name, **client_options(url))
 
     def with_identity(url: str, credential: Any) -> Any:
         table_url = url.replace(".dfs.", ".table.").replace(".blob.", ".table.")
-        return TableClient(
-            table_url, table_name, credential=credential, **{**settled_options(table_url), **options}
-        )
+        return TableClient(table_url, table_name, credential=credential, **client_options(table_url))
 
     return connect(
         connection_string,

@@ -6,7 +6,9 @@ ones the lake gets for the same messages. Each record adds to the rows of its ap
 (workers/sinks/metrics/counters.py) at the three steps, and rejected and failed ones to the app's
 latest errors; the store (workers/sinks/metrics/store.py) applies them exactly once per hub partition,
 and only then does the stage's partition state move on: a crash in between replays the batch, which
-the rows' own sequence numbers make a no-op.
+the rows' own sequence numbers make a no-op. Those make the state's lake sequence number redundant
+too, so it is not saved (workers/stream/state.py): a batch's state save is then no Table request
+unless an app that drops duplicates gave it dedup entries.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def build_metrics(settings: Settings, pipeline: Pipeline | None = None) -> Metri
     stage = Stage(
         pipeline=pipeline or build_pipeline(),
         registry=AppRegistry.from_settings(settings),
-        store=open_state_store(settings, settings.metrics_consumer_group),
+        store=open_state_store(settings, settings.metrics_consumer_group, lake_sequence=False),
         settings=settings,
         columns=COLUMNS,
     )
