@@ -50,6 +50,7 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest as RestRequest
 from azure.core.rest._http_response_impl import HttpResponseImpl
 from azure.core.utils import case_insensitive_dict
+from requests.utils import get_auth_from_url
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NewConnectionError,
@@ -115,18 +116,36 @@ class TableTransport(HttpTransport):
     def _pool(self, proxy: str | None, verify: bool | str, cert: Any) -> urllib3.PoolManager:
         key = (proxy, verify, cert)
         pool = self._pools.get(key)
-        if pool is None:
-            options: dict[str, Any] = {"num_pools": POOL_CONNECTIONS, "maxsize": POOL_CONNECTIONS}
-            if verify is False:
-                options["cert_reqs"] = "CERT_NONE"
+        if pool is not None:
+            return pool
+        options: dict[str, Any] = {"num_pools": POOL_CONNECTIONS, "maxsize": POOL_CONNECTIONS}
+        if verify is False:
+            options["cert_reqs"] = "CERT_NONE"
+        else:
+            options["cert_reqs"] = "CERT_REQUIRED"
+            bundle = _default_bundle() if verify is True else verify
+            # As requests does: a folder of certificates, a bundle file, or a setting that names
+            # neither, which is refused at once (a retry would not find it either).
+            if os.path.isdir(bundle):
+                options["ca_cert_dir"] = bundle
+            elif os.path.isfile(bundle):
+                options["ca_certs"] = bundle
             else:
-                options["cert_reqs"] = "CERT_REQUIRED"
-                bundle = _default_bundle() if verify is True else verify
-                options["ca_certs" if os.path.isfile(bundle) else "ca_cert_dir"] = bundle
-            if cert:
-                options["cert_file"], options["key_file"] = (cert, None) if isinstance(cert, str) else cert
-            pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
-            self._pools[key] = pool
+                raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {bundle}")
+        if cert:
+            options["cert_file"], options["key_file"] = (cert, None) if isinstance(cert, str) else cert
+        if proxy:
+            # urllib3 drops the user:password of a proxy's URL; requests sends it as Proxy-Authorization.
+            user, password = get_auth_from_url(proxy)
+            if user:
+                options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")
+            made: urllib3.PoolManager = urllib3.ProxyManager(proxy, **options)
+        else:
+            made = urllib3.PoolManager(**options)
+        # The stage's threads share a client and may make their first calls at once: one pool wins.
+        pool = self._pools.setdefault(key, made)
+        if pool is not made:
+            made.clear()
         return pool
 
     def send(self, request: Any, **kwargs: Any) -> Any:
@@ -158,12 +177,14 @@ class TableTransport(HttpTransport):
                 redirect=False,
                 preload_content=True,
             )
+        # NewConnectionError (a refused connection, a name that does not resolve) is a subclass of
+        # ConnectTimeoutError in urllib3 2: it is caught first, so only a real timeout is called one.
+        except (NewConnectionError, ProxyError, SSLError) as exc:
+            raise ServiceRequestError(exc, error=exc) from exc
         except ConnectTimeoutError as exc:
             raise ServiceRequestTimeoutError(exc, error=exc) from exc
         except ReadTimeoutError as exc:
             raise ServiceResponseTimeoutError(exc, error=exc) from exc
-        except (NewConnectionError, ProxyError, SSLError) as exc:
-            raise ServiceRequestError(exc, error=exc) from exc
         except ProtocolError as exc:
             if any(isinstance(arg, IncompleteRead) for arg in exc.args):  # urllib3's is http.client's too
                 raise IncompleteReadError(exc, error=exc) from exc
@@ -199,7 +220,9 @@ class _RestResponse(HttpResponseImpl):
     """An answer read whole, as `azure.core.rest.HttpResponse`."""
 
     def __init__(self, request: RestRequest, answer: urllib3.BaseHTTPResponse) -> None:
-        headers = case_insensitive_dict(answer.headers.items())
+        # From the HTTPHeaderDict itself, not its items(): a header sent twice is joined, as requests
+        # joins it, rather than its last line kept.
+        headers = case_insensitive_dict(answer.headers)
         super().__init__(
             request=request,
             internal_response=answer,

@@ -1,7 +1,9 @@
 """The table clients' transport on urllib3 (workers/transport.py): the SDK's calls work through it on
 Azurite, and its failures reach the SDK as the errors the SDK's retry policy knows, against real sockets:
 a refused port, a server that never answers, one that answers 5xx (retried by the SDK) or cuts a body
-short, and TLS with a CA bundle from the environment (a throwaway CA from trustme)."""
+short, and TLS with a CA bundle from the environment (a throwaway CA from trustme). The tests that use
+Azurite are marked integration by tests/markers.py; the rest run on local sockets alone, so
+`make test-fast` still checks the transport and its use of azure-core's response class."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 import trustme
+import urllib3
 from azure.core.exceptions import (
     HttpResponseError,
     IncompleteReadError,
@@ -25,14 +28,13 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import HttpRequest as LegacyRequest
+from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient
 
 from devstack.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
 from workers.connections import lake_table
 from workers.table_batch import Write, submit
-from workers.transport import TableTransport, _proxy_for
-
-pytestmark = pytest.mark.integration
+from workers.transport import TableTransport, _proxy_for, _RestResponse
 
 NOT_FOUND = b'{"odata.error":{"code":"ResourceNotFound","message":{"value":"scripted"}}}'
 
@@ -54,6 +56,7 @@ class Scripted(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answers = answers
         self.requests: list[str] = []
+        self.proxy_authorization: list[str | None] = []
         self.release = threading.Event()
 
     @property
@@ -68,8 +71,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.requests.append(f"{self.command} {self.path}")
+        self.server.proxy_authorization.append(self.headers.get("Proxy-Authorization"))
         answers = self.server.answers
         answer = answers[min(len(self.server.requests), len(answers)) - 1]
+        if answer == "twice":  # a header sent on two lines
+            self.send_response(200)
+            self.send_header("X-Twice", "a")
+            self.send_header("X-Twice", "b")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
         if answer == "hang":
             self.server.release.wait(10)
             self.close_connection = True
@@ -139,8 +151,10 @@ def test_a_refused_connection_is_a_service_request_error_after_the_sdks_retries(
     table = lake_table(
         connection(f"http://127.0.0.1:{port}"), None, "refused", missing="unused", retry_total=1
     )
-    with pytest.raises(ServiceRequestError, match="refused"):
+    with pytest.raises(ServiceRequestError, match="refused") as caught:
         table.get_entity("p", "r")
+    # Not its timeout subclass: urllib3 2 makes a refused connection a kind of connect timeout.
+    assert type(caught.value) is ServiceRequestError
 
 
 @pytest.mark.parametrize("scripted", [[503, 503, 404]], indirect=True)
@@ -179,6 +193,62 @@ def test_a_per_request_timeout_overrides_the_clients(scripted: Scripted) -> None
     table = scripted_table(scripted, retry_total=0, read_timeout=30)
     with pytest.raises(ServiceResponseTimeoutError):
         table.get_entity("p", "r", read_timeout=0.3)
+
+
+@pytest.mark.parametrize("scripted", [[404]], indirect=True)
+def test_a_proxys_credentials_go_as_proxy_authorization(scripted: Scripted) -> None:
+    """As requests sends them; urllib3 alone drops the user:password of a proxy's URL."""
+    proxy = scripted.endpoint.replace("http://", "http://user:secret@")
+    table = lake_table(
+        connection("http://tables.example:10002"),
+        None,
+        "t",
+        missing="unused",
+        retry_total=0,
+        proxies={"http": proxy},
+    )
+    with pytest.raises(ResourceNotFoundError, match="scripted"):
+        table.get_entity("p", "r")
+    assert scripted.requests[0].startswith("GET http://tables.example:10002/")
+    assert scripted.proxy_authorization == ["Basic dXNlcjpzZWNyZXQ="]  # user:secret
+
+
+def test_a_ca_bundle_that_is_not_there_is_refused_at_once() -> None:
+    """Not sent and not retried: a mistyped setting would fail every retry alike."""
+    table = lake_table(
+        connection("https://127.0.0.1:9"), None, "t", missing="unused", connection_verify="/no/such/ca.pem"
+    )
+    with pytest.raises(OSError, match=r"invalid path: /no/such/ca\.pem"):
+        table.get_entity("p", "r")
+
+
+@pytest.mark.parametrize("scripted", [["twice"]], indirect=True)
+def test_a_header_answered_twice_is_joined(scripted: Scripted) -> None:
+    answer = TableTransport().send(HttpRequest("GET", f"{scripted.endpoint}/x"))
+    assert answer.headers["x-twice"] == "a, b"
+
+
+def test_an_answer_reads_as_azure_cores_response() -> None:
+    """The transport's answer is azure-core's own HttpResponseImpl (a private class, pinned with
+    azure-core in requirements.txt) given a urllib3 answer: what the SDK reads of it must still work."""
+    raw = urllib3.HTTPResponse(
+        body='{"value": [1, "é"]}'.encode(),
+        headers={"Content-Type": "application/json;odata=minimalmetadata", "ETag": 'W/"1"'},
+        status=200,
+        reason="OK",
+        preload_content=True,
+    )
+    request = HttpRequest("GET", "http://127.0.0.1:9/t")
+    answer = _RestResponse(request, raw)
+    answer._block_size = 4  # the stream comes in blocks of the pipeline's size
+    assert (answer.status_code, answer.reason, answer.request) == (200, "OK", request)
+    assert (answer.headers["etag"], answer.content_type) == (
+        'W/"1"',
+        "application/json;odata=minimalmetadata",
+    )
+    assert answer.json() == {"value": [1, "é"]}
+    assert answer.text() == '{"value": [1, "é"]}'
+    assert b"".join(answer.iter_bytes()) == answer.content == raw.data
 
 
 def test_a_legacy_request_is_refused_before_it_is_sent() -> None:
