@@ -14,13 +14,18 @@ SDKs' published hash vectors.
 The hash runs compiled where this repository's native/lookup3/ was built (`make install`, and the
 Function App's remote build from requirements.txt): in Python it took ~12 µs of every collect request
 and every branded-link click, compiled well under one. `py_hashlittle2`, below, is the same hash in
-Python: the fallback where no compiler was found, and the reference the tests hold the compiled one to.
+Python: the fallback where no compiler was found (one `lookup3_native_missing` log line per process),
+and the reference the tests hold the compiled one to.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from workers.logs import emit
+
+log = logging.getLogger("hubcap.partition_key")
 _MASK = 0xFFFFFFFF
 
 
@@ -84,8 +89,10 @@ def py_hashlittle2(data: bytes, seed1: int = 0, seed2: int = 0) -> tuple[int, in
 
 try:
     import hubcap_lookup3  # the compiled hash, native/lookup3/, when it was built
-except ImportError:  # built without a C compiler: the same hash, slower
+except ImportError as missing:  # built without a C compiler: the same hash, slower
     hubcap_lookup3 = None
+    # Once per process, when the module is first imported, as the Avro encoder's `avro_native_missing`.
+    emit(log, logging.WARNING, "lookup3_native_missing", reason=str(missing))
 
 hashlittle2: Callable[..., tuple[int, int]] = (
     py_hashlittle2 if hubcap_lookup3 is None else hubcap_lookup3.hashlittle2

@@ -3,6 +3,10 @@ the compiled hash (native/lookup3/) against the Python one it stands in for."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import hubcap_lookup3  # imported, not skipped: `make install` builds it, and a missing build must fail
 import pytest
 from azure.eventhub._buffered_producer._partition_resolver import generate_hash_code
@@ -11,6 +15,8 @@ from hypothesis import strategies as st
 
 from workers import partition_key
 from workers.partition_key import hash_code, partition_for_key, py_hashlittle2
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Hash codes from the Java and .NET SDKs' PartitionResolver tests (their resolvers port the service).
 SERVICE_VECTORS = [
@@ -83,3 +89,18 @@ def test_the_partition_is_the_absolute_truncated_remainder(key: str, partitions:
 def test_non_ascii_keys_hash_their_utf8_bytes_not_code_points(key: str) -> None:
     assert hash_code(key) == hash_code(key.encode("utf-8"))
     assert hash_code(key) != generate_hash_code(key)
+
+
+def test_without_the_compiled_hash_python_hashes_the_same_and_says_so_once() -> None:
+    """A build without a C compiler: the module is missing, the Python hash stands in, one log line."""
+    probe = (
+        "import logging, sys\n"
+        "sys.modules['hubcap_lookup3'] = None\n"  # what an install without the extension leaves
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "from workers import partition_key as pk\n"
+        "from workers.partition_key import hash_code\n"  # imported again: no second line
+        "print(pk.hashlittle2 is pk.py_hashlittle2, pk.hash_code('7'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.split() == ["True", "-15263"]
+    assert done.stderr.count('"event":"lookup3_native_missing"') == 1
