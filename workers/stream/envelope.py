@@ -41,7 +41,7 @@ from itertools import repeat
 from typing import Any
 
 import orjson
-from isal import isal_zlib
+from isal import igzip_lib
 
 from workers import wire
 from workers.errors import EnvelopeError
@@ -49,8 +49,6 @@ from workers.errors import EnvelopeError
 SCHEMA = "hubcap.envelope.v1"
 VERSION = 1
 GZIP_THRESHOLD = 4096
-# zlib's wbits for a gzip stream with a 32 KiB window
-GZIP_WBITS = 31
 # Event Hubs refuses messages over 1 MB (Standard tier); keep headroom for AMQP framing/properties.
 MAX_MESSAGE_BYTES = 1024 * 1024 - 16 * 1024
 
@@ -109,10 +107,10 @@ def encode(envelope: Envelope) -> EncodedEnvelope:
     encoding = "identity"
     if len(raw) > GZIP_THRESHOLD:
         # ISA-L's level 1: a third of zlib level 1's CPU for the same size (bench/collect.py's
-        # `compress` stage); any gzip reader inflates it. Its own gzip header (mtime 0: a message
-        # needs none) rather than igzip.compress's, which Python packs and joins to a copy of the
-        # stream on every call.
-        raw = isal_zlib.compress(raw, 1, GZIP_WBITS)
+        # `compress` stage); any gzip reader inflates it. ISA-L writes the gzip header itself (mtime
+        # 0: a message needs none, and the same envelope encodes to the same bytes) rather than
+        # igzip.compress packing one in Python with the time and joining it to a copy of the stream.
+        raw = igzip_lib.compress(raw, 1, flag=igzip_lib.COMP_GZIP)
         encoding = "gzip"
     return EncodedEnvelope(
         body=raw,
