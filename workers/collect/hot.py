@@ -94,7 +94,7 @@ _WRITTEN_AT = {name: at for at, name in enumerate(WRITTEN_ORDER)}
 
 # A check of what msgspec left unchecked (patterns, property names), on a column: every decoded value
 # at one place of the schema (say every event's event_type), so that the walk runs in C, not per value
-# in Python. UNSET (an absent optional property) may be among them and passes.
+# in Python. UNSET (an absent optional property) may be among them and passes; so does an empty column.
 Check = Callable[[Iterable[Any]], bool]
 
 
@@ -120,8 +120,8 @@ class _KnownNames:
 
     def all_valid(self, names: Iterable[Any]) -> bool:
         # Each name once (a body repeats its few event types and attribute names in every event); the
-        # usual case, every name known, is then one C call.
-        distinct = set(names)
+        # usual case, every name known, is then one C call. A set (check_map's keys) is not copied.
+        distinct = names if type(names) is set else set(names)
         return self._known.issuperset(distinct) or all(map(self.valid, distinct))
 
 
@@ -257,7 +257,8 @@ class _Translator:
 
         def check_fields(structs: Iterable[Any]) -> bool:
             present = list(filter(None, structs))  # without UNSET, falsy; a Struct is truthy
-            return all(check(map(column, present)) for column, check in columns)
+            # Every check passes an empty column: a property no event has costs no pass of its own.
+            return not present or all(check(map(column, present)) for column, check in columns)
 
         return struct, check_fields
 
@@ -273,6 +274,8 @@ class _Translator:
 
         def check_map(maps: Iterable[Any]) -> bool:
             present = list(filter(None, maps))  # without UNSET and empty maps, both falsy
+            if not present:
+                return True  # as for check_fields: nothing to check
             # set().union reads each dict's keys with the hashes the dict holds, in C
             if names is not None and not names.all_valid(set().union(*present)):
                 return False
