@@ -112,22 +112,23 @@ UAS = [
 
 
 def event(request_no: int, i: int) -> dict[str, Any]:
+    """An event with its keys in the order the tracker writes them (tracker/src/hubcap.js `track`)."""
     return {
         "event_type": "page_view" if i == 0 else "button_click",
         "event_id": f"{request_no:08x}-0717-4385-8f2e-{i:012d}",
         "timestamp": 1767225600000 + request_no * 1000 + i,
         "app_id": APP,
         "platform": "Web",
-        "locale": "en-US",
+        "page_url": f"https://shop.example/products/{request_no % 500}?utm_source=newsletter",
+        "page_title": "Running shoes",
+        "page_referrer": "https://www.google.com/",
         "screen_width": 1920,
         "screen_height": 1080,
         "viewport_width": 1280,
         "viewport_height": 720,
+        "locale": "en-US",
         "sdk_name": "hubcap-web",
         "sdk_version": "0.1.0",
-        "page_url": f"https://shop.example/products/{request_no % 500}?utm_source=newsletter",
-        "page_title": "Running shoes",
-        "page_referrer": "https://www.google.com/",
         "session_id": f"s-{request_no % 97}",
         "attributes": {"productName": "shoes", "Price": 99.9, "in_stock": True, "position": i},
     }

@@ -160,8 +160,14 @@ def _english(names: Any) -> str | None:
     return None
 
 
+# A tuple, not `int | float`: isinstance takes a union's members apart on every call.
+_NUMBER = (int, float)
+# geo_from_record's fields when the record says nothing useful
+_NO_GEO = [None] * 5
+
+
 def _coord(value: Any) -> float | None:
-    return round(float(value), 2) if isinstance(value, int | float) else None
+    return round(float(value), 2) if isinstance(value, _NUMBER) else None
 
 
 def geo_from_record(record: Any) -> dict[str, Any] | None:
@@ -189,7 +195,8 @@ def geo_from_record(record: Any) -> dict[str, Any] | None:
             "lat": _coord(record.get("latitude")),
             "lon": _coord(record.get("longitude")),
         }
-    return geo if any(v is not None for v in geo.values()) else None
+    # one list comparison in C instead of a generator's frame per field
+    return None if [*geo.values()] == _NO_GEO else geo
 
 
 class GeoReader:
