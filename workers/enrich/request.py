@@ -4,8 +4,10 @@ once per distinct input instead of once per event, with the rows `Pipeline.run` 
 What a step reads decides where its work happens:
 - `user_agent` reads the request's User-Agent alone: a memo keyed by it holds
   `RequestEnrichment.fields`, which the stage merges into the template every row of the request is
-  copied from. `geo` reads the request's geo alone: it runs once per request, and its columns join
-  `fields`.
+  copied from. `geo` reads the request's geo alone, and its columns join `fields`: one memo keyed by
+  the User-Agent and the geo object's values (GEO_KEYS) holds `fields`, one dict per visitor, so the
+  stage's template per fields object serves all of the visitor's requests; a geo object whose values
+  cannot key it (a forged envelope's) has the geo step run for its request.
 - `page`, `referrer` and `campaign` read the event's page_url and page_referrer, the request's Referer
   header and the app's own hosts: one memo keyed by exactly these holds their fields.
 - `bots` and `language` read the request's User-Agent and Accept-Language (and `method`, None but for a
@@ -53,22 +55,21 @@ MEMO_ENTRIES = 8192
 
 
 def _geo_key(geo: dict[str, Any] | None) -> tuple[Any, ...] | None:
-    """What the geo step reads of an envelope's geo object (GEO_KEYS), each value beside its class
-    (1, 1.0 and True are equal keys, yet only two are coordinates): () for none; None when it cannot
-    key a memo (a value of another class, or longer strings: a forged envelope's)."""
+    """What the geo step reads of an envelope's geo object (the values of GEO_KEYS): () for none; None
+    when it cannot key a memo (a value of another class, longer strings: a forged envelope's). bool is
+    left out, being equal to 1 yet no coordinate; an int and a float that are equal give one
+    coordinate."""
     if not geo:
         return ()
-    key: list[Any] = []
+    key: tuple[Any, ...] = tuple(map(geo.get, GEO_KEYS))
     chars = 0
-    for name in GEO_KEYS:
-        value: Any = geo.get(name)
+    for value in key:
         cls = value.__class__
         if cls is str:
             chars += len(value)
         elif cls is not float and cls is not int and value is not None:
             return None
-        key += (cls, value)
-    return tuple(key) if chars <= MAX_KEY_CHARS else None
+    return key if chars <= MAX_KEY_CHARS else None
 
 
 def _fits(values: tuple[Any, ...]) -> bool:
@@ -147,7 +148,7 @@ class RequestSteps:
         """`RequestEnrichment.fields` for a User-Agent and a geo object (`_geo_key`): COLUMNS with the
         user_agent and geo steps' values. The geo columns are the request's: they go in the template
         every row is copied from, not into each row."""
-        geo = dict(zip(GEO_KEYS, geo_key[1::2], strict=True)) if geo_key else None
+        geo = dict(zip(GEO_KEYS, geo_key, strict=True)) if geo_key else None
         context = EnrichContext(None, user_agent, None, None, geo)
         return {**self.request_fields(user_agent), **self.steps["geo"]({}, context)}
 

@@ -328,6 +328,8 @@ class Stage:
         collector_version: str | None,
         geo_db_version: str | None = None,
     ) -> dict[str, Any]:
+        """The hub and version columns of a message's rows and records (_BatchRun.message builds the
+        same in place)."""
         return {
             "hub_partition": message.partition_id,
             "hub_sequence_number": message.sequence_number,
@@ -372,16 +374,24 @@ class _BatchRun:
             self.partition.failed.append(Staged(row, app_id, enqueued_ms, message))
             return
         stage = self.stage
-        lineage = stage.lineage(message, enqueued_ms, env.collector_version, env.geo_db_version)
         app_id, received_at, visitor_hash = env.app_id, env.received_at, env.visitor_hash
+        # The envelope's fields, then Stage.lineage's, built in one step: a call and a merge less.
         shared = {
             "app_id": app_id,
             "received_at": received_at,
             "request_id": env.request_id,
             "visitor_hash": visitor_hash,
             "bundle_sequence_id": env.bundle_sequence_id,
-            **lineage,
+            "hub_partition": message.partition_id,
+            "hub_sequence_number": message.sequence_number,
+            "hub_offset": str(message.offset),
+            "hub_enqueued_time": enqueued_ms,
+            "collector_version": env.collector_version,
+            "capture_version": CAPTURE_VERSION,
+            **stage.versions,
         }
+        if env.geo_db_version:  # the collector looked the IP up, so its database is the one that counts
+            shared["geo_db_version"] = env.geo_db_version
         for rejected in env.rejected:
             record = rejected_record(rejected, shared)
             self.partition.rejected.append(Staged(record, app_id, received_at, rejected))
