@@ -4,8 +4,10 @@ once per distinct input instead of once per event, with the rows `Pipeline.run` 
 What a step reads decides where its work happens:
 - `user_agent` reads the request's User-Agent alone: a memo keyed by it holds
   `RequestEnrichment.fields`, which the stage merges into the template every row of the request is
-  copied from. `geo` reads the request's geo alone: it runs once per request, and its columns join
-  `fields`.
+  copied from. `geo` reads the request's geo alone, and its columns join `fields`: one memo keyed by
+  the User-Agent and the geo object's values (GEO_KEYS) holds `fields`, one dict per visitor, so the
+  stage's template per fields object serves all of the visitor's requests; a geo object whose values
+  cannot key it (a forged envelope's) has the geo step run for its request.
 - `page`, `referrer` and `campaign` read the event's page_url and page_referrer, the request's Referer
   header and the app's own hosts: one memo keyed by exactly these holds their fields.
 - `bots` and `language` read the request's User-Agent and Accept-Language (and `method`, None but for a
@@ -41,6 +43,8 @@ from workers.enrich.ua import UA_FIELDS
 URL_COLUMNS = ("page_host", "page_path", *REFERRER_FIELDS, *CAMPAIGN_FIELDS)
 BOT_COLUMNS = ("is_bot", "bot_indicators")
 GEO_COLUMNS = tuple(geo_fields(None))
+# The fields of an envelope's geo object that the geo step reads (workers/enrich/geo.py).
+GEO_KEYS = ("country", "region", "city", "lat", "lon")
 # In the order the steps add them, so a row's columns come out in the order Pipeline.run gives.
 COLUMNS = (*URL_COLUMNS, *UA_FIELDS, *BOT_COLUMNS, "language", *GEO_COLUMNS)
 PLACEHOLDERS = dict.fromkeys(COLUMNS)
@@ -48,6 +52,24 @@ STEP_NAMES = ("page", "referrer", "campaign", "user_agent", "bots", "language", 
 # A key's strings, in all: real URLs and headers are far shorter.
 MAX_KEY_CHARS = 2048
 MEMO_ENTRIES = 8192
+
+
+def _geo_key(geo: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What the geo step reads of an envelope's geo object (the values of GEO_KEYS): () for none; None
+    when it cannot key a memo (a value of another class, longer strings: a forged envelope's). bool is
+    left out, being equal to 1 yet no coordinate; an int and a float that are equal give one
+    coordinate."""
+    if not geo:
+        return ()
+    key: tuple[Any, ...] = tuple(map(geo.get, GEO_KEYS))
+    chars = 0
+    for value in key:
+        cls = value.__class__
+        if cls is str:
+            chars += len(value)
+        elif cls is not float and cls is not int and value is not None:
+            return None
+    return key if chars <= MAX_KEY_CHARS else None
 
 
 def _fits(values: tuple[Any, ...]) -> bool:
@@ -81,6 +103,11 @@ class RequestSteps:
         self.request_fields: Callable[[str | None], dict[str, Any]] = functools.lru_cache(maxsize=entries)(
             self._request_fields
         )
+        # One dict per visitor's User-Agent and geo: the stage keeps a message template per fields
+        # object (workers/stream/stage.py's Stage.row_template), so its requests share one.
+        self.fields: Callable[[str | None, tuple[Any, ...]], dict[str, Any]] = functools.lru_cache(
+            maxsize=entries
+        )(self._fields)
 
     def _urls(
         self, hosts: frozenset[str] | None, page_url: str | None, referrer: str | None, header: str | None
@@ -117,6 +144,14 @@ class RequestSteps:
         context = EnrichContext(None, user_agent, None, None, None)
         return {**PLACEHOLDERS, **self.steps["user_agent"]({}, context)}
 
+    def _fields(self, user_agent: str | None, geo_key: tuple[Any, ...]) -> dict[str, Any]:
+        """`RequestEnrichment.fields` for a User-Agent and a geo object (`_geo_key`): COLUMNS with the
+        user_agent and geo steps' values. The geo columns are the request's: they go in the template
+        every row is copied from, not into each row."""
+        geo = dict(zip(GEO_KEYS, geo_key, strict=True)) if geo_key else None
+        context = EnrichContext(None, user_agent, None, None, geo)
+        return {**self.request_fields(user_agent), **self.steps["geo"]({}, context)}
+
     def _everything_per_event(self, context: EnrichContext) -> RequestEnrichment:
         plain = self.plain
         return RequestEnrichment(PLACEHOLDERS, lambda row: plain(row, context))
@@ -126,8 +161,11 @@ class RequestSteps:
         if context.method is not None or not _fits((header, user_agent, accept)):
             return self._everything_per_event(context)
         try:
-            fields = self.request_fields(user_agent)
-            geo = self.steps["geo"]({}, context)
+            geo_key = _geo_key(context.geo)
+            if geo_key is None:
+                fields = {**self.request_fields(user_agent), **self.steps["geo"]({}, context)}
+            else:
+                fields = self.fields(user_agent, geo_key)
         except Exception:  # each event fails in that step, as Pipeline.run has it
             return self._everything_per_event(context)
         hosts = None
@@ -135,8 +173,6 @@ class RequestSteps:
             hosts = self._own_hosts(context.app)
             self._app_of_hosts[hosts] = context.app
         urls, visitor, plain = self.urls, self.visitor, self.plain
-        # The geo columns are the request's: in the template every row is copied from, not set per row.
-        fields = {**fields, **geo}
 
         def lookup(
             page_url: Any, referrer: Any, attributes: Any, platform: Any, system_language: Any, locale: Any
@@ -168,7 +204,20 @@ class RequestSteps:
                     return plain(row, context)
                 webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
             source = header if referrer is None else referrer
-            if not _fits((page_url, source, platform, system_language, locale)):
+            # _fits, inline for the usual case (every value a str or null): a call per event less.
+            if not (
+                (page_url.__class__ is str or page_url is None)
+                and (source.__class__ is str or source is None)
+                and (platform.__class__ is str or platform is None)
+                and (system_language.__class__ is str or system_language is None)
+                and (locale.__class__ is str or locale is None)
+                and len(page_url or "")
+                + len(source or "")
+                + len(platform or "")
+                + len(system_language or "")
+                + len(locale or "")
+                <= MAX_KEY_CHARS
+            ):
                 return plain(row, context)
             try:
                 row.update(urls(hosts, page_url, referrer, header if referrer is None else None))

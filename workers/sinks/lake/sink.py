@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Prepared:
 
 
 HOUR_MS = 3_600_000
+_SEQUENCE_NUMBER = operator.itemgetter("hub_sequence_number")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -208,7 +210,7 @@ class LakeSink:
         return out
 
     def _file(self, kind: str, folder: str, partition_id: str, rows: list[Row]) -> EncodedFile:
-        first = min(int(row["hub_sequence_number"]) for row in rows)
+        first = min(map(int, map(_SEQUENCE_NUMBER, rows)))
         path = f"{folder}/{file_name(partition_id, first)}"
         return EncodedFile(kind, path, rows, avro.encode(kind, rows, codec=self.codec, key=path))
 
