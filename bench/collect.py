@@ -21,7 +21,9 @@ Where the time goes:
 - `stages_us_per_event`: each stage of the in-process path timed alone on the same requests (CPU
   time, median of --repeats), per event: `checks` (sender, origin, media type, compression), `decode`
   (the hot path's msgspec decode, which checks types, lengths and bounds: workers/collect/hot.py),
-  `validate` (the rest of the hot path: names against their patterns),
+  `validate` (the rest of the hot path: names against their patterns; the whole hot path less the
+  decode, each timed alone, so where the checks cost next to nothing the difference is noise and can
+  come out below zero),
   `privacy` (geo lookup and visitor hash), `envelope` (its JSON), `gzip` (its compression), and
   `other`: the whole path (`us_per_event`) less those (dataclasses, quotas, headers, glue, the garbage
   collector). Beside the path, not in its sum: `orjson_decode` and `schema_validate`, the parse and
