@@ -45,7 +45,7 @@ import logging
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -90,11 +90,12 @@ PROPERTY_UTF16_UNITS = 30_000
 EVENT_JSON_CHARS = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stored:
     """A row as stored, under its ETag: its `seq` and its counts (a counter row's) or latest errors
     (an errors row's), parsed. What this process wrote is kept as such: the next batch adds to it
-    without reading, parsing or decoding it again."""
+    without reading, parsing or decoding it again. Made anew for each write, whose ETag is set on it
+    when the write lands."""
 
     seq: int
     etag: str
@@ -317,7 +318,8 @@ class MetricsStore:
                 for writes in transactions(planned):
                     etags = self._submit(writes)
                     for write, etag in zip(writes, etags, strict=True):
-                        stored = replace(written[write.row_key], etag=etag)
+                        stored = written[write.row_key]
+                        stored.etag = etag
                         self._remember((partition_key, write.row_key), stored)
                         unconfirmed.discard(write.row_key)
                     changed += len(writes)
