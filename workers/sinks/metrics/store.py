@@ -77,6 +77,7 @@ ERRORS_KEPT = 20
 ATTEMPTS = 8
 INT_COUNTERS = ("events", "link_clicks", "humans", "bots", "rejected", "failed")
 ERRORS = "errors"  # the RowKey prefix of the latest errors
+TOP_PROPERTIES = tuple((dimension, f"top_{dimension}") for dimension in DIMENSIONS)
 # The rows this process wrote last, with their ETags: a batch that follows its own writes reads
 # nothing. Bounded: a row's minute, hour and day per app and scope, for many apps and links.
 KNOWN_ROWS = 4096
@@ -240,13 +241,20 @@ def _counter_properties(counts: Counts) -> dict[str, Any]:
     row as read back."""
     properties: dict[str, Any] = {name: getattr(counts, name) for name in INT_COUNTERS}
     properties["hll"] = sketch_bytes(counts.merged_sketch())
-    for dimension in DIMENSIONS:
+    top = counts.top
+    for dimension, name in TOP_PROPERTIES:
+        counter = top.get(dimension)
+        if not counter:
+            properties[name] = "[]"
+            continue
         # most counted first: what does not fit is the tail
-        text, kept = fitting(counts.top_values(dimension, TOP_N))
-        properties[f"top_{dimension}"] = text
-        counter = counts.top.get(dimension)
-        if counter is not None and len(counter) != len(kept):
-            counts.top[dimension] = Counter(dict(kept))
+        items = counts.top_values(dimension, TOP_N)
+        data = orjson.dumps(items)
+        # Most lists fit by their UTF-8 length alone (`fitting`), so most skip its call.
+        text, kept = (data.decode(), items) if len(data) <= PROPERTY_UTF16_UNITS else fitting(items)
+        properties[name] = text
+        if len(counter) != len(kept):
+            top[dimension] = Counter(dict(kept))
     return properties
 
 
