@@ -228,6 +228,8 @@ class Counts:
         if not counter:
             return []
         if len(counter) <= n:
+            if len(counter) == 1:  # most of a link's, domain's or quiet minute's lists
+                return list(counter.items())
             # Two sorts in C, no key tuples built: by value (the tie-break), then, stably, by count.
             ordered = sorted(counter.items())
             ordered.sort(key=itemgetter(1), reverse=True)
