@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import truth
+from operator import itemgetter, truth
 from typing import Any
 
 from workers.sinks.metrics.hll import Sketch
@@ -228,7 +228,12 @@ class Counts:
         if not counter:
             return []
         if len(counter) <= n:
-            return [(value, -negated) for negated, value in sorted([(-c, v) for v, c in counter.items()])]
+            if len(counter) == 1:  # most of a link's, domain's or quiet minute's lists
+                return list(counter.items())
+            # Two sorts in C, no key tuples built: by value (the tie-break), then, stably, by count.
+            ordered = sorted(counter.items())
+            ordered.sort(key=itemgetter(1), reverse=True)
+            return ordered
         # Ties broken by value, so that two runs over the same rows cut the list at the same place.
         # The (-count, value) pairs compare in C and only n are kept: a row's lists are cut every
         # time it is written, and a Python sort key over every distinct value was most of that.

@@ -45,7 +45,7 @@ import logging
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -77,6 +77,7 @@ ERRORS_KEPT = 20
 ATTEMPTS = 8
 INT_COUNTERS = ("events", "link_clicks", "humans", "bots", "rejected", "failed")
 ERRORS = "errors"  # the RowKey prefix of the latest errors
+TOP_PROPERTIES = tuple((dimension, f"top_{dimension}") for dimension in DIMENSIONS)
 # The rows this process wrote last, with their ETags: a batch that follows its own writes reads
 # nothing. Bounded: a row's minute, hour and day per app and scope, for many apps and links.
 KNOWN_ROWS = 4096
@@ -90,11 +91,12 @@ PROPERTY_UTF16_UNITS = 30_000
 EVENT_JSON_CHARS = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stored:
     """A row as stored, under its ETag: its `seq` and its counts (a counter row's) or latest errors
     (an errors row's), parsed. What this process wrote is kept as such: the next batch adds to it
-    without reading, parsing or decoding it again."""
+    without reading, parsing or decoding it again. Made anew for each write, whose ETag is set on it
+    when the write lands."""
 
     seq: int
     etag: str
@@ -239,13 +241,20 @@ def _counter_properties(counts: Counts) -> dict[str, Any]:
     row as read back."""
     properties: dict[str, Any] = {name: getattr(counts, name) for name in INT_COUNTERS}
     properties["hll"] = sketch_bytes(counts.merged_sketch())
-    for dimension in DIMENSIONS:
+    top = counts.top
+    for dimension, name in TOP_PROPERTIES:
+        counter = top.get(dimension)
+        if not counter:
+            properties[name] = "[]"
+            continue
         # most counted first: what does not fit is the tail
-        text, kept = fitting(counts.top_values(dimension, TOP_N))
-        properties[f"top_{dimension}"] = text
-        counter = counts.top.get(dimension)
-        if counter is not None and len(counter) != len(kept):
-            counts.top[dimension] = Counter(dict(kept))
+        items = counts.top_values(dimension, TOP_N)
+        data = orjson.dumps(items)
+        # Most lists fit by their UTF-8 length alone (`fitting`), so most skip its call.
+        text, kept = (data.decode(), items) if len(data) <= PROPERTY_UTF16_UNITS else fitting(items)
+        properties[name] = text
+        if len(counter) != len(kept):
+            top[dimension] = Counter(dict(kept))
     return properties
 
 
@@ -317,7 +326,8 @@ class MetricsStore:
                 for writes in transactions(planned):
                     etags = self._submit(writes)
                     for write, etag in zip(writes, etags, strict=True):
-                        stored = replace(written[write.row_key], etag=etag)
+                        stored = written[write.row_key]
+                        stored.etag = etag
                         self._remember((partition_key, write.row_key), stored)
                         unconfirmed.discard(write.row_key)
                     changed += len(writes)
