@@ -56,18 +56,23 @@ MEMO_ENTRIES = 8192
 
 def _geo_key(geo: dict[str, Any] | None) -> tuple[Any, ...] | None:
     """What the geo step reads of an envelope's geo object (the values of GEO_KEYS): () for none; None
-    when it cannot key a memo (a value of another class, longer strings: a forged envelope's). bool is
-    left out, being equal to 1 yet no coordinate; an int and a float that are equal give one
-    coordinate."""
+    when it cannot key a memo, and the request's geo step runs instead. A memo finds its entry by
+    equality, so every value that equals another yet gives other columns is refused: a country,
+    region or city that is not text (1 == 1.0, a forged envelope's), a coordinate that is a bool
+    (True == 1, and no coordinate) and a zero coordinate (0.0 == -0.0, and the collector writes
+    -0.0 for a longitude just west of Greenwich, rounded); and longer strings."""
     if not geo:
         return ()
     key: tuple[Any, ...] = tuple(map(geo.get, GEO_KEYS))
     chars = 0
-    for value in key:
-        cls = value.__class__
-        if cls is str:
+    for value in key[:3]:
+        if value.__class__ is str:
             chars += len(value)
-        elif cls is not float and cls is not int and value is not None:
+        elif value is not None:
+            return None
+    for value in key[3:]:
+        cls = value.__class__
+        if (cls is not float and cls is not int and value is not None) or value == 0:
             return None
     return key if chars <= MAX_KEY_CHARS else None
 

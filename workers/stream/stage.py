@@ -259,7 +259,9 @@ class Stage:
         entry = self._with_fields.get(id(fields))
         if entry is None:
             if len(self._with_fields) >= MAX_TEMPLATES:
-                del self._with_fields[next(iter(self._with_fields))]
+                # Emptied, not trimmed: the Functions worker's threads share this stage, and clear()
+                # is one step, where taking the oldest key out while another thread inserts raises.
+                self._with_fields.clear()
             base = self._prototype.copy()
             base.update(fields)
             entry = self._with_fields[id(fields)] = (fields, base)

@@ -5,8 +5,11 @@ path gives, in order, as do event and session ids at the edges of dedup_id and c
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.capture_support import client_event, hub_message, make_envelope
@@ -33,6 +36,13 @@ GEO_SEQUENCES: dict[str, list[Any]] = {
     "a_list_for_a_city": [BERLIN, {**BERLIN, "city": ["Berlin"]}],
     "an_object_for_a_region": [BERLIN, {**BERLIN, "region": {"name": "Berlin"}}],
     "long_strings": [BERLIN, {**BERLIN, "city": "B" * 5000}],
+    # 0.0 == -0.0: the collector rounds a longitude just west of Greenwich to -0.0 and keeps its sign.
+    "zero_then_minus_zero": [{**BERLIN, "lat": 51.48, "lon": 0.0}, {**BERLIN, "lat": 51.48, "lon": -0.0}],
+    "minus_zero_then_zero": [{**BERLIN, "lat": -0.0, "lon": -0.0}, {**BERLIN, "lat": 0.0, "lon": 0.0}],
+    "int_zero_then_float_zero": [{**BERLIN, "lat": 0, "lon": 0}, {**BERLIN, "lat": 0.0, "lon": -0.0}],
+    # Text columns holding numbers (a forged envelope's): 1 == 1.0, yet the row holds what was sent.
+    "country_one_then_one_point_o": [{**BERLIN, "country": 1}, {**BERLIN, "country": 1.0}],
+    "region_true_then_one": [{**BERLIN, "region": True}, {**BERLIN, "region": 1}],
 }
 # Event and session ids at the edges of the inline dedup_id and client_session.
 ID_EDGES: dict[str, dict[str, Any]] = {
@@ -58,6 +68,12 @@ def stage() -> Stage:
     )
 
 
+def typed(rows: Any) -> bytes:
+    """The rows as JSON text: == alone takes 1 for 1.0 and True, and 0.0 for -0.0, which the rows
+    must not confuse (their Avro bytes differ)."""
+    return orjson.dumps(rows, default=repr)
+
+
 def messages_with_geos(*geos: Any) -> list[Any]:
     events = [client_event("e-1"), client_event("e-2", page_referrer=None)]
     return [
@@ -70,7 +86,7 @@ def messages_with_geos(*geos: Any) -> list[Any]:
 def test_a_visitor_with_another_geo_gets_its_own_geo_columns(stage: Stage, name: str) -> None:
     # Twice over: the second time, every geo meets a memo entry made by the others.
     messages = messages_with_geos(*GEO_SEQUENCES[name], *GEO_SEQUENCES[name])
-    assert stage_rows(stage, messages) == plain_rows(stage, messages)
+    assert typed(stage_rows(stage, messages)) == typed(plain_rows(stage, messages))
 
 
 def test_templates_past_the_limit_make_the_rows_of_the_plain_path(
@@ -79,7 +95,7 @@ def test_templates_past_the_limit_make_the_rows_of_the_plain_path(
     monkeypatch.setattr(stage_module, "MAX_TEMPLATES", 2)
     geos = [{**BERLIN, "city": f"city-{n % 3}"} for n in range(7)]
     messages = messages_with_geos(*geos)
-    assert stage_rows(stage, messages) == plain_rows(stage, messages)
+    assert typed(stage_rows(stage, messages)) == typed(plain_rows(stage, messages))
     assert len(stage._with_fields) <= 2
 
 
@@ -88,4 +104,35 @@ def test_an_id_at_an_edge_gets_the_session_and_dedup_key_of_the_plain_path(stage
     # The first event of its visitor, so that a new session starts with it, and its duplicate.
     events = [{**client_event("e-1"), **ID_EDGES[name]}, {**client_event("e-2"), **ID_EDGES[name]}]
     messages = [hub_message(make_envelope(events), 1)]
-    assert stage_rows(stage, messages) == plain_rows(stage, messages)
+    assert typed(stage_rows(stage, messages)) == typed(plain_rows(stage, messages))
+
+
+def test_threads_sharing_a_stage_make_templates_past_the_limit_without_error(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Functions worker runs batches of several partitions on its threads, over one stage: making
+    room for a template while another thread adds one must not raise (a clean batch would then fail
+    and be retried)."""
+    monkeypatch.setattr(stage_module, "MAX_TEMPLATES", 4)
+    shared = {"app_id": "demo"}
+    errors: list[BaseException] = []
+
+    def make(worker: int) -> None:
+        try:
+            for n in range(4000):
+                stage.row_template(shared, {"device_class": f"{worker}-{n % 64}"})
+        except BaseException as exc:  # what the race raised, for the assertion
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch every few bytecodes: the race window is hit
+    try:
+        threads = [threading.Thread(target=make, args=(worker,)) for worker in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert len(stage._with_fields) <= 4
