@@ -13,14 +13,25 @@ bp = func.Blueprint()
 EVERY_METHOD = list(func.HttpMethod)
 
 
+def header_dict(req: func.HttpRequest) -> dict[str, str]:
+    """The request's headers as a plain dict, names lower case.
+
+    func.HttpRequest keeps them lower case in a plain dict behind its HttpRequestHeaders mapping, whose
+    Python-level __iter__ and __getitem__ (a lower() per name) made `dict(req.headers)` the dearest
+    step of this glue; the pinned azure-functions' dict is copied at C speed instead, and any other
+    mapping is read the long way (tests/functions/test_collect_glue.py).
+    """
+    plain = getattr(req.headers, "__http_headers__", None)
+    return dict(plain) if type(plain) is dict else dict(req.headers)
+
+
 async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
     logs.configure()
     request = HttpIn(
         method=req.method.upper(),
         route=route,
         query=dict(req.params),
-        # func.HttpRequest keeps its header names lower case (azure.functions' HttpRequestHeaders)
-        headers=dict(req.headers),
+        headers=header_dict(req),
         body=req.get_body(),
         path=urlsplit(req.url).path,
         params=dict(req.route_params),

@@ -7,6 +7,7 @@ front end, the caller's address (`ip:port`) is appended to X-Forwarded-For.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Any
 
 import azure.functions as func
 from aiohttp import web
+from yarl import URL
 
 from devstack.host.index import FunctionSpec, function_specs, invoke, load_host_json
 
@@ -42,12 +44,38 @@ def _forwarded_for(request: web.Request) -> str:
 
 
 def _headers(request: web.Request) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for key, value in request.headers.items():
-        lower = key.lower()
-        merged[lower] = f"{merged[lower]}, {value}" if lower in merged else value
+    """The request's headers under lower-case names, the values of a name sent more than once joined
+    with ", " (as the Functions front end joins them), and X-Forwarded-For with the caller appended."""
+    headers = request.headers
+    merged = {key.lower(): value for key, value in headers.items()}
+    if len(merged) != len(headers):  # a name sent more than once: rare enough to take the long way
+        merged = {}
+        for key, value in headers.items():
+            lower = key.lower()
+            merged[lower] = f"{merged[lower]}, {value}" if lower in merged else value
     merged["x-forwarded-for"] = _forwarded_for(request)
     return merged
+
+
+@functools.lru_cache(maxsize=64)
+def _origin(scheme: str, host: str) -> str:
+    # Bounded: the Host header is the client's to choose; a miss costs what every request used to.
+    return str(URL.build(scheme=scheme, authority=host))
+
+
+def _url(request: web.Request) -> str:
+    """`str(request.url)`, the URL the function sees, without yarl's build and join on every request
+    (about a sixth of the dev host's own work per collect request, bench/collect.py).
+
+    For an origin-form target (`/path?query`) the join leaves the target's text as it is, so the URL is
+    the origin (scheme and Host as yarl normalises them, computed once per pair) plus the target as
+    sent. A target the join would change (dot segments, a `//` network path, an empty query, a
+    fragment, an absolute form) goes through yarl (tests/unit/test_devhost.py holds the two equal).
+    """
+    target = request.raw_path
+    if target[:1] != "/" or target[:2] == "//" or "/." in target or "#" in target or target[-1:] == "?":
+        return str(request.url)
+    return _origin(request.scheme, request.host) + target
 
 
 def _to_aiohttp(response: Any) -> web.Response:
@@ -55,8 +83,14 @@ def _to_aiohttp(response: Any) -> web.Response:
         return web.Response(status=204)
     if not isinstance(response, func.HttpResponse):
         raise TypeError(f"HTTP function returned {type(response).__name__}, not func.HttpResponse")
-    headers = dict(response.headers.items())
-    if "content-type" not in {k.lower() for k in headers} and response.mimetype:
+    # azure.functions' response headers are werkzeug Headers: iterating them yields the (name, value)
+    # pairs that its Python-level items() does, at C speed.
+    headers = dict(iter(response.headers))
+    if (
+        "Content-Type" not in headers  # as nearly every function writes it: no set of lower-case names
+        and "content-type" not in {k.lower() for k in headers}
+        and response.mimetype
+    ):
         charset = f"; charset={response.charset}" if response.charset else ""
         headers["Content-Type"] = f"{response.mimetype}{charset}"
     return web.Response(status=response.status_code, body=response.get_body(), headers=headers)
@@ -69,7 +103,7 @@ def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.S
         body = await request.read()
         req = func.HttpRequest(
             method=request.method,
-            url=str(request.url),
+            url=_url(request),
             headers=_headers(request),
             params=dict(request.query),
             route_params=dict(request.match_info),

@@ -1,0 +1,107 @@
+"""The dev host's own work around a collect request: devstack/host/http.py and functions/collect.py
+with the collector left out.
+
+The dev host (build_web_app on function_app.py, as bench/collect.py's child serves it) answers
+--requests collect requests over loopback from a client in the same process; the collector's
+`handle` is replaced by a stand-in that answers as the collector answers a valid 20-event request
+(the same status, JSON body and headers), so what is timed is aiohttp's server, the conversions to
+and from func.HttpRequest / func.HttpResponse and the client, without the collector or the hub.
+Timed in this process's CPU time, median of --rounds; with --code DIR, DIR's code is imported
+instead of this checkout's (a baseline: `git worktree add --detach /tmp/glue-base <sha>`).
+
+For instruction counts, the machine being shared: `valgrind --tool=callgrind .venv/bin/python
+bench/host_glue.py --requests N --rounds 1 [--code DIR]` at N = 100 and 300, the difference over 200.
+
+Last line: one JSON object with `cpu_us_per_request` and the parameters.
+
+    .venv/bin/python bench/host_glue.py [--requests 2000] [--rounds 5] [--code DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys.argv else ROOT
+sys.path.insert(0, str(CODE))
+
+from aiohttp import ClientSession, web  # noqa: E402
+
+import functions.collect  # noqa: E402
+from devstack.host.http import build_web_app  # noqa: E402
+from devstack.host.index import load_function_app  # noqa: E402
+from workers.collect.http import HttpIn, HttpOut, json_response  # noqa: E402
+
+WARM_UP = 5
+EVENT = (
+    b'{"event_type":"page_view","event_id":"x","timestamp":1767225600000,"app_id":"bench",'
+    b'"page_url":"https://shop.example/products/1?utm_source=newsletter"}'
+)
+BODY = b"[" + b",".join([EVENT] * 20) + b"]"
+HEADERS = {
+    "Content-Type": "text/plain;charset=UTF-8",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Origin": "https://shop.example",
+    "Referer": "https://shop.example/",
+    "Accept-Language": "en-US,en;q=0.9",
+}
+
+
+async def stand_in(request: HttpIn) -> HttpOut:
+    """The collector's answer to a valid request, its headers included (workers/collect/collector.py)."""
+    cors = {"Access-Control-Allow-Origin": "https://shop.example", "Vary": "Origin"}
+    out = json_response(200, {"accepted": 20, "rejected": 0}, {**cors, "Cache-Control": "no-store"})
+    out.headers["X-Request-Id"] = "0123456789abcdef"
+    return out
+
+
+async def cpu_seconds(requests: int) -> float:
+    runner = web.AppRunner(build_web_app(load_function_app()), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api/collect?appId=bench&platform=Web"
+    try:
+        async with ClientSession() as session:
+            started = 0.0
+            for n in range(WARM_UP + requests):
+                if n == WARM_UP:
+                    started = time.process_time()
+                async with session.post(url, data=BODY, headers=HEADERS) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"the dev host answered {response.status}")
+                    await response.read()
+            return time.process_time() - started
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--code", type=Path, help="another checkout's code instead of this one's")
+    args = parser.parse_args()
+    functions.collect.handle = stand_in  # type: ignore[assignment]
+    runs = [asyncio.run(cpu_seconds(args.requests)) / args.requests * 1e6 for _ in range(args.rounds)]
+    print(f"CPU µs per request, rounds: {[round(r, 1) for r in runs]}", file=sys.stderr)
+    result = {
+        "cpu_us_per_request": round(statistics.median(runs), 1),
+        "requests": args.requests,
+        "rounds": args.rounds,
+        "code": str(CODE),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""functions/collect.py's conversion of func.HttpRequest headers: the copy at C speed gives what the
+Mapping protocol gives, and the pinned azure-functions is the one it knows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import azure.functions as func
+import pytest
+
+from functions.collect import header_dict
+
+
+def _request(headers: Mapping[str, str]) -> func.HttpRequest:
+    return func.HttpRequest(method="POST", url="http://localhost/api/collect", headers=headers, body=b"")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Content-Type": "text/plain", "User-Agent": "a"},
+        {"X-Forwarded-For": "198.51.100.7:1234", "ACCEPT-LANGUAGE": "en"},
+    ],
+)
+def test_headers_are_those_of_the_mapping_protocol(headers: dict[str, str]) -> None:
+    req = _request(headers)
+    assert header_dict(req) == dict(req.headers)
+    assert all(name == name.lower() for name in header_dict(req))
+
+
+def test_the_copy_is_the_requests_own_not_shared() -> None:
+    req = _request({"User-Agent": "a"})
+    header_dict(req)["user-agent"] = "changed"
+    assert req.headers["user-agent"] == "a"
+
+
+def test_the_pinned_library_keeps_headers_in_a_plain_dict() -> None:
+    # If azure-functions changes where it keeps them, header_dict reads them the long way: still
+    # right, but this says the short way is gone.
+    assert type(getattr(_request({"A": "1"}).headers, "__http_headers__", None)) is dict
+
+
+class _OtherHeaders(Mapping[str, str]):
+    """Request headers as another release of the library might hold them."""
+
+    def __init__(self, pairs: dict[str, str]) -> None:
+        self._pairs = {k.lower(): v for k, v in pairs.items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._pairs[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+class _OtherRequest(func.HttpRequest):
+    @property
+    def headers(self) -> Mapping[str, str]:  # type: ignore[override]
+        return _OtherHeaders({"User-Agent": "a", "Accept": "b"})
+
+
+def test_other_header_mappings_are_read_the_long_way() -> None:
+    req = _OtherRequest(method="GET", url="http://localhost/api/health", headers={}, body=b"")
+    assert header_dict(req) == {"user-agent": "a", "accept": "b"}

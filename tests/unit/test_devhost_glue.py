@@ -1,0 +1,134 @@
+"""The dev host's conversions between aiohttp and azure.functions (devstack/host/http.py) against
+requests as a client writes them on the wire: each shortcut gives what the long way gives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import azure.functions as func
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from devstack.host.http import _headers, _to_aiohttp, _url
+
+
+async def _both_ways(request: web.Request) -> web.Response:
+    try:
+        expected = str(request.url)
+    except ValueError as exc:  # a Host yarl refuses: the shortcut must refuse it as well
+        expected = f"ValueError: {exc}"
+    try:
+        got = _url(request)
+    except ValueError as exc:
+        got = f"ValueError: {exc}"
+    headers = _headers(request)
+    return web.json_response({"expected": expected, "got": got, "headers": headers})
+
+
+@pytest.fixture(scope="module")
+async def server() -> AsyncIterator[TestServer]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _both_ways)
+    async with TestServer(app) as test_server:
+        yield test_server
+
+
+async def _raw(server: TestServer, head: bytes) -> dict[str, object]:
+    """Send `head` as written (no client normalises the target or the Host) and read the JSON back."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    status, _, rest = response.partition(b"\r\n")
+    assert b" 200 " in status, response
+    answer: dict[str, object] = json.loads(rest.partition(b"\r\n\r\n")[2])
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        (b"/api/collect?appId=bench", b"127.0.0.1:7071"),
+        (b"/api/collect", b"Shop.Example.COM"),
+        (b"/api/collect", b"example.com:80"),
+        (b"/api/collect?a=1", b"[::1]:8080"),
+        (b"/api/collect", "b\xfccher.example".encode()),
+        (b"/api/collect?a=%20b&c=%7E", b"localhost"),
+        (b"/api/./collect", b"localhost"),
+        (b"/api/x/../collect", b"localhost"),
+        (b"/api/%2e%2e/collect", b"localhost"),
+        (b"//evil.example/api/collect", b"localhost"),
+        (b"/api/collect?", b"localhost"),
+        (b"/api/collect#fragment", b"localhost"),
+        (b"/api/collect?a=1#fragment", b"localhost"),
+        (b"/", b"localhost:65535"),
+        (b"/api/collect", b"localhost:99999"),
+        (b"/api/collect", b""),
+    ],
+)
+async def test_the_url_is_what_yarl_makes_of_the_request(
+    server: TestServer, target: bytes, host: bytes
+) -> None:
+    head = b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+    answer = await _raw(server, head)
+    assert answer["got"] == answer["expected"]
+
+
+async def test_the_url_without_a_host_header_is_what_yarl_makes_of_it(server: TestServer) -> None:
+    answer = await _raw(server, b"GET /api/collect?appId=x HTTP/1.0\r\n\r\n")
+    assert answer["got"] == answer["expected"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([b"User-Agent: a"], {"user-agent": "a"}),
+        ([b"X-Thing: 1", b"x-thing: 2"], {"x-thing": "1, 2"}),
+        ([b"Accept: a", b"ACCEPT: b", b"accept: c"], {"accept": "a, b, c"}),
+        ([b"X-Forwarded-For: 198.51.100.7"], {}),
+    ],
+)
+async def test_header_names_are_lower_case_and_repeats_joined(
+    server: TestServer, lines: list[bytes], expected: dict[str, str]
+) -> None:
+    head = b"GET /h HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + b"".join(
+        line + b"\r\n" for line in lines
+    )
+    answer = await _raw(server, head + b"\r\n")
+    headers = answer["headers"]
+    assert isinstance(headers, dict)
+    assert {name: headers[name] for name in expected} == expected
+    assert headers["host"] == "localhost"
+    assert headers["x-forwarded-for"].startswith(
+        "198.51.100.7, 127.0.0.1:" if lines[0].startswith(b"X-Forwarded-For") else "127.0.0.1:"
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "mimetype", "content_type"),
+    [
+        ({"Content-Type": "application/json"}, "text/plain", "application/json"),
+        ({"content-type": "image/gif"}, "text/plain", "image/gif"),
+        ({"CONTENT-TYPE": "image/gif"}, "text/plain", "image/gif"),
+        ({"X-Other": "1"}, "application/json", "application/json; charset=utf-8"),
+    ],
+)
+def test_the_response_content_type_is_the_functions_or_its_mimetype(
+    headers: dict[str, str], mimetype: str, content_type: str
+) -> None:
+    response = _to_aiohttp(func.HttpResponse(b"{}", headers=headers, mimetype=mimetype))
+    assert response.headers["Content-Type"] == content_type
+    assert len(response.headers.getall("Content-Type")) == 1
+
+
+def test_a_response_header_set_twice_keeps_its_last_value() -> None:
+    out = func.HttpResponse(b"", headers={"X-Thing": "1"})
+    out.headers.add("X-Thing", "2")
+    assert _to_aiohttp(out).headers.getall("X-Thing") == ["2"]
