@@ -65,3 +65,15 @@ def test_the_caller_is_found_at_the_same_place(forwarded_for: str, hops: int) ->
 def test_random_entries_read_as_the_general_path_reads_them(entries: list[str]) -> None:
     fast, general = both_paths(",".join(entries))
     assert fast == general
+
+
+def test_the_usual_request_builds_no_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path's whole saving: a dotted quad from the platform's front end is not parsed into an
+    ipaddress object and written out again."""
+    from workers.collect import privacy
+
+    def refused(*_args: object) -> None:
+        raise AssertionError("an address was built")
+
+    monkeypatch.setattr(privacy.ipaddress, "IPv4Address", refused)
+    assert client_ip("8.8.8.8, 101.188.67.134:50123") == "101.188.67.134"
