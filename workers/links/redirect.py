@@ -33,6 +33,10 @@ to be in the hub or the spool at most the hub deadline (extended as above) plus 
 counted from when the click is handed over, so a lagging loop cannot cut the spool's time short; the
 click's delivery goes on in the background past that (a slow spool write), and past the hub deadline
 plus SPOOL_DEADLINE_S of the answer when the day's salt is not at hand (a cold instance reading it).
+The redirector keeps the day's salt once read until the end of its UTC day (a salt is its day's), so
+a click waits on nothing but its own answer: the hub's ack or the deadline's timer, whichever comes
+first, decides it in a callback, and only a miss starts tasks (the spool write and what follows it). A
+request that goes away meanwhile does not end its click.
 When neither the hub nor the spool takes the click (storage down as well) it is counted as lost in the
 logs (`link_click_lost`, with a running total). The redirect is answered regardless: the link's
 availability beats its event.
@@ -53,10 +57,10 @@ answers 503.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import secrets
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +94,7 @@ HUB_PAUSE_S = 5.0
 # The day's salt is read from storage once a day per instance (and on a cold start): that read may be
 # slow, and the redirect does not wait for it (the click goes on in the background).
 SALT_DEADLINE_S = 10.0
+DAY_S = 86400
 # The part of the query a click event keeps (the Location gets all of it).
 MAX_QUERY_CHARS = 4096
 NO_STORE = "no-store, max-age=0"
@@ -174,12 +179,16 @@ def routing(link: Link | None, domain: str, slug: str, status: int, request: Lin
 
 @dataclass
 class _Click:
-    """A click on its way. `spool_ended` ends once its spool write ended or had SPOOL_DEADLINE_S;
-    `handed_over` is set once the click went to the hub or the spool, from where the hub's and the
-    spool's own deadlines bound the answer's wait."""
+    """A click on its way. `answer` ends when the redirect may answer: the hub took the click, or its
+    spool write ended or had SPOOL_DEADLINE_S, or the click was lost. `handed_over` is set once the
+    click went to the hub or the spool, from where the hub's and the spool's own deadlines bound the
+    answer's wait; `decided` once the hub took it in time or missed it (a late end changes nothing
+    here: _after_deadline tells the spool); `deadline` is the hub deadline's timer meanwhile."""
 
-    spool_ended: asyncio.Future[None]
+    answer: asyncio.Future[None]
     handed_over: bool = False
+    decided: bool = False
+    deadline: asyncio.TimerHandle | None = None
 
 
 class Redirector:
@@ -204,6 +213,8 @@ class Redirector:
         self._probe_after = 0.0
         self._probe: asyncio.Future[None] | None = None
         self._acks = 0  # sends the hub acknowledged: a miss with acks meanwhile is not the hub's
+        self._salt = b""  # the day's salt once read, until _salt_until (the clock's end of its UTC day)
+        self._salt_until = 0.0
         # Looked up per send: tests replace the producer's send after the redirector is made.
         self.waves = ClickWaves(
             lambda messages, key: self.collector.hub.send(messages, key),
@@ -211,16 +222,18 @@ class Redirector:
         )
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
-        token = logs.request_id.set(secrets.token_hex(8))
+        # One read of the system's randomness per request, for its id and its click's event id.
+        ids = os.urandom(24).hex()
+        token = logs.request_id.set(ids[:16])
         try:
-            return await self._handle(request)
+            return await self._handle(request, ids)
         except Exception as exc:  # the last line of defence: no input gets a 500
             logs.emit(log, logging.ERROR, "unhandled", error=type(exc).__name__, route="link")
             return _page(503, UNAVAILABLE_PAGE, request.method)
         finally:
             logs.request_id.reset(token)
 
-    async def _handle(self, request: LinkRequest) -> LinkResponse:
+    async def _handle(self, request: LinkRequest, ids: str) -> LinkResponse:
         if request.method not in ("GET", "HEAD"):
             response = _page(405, b"", request.method)
             response.headers["Allow"] = "GET, HEAD"
@@ -241,7 +254,8 @@ class Redirector:
             response = _page(404, NOT_FOUND_PAGE, request.method)
             app = self._domain_app(domain)
             if app is not None:
-                await self._record(NOT_FOUND, app, routing(None, domain, slug, 404, request), request, now)
+                data = routing(None, domain, slug, 404, request)
+                await self._record(NOT_FOUND, app, data, request, now, ids)
             return response
         if link.live(int(now * 1000)):
             response = _redirect(link.redirect_status, location(link, request.raw_query))
@@ -254,7 +268,7 @@ class Redirector:
             logs.emit(log, logging.WARNING, "link_app_unknown", app_id=link.app_id, link_id=link.link_id)
         else:
             data = routing(link, domain, slug, response.status, request)
-            await self._record(CLICK, app, data, request, now)
+            await self._record(CLICK, app, data, request, now, ids)
         return response
 
     def _domain_app(self, domain: str) -> AppConfig | None:
@@ -266,8 +280,15 @@ class Redirector:
     # -- the click event -------------------------------------------------------------------------------
 
     async def _record(
-        self, event_type: str, app: AppConfig, data: dict[str, Any], request: LinkRequest, now: float
+        self,
+        event_type: str,
+        app: AppConfig,
+        data: dict[str, Any],
+        request: LinkRequest,
+        now: float,
+        ids: str,
     ) -> None:
+        """The click event, handed over; `ids`: the request's 48 random hex digits (handle)."""
         collector = self.collector
         received_at = int(now * 1000)
         scheme = "https" if request.scheme == "https" else "http"
@@ -276,7 +297,7 @@ class Redirector:
             page_url += "?" + data["query"]
         plain = scrubbed(HttpIn(request.method, "link", {}, request.headers))
         event = {
-            "event_id": str(uuid.uuid4()),
+            "event_id": _uuid4(ids[16:]),
             "event_type": event_type,
             "timestamp": received_at,
             "page_url": page_url,
@@ -285,7 +306,7 @@ class Redirector:
             "link": data,
         }
         admitted = Admitted(
-            request_id=logs.request_id.get() or secrets.token_hex(8),
+            request_id=ids[:16],
             received_at=received_at,
             app=app,
             authenticated=False,
@@ -301,75 +322,155 @@ class Redirector:
             rejected=[],
         )
         click = _Click(asyncio.get_running_loop().create_future())
+        if now < self._salt_until:
+            # The day's salt is at hand (every click but those of a cold instance or a new day): the
+            # click is handed over at once, and the answer waits on one future, which the hand-over's
+            # timers and callbacks end within the hub's and the spool's deadlines (_hand_over).
+            try:
+                messages, partition_key = collector.messages(admitted, self._salt)
+            except Exception as exc:
+                self._lost("no_message", type(exc).__name__)
+                return
+            self._hand_over(messages, partition_key, received_at, click)
+            # Should the request go away, cancelling this wait, the click goes on: `decided` is its state.
+            await click.answer
+            return
         delivery = asyncio.ensure_future(self._deliver(admitted, click))
         self._keep(delivery)
         # The answer waits for the click to be durable (in the hub or the spool), but only so long.
         # This timer only bounds the wait for the day's salt: a loop that lagged meanwhile (its timer
         # fires late, all at once with the hub's) must not cut short the hub's or the spool's time.
         budget = SPOOL_DEADLINE_S if self._hub_down else self.hub_deadline_s + SPOOL_DEADLINE_S
-        pending = {click.spool_ended, delivery}
-        done, _ = await asyncio.wait(pending, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({click.answer}, timeout=budget)
         if not done and click.handed_over:
-            # From the hand-over the hub has at most twice its deadline (see _acknowledged) and the
-            # spool SPOOL_DEADLINE_S after that; this bound holds even should _deliver not keep them.
-            await asyncio.wait(
-                pending,
-                timeout=2 * self.hub_deadline_s + SPOOL_DEADLINE_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            # From the hand-over the hub has at most twice its deadline (see _deadline_passed) and the
+            # spool SPOOL_DEADLINE_S after that; this bound holds even should the hand-over not keep them.
+            await asyncio.wait({click.answer}, timeout=2 * self.hub_deadline_s + SPOOL_DEADLINE_S)
 
     async def _deliver(self, admitted: Admitted, click: _Click) -> None:
-        """The click to the hub, or after the hub deadline to the spool; runs on past the answer."""
+        """The day's salt, read from storage once per day and instance, then the hand-over."""
         collector = self.collector
+        asked = self.clock()
         try:
             async with asyncio.timeout(SALT_DEADLINE_S):
                 salt = await collector.salts.current()
             messages, partition_key = collector.messages(admitted, salt)
         except Exception as exc:
             self._lost("no_salt", type(exc).__name__)
+            _end(click.answer)
             return
+        # A salt is its UTC day's: the one asked for on a day serves that day's other clicks.
+        if asked >= self._salt_until:
+            self._salt, self._salt_until = salt, (asked // DAY_S + 1) * DAY_S
+        self._hand_over(messages, partition_key, admitted.received_at, click)
+
+    def _hand_over(
+        self, messages: list[EncodedEnvelope], partition_key: str, received_at: int, click: _Click
+    ) -> None:
+        """The click to the hub, or after the hub deadline to the spool. A timer and a callback, not a
+        task per click: the send's end or the deadline's timer, whichever comes first, decides."""
         click.handed_over = True
-        send: asyncio.Future[None] | None = None
-        if not self._hub_down:
-            acks = self._acks
-            send = self._send(messages, partition_key)
-            if await self._acknowledged(send):
-                return
-            # The clicks behind this one need not wait to learn how it ends, unless the hub took
-            # other sends meanwhile: then it is answering, and what made this one late is ours.
-            if not send.done() and self._acks == acks:
-                self._hub_is_down("deadline")
-        elif self._probe is None and self.clock() >= self._probe_after:
-            send = self._probe = self._send(messages, partition_key)
-        # A click is one small envelope: pack() never splits it.
-        put = asyncio.ensure_future(
-            self.spool.put(messages[0], partition_key, received_at=admitted.received_at)
+        if self._hub_down:
+            send = None
+            if self._probe is None and self.clock() >= self._probe_after:
+                send = self._probe = self._send(messages, partition_key)
+            self._spool(send, messages, partition_key, received_at, click)
+            return
+        send = self._send(messages, partition_key)
+        # Held until it ends, so that settle() waits for a send whose click is not decided yet.
+        self._background.add(send)
+        send.add_done_callback(self._background.discard)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.hub_deadline_s
+        miss = functools.partial(
+            self._deadline_passed, send, messages, partition_key, received_at, click, self._acks
         )
+        # The timer only queues the decision: run behind the callbacks already queued, it sees an ack
+        # the loop has already taken in but not yet handed on (a saturated loop queues many).
+        click.deadline = loop.call_at(due, loop.call_soon, miss, due, False)
+        send.add_done_callback(functools.partial(self._send_ended, miss, click))
 
-        spool_time = asyncio.get_running_loop().call_later(SPOOL_DEADLINE_S, _end, click.spool_ended)
+    @staticmethod
+    def _send_ended(miss: Callable[[float, bool], None], click: _Click, send: asyncio.Future[None]) -> None:
+        if click.decided:
+            return
+        if click.deadline is not None:
+            click.deadline.cancel()
+        if _took(send):
+            click.decided = True
+            _end(click.answer)
+        else:  # a failed send is a miss at once (_watch_hub counted the hub down)
+            miss(0.0, True)
 
-        def spool_ended(_: asyncio.Future[str]) -> None:
-            spool_time.cancel()
-            _end(click.spool_ended)  # a failed write too: the answer need not wait for the late send
-
-        put.add_done_callback(spool_ended)
-        await self._after_deadline(send, put)
-
-    async def _acknowledged(self, send: asyncio.Future[None]) -> bool:
-        """Whether the hub acknowledged `send` within the hub deadline of the event loop's time.
+    def _deadline_passed(
+        self,
+        send: asyncio.Future[None],
+        messages: list[EncodedEnvelope],
+        partition_key: str,
+        received_at: int,
+        click: _Click,
+        acks: int,
+        due: float,
+        extended: bool,
+    ) -> None:
+        """The hub deadline of the event loop's time passed (or the send failed) without the hub's ack.
 
         A deadline timer that fires late measures how long the loop was busy elsewhere; an ack that
         came meanwhile sits unread on the socket, a few turns of the loop from `send`. So the send is
         given that lateness again, once, and at most another hub deadline. Once only: on a loop whose
         every turn is slow the extra wait's own timer is late too, and renewing it would let a hub that
         answers in twice the deadline pass as healthy, with every answer paying for it."""
+        if click.decided:
+            return
+        if _took(send):  # acknowledged, its callback not run yet
+            click.decided = True
+            _end(click.answer)
+            return
         loop = asyncio.get_running_loop()
-        due = loop.time() + self.hub_deadline_s
-        done, _ = await asyncio.wait({send}, timeout=self.hub_deadline_s)
         lag = loop.time() - due
-        if not done and lag >= ON_TIME_S:
-            await asyncio.wait({send}, timeout=min(lag, self.hub_deadline_s))
-        return send.done() and not send.cancelled() and send.exception() is None
+        if not extended and lag >= ON_TIME_S:
+            again = loop.time() + min(lag, self.hub_deadline_s)
+            click.deadline = loop.call_at(
+                again,
+                loop.call_soon,
+                self._deadline_passed,
+                send,
+                messages,
+                partition_key,
+                received_at,
+                click,
+                acks,
+                again,
+                True,
+            )
+            return
+        click.decided = True
+        # The clicks behind this one need not wait to learn how it ends, unless the hub took
+        # other sends meanwhile: then it is answering, and what made this one late is ours.
+        if not send.done() and self._acks == acks:
+            self._hub_is_down("deadline")
+        self._spool(send, messages, partition_key, received_at, click)
+
+    def _spool(
+        self,
+        send: asyncio.Future[None] | None,
+        messages: list[EncodedEnvelope],
+        partition_key: str,
+        received_at: int,
+        click: _Click,
+    ) -> None:
+        """The click to the spool; the answer waits for the write at most SPOOL_DEADLINE_S, and what
+        is left (`_after_deadline`) goes on in the background."""
+        # A click is one small envelope: pack() never splits it.
+        put = asyncio.ensure_future(self.spool.put(messages[0], partition_key, received_at=received_at))
+        spool_time = asyncio.get_running_loop().call_later(SPOOL_DEADLINE_S, _end, click.answer)
+
+        def spool_ended(_: asyncio.Future[str]) -> None:
+            spool_time.cancel()
+            _end(click.answer)  # a failed write too: the answer need not wait for the late send
+
+        put.add_done_callback(spool_ended)
+        self._keep(asyncio.ensure_future(self._after_deadline(send, put)))
 
     @property
     def hub_down(self) -> bool:
@@ -436,6 +537,17 @@ async def _succeeded(task: asyncio.Future[Any]) -> bool:
     never settled."""
     await asyncio.wait({task})
     return not task.cancelled() and task.exception() is None
+
+
+def _uuid4(digits: str) -> str:
+    """A random UUID (version 4) in its text form from 32 random hex digits, as str(uuid.uuid4())
+    would be: the version digit is 4 and the variant's two bits are 10."""
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:32]}"
+
+
+def _took(send: asyncio.Future[None]) -> bool:
+    return send.done() and not send.cancelled() and send.exception() is None
 
 
 def _end(future: asyncio.Future[None]) -> None:

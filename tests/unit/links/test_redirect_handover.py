@@ -1,0 +1,156 @@
+"""How the redirect hands a click over without a task of its own (workers/links/redirect.py): the day's
+salt is read once per UTC day, an ack the loop took in as the deadline fell due is not a miss, a click
+whose request goes away is still spooled when the hub misses it, and the event id is a version 4 UUID
+made from the request's one read of randomness.
+
+The hub producer, the day's salt and the spool are stand-ins the test controls (as in
+test_redirect_lag.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import uvloop
+
+from tests.links_support import RecordingSpool, one_link_redirector, salted_collector
+from workers.collect.collector import Collector
+from workers.links.redirect import LinkRequest, Redirector, _uuid4
+from workers.stream.envelope import EncodedEnvelope
+
+HUB_DEADLINE_S = 0.05
+ANSWER_WITHIN_S = 2.0
+NOON = 1_700_049_600.0  # 2023-11-15 12:00 UTC
+
+
+class CountingSalts:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def current(self) -> bytes:
+        self.reads += 1
+        return b"s" * 32
+
+    async def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOON
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Producer:
+    """A hub that acknowledges each send at once, or never (`answering` False) until `give_up`."""
+
+    def __init__(self, *, answering: bool) -> None:
+        self.answering = answering
+        self.unanswered: list[asyncio.Future[None]] = []
+
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        if self.answering:
+            return
+        self.unanswered.append(asyncio.get_running_loop().create_future())
+        await self.unanswered[-1]
+
+    def give_up(self) -> None:
+        for ack in self.unanswered:
+            ack.set_exception(TimeoutError())
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    collector = await salted_collector()
+    yield collector
+    await collector.close()
+
+
+def request() -> LinkRequest:
+    return LinkRequest("GET", "https", "a", "", {"host": "localhost", "user-agent": "curl/8.5.0"})
+
+
+async def until(condition: object) -> None:
+    deadline = asyncio.get_running_loop().time() + ANSWER_WITHIN_S
+    while not condition():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize(
+    ("later_s", "reads"),
+    [(60.0, 1), (11 * 3600.0, 1), (12 * 3600.0, 2), (86400.0, 2)],
+    ids=["a minute later", "before midnight", "at midnight", "a day later"],
+)
+async def test_the_days_salt_is_read_once_per_utc_day(
+    collector: Collector, later_s: float, reads: int
+) -> None:
+    salts, clock, spool = CountingSalts(), Clock(), RecordingSpool()
+    collector.salts = salts  # type: ignore[assignment]
+    producer = Producer(answering=True)
+    redirect = one_link_redirector(
+        collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S, clock=clock
+    )
+    first = await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
+    clock.now += later_s
+    second = await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (first.status, second.status, salts.reads, spool.puts) == (302, 302, reads, 0)
+
+
+def test_an_ack_taken_in_as_the_deadline_falls_due_is_not_a_miss() -> None:
+    """On uvloop (the dev host's loop) due timers run before the callbacks already queued. The hub's
+    ack lands 3 ms before the deadline while the loop is busy for 5 ms, so the deadline's timer fires
+    on time (2 ms late) with the send's end still queued behind it: the click is not decided before
+    that end has run."""
+
+    async def click() -> tuple[int, int, bool]:
+        collector = await salted_collector()
+        loop = asyncio.get_running_loop()
+        lands = HUB_DEADLINE_S - 0.003
+
+        async def send(messages: list[EncodedEnvelope], partition_key: str) -> None:
+            ack = loop.create_future()
+            loop.call_later(lands, ack.set_result, None)
+            loop.call_later(lands, time.sleep, 0.005)
+            await ack
+
+        spool = RecordingSpool()
+        redirect = one_link_redirector(collector, send, spool, hub_deadline_s=HUB_DEADLINE_S)
+        try:
+            response = await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
+            await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+        finally:
+            await collector.close()
+        return response.status, spool.puts, redirect.hub_down
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(click()) == (302, 0, False)
+
+
+async def test_a_click_whose_request_went_away_is_spooled_when_the_hub_misses_it(
+    collector: Collector,
+) -> None:
+    producer, spool = Producer(answering=True), RecordingSpool()
+    redirect: Redirector = one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S)
+    await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)  # the salt is at hand from now
+    producer.answering = False
+    answer = asyncio.ensure_future(redirect.handle(request()))
+    await until(lambda: len(producer.unanswered) == 1)
+    answer.cancel()  # the client went away while its click waited for the hub
+    await until(lambda: spool.puts == 1)
+    producer.give_up()
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (answer.cancelled(), redirect.spooled_clicks, redirect.lost_clicks) == (True, 1, 0)
+
+
+@pytest.mark.parametrize("digits", ["0" * 32, "f" * 32, "0123456789abcdef" * 2, "fedcba9876543210" * 2])
+def test_event_ids_are_version_4_uuids(digits: str) -> None:
+    text = _uuid4(digits)
+    parsed = uuid.UUID(text)
+    assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
