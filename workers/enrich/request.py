@@ -56,6 +56,8 @@ GEO_KEYS = ("country", "region", "city", "lat", "lon")
 COLUMNS = (*URL_COLUMNS, *UA_FIELDS, *BOT_COLUMNS, "language", *GEO_COLUMNS)
 PLACEHOLDERS = dict.fromkeys(COLUMNS)
 STEP_NAMES = ("page", "referrer", "campaign", "user_agent", "bots", "language", "geo")
+# What the URL and visitor memos read of an event's row.
+EVENT_INPUTS = ("page_url", "page_referrer", "attributes", "platform", "system_language", "locale")
 # A key's strings, in all: real URLs and headers are far shorter.
 MAX_KEY_CHARS = 2048
 MEMO_ENTRIES = 8192
@@ -267,9 +269,8 @@ class RequestSteps:
 
         def run(row: Row) -> Row:
             # lookup's work, inline: a call per event more showed in bench/stage.py's capture figures.
-            get = row.get
-            page_url, referrer, attributes = get("page_url"), get("page_referrer"), get("attributes")
-            platform, system_language, locale = get("platform"), get("system_language"), get("locale")
+            # One call that reads the six in C, where six `get` calls dispatch one by one.
+            page_url, referrer, attributes, platform, system_language, locale = map(row.get, EVENT_INPUTS)
             webdriver = False
             if attributes:
                 if attributes.__class__ is not dict:

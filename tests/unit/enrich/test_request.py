@@ -12,7 +12,7 @@ from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, Row
 from workers.enrich.pipeline import Resources, build_pipeline
 from workers.enrich.request import MAX_KEY_CHARS, RequestSteps
 
-from .helpers import SHOP, context
+from .helpers import CHROME_WIN, SHOP, context
 
 PAGE = "https://shop.example/p/1"
 GEO = {"country": "CH", "region": "ZH", "city": "Zürich", "lat": 47.37, "lon": 8.54}
@@ -240,3 +240,32 @@ def test_a_value_no_key_holds_goes_through_the_steps_after_a_hit(resources: Reso
     assert got == expected
     assert request.lookup is not None
     assert request.lookup(row["page_url"], row["page_referrer"], {}, "Web", None, row["locale"]) is None
+
+
+@pytest.mark.parametrize(
+    ("second", "found"),
+    [
+        (context(geo=dict(GEO)), True),
+        (context(geo={**GEO, "lon": 8.55}), False),
+        (context(geo={**GEO, "lat": True}), False),
+        (context(app=dataclasses.replace(SHOP)), False),
+        (context(referer_header=PAGE), False),
+        (context(accept_language="de-CH"), False),
+    ],
+    ids=["equal_values", "other_geo", "geo_no_key_holds", "other_app_object", "header", "accept_language"],
+)
+def test_known_finds_a_request_without_its_context(
+    resources: Resources, second: EnrichContext, found: bool
+) -> None:
+    steps = RequestSteps(build_pipeline(resources).steps)
+    request = steps(context(geo=GEO))
+    known = steps.known(
+        second.app, second.referer_header, second.user_agent, second.accept_language, second.geo
+    )
+    assert known is (request if found else None)
+
+
+def test_known_finds_nothing_for_a_geo_that_is_no_object(resources: Resources) -> None:
+    steps = RequestSteps(build_pipeline(resources).steps)
+    steps(context())
+    assert steps.known(SHOP, None, CHROME_WIN, "en-GB,en;q=0.9", ["CH"]) is None  # type: ignore[arg-type]
