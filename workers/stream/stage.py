@@ -364,6 +364,9 @@ class _BatchRun:
         self.stage = stage
         self.partition = partition
         self.counts = counts
+        # A specialized pipeline's memo (RequestSteps.known) finds a visitor's request without its
+        # EnrichContext, a frozen dataclass that costs more to build, per message, than the lookup.
+        self.known = getattr(getattr(stage.pipeline, "specialize", None), "known", None)
 
     def message(self, message: HubMessage) -> None:
         enqueued_ms = ms(message.enqueued_time)
@@ -403,9 +406,7 @@ class _BatchRun:
             self.counts["rejected"] += 1
         app = stage.registry.get(app_id)
         sent = new_sent((message, env, shared, app))
-        # A specialized pipeline's memo knows a visitor's request without the context, a frozen
-        # dataclass that costs more to build, per message, than the lookup.
-        known = getattr(stage.pipeline.specialize, "known", None)
+        known = self.known
         request = known(app, env.referer, env.user_agent, env.accept_language, env.geo) if known else None
         if request is None:
             context = EnrichContext(app, env.user_agent, env.accept_language, env.referer, env.geo)
