@@ -124,7 +124,8 @@ class RequestSteps:
         self._requests: dict[tuple[Any, ...], tuple[AppConfig | None, RequestEnrichment]] = {}
         # In front of `urls` and `visitor`, by the same keys: a dict read by subscript, for the usual
         # event, costs less than the LRU's call, and lets a hit skip the checks of the values.
-        self._url_found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Each URL entry: the columns, and those of them that are not null.
+        self._url_found: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._visitor_found: dict[tuple[Any, ...], tuple[bool, tuple[str, ...], str | None]] = {}
         # One dict per visitor's User-Agent and geo: the stage keeps a message template per fields
         # object (workers/stream/stage.py's Stage.row_template), so its requests share one.
@@ -246,7 +247,9 @@ class RequestSteps:
             for memo in (url_memo, visitor_memo):
                 if len(memo) >= entries:
                     memo.clear()  # one step, for the threads that share it
-            url_memo[url_key], visitor_memo[visitor_key] = found
+            url_fields = found[0]
+            url_memo[url_key] = url_fields, {k: v for k, v in url_fields.items() if v is not None}
+            visitor_memo[visitor_key] = found[1]
             return found
 
         def lookup(
@@ -261,7 +264,7 @@ class RequestSteps:
                 # A front holds keys of strings or null alone, within MAX_KEY_CHARS (found_anew), and
                 # no other JSON value equals one of those: a hit needs no test of the values.
                 return (
-                    url_memo[hosts, page_url, referrer, header if referrer is None else None],
+                    url_memo[hosts, page_url, referrer, header if referrer is None else None][0],
                     visitor_memo[user_agent, accept, platform, webdriver, system_language, locale],
                 )
             except (KeyError, TypeError):  # a miss, or a list or object, which no key holds
@@ -277,7 +280,8 @@ class RequestSteps:
                     return plain(row, context)
                 webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
             try:
-                url_fields = url_memo[hosts, page_url, referrer, header if referrer is None else None]
+                # The URL columns that are not null: the row holds null for each, from `fields`.
+                url_fields = url_memo[hosts, page_url, referrer, header if referrer is None else None][1]
                 is_bot, indicators, language = visitor_memo[
                     user_agent, accept, platform, webdriver, system_language, locale
                 ]
@@ -288,7 +292,7 @@ class RequestSteps:
                 url_fields, (is_bot, indicators, language) = found
             row.update(url_fields)
             row["is_bot"] = is_bot
-            row["bot_indicators"] = list(indicators)
+            row["bot_indicators"] = list(indicators) if indicators else []
             row["language"] = language
             return row
 
