@@ -28,6 +28,8 @@ Instruction counts, which a shared machine's load does not move: `--callgrind-pa
 runs the warm-up and then N passes of the whole workload, each inside `operator.call`, and prints
 nothing; under `valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call` the
 total over N passes and the number of events give the instructions per event (docs/capacity.md).
+Run both checkouts with PYTHONHASHSEED=0: with random seeds, dict probes and collisions differ from
+process to process, and so does the count a little.
 """
 
 from __future__ import annotations

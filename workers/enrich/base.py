@@ -58,7 +58,8 @@ class RequestEnrichment(NamedTuple):
     then `run(row)`, which raises as `Pipeline.run` does. `fields` (never mutated) holds the columns
     the steps add, in the order they add them, with the request's values; None where `run` sets the
     value per event. Its keys are the same for every request of one pipeline: all the columns, or
-    none when every step runs per event.
+    none when every step runs per event. `run` may leave a column it would set to None as `fields`
+    had it in the row, None: a row must hold `fields`' values when `run` gets it.
 
     `lookup(page_url, page_referrer, attributes, platform, system_language, locale)`, where given, is
     what `run` adds to a row holding these inputs, without a row: the URL columns (a dict, shared:

@@ -14,16 +14,23 @@ What a step reads decides where its work happens:
   redirect's click), and the event's platform, system_language, locale and whether its `_webdriver`
   attribute is set: one memo keyed by these holds is_bot, the indicators and the language.
 
+What the above make for a request (its `fields`, and `run` and `lookup` with the request's values
+bound) is itself kept, keyed by everything the request's steps read of it: the app object, the
+Referer header, the User-Agent, the Accept-Language and the geo key. A visitor's requests share one,
+with no closures or memo keys built per request.
+
 `RequestEnrichment.lookup` is what `run` finds for an event's inputs, without a row: the URL memo's
 fields and the bot and language ones, or None where `run` would run the steps themselves.
 
 A memo miss runs the steps themselves on a row holding only those inputs, so a memo holds what the
-steps make and nothing else. Each memo is an LRU cache of at most `entries` results. Only strings or
-null go into a key, the request's at most MAX_KEY_CHARS characters in all and the event's as many, so
-senders cannot fill memory (8192 entries of at most 4096 characters: tens of MB at worst). Anything
-else goes through the steps as they are (`Pipeline.run`, so a failure names its step as ever): every
-event of a request with a `method` or with longer headers, and an event with a value of another type
-(a forged envelope's) or longer strings, or one a memo's steps raise on.
+steps make and nothing else. Each memo is an LRU cache of at most `entries` results; the URL and
+visitor memos have a plain dict in front, emptied when it holds `entries`, which an event that hits
+reads without a call. Only strings or null go into a key, the request's at most MAX_KEY_CHARS
+characters in all and the event's as many, so senders cannot fill memory (8192 entries of at most
+4096 characters: tens of MB at worst; the request memo and the fronts hold the same keys again).
+Anything else goes through the steps as they are (`Pipeline.run`, so a failure names its step as
+ever): every event of a request with a `method` or with longer headers, and an event with a value of
+another type (a forged envelope's) or longer strings, or one a memo's steps raise on.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ GEO_KEYS = ("country", "region", "city", "lat", "lon")
 COLUMNS = (*URL_COLUMNS, *UA_FIELDS, *BOT_COLUMNS, "language", *GEO_COLUMNS)
 PLACEHOLDERS = dict.fromkeys(COLUMNS)
 STEP_NAMES = ("page", "referrer", "campaign", "user_agent", "bots", "language", "geo")
+# What the URL and visitor memos read of an event's row.
+EVENT_INPUTS = ("page_url", "page_referrer", "attributes", "platform", "system_language", "locale")
 # A key's strings, in all: real URLs and headers are far shorter.
 MAX_KEY_CHARS = 2048
 MEMO_ENTRIES = 8192
@@ -108,6 +117,16 @@ class RequestSteps:
         self.request_fields: Callable[[str | None], dict[str, Any]] = functools.lru_cache(maxsize=entries)(
             self._request_fields
         )
+        # RequestEnrichment per app object, Referer header, User-Agent, Accept-Language and geo key:
+        # everything a request's steps read when its `method` is None, so a visitor's requests share
+        # one. The entry holds the app, so the id in its key names no other while it is here.
+        self.entries = entries
+        self._requests: dict[tuple[Any, ...], tuple[AppConfig | None, RequestEnrichment]] = {}
+        # In front of `urls` and `visitor`, by the same keys: a dict read by subscript, for the usual
+        # event, costs less than the LRU's call, and lets a hit skip the checks of the values.
+        # Each URL entry: the columns, and those of them that are not null.
+        self._url_found: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._visitor_found: dict[tuple[Any, ...], tuple[bool, tuple[str, ...], str | None]] = {}
         # One dict per visitor's User-Agent and geo: the stage keeps a message template per fields
         # object (workers/stream/stage.py's Stage.row_template), so its requests share one.
         self.fields: Callable[[str | None, tuple[Any, ...]], dict[str, Any]] = functools.lru_cache(
@@ -161,23 +180,77 @@ class RequestSteps:
         plain = self.plain
         return RequestEnrichment(PLACEHOLDERS, lambda row: plain(row, context))
 
+    def known(
+        self,
+        app: AppConfig | None,
+        referer_header: str | None,
+        user_agent: str | None,
+        accept_language: str | None,
+        geo: dict[str, Any] | None,
+    ) -> RequestEnrichment | None:
+        """What a call with a context of these values and no `method` gives, where the request memo
+        holds it; None otherwise (then call with the context). No context is built for a hit."""
+        try:
+            entry = self._requests.get((id(app), referer_header, user_agent, accept_language, _geo_key(geo)))
+        except Exception:  # a geo or header of a shape no key holds
+            return None
+        return entry[1] if entry is not None and entry[0] is app else None
+
     def __call__(self, context: EnrichContext) -> RequestEnrichment:
         header, user_agent, accept = context.referer_header, context.user_agent, context.accept_language
         if context.method is not None or not _fits((header, user_agent, accept)):
             return self._everything_per_event(context)
+        app = context.app
         try:
             geo_key = _geo_key(context.geo)
             if geo_key is None:
                 fields = {**self.request_fields(user_agent), **self.steps["geo"]({}, context)}
             else:
+                key = (id(app), header, user_agent, accept, geo_key)
+                entry = self._requests.get(key)
+                if entry is not None and entry[0] is app:
+                    return entry[1]
                 fields = self.fields(user_agent, geo_key)
         except Exception:  # each event fails in that step, as Pipeline.run has it
             return self._everything_per_event(context)
+        request = self._specialized(context, fields)
+        if geo_key is not None:
+            if len(self._requests) >= self.entries:
+                # Emptied, not trimmed: clear() is one step for the threads that share this memo.
+                self._requests.clear()
+            self._requests[key] = (app, request)
+        return request
+
+    def _specialized(self, context: EnrichContext, fields: dict[str, Any]) -> RequestEnrichment:
+        header, user_agent, accept = context.referer_header, context.user_agent, context.accept_language
         hosts = None
         if context.app is not None:
             hosts = self._own_hosts(context.app)
             self._app_of_hosts[hosts] = context.app
         urls, visitor, plain = self.urls, self.visitor, self.plain
+        url_memo, visitor_memo, entries = self._url_found, self._visitor_found, self.entries
+
+        def found_anew(
+            page_url: Any, referrer: Any, platform: Any, webdriver: bool, system_language: Any, locale: Any
+        ) -> Found | None:
+            """The memos' answer where the fronts hold none, put in front; None where the steps must
+            run themselves."""
+            source = header if referrer is None else referrer
+            if not _fits((page_url, source, platform, system_language, locale)):
+                return None
+            url_key = (hosts, page_url, referrer, header if referrer is None else None)
+            visitor_key = (user_agent, accept, platform, webdriver, system_language, locale)
+            try:
+                found = urls(*url_key), visitor(*visitor_key)
+            except Exception:
+                return None
+            for memo in (url_memo, visitor_memo):
+                if len(memo) >= entries:
+                    memo.clear()  # one step, for the threads that share it
+            url_fields = found[0]
+            url_memo[url_key] = url_fields, {k: v for k, v in url_fields.items() if v is not None}
+            visitor_memo[visitor_key] = found[1]
+            return found
 
         def lookup(
             page_url: Any, referrer: Any, attributes: Any, platform: Any, system_language: Any, locale: Any
@@ -187,51 +260,40 @@ class RequestSteps:
                 if attributes.__class__ is not dict:
                     return None
                 webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
-            source = header if referrer is None else referrer
-            if not _fits((page_url, source, platform, system_language, locale)):
-                return None
             try:
+                # A front holds keys of strings or null alone, within MAX_KEY_CHARS (found_anew), and
+                # no other JSON value equals one of those: a hit needs no test of the values.
                 return (
-                    urls(hosts, page_url, referrer, header if referrer is None else None),
-                    visitor(user_agent, accept, platform, webdriver, system_language, locale),
+                    url_memo[hosts, page_url, referrer, header if referrer is None else None][0],
+                    visitor_memo[user_agent, accept, platform, webdriver, system_language, locale],
                 )
-            except Exception:
-                return None
+            except (KeyError, TypeError):  # a miss, or a list or object, which no key holds
+                return found_anew(page_url, referrer, platform, webdriver, system_language, locale)
 
         def run(row: Row) -> Row:
             # lookup's work, inline: a call per event more showed in bench/stage.py's capture figures.
-            get = row.get
-            page_url, referrer, attributes = get("page_url"), get("page_referrer"), get("attributes")
-            platform, system_language, locale = get("platform"), get("system_language"), get("locale")
+            # One call that reads the six in C, where six `get` calls dispatch one by one.
+            page_url, referrer, attributes, platform, system_language, locale = map(row.get, EVENT_INPUTS)
             webdriver = False
             if attributes:
                 if attributes.__class__ is not dict:
                     return plain(row, context)
                 webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
-            source = header if referrer is None else referrer
-            # _fits, inline for the usual case (every value a str or null): a call per event less.
-            if not (
-                (page_url.__class__ is str or page_url is None)
-                and (source.__class__ is str or source is None)
-                and (platform.__class__ is str or platform is None)
-                and (system_language.__class__ is str or system_language is None)
-                and (locale.__class__ is str or locale is None)
-                and len(page_url or "")
-                + len(source or "")
-                + len(platform or "")
-                + len(system_language or "")
-                + len(locale or "")
-                <= MAX_KEY_CHARS
-            ):
-                return plain(row, context)
             try:
-                row.update(urls(hosts, page_url, referrer, header if referrer is None else None))
-                found = visitor(user_agent, accept, platform, webdriver, system_language, locale)
-            except Exception:
-                return plain(row, context)
-            row["is_bot"] = found[0]
-            row["bot_indicators"] = list(found[1])
-            row["language"] = found[2]
+                # The URL columns that are not null: the row holds null for each, from `fields`.
+                url_fields = url_memo[hosts, page_url, referrer, header if referrer is None else None][1]
+                is_bot, indicators, language = visitor_memo[
+                    user_agent, accept, platform, webdriver, system_language, locale
+                ]
+            except (KeyError, TypeError):
+                found = found_anew(page_url, referrer, platform, webdriver, system_language, locale)
+                if found is None:
+                    return plain(row, context)
+                url_fields, (is_bot, indicators, language) = found
+            row.update(url_fields)
+            row["is_bot"] = is_bot
+            row["bot_indicators"] = list(indicators) if indicators else []
+            row["language"] = language
             return row
 
         return RequestEnrichment(fields, run, lookup)

@@ -234,20 +234,22 @@ def _decode(body: bytes, props: Mapping[Any, Any]) -> Envelope:
     if not all(map(isinstance, events, repeat(dict))):
         raise EnvelopeError("envelope events must be JSON objects")
     part = get("part")
+    # By position, in the order Envelope declares its fields: keywords cost a dataclass's __init__
+    # three times as much, once per message.
     return Envelope(
-        request_id=data["request_id"],
-        received_at=data["received_at"],
-        app_id=data["app_id"],
-        visitor_hash=data["visitor_hash"],
-        collector_version=get("collector_version") or "unknown",
-        platform=get("platform"),
-        bundle_sequence_id=get("bundle_sequence_id"),
-        geo=get("geo"),
-        user_agent=get("user_agent"),
-        accept_language=get("accept_language"),
-        referer=get("referer"),
-        events=events,
-        rejected=get("rejected") or [],
-        part=(part[0], part[1]) if part else None,
-        geo_db_version=get("geo_db_version"),
+        data["request_id"],
+        data["received_at"],
+        data["app_id"],
+        data["visitor_hash"],
+        get("collector_version") or "unknown",
+        get("platform"),
+        get("bundle_sequence_id"),
+        get("geo"),
+        get("user_agent"),
+        get("accept_language"),
+        get("referer"),
+        events,
+        get("rejected") or [],
+        (part[0], part[1]) if part else None,
+        get("geo_db_version"),
     )

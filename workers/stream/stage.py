@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import workers
-from workers.apps import AppRegistry
+from workers.apps import AppConfig, AppRegistry
 from workers.enrich.base import EnrichContext, EnrichmentError, Pipeline, RequestEnrichment, Row
 from workers.enrich.request import BOT_COLUMNS, URL_COLUMNS
 from workers.enrich.request import COLUMNS as ENRICHMENT_COLUMNS
@@ -351,7 +351,10 @@ class _Sent(NamedTuple):
     message: HubMessage
     env: envelope.Envelope
     shared: dict[str, Any]
-    context: EnrichContext
+    app: AppConfig | None
+
+
+new_sent = functools.partial(tuple.__new__, _Sent)
 
 
 class _BatchRun:
@@ -361,6 +364,9 @@ class _BatchRun:
         self.stage = stage
         self.partition = partition
         self.counts = counts
+        # A specialized pipeline's memo (RequestSteps.known) finds a visitor's request without its
+        # EnrichContext, a frozen dataclass that costs more to build, per message, than the lookup.
+        self.known = getattr(getattr(stage.pipeline, "specialize", None), "known", None)
 
     def message(self, message: HubMessage) -> None:
         enqueued_ms = ms(message.enqueued_time)
@@ -399,9 +405,12 @@ class _BatchRun:
             self.partition.rejected.append(Staged(record, app_id, received_at, rejected))
             self.counts["rejected"] += 1
         app = stage.registry.get(app_id)
-        context = EnrichContext(app, env.user_agent, env.accept_language, env.referer, env.geo)
-        sent = _Sent(message, env, shared, context)
-        request = stage.pipeline.for_request(context)
+        sent = new_sent((message, env, shared, app))
+        known = self.known
+        request = known(app, env.referer, env.user_agent, env.accept_language, env.geo) if known else None
+        if request is None:
+            context = EnrichContext(app, env.user_agent, env.accept_language, env.referer, env.geo)
+            request = stage.pipeline.for_request(context)
         drop_duplicates = app is not None and app.dedup_policy == "drop"
         drop_bots = app is not None and app.bot_policy == "drop"
         self.counts["events"] += len(env.events)
@@ -532,7 +541,8 @@ class _BatchRun:
     def _plain(self, sent: _Sent, event: dict[str, Any]) -> Row:
         """The event's row by event_row and every step for this event alone, with the context as this
         event has it; _NoRow when no row can be built from it."""
-        env, context = sent.env, sent.context
+        env = sent.env
+        context = EnrichContext(sent.app, env.user_agent, env.accept_language, env.referer, env.geo)
         try:
             row = event_row(event, env.platform, {**CLIENT_TEMPLATE, **sent.shared})
         except Exception as exc:
