@@ -70,7 +70,7 @@ def _url(request: web.Request) -> str:
     For an origin-form target (`/path?query`) the join leaves the target's text as it is, so the URL is
     the origin (scheme and Host as yarl normalises them, computed once per pair) plus the target as
     sent. A target the join would change (dot segments, a `//` network path, an empty query, a
-    fragment, an absolute form) goes through yarl (tests/unit/test_devhost.py holds the two equal).
+    fragment, an absolute form) goes through yarl (tests/unit/test_devhost_glue.py holds the two equal).
     """
     target = request.raw_path
     if target[:1] != "/" or target[:2] == "//" or "/." in target or "#" in target or target[-1:] == "?":

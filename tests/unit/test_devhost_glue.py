@@ -71,6 +71,8 @@ async def _raw(server: TestServer, head: bytes) -> dict[str, object]:
         (b"/", b"localhost:65535"),
         (b"/api/collect", b"localhost:99999"),
         (b"/api/collect", b""),
+        (b"http://evil.example/api/collect?a=1", b"localhost"),
+        (b"HTTP://Evil.Example:80/x", b"localhost"),
     ],
 )
 async def test_the_url_is_what_yarl_makes_of_the_request(
