@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from workers.apps import AppConfig
@@ -213,6 +214,11 @@ class RequestSteps:
                 fields = self.fields(user_agent, geo_key)
         except Exception:  # each event fails in that step, as Pipeline.run has it
             return self._everything_per_event(context)
+        if geo_key is not None:
+            # What is kept holds the geo as its key has it, not the envelope's own object: that may
+            # carry any other keys a forged envelope sent (up to a message's size), and is mutable.
+            geo = dict(zip(GEO_KEYS, geo_key, strict=True)) if geo_key else None
+            context = replace(context, geo=geo)
         request = self._specialized(context, fields)
         if geo_key is not None:
             if len(self._requests) >= self.entries:

@@ -4,6 +4,9 @@ answer, stay within their bounds, and leave what they cannot key to the steps.""
 from __future__ import annotations
 
 import dataclasses
+import gc
+import math
+import weakref
 from typing import Any
 
 import pytest
@@ -171,7 +174,7 @@ OTHER_REQUESTS = {
     "user_agent": (context(), context(user_agent="curl/8.0")),
     "accept_language": (context(), context(accept_language="de-CH")),
     "geo": (context(geo=GEO), context(geo={**GEO, "city": "Bern"})),
-    "geo_signed_zero": (context(geo={**GEO, "lon": 0.5}), context(geo={**GEO, "lon": -0.5})),
+    "geo_signed_zero": (context(geo={**GEO, "lon": 0.0}), context(geo={**GEO, "lon": -0.0})),
 }
 # Too long to key the event memos: its steps run with the request's context.
 FALLBACK_EVENT = event(system_language="de" * MAX_KEY_CHARS, page_referrer=None)
@@ -197,6 +200,32 @@ def test_requests_with_other_inputs_get_other_steps(resources: Resources, name: 
     request = steps(second)
     for row in (event(page_referrer=None), event(page_referrer="https://blog.shop.example/"), FALLBACK_EVENT):
         assert request.run({**request.fields, **row}) == plain(pipeline).run(dict(row), second)
+
+
+def test_a_longitude_of_minus_zero_keeps_its_sign(resources: Resources) -> None:
+    # 0.0 == -0.0, so a memo keyed on the coordinate would hand the second request the first's column,
+    # and comparing rows with == would not tell.
+    steps = RequestSteps(build_pipeline(resources).steps)
+    steps(context(geo={**GEO, "lon": 0.0}))
+    request = steps(context(geo={**GEO, "lon": -0.0}))
+    row = request.run({**request.fields, **event()})
+    assert math.copysign(1.0, row["geo_lon"]) == -1.0
+
+
+def test_the_request_memo_keeps_no_envelope_geo_object(resources: Resources) -> None:
+    # A forged envelope's geo may carry any other keys, up to a message's size: the memo keeps only
+    # what its key holds, so the envelope's object goes with its message.
+    class Geo(dict[str, Any]):
+        pass
+
+    geo = Geo(GEO, pad="x" * 100_000)
+    steps = RequestSteps(build_pipeline(resources).steps)
+    request = steps(context(geo=geo))
+    assert steps(context(geo=dict(GEO))) is request
+    kept = weakref.ref(geo)
+    del geo
+    gc.collect()
+    assert kept() is None
 
 
 def test_a_visitors_requests_share_their_specialized_steps(resources: Resources) -> None:
