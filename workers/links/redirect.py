@@ -213,8 +213,10 @@ class Redirector:
         self._probe_after = 0.0
         self._probe: asyncio.Future[None] | None = None
         self._acks = 0  # sends the hub acknowledged: a miss with acks meanwhile is not the hub's
-        self._salt = b""  # the day's salt once read, until _salt_until (the clock's end of its UTC day)
-        self._salt_until = 0.0
+        # The day's salt once read, for the clock's times in [_salt_from, _salt_until): its UTC day. Both
+        # ends are checked, so a clock set back over midnight reads that day's salt again.
+        self._salt = b""
+        self._salt_from = self._salt_until = 0.0
         # Looked up per send: tests replace the producer's send after the redirector is made.
         self.waves = ClickWaves(
             lambda messages, key: self.collector.hub.send(messages, key),
@@ -322,7 +324,7 @@ class Redirector:
             rejected=[],
         )
         click = _Click(asyncio.get_running_loop().create_future())
-        if now < self._salt_until:
+        if self._salt_from <= now < self._salt_until:
             # The day's salt is at hand (every click but those of a cold instance or a new day): the
             # click is handed over at once, and the answer waits on one future, which the hand-over's
             # timers and callbacks end within the hub's and the spool's deadlines (_hand_over).
@@ -331,7 +333,7 @@ class Redirector:
             except Exception as exc:
                 self._lost("no_message", type(exc).__name__)
                 return
-            self._hand_over(messages, partition_key, received_at, click)
+            self._hand_over_guarded(messages, partition_key, received_at, click)
             # Should the request go away, cancelling this wait, the click goes on: `decided` is its state.
             await click.answer
             return
@@ -360,9 +362,27 @@ class Redirector:
             _end(click.answer)
             return
         # A salt is its UTC day's: the one asked for on a day serves that day's other clicks.
-        if asked >= self._salt_until:
-            self._salt, self._salt_until = salt, (asked // DAY_S + 1) * DAY_S
-        self._hand_over(messages, partition_key, admitted.received_at, click)
+        if not self._salt_from <= asked < self._salt_until:
+            self._salt_from = asked // DAY_S * DAY_S
+            self._salt, self._salt_until = salt, self._salt_from + DAY_S
+        self._hand_over_guarded(messages, partition_key, admitted.received_at, click)
+
+    def _hand_over_guarded(
+        self, messages: list[EncodedEnvelope], partition_key: str, received_at: int, click: _Click
+    ) -> None:
+        """_hand_over, whose failure (none is foreseen: a send and a spool write fail in their futures)
+        ends the answer with the click counted lost, where it would leave the answer waiting."""
+        try:
+            self._hand_over(messages, partition_key, received_at, click)
+        except Exception as exc:
+            self._hand_over_failed(click, exc)
+
+    def _hand_over_failed(self, click: _Click, exc: Exception) -> None:
+        click.decided = True
+        if click.deadline is not None:
+            click.deadline.cancel()
+        self._lost("hand_over_failed", type(exc).__name__)
+        _end(click.answer)
 
     def _hand_over(
         self, messages: list[EncodedEnvelope], partition_key: str, received_at: int, click: _Click
@@ -420,6 +440,22 @@ class Redirector:
         given that lateness again, once, and at most another hub deadline. Once only: on a loop whose
         every turn is slow the extra wait's own timer is late too, and renewing it would let a hub that
         answers in twice the deadline pass as healthy, with every answer paying for it."""
+        try:
+            self._decide_missed(send, messages, partition_key, received_at, click, acks, due, extended)
+        except Exception as exc:  # a callback's failure must not leave the answer waiting
+            self._hand_over_failed(click, exc)
+
+    def _decide_missed(
+        self,
+        send: asyncio.Future[None],
+        messages: list[EncodedEnvelope],
+        partition_key: str,
+        received_at: int,
+        click: _Click,
+        acks: int,
+        due: float,
+        extended: bool,
+    ) -> None:
         if click.decided:
             return
         if _took(send):  # acknowledged, its callback not run yet

@@ -84,8 +84,8 @@ async def until(condition: object) -> None:
 
 @pytest.mark.parametrize(
     ("later_s", "reads"),
-    [(60.0, 1), (11 * 3600.0, 1), (12 * 3600.0, 2), (86400.0, 2)],
-    ids=["a minute later", "before midnight", "at midnight", "a day later"],
+    [(60.0, 1), (11 * 3600.0, 1), (12 * 3600.0, 2), (86400.0, 2), (-13 * 3600.0, 2)],
+    ids=["a minute later", "before midnight", "at midnight", "a day later", "set back over midnight"],
 )
 async def test_the_days_salt_is_read_once_per_utc_day(
     collector: Collector, later_s: float, reads: int
@@ -154,3 +154,51 @@ def test_event_ids_are_version_4_uuids(digits: str) -> None:
     text = _uuid4(digits)
     parsed = uuid.UUID(text)
     assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+class RaisingSpool(RecordingSpool):
+    """A spool whose put fails as it is called, not in its future: no spool does so today."""
+
+    def put(self, message: EncodedEnvelope, partition_key: str, *, received_at: int) -> str:  # type: ignore[override]
+        self.puts += 1
+        raise RuntimeError("spool broken")
+
+
+async def test_a_hand_over_that_raises_still_answers_and_counts_the_click_lost(
+    collector: Collector,
+) -> None:
+    producer, spool = Producer(answering=True), RaisingSpool()
+    redirect = one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S)
+    await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)  # the salt is at hand from now
+    producer.answering = False
+    missed = await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)  # hub up, then missed
+    down = await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)  # hub counted down
+    producer.give_up()
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    assert (missed.status, down.status, redirect.hub_down, spool.puts, redirect.lost_clicks) == (
+        302,
+        302,
+        True,
+        2,
+        2,
+    )
+
+
+async def test_a_clicks_event_id_shares_no_randomness_with_its_request_id(collector: Collector) -> None:
+    producer, spool = Producer(answering=True), RecordingSpool()
+    redirect = one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S)
+    seen: list[tuple[str, str]] = []
+    messages = collector.messages
+
+    def recording(admitted, salt):  # type: ignore[no-untyped-def]
+        seen.append((admitted.request_id, admitted.accepted[0]["event_id"]))
+        return messages(admitted, salt)
+
+    collector.messages = recording  # type: ignore[method-assign]
+    for _ in range(3):
+        await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    event_ids = [uuid.UUID(event_id).hex for _, event_id in seen]
+    assert len(set(event_ids)) == len(seen) == 3
+    for request_id, event_id in zip((request_id for request_id, _ in seen), event_ids, strict=True):
+        assert request_id not in event_id
