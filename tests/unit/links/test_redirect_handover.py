@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import uvloop
@@ -112,16 +113,26 @@ def test_an_ack_taken_in_as_the_deadline_falls_due_is_not_a_miss() -> None:
     async def click() -> tuple[int, int, bool]:
         collector = await salted_collector()
         loop = asyncio.get_running_loop()
-        lands = HUB_DEADLINE_S - 0.003
+        handed_over_at: list[float] = []
 
         async def send(messages: list[EncodedEnvelope], partition_key: str) -> None:
+            # Timed from the hand-over, where the deadline is set, not from this call: the click's wave
+            # and a loaded machine put this call milliseconds later, which would move the ack past it.
+            lands = handed_over_at[-1] + HUB_DEADLINE_S - 0.003
             ack = loop.create_future()
-            loop.call_later(lands, ack.set_result, None)
-            loop.call_later(lands, time.sleep, 0.005)
+            loop.call_at(lands, ack.set_result, None)
+            loop.call_at(lands, time.sleep, 0.005)
             await ack
 
         spool = RecordingSpool()
         redirect = one_link_redirector(collector, send, spool, hub_deadline_s=HUB_DEADLINE_S)
+        hand_over = redirect._hand_over
+
+        def timed_hand_over(*args: Any) -> None:
+            handed_over_at.append(loop.time())
+            hand_over(*args)
+
+        redirect._hand_over = timed_hand_over  # type: ignore[method-assign]
         try:
             response = await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
             await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
