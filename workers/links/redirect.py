@@ -333,7 +333,7 @@ class Redirector:
             except Exception as exc:
                 self._lost("no_message", type(exc).__name__)
                 return
-            self._hand_over_guarded(messages, partition_key, received_at, click)
+            self._guarded(click, self._hand_over, messages, partition_key, received_at, click)
             # Should the request go away, cancelling this wait, the click goes on: `decided` is its state.
             await click.answer
             return
@@ -365,24 +365,20 @@ class Redirector:
         if not self._salt_from <= asked < self._salt_until:
             self._salt_from = asked // DAY_S * DAY_S
             self._salt, self._salt_until = salt, self._salt_from + DAY_S
-        self._hand_over_guarded(messages, partition_key, admitted.received_at, click)
+        self._guarded(click, self._hand_over, messages, partition_key, admitted.received_at, click)
 
-    def _hand_over_guarded(
-        self, messages: list[EncodedEnvelope], partition_key: str, received_at: int, click: _Click
-    ) -> None:
-        """_hand_over, whose failure (none is foreseen: a send and a spool write fail in their futures)
-        ends the answer with the click counted lost, where it would leave the answer waiting."""
+    def _guarded(self, click: _Click, step: Callable[..., None], *args: Any) -> None:
+        """`step(*args)`, a step of the click's hand-over, outside any task: its failure (none is
+        foreseen: a send and a spool write fail in their futures) ends the answer with the click
+        counted lost, where it would leave the answer waiting."""
         try:
-            self._hand_over(messages, partition_key, received_at, click)
+            step(*args)
         except Exception as exc:
-            self._hand_over_failed(click, exc)
-
-    def _hand_over_failed(self, click: _Click, exc: Exception) -> None:
-        click.decided = True
-        if click.deadline is not None:
-            click.deadline.cancel()
-        self._lost("hand_over_failed", type(exc).__name__)
-        _end(click.answer)
+            click.decided = True
+            if click.deadline is not None:
+                click.deadline.cancel()
+            self._lost("hand_over_failed", type(exc).__name__)
+            _end(click.answer)
 
     def _hand_over(
         self, messages: list[EncodedEnvelope], partition_key: str, received_at: int, click: _Click
@@ -403,7 +399,15 @@ class Redirector:
         loop = asyncio.get_running_loop()
         due = loop.time() + self.hub_deadline_s
         miss = functools.partial(
-            self._deadline_passed, send, messages, partition_key, received_at, click, self._acks
+            self._guarded,
+            click,
+            self._deadline_passed,
+            send,
+            messages,
+            partition_key,
+            received_at,
+            click,
+            self._acks,
         )
         # The timer only queues the decision: run behind the callbacks already queued, it sees an ack
         # the loop has already taken in but not yet handed on (a saturated loop queues many).
@@ -440,22 +444,6 @@ class Redirector:
         given that lateness again, once, and at most another hub deadline. Once only: on a loop whose
         every turn is slow the extra wait's own timer is late too, and renewing it would let a hub that
         answers in twice the deadline pass as healthy, with every answer paying for it."""
-        try:
-            self._decide_missed(send, messages, partition_key, received_at, click, acks, due, extended)
-        except Exception as exc:  # a callback's failure must not leave the answer waiting
-            self._hand_over_failed(click, exc)
-
-    def _decide_missed(
-        self,
-        send: asyncio.Future[None],
-        messages: list[EncodedEnvelope],
-        partition_key: str,
-        received_at: int,
-        click: _Click,
-        acks: int,
-        due: float,
-        extended: bool,
-    ) -> None:
         if click.decided:
             return
         if _took(send):  # acknowledged, its callback not run yet
@@ -469,6 +457,8 @@ class Redirector:
             click.deadline = loop.call_at(
                 again,
                 loop.call_soon,
+                self._guarded,
+                click,
                 self._deadline_passed,
                 send,
                 messages,
