@@ -8,11 +8,8 @@ test_redirect_lag.py): each send waits on a future the test ends."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from tests.links_support import RecordingSpool, one_link_redirector, salted_collector
+from tests.links_support import RecordingSpool, one_link_redirector
 from workers.collect.collector import Collector
 from workers.links.redirect import HUB_PAUSE_S, LinkRequest, Redirector
 from workers.stream.envelope import EncodedEnvelope
@@ -48,13 +45,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    collector = await salted_collector()
-    yield collector
-    await collector.close()
 
 
 def redirector(collector: Collector, producer: Producer, spool: RecordingSpool, clock: Clock) -> Redirector:

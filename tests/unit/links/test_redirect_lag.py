@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.links_support import RecordingSpool, one_link_redirector, salted_collector
+from tests.links_support import RecordingSpool, one_link_redirector
 from workers.collect.collector import Collector
 from workers.links.redirect import LinkRequest, Redirector
 from workers.stream.envelope import EncodedEnvelope
@@ -44,13 +43,6 @@ class Producer:
         """The SDK's own timeout, at last, for the sends the hub never answered."""
         for ack in self.unanswered:
             ack.set_exception(TimeoutError())
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    collector = await salted_collector()
-    yield collector
-    await collector.close()
 
 
 def redirector(collector: Collector, producer: Producer, spool: RecordingSpool) -> Redirector:
