@@ -237,21 +237,32 @@ _FIXED_WIDTH = {
 }  # fmt: skip
 
 
+# How `skip` finds a value's end from its constructor: >= 0 a fixed width, else one of these.
+_SMALL_VARIABLE, _LARGE_VARIABLE, _DESCRIBED, _UNKNOWN = -1, -2, -3, -4
+_SKIP_KIND = [_UNKNOWN] * 256
+for _code, _width in _FIXED_WIDTH.items():
+    _SKIP_KIND[_code] = _width
+for _code in (0xA0, 0xA1, 0xA3, 0xC0, 0xC1, 0xE0):
+    _SKIP_KIND[_code] = _SMALL_VARIABLE
+for _code in (0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0):
+    _SKIP_KIND[_code] = _LARGE_VARIABLE
+_SKIP_KIND[0x00] = _DESCRIBED
+
+
 def skip(buf: bytes | memoryview, pos: int) -> int:
     """Return the position just past the value encoded at `pos`, without decoding it."""
     try:
-        code = buf[pos]
-        if code == 0x00:
-            return skip(buf, skip(buf, pos + 1))
-        width = _FIXED_WIDTH.get(code)
-        if width is not None:
-            end = pos + 1 + width
-        elif code in (0xA0, 0xA1, 0xA3, 0xC0, 0xC1, 0xE0):
+        kind = _SKIP_KIND[buf[pos]]
+        if kind >= 0:
+            end = pos + 1 + kind
+        elif kind == _SMALL_VARIABLE:
             end = pos + 2 + buf[pos + 1]
-        elif code in (0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0):
+        elif kind == _LARGE_VARIABLE:
             end = pos + 5 + _U32.unpack_from(buf, pos + 1)[0]
+        elif kind == _DESCRIBED:
+            return skip(buf, skip(buf, pos + 1))
         else:
-            raise CodecError(f"unknown constructor 0x{code:02x} at {pos}")
+            raise CodecError(f"unknown constructor 0x{buf[pos]:02x} at {pos}")
     except (IndexError, struct.error) as exc:
         raise CodecError(f"truncated value at {pos}") from exc
     if end > len(buf):
@@ -491,11 +502,16 @@ def section_spans(payload: bytes | memoryview) -> list[tuple[int, int, int]]:
     while pos < size:
         if payload[pos] != 0x00:
             raise CodecError(f"message section at {pos} is not a described type")
-        descriptor, value_pos = decode(payload, pos + 1)
-        if not isinstance(descriptor, int):
-            raise CodecError(f"message section at {pos} has descriptor {descriptor!r}")
+        # Every section's descriptor is a small ulong in practice (0x53 and one byte): read in place.
+        if pos + 2 < size and payload[pos + 1] == 0x53:
+            code, value_pos = payload[pos + 2], pos + 3
+        else:
+            descriptor, value_pos = decode(payload, pos + 1)
+            if not isinstance(descriptor, int):
+                raise CodecError(f"message section at {pos} has descriptor {descriptor!r}")
+            code = int(descriptor)
         end = skip(payload, value_pos)
-        spans.append((int(descriptor), pos, end))
+        spans.append((code, pos, end))
         pos = end
     return spans
 

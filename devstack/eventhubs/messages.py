@@ -8,7 +8,6 @@ properties stay strings and bodies are never re-encoded.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from devstack.eventhubs.codec import (
     SECTION_DATA,
@@ -44,10 +43,30 @@ _SEQUENCE_KEY = _key(_SEQUENCE)
 _OFFSET_KEY = _key(_OFFSET)
 _ENQUEUED_KEY = _key(_ENQUEUED)
 _PARTITION_KEY_KEY = _key(PARTITION_KEY)
+# The names the endpoint looks for, as the UTF-8 of a string or symbol key (a symbol compares equal to
+# the string of the same text, so a key sent as either type counts).
+_PARTITION_KEY_TEXT = PARTITION_KEY.encode()
+_BROKER_KEY_TEXTS = frozenset(key.encode() for key in _BROKER_KEYS)
+_KNOWN_KEY_TEXTS = _BROKER_KEY_TEXTS | {_PARTITION_KEY_TEXT}
 
 
-def _annotation_entries(payload: bytes | memoryview, start: int) -> list[tuple[Any, bytes]]:
-    """(decoded key, raw encoded value) for each entry of the message-annotations map at `start`."""
+def _known_key(payload: bytes | memoryview, pos: int, end: int) -> bytes | None:
+    """The text of the string or symbol key at `pos` (ending at `end`) when it names an annotation
+    the endpoint handles; otherwise None (the key is then decoded, which checks it)."""
+    code = payload[pos]
+    if code in (0xA1, 0xA3):
+        text = bytes(payload[pos + 2 : end])
+    elif code in (0xB1, 0xB3):
+        text = bytes(payload[pos + 5 : end])
+    else:
+        return None
+    return text if text in _KNOWN_KEY_TEXTS else None
+
+
+def _annotation_entries(payload: bytes | memoryview, start: int) -> list[tuple[bytes | None, bytes, bytes]]:
+    """(known key text or None, raw encoded key, raw encoded value) for each entry of the
+    message-annotations map at `start`. Keys are kept as received; one the endpoint does not handle
+    is decoded only to check it."""
     pos = skip(payload, start + 1)
     code = payload[pos]
     if code == 0xC1:
@@ -58,9 +77,13 @@ def _annotation_entries(payload: bytes | memoryview, start: int) -> list[tuple[A
         raise CodecError("message-annotations is not a map")
     entries = []
     for _ in range(count // 2):
-        key, value_pos = decode(payload, pos)
-        pos = skip(payload, value_pos)
-        entries.append((key, bytes(payload[value_pos:pos])))
+        value_pos = skip(payload, pos)
+        known = _known_key(payload, pos, value_pos)
+        if known is None:
+            decode(payload, pos)
+        end = skip(payload, value_pos)
+        entries.append((known, bytes(payload[pos:value_pos]), bytes(payload[value_pos:end])))
+        pos = end
     return entries
 
 
@@ -68,8 +91,8 @@ def partition_key_of(payload: bytes | memoryview) -> bytes | None:
     """The raw encoded x-opt-partition-key annotation of a message, if it has one."""
     for code, start, _end in section_spans(payload):
         if code == SECTION_MESSAGE_ANNOTATIONS:
-            for key, raw in _annotation_entries(payload, start):
-                if key == PARTITION_KEY and raw != b"\x40":
+            for known, _raw_key, raw in _annotation_entries(payload, start):
+                if known == _PARTITION_KEY_TEXT and raw != b"\x40":
                     return raw
     return None
 
@@ -89,8 +112,8 @@ def split_batch(payload: bytes | memoryview) -> tuple[list[bytes], bytes | None]
             body_start, body_end = binary_span(payload, skip(payload, start + 1))
             messages.append(bytes(payload[body_start:body_end]))
         elif code == SECTION_MESSAGE_ANNOTATIONS:
-            for name, raw in _annotation_entries(payload, start):
-                if name == PARTITION_KEY and raw != b"\x40":
+            for known, _raw_key, raw in _annotation_entries(payload, start):
+                if known == _PARTITION_KEY_TEXT and raw != b"\x40":
                     key = raw
     return messages, key
 
@@ -100,7 +123,7 @@ def stamp(payload: bytes, sequence: int, offset: int, enqueued_ms: int, partitio
     spans = section_spans(payload)
     insert_at = 0
     replace_end = None
-    entries: list[tuple[Any, bytes]] = []
+    entries: list[tuple[bytes | None, bytes, bytes]] = []
     for code, start, end in spans:
         if code in (SECTION_HEADER, SECTION_DELIVERY_ANNOTATIONS):
             insert_at = end
@@ -113,14 +136,14 @@ def stamp(payload: bytes, sequence: int, offset: int, enqueued_ms: int, partitio
     body = bytearray()
     count = 0
     has_key = False
-    for name, raw in entries:
-        if name in _BROKER_KEYS:
+    for known, raw_key, raw in entries:
+        if known in _BROKER_KEY_TEXTS:
             continue
-        if name == PARTITION_KEY:
+        if known == _PARTITION_KEY_TEXT:
             if raw == b"\x40" and partition_key is not None:
                 continue
             has_key = True
-        encode(body, name)
+        body += raw_key
         body += raw
         count += 1
     body += _SEQUENCE_KEY + b"\x81" + _I64.pack(sequence)

@@ -2,6 +2,12 @@
 
 One asyncio task reads each connection's frames in order; a consumer link gets its own task that sends
 events as the client grants credit.
+
+After the handshake the task takes whatever bytes have arrived in one read and dispatches every
+complete frame in them before it reads again; the frames they make the endpoint send (dispositions,
+flows) are gathered and written once, after the last of them. A client with several sends in flight
+(one per partition link, as the collector's producer keeps) then costs one wakeup, one read and one
+socket write per burst rather than per frame; each frame's answer still follows it in order.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from devstack.eventhubs.server.frames import (
     amqp_error,
     frame,
     performative,
+    transfer_fields,
 )
 from devstack.eventhubs.server.links import SESSION_WINDOW, IncomingLink, Link, OutgoingLink, Session
 
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("devstack.eventhubs")
 
 RECEIVE_CREDIT = 1000
+# What one read may take: a whole burst of small frames, or a few frames of a large message.
+READ_BYTES = 256 * 1024
 
 
 class Connection:
@@ -65,20 +74,25 @@ class Connection:
         self.container = ""
         self.closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
         # A connection the client dropped may still have a delivery or settle task about to write.
-        if not self.writer.is_closing():
+        elif not self.writer.is_closing():
             self.writer.write(data)
+
+    def _release(self) -> None:
+        """Write what the frames of one read produced, in one piece."""
+        held, self._held = self._held, None
+        if held:
+            self.write(held[0] if len(held) == 1 else b"".join(held))
 
     async def run(self) -> None:
         try:
             await self._handshake()
-            while not self.closed:
-                channel, _frame_type, body = await self._read_frame()
-                if body is None:
-                    continue
-                await self._dispatch(channel, body)
+            await self._serve_frames()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except (ProtocolError, codec.CodecError) as exc:
@@ -108,6 +122,32 @@ class Connection:
         for task in list(self._tasks):
             task.cancel()
 
+    async def _serve_frames(self) -> None:
+        """Dispatch each complete frame of every read; keep a partial frame for the next read."""
+        buffer = b""
+        while not self.closed:
+            data = await self.reader.read(READ_BYTES)
+            if not data:
+                raise asyncio.IncompleteReadError(buffer, None)
+            buffer = buffer + data if buffer else data
+            view = memoryview(buffer)
+            pos = 0
+            end = len(buffer)
+            self._held = []
+            try:
+                while end - pos >= 8 and not self.closed:
+                    size, doff, _frame_type, channel = FRAME_HEADER.unpack_from(buffer, pos)
+                    if size < 8 or size > OUR_MAX_FRAME:
+                        raise ProtocolError("amqp:connection:framing-error", f"frame size {size}")
+                    if end - pos < size:
+                        break
+                    if size > 8:
+                        self._dispatch(channel, view[pos + doff * 4 : pos + size])
+                    pos += size
+            finally:
+                self._release()
+            buffer = buffer[pos:] if pos < end else b""
+
     async def _read_frame(self) -> tuple[int, int, memoryview | None]:
         header = await self.reader.readexactly(8)
         size, doff, frame_type, channel = FRAME_HEADER.unpack(header)
@@ -134,9 +174,14 @@ class Connection:
             raise ConnectionError("unsupported protocol header")
         self.write(AMQP_HEADER)
 
-    async def _dispatch(self, channel: int, body: memoryview) -> None:
+    def _dispatch(self, channel: int, body: memoryview) -> None:
         if body[0] != 0x00:
             raise ProtocolError(ERR_DECODE, "performative is not a described type")
+        if body[1] == 0x53 and body[2] == TRANSFER:
+            transfer = transfer_fields(body)
+            if transfer is not None:
+                self._on_transfer(channel, transfer[0], body[transfer[1] :])
+                return
         descriptor, pos = codec.decode(body, 1)
         fields, end = codec.decode(body, pos)
         code = int(descriptor)
@@ -363,15 +408,18 @@ class Connection:
             link.pending.clear()
             link.pending_delivery = None
             return
-        link.pending += payload
-        if len(link.pending) > self.server.config.max_message_bytes + OUR_MAX_FRAME:
-            self._refuse_oversized(session, link)
-            return
-        if fields[5]:  # more frames of this delivery follow
-            return
+        if not fields[5] and not link.pending:  # a delivery in one frame: nothing to gather
+            data = bytes(payload)
+        else:
+            link.pending += payload
+            if len(link.pending) > self.server.config.max_message_bytes + OUR_MAX_FRAME:
+                self._refuse_oversized(session, link)
+                return
+            if fields[5]:  # more frames of this delivery follow
+                return
+            data = bytes(link.pending)
+            link.pending.clear()
         delivery_id, settled, message_format = link.pending_delivery
-        data = bytes(link.pending)
-        link.pending.clear()
         link.pending_delivery = None
         link.delivery_count += 1
         link.credit -= 1

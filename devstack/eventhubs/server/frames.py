@@ -65,3 +65,44 @@ def accepted(channel: int, delivery_id: int) -> bytes:
     uint = b"\x70" + delivery_id.to_bytes(4, "big")
     header = FRAME_HEADER.pack(_ACCEPT_SIZE, 2, 0, channel)
     return b"".join((header, _ACCEPT_HEAD, uint, _ACCEPT_MIDDLE, uint, _ACCEPT_TAIL))
+
+
+# A transfer's fields as clients encode them: a list8 of nulls, booleans, uints and the delivery tag.
+# Read in one pass without the general decoder; any other encoding takes the general path.
+_TRANSFER_CONSTANTS = {0x40: None, 0x41: True, 0x42: False, 0x43: 0}
+_TRANSFER_FIELDS = 11
+
+
+def transfer_fields(body: memoryview) -> tuple[list[Any], int] | None:
+    """The 11 fields of the transfer performative `body` (as its frame carries it) and where its
+    payload starts, the delivery tag left out (the endpoint never reads it); None when the fields are
+    not in that usual encoding."""
+    if len(body) < 6 or body[3] != 0xC0:
+        return None
+    end = 5 + body[4]
+    count = body[5]
+    if count > _TRANSFER_FIELDS or end > len(body):
+        return None
+    fields: list[Any] = [None] * _TRANSFER_FIELDS
+    pos = 6
+    for index in range(count):
+        if pos >= end:
+            return None
+        code = body[pos]
+        if code in _TRANSFER_CONSTANTS:
+            fields[index] = _TRANSFER_CONSTANTS[code]
+            pos += 1
+        elif code == 0x52 or code == 0x50:
+            fields[index] = body[pos + 1]
+            pos += 2
+        elif code == 0x56:
+            fields[index] = body[pos + 1] != 0
+            pos += 2
+        elif code == 0x70:
+            fields[index] = int.from_bytes(body[pos + 1 : pos + 5], "big")
+            pos += 5
+        elif code == 0xA0 and index == 2:
+            pos += 2 + body[pos + 1]
+        else:
+            return None
+    return (fields, end) if pos == end else None
