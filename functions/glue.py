@@ -13,12 +13,9 @@ and a host that knows the attribute (the dev host) answers from it without werkz
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import azure.functions as func
-
-if TYPE_CHECKING:
-    from werkzeug.datastructures import Headers  # what func.HttpResponse.headers is declared to be
 
 
 def header_dict(req: func.HttpRequest) -> dict[str, str]:
@@ -63,7 +60,7 @@ class PlainResponse(func.HttpResponse):
         return self._body
 
     @property
-    def headers(self) -> Headers:
+    def headers(self) -> Any:  # werkzeug's Headers, as func.HttpResponse's are (not a dependency of ours)
         if self._werkzeug is None:
             self._werkzeug = func.HttpResponse(headers=self.plain_headers)
             self.plain_headers = None
