@@ -1,11 +1,13 @@
-"""The dev host's own work around a collect request: devstack/host/http.py and functions/collect.py
-with the collector left out.
+"""The dev host's own work around a collect or redirect request: devstack/host/http.py and
+functions/collect.py or functions/links.py with the workers left out.
 
 The dev host (build_web_app on function_app.py, as bench/collect.py's child serves it) answers
---requests collect requests over loopback from a client in the same process; the collector's
-`handle` is replaced by a stand-in that answers as the collector answers a valid 20-event request
-(the same status, JSON body and headers), so what is timed is aiohttp's server, the conversions to
-and from func.HttpRequest / func.HttpResponse and the client, without the collector or the hub.
+--requests requests over loopback from a client in the same process; the collector's `handle` is
+replaced by a stand-in that answers as the collector answers a valid 20-event request (the same
+status, JSON body and headers), and with --route redirect the redirector's `handle` by one that
+answers as it answers a live link (302, bench/redirect.py's request), so what is timed is aiohttp's
+server, the conversions to and from func.HttpRequest / func.HttpResponse and the client, without
+the workers or the hub.
 Timed in this process's CPU time, median of --rounds; with --code DIR, DIR's code is imported
 instead of this checkout's (a baseline: `git worktree add --detach /tmp/glue-base <sha>`).
 
@@ -14,7 +16,8 @@ bench/host_glue.py --requests N --rounds 1 [--code DIR]` at N = 100 and 300, the
 
 Last line: one JSON object with `cpu_us_per_request` and the parameters.
 
-    .venv/bin/python bench/host_glue.py [--requests 2000] [--rounds 5] [--code DIR]
+    .venv/bin/python bench/host_glue.py [--requests 2000] [--rounds 5] [--route {collect,redirect}]
+                                        [--code DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys.argv else ROOT
@@ -34,9 +38,11 @@ sys.path.insert(0, str(CODE))
 from aiohttp import ClientSession, web  # noqa: E402
 
 import functions.collect  # noqa: E402
+import functions.links  # noqa: E402
 from devstack.host.http import build_web_app  # noqa: E402
 from devstack.host.index import load_function_app  # noqa: E402
 from workers.collect.http import HttpIn, HttpOut, json_response  # noqa: E402
+from workers.links.redirect import LinkRequest, LinkResponse  # noqa: E402
 
 WARM_UP = 5
 EVENT = (
@@ -61,7 +67,21 @@ async def stand_in(request: HttpIn) -> HttpOut:
     return out
 
 
-async def cpu_seconds(requests: int) -> float:
+LINK_HEADERS = {"Host": "localhost", "User-Agent": HEADERS["User-Agent"], "Accept-Language": "en-US"}
+
+
+class StandInRedirector:
+    async def handle(self, request: LinkRequest) -> LinkResponse:
+        """The redirector's answer to a live link (workers/links/redirect.py `_redirect`)."""
+        headers = {"Location": "https://shop.example/sale?utm_source=link", "Cache-Control": "no-store"}
+        return LinkResponse(302, b"", {**headers, "X-Robots-Tag": "noindex"})
+
+
+class StandInLinks:
+    redirector = StandInRedirector()
+
+
+async def cpu_seconds(requests: int, route: str = "collect") -> float:
     runner = web.AppRunner(build_web_app(load_function_app()), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -69,15 +89,21 @@ async def cpu_seconds(requests: int) -> float:
     server = site._server
     assert isinstance(server, asyncio.Server)
     port = server.sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api/collect?appId=bench&platform=Web"
+    kwargs: dict[str, Any]
+    if route == "collect":
+        method, url, expected = "POST", f"http://127.0.0.1:{port}/api/collect?appId=bench&platform=Web", 200
+        kwargs = {"data": BODY, "headers": HEADERS}
+    else:
+        method, url, expected = "GET", f"http://127.0.0.1:{port}/bench3?utm_source=mail", 302
+        kwargs = {"headers": LINK_HEADERS, "allow_redirects": False}
     try:
         async with ClientSession() as session:
             started = 0.0
             for n in range(WARM_UP + requests):
                 if n == WARM_UP:
                     started = time.process_time()
-                async with session.post(url, data=BODY, headers=HEADERS) as response:
-                    if response.status != 200:
+                async with session.request(method, url, **kwargs) as response:
+                    if response.status != expected:
                         raise RuntimeError(f"the dev host answered {response.status}")
                     await response.read()
             return time.process_time() - started
@@ -89,15 +115,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--route", choices=["collect", "redirect"], default="collect")
     parser.add_argument("--code", type=Path, help="another checkout's code instead of this one's")
     args = parser.parse_args()
     functions.collect.handle = stand_in  # type: ignore[assignment]
-    runs = [asyncio.run(cpu_seconds(args.requests)) / args.requests * 1e6 for _ in range(args.rounds)]
+    functions.links.get_links = StandInLinks  # type: ignore[assignment]
+    runs = [
+        asyncio.run(cpu_seconds(args.requests, args.route)) / args.requests * 1e6 for _ in range(args.rounds)
+    ]
     print(f"CPU µs per request, rounds: {[round(r, 1) for r in runs]}", file=sys.stderr)
     result = {
         "cpu_us_per_request": round(statistics.median(runs), 1),
         "requests": args.requests,
         "rounds": args.rounds,
+        "route": args.route,
         "code": str(CODE),
     }
     print(json.dumps(result))

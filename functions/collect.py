@@ -1,33 +1,25 @@
-"""HTTP triggers of the collector: convert func.HttpRequest to plain data, await workers, convert back."""
+"""HTTP triggers of the collector: convert func.HttpRequest to plain data, await workers, convert back
+(functions/glue.py)."""
 
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from functions.glue import PlainResponse, header_dict
 from workers import logs
 from workers.collect.collector import handle
-from workers.collect.http import HttpIn
+from workers.collect.http import HttpIn, HttpOut
 
 bp = func.Blueprint()
 
 EVERY_METHOD = list(func.HttpMethod)
 
 
-def header_dict(req: func.HttpRequest) -> dict[str, str]:
-    """The request's headers as a plain dict, names lower case.
-
-    func.HttpRequest keeps them lower case in a plain dict behind its HttpRequestHeaders mapping, whose
-    Python-level __iter__ and __getitem__ (a lower() per name) made `dict(req.headers)` the dearest
-    step of this glue; the pinned azure-functions' dict is copied at C speed instead, and any other
-    mapping is read the long way (tests/functions/test_collect_glue.py).
-    """
-    plain = getattr(req.headers, "__http_headers__", None)
-    return dict(plain) if type(plain) is dict else dict(req.headers)
-
-
-async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
+# Each function awaits the collector itself, with no coroutine of this module between: every frame in
+# the chain is walked again each time the request resumes (its body read, its hub send).
+def _request(req: func.HttpRequest, route: str) -> HttpIn:
     logs.configure()
-    request = HttpIn(
+    return HttpIn(
         method=req.method.upper(),
         route=route,
         query=dict(req.params),
@@ -36,32 +28,31 @@ async def _serve(req: func.HttpRequest, route: str) -> func.HttpResponse:
         path=urlsplit(req.url).path,
         params=dict(req.route_params),
     )
-    response = await handle(request)
-    return func.HttpResponse(
-        body=response.body,
-        status_code=response.status,
-        headers=response.headers,
-        mimetype=response.headers.get("Content-Type"),
+
+
+def _response(response: HttpOut) -> func.HttpResponse:
+    return PlainResponse(
+        response.status, response.body, response.headers, response.headers.get("Content-Type")
     )
 
 
 # Every method, so that anything but POST and OPTIONS gets the collector's 405 with an Allow header.
 @bp.route(route="api/collect", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
 async def collect(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "collect")
+    return _response(await handle(_request(req, "collect")))
 
 
 @bp.route(route="api/collect/pixel.gif", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def collect_pixel(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "pixel")
+    return _response(await handle(_request(req, "pixel")))
 
 
 # The event profile (workers/collect/profile.py): one event per request for an account's tracker.
 @bp.route(route="api/collect/{aid}/{tid}/event", methods=EVERY_METHOD, auth_level=func.AuthLevel.ANONYMOUS)
 async def collect_profile(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "profile")
+    return _response(await handle(_request(req, "profile")))
 
 
 @bp.route(route="api/health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "health")
+    return _response(await handle(_request(req, "health")))

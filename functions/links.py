@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from functions.glue import PlainResponse, header_dict
 from workers.collect.collector import HttpIn
 from workers.links.redirect import LinkRequest
 from workers.links.runtime import get_links
@@ -15,10 +16,6 @@ from workers.links.runtime import get_links
 bp = func.Blueprint()
 
 EVERY_METHOD = list(func.HttpMethod)
-
-
-def _headers(req: func.HttpRequest) -> dict[str, str]:
-    return {name.lower(): value for name, value in req.headers.items()}
 
 
 # Every method, so that anything but GET and HEAD gets the redirect's 405 with an Allow header.
@@ -30,10 +27,10 @@ async def link_redirect(req: func.HttpRequest) -> func.HttpResponse:
         scheme=url.scheme,
         slug=req.route_params.get("slug", ""),
         raw_query=url.query,
-        headers=_headers(req),
+        headers=header_dict(req),
     )
     response = await get_links().redirector.handle(request)
-    return func.HttpResponse(body=response.body, status_code=response.status, headers=response.headers)
+    return PlainResponse(response.status, response.body, response.headers)
 
 
 async def _manage(req: func.HttpRequest, action: str = "") -> func.HttpResponse:
@@ -41,17 +38,14 @@ async def _manage(req: func.HttpRequest, action: str = "") -> func.HttpResponse:
         method=req.method.upper(),
         route="links",
         query=dict(req.params),
-        headers=_headers(req),
+        headers=header_dict(req),
         body=req.get_body(),
         path=urlsplit(req.url).path,
     )
     params = req.route_params
     response = await get_links().api.handle(request, params.get("domain"), params.get("slug"), action)
-    return func.HttpResponse(
-        body=response.body,
-        status_code=response.status,
-        headers=response.headers,
-        mimetype=response.headers.get("Content-Type"),
+    return PlainResponse(
+        response.status, response.body, response.headers, response.headers.get("Content-Type")
     )
 
 

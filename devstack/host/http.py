@@ -83,9 +83,12 @@ def _to_aiohttp(response: Any) -> web.Response:
         return web.Response(status=204)
     if not isinstance(response, func.HttpResponse):
         raise TypeError(f"HTTP function returned {type(response).__name__}, not func.HttpResponse")
-    # azure.functions' response headers are werkzeug Headers: iterating them yields the (name, value)
-    # pairs that its Python-level items() does, at C speed.
-    headers = dict(iter(response.headers))
+    # A response that still holds the plain dict its function wrote (functions/glue.py) answers from
+    # it, in the order and with the values werkzeug's Headers would have given.
+    # Other responses' headers are werkzeug Headers: iterating them yields the (name, value) pairs
+    # that its Python-level items() does, at C speed.
+    plain = getattr(response, "plain_headers", None)
+    headers = dict(plain) if plain is not None else dict(iter(response.headers))
     if (
         "Content-Type" not in headers  # as nearly every function writes it: no set of lower-case names
         and "content-type" not in {k.lower() for k in headers}
@@ -98,6 +101,9 @@ def _to_aiohttp(response: Any) -> web.Response:
 
 def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     arg = spec.trigger["name"]
+    # An async function is awaited here, with no coroutine of invoke() between the request's task and
+    # the function: every frame in the chain is walked again each time the request resumes.
+    direct = spec.user_function if spec.is_async else None
 
     async def handler(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -110,7 +116,8 @@ def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.S
             body=body,
         )
         try:
-            response = await invoke(spec, {arg: req})
+            kwargs = {arg: req}
+            response = await (direct(**kwargs) if direct is not None else invoke(spec, kwargs))
         except Exception:
             log.exception("function %s raised", spec.name)
             return web.Response(status=500)

@@ -1,14 +1,20 @@
 """functions/collect.py's conversion of func.HttpRequest headers: the copy at C speed gives what the
-Mapping protocol gives, and the pinned azure-functions is the one it knows."""
+Mapping protocol gives, and the pinned azure-functions is the one it knows; and the await chain from
+a collect function to the collector, with no coroutine of the glue between."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
 import azure.functions as func
+import orjson
 import pytest
 
+import functions.collect
+import workers.collect.collector as collector_module
 from functions.collect import header_dict
+from tests.chain_support import awaiting_chain
+from workers.collect.http import HttpIn, HttpOut
 
 
 def _request(headers: Mapping[str, str]) -> func.HttpRequest:
@@ -69,3 +75,25 @@ class _OtherRequest(func.HttpRequest):
 def test_other_header_mappings_are_read_the_long_way() -> None:
     req = _OtherRequest(method="GET", url="http://localhost/api/health", headers={}, body=b"")
     assert header_dict(req) == {"user-agent": "a", "accept": "b"}
+
+
+async def test_each_collect_function_awaits_the_collector_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def collector(request: HttpIn) -> HttpOut:
+        return HttpOut(200, orjson.dumps(awaiting_chain()), {"Content-Type": "application/json"})
+
+    monkeypatch.setattr(functions.collect, "handle", collector)
+    response = await functions.collect.collect(_request({}))
+    assert orjson.loads(response.get_body())[-2:] == ["collect", "collector"]
+
+
+async def test_the_collectors_entry_hands_back_collector_handles_own_coroutine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Probe:
+        async def handle(self, request: HttpIn) -> HttpOut:
+            return HttpOut(204)
+
+    monkeypatch.setattr(collector_module, "_collector", Probe())
+    coroutine = collector_module.handle(HttpIn("GET", "health", {}, {}))
+    assert getattr(coroutine, "cr_code", None) is Probe.handle.__code__
+    assert (await coroutine).status == 204

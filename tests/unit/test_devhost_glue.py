@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import azure.functions as func
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
-from devstack.host.http import _headers, _to_aiohttp, _url
+from devstack.host.http import _headers, _to_aiohttp, _url, build_web_app
+from tests.chain_support import awaiting_chain
 
 
 async def _both_ways(request: web.Request) -> web.Response:
@@ -134,3 +135,21 @@ def test_a_response_header_set_twice_keeps_its_last_value() -> None:
     out = func.HttpResponse(b"", headers={"X-Thing": "1"})
     out.headers.add("X-Thing", "2")
     assert _to_aiohttp(out).headers.getall("X-Thing") == ["2"]
+
+
+def _chain_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="chain", methods=["GET"])
+    async def chain(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(json.dumps(awaiting_chain()), mimetype="application/json")
+
+    return app
+
+
+async def test_an_async_function_is_awaited_by_the_handler_itself() -> None:
+    web_app = build_web_app(_chain_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.get("/api/chain")
+        chain = await response.json()
+    assert chain[-2:] == ["handler", "chain"]

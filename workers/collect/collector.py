@@ -61,7 +61,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -317,7 +317,8 @@ class Collector:
             app = self._app(request.query)
             cors = cors_headers(app, request.headers)
             admitted = await self.admit_yielding(request, request_id, app)
-            return await self._deliver(admitted, cors)
+            await self._send(admitted)
+            return json_response(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
         except HubcapError as error:
             return http_error_response(error, cors)
 
@@ -603,10 +604,6 @@ class Collector:
             messages, partition_key = self.messages(admitted, await self.salts.current())
             await self.hub.send(messages, partition_key)
 
-    async def _deliver(self, admitted: Admitted, cors: Mapping[str, str]) -> HttpOut:
-        await self._send(admitted)
-        return json_response(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
-
     # -- pixel -------------------------------------------------------------------------------------
 
     @staticmethod
@@ -678,5 +675,7 @@ async def reset_collector() -> None:
         await collector.close()
 
 
-async def handle(request: HttpIn) -> HttpOut:
-    return await get_collector().handle(request)
+def handle(request: HttpIn) -> Coroutine[Any, Any, HttpOut]:
+    """The process-wide collector's answer, to be awaited: no coroutine of its own between the caller
+    and Collector.handle, whose frames every resume of the request walks through."""
+    return get_collector().handle(request)

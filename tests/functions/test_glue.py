@@ -1,0 +1,66 @@
+"""functions/glue.py's PlainResponse against the func.HttpResponse it stands for: what Azure's Python
+worker encodes from it, and what the dev host answers with, are the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.http import HttpResponseConverter
+
+from devstack.host.http import _to_aiohttp
+from functions.glue import PlainResponse
+
+CASES = [
+    # (status, body, headers, mimetype) as the collector, the redirect and the links API answer
+    (200, b"{}", {"Content-Type": "application/json", "Vary": "Origin", "X-Request-Id": "ab"}, None),
+    (200, b'{"accepted":20}', {"Content-Type": "application/json"}, "application/json"),
+    (302, b"", {"Location": "https://shop.example/?a=1", "Cache-Control": "no-store"}, None),
+    (404, b"<p>gone</p>", {"content-type": "text/html; charset=utf-8"}, None),
+    (204, b"", {}, "image/gif"),
+    (405, b"", {"Allow": "GET, HEAD", "X-Robots-Tag": "noindex"}, None),
+]
+
+
+def _azure(response: func.HttpResponse) -> dict[str, Any]:
+    """What Azure's Python worker sends the host for the function's return value."""
+    datum = HttpResponseConverter.encode(response, expected_type=None)
+    value = datum.value
+    return {
+        "type": datum.type,
+        "status": value["status_code"].value,
+        "headers": [(name, h.value) for name, h in value["headers"].items()],
+        "body": value["body"].value,
+        "cookies": value["cookies"],
+    }
+
+
+def _dev_host(response: func.HttpResponse) -> tuple[int, list[tuple[str, str]], bytes]:
+    answer = _to_aiohttp(response)
+    assert isinstance(answer.body, bytes)
+    return answer.status, list(answer.headers.items()), answer.body
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "mimetype"), CASES)
+def test_azures_worker_encodes_it_as_the_response_it_stands_for(
+    status: int, body: bytes, headers: dict[str, str], mimetype: str | None
+) -> None:
+    expected = func.HttpResponse(body, status_code=status, headers=headers, mimetype=mimetype)
+    assert _azure(PlainResponse(status, body, dict(headers), mimetype)) == _azure(expected)
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "mimetype"), CASES)
+def test_the_dev_host_answers_it_as_the_response_it_stands_for(
+    status: int, body: bytes, headers: dict[str, str], mimetype: str | None
+) -> None:
+    expected = func.HttpResponse(body, status_code=status, headers=headers, mimetype=mimetype)
+    assert _dev_host(PlainResponse(status, body, dict(headers), mimetype)) == _dev_host(expected)
+
+
+def test_the_dev_host_answers_from_the_plain_dict_until_headers_are_read() -> None:
+    response = PlainResponse(200, b"", {"X-Thing": "1"})
+    assert response.plain_headers == {"X-Thing": "1"}
+    response.headers.add("X-Thing", "2")  # as a function may, once it holds werkzeug's Headers
+    assert response.plain_headers is None
+    assert _to_aiohttp(response).headers.getall("X-Thing") == ["2"]
