@@ -6,12 +6,17 @@ lets any other SDK version take the public path only."""
 from __future__ import annotations
 
 import struct
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from azure.eventhub import EventDataBatch
+from azure.eventhub._pyamqp import cbs as pyamqp_cbs
 from azure.eventhub._pyamqp._decode import decode_frame
 from azure.eventhub._pyamqp._encode import encode_frame, encode_payload
+from azure.eventhub._pyamqp.cbs import check_expiration_and_refresh_status
+from azure.eventhub._pyamqp.constants import CbsAuthState, CbsState
 from azure.eventhub._pyamqp.error import AMQPError
 from azure.eventhub._pyamqp.outcomes import Accepted, Rejected, Released
 from azure.eventhub._pyamqp.performatives import DispositionFrame, TransferFrame
@@ -170,3 +175,33 @@ def test_another_sdk_version_takes_the_public_path(monkeypatch: pytest.MonkeyPat
         assert not sdk_link_shape_matches()
     finally:
         sdk_link_shape_matches.cache_clear()
+
+
+NOW = 1_800_000_000
+TOKENS = [
+    ("no-cbs", None, True),
+    ("in-force", (CbsState.OPEN, CbsAuthState.OK, NOW + 3600, 360), True),
+    ("refresh-window-reached", (CbsState.OPEN, CbsAuthState.OK, NOW + 300, 360), False),
+    ("expired", (CbsState.OPEN, CbsAuthState.OK, NOW - 1, 0), False),
+    ("refresh-under-way", (CbsState.OPEN, CbsAuthState.IN_PROGRESS, NOW + 3600, 360), False),
+    ("cbs-link-opening", (CbsState.OPENING, CbsAuthState.OK, NOW + 3600, 360), False),
+]
+
+
+@pytest.mark.parametrize(("cbs", "valid"), [c[1:] for c in TOKENS], ids=[c[0] for c in TOKENS])
+def test_the_token_is_taken_as_valid_only_where_the_sdks_check_would_pass_at_once(
+    monkeypatch: pytest.MonkeyPatch, cbs: tuple[Any, Any, int, int] | None, valid: bool
+) -> None:
+    """Without a refresh due, the SDK's `auth_complete_async` answers True; anywhere else it runs."""
+    assert sdk_link_shape_matches()
+    monkeypatch.setattr(hub_link.time, "time", lambda: NOW + 0.5)
+    monkeypatch.setattr(pyamqp_cbs, "utc_now", lambda: datetime.fromtimestamp(NOW + 0.5, UTC))
+    authenticator = None
+    if cbs is not None:
+        state, auth_state, expires_on, refresh_window = cbs
+        authenticator = SimpleNamespace(
+            state=state, auth_state=auth_state, _expires_on=expires_on, _refresh_window=refresh_window
+        )
+        sdk_says = not any(check_expiration_and_refresh_status(expires_on, refresh_window))
+        assert valid == (state == CbsState.OPEN and auth_state == CbsAuthState.OK and sdk_says)
+    assert hub_link._token_valid(SimpleNamespace(_cbs_authenticator=authenticator)) == valid
