@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from azure.eventhub import EventData
 from azure.eventhub._pyamqp._encode import encode_frame
+from azure.eventhub._pyamqp.aio._connection_async import Connection
 from azure.eventhub._pyamqp.error import AMQPError
-from azure.eventhub._pyamqp.outcomes import Rejected
+from azure.eventhub._pyamqp.outcomes import Accepted, Rejected
 from azure.eventhub._pyamqp.performatives import DetachFrame, DispositionFrame
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.aio._producer_async import EventHubProducer
@@ -130,6 +131,60 @@ async def test_sends_on_an_open_link_skip_the_sdks_send_and_arrive(
     finally:
         await producer.close()
     assert (len(sdk_sends), await copies(eventhubs, tag, 3)) == (sdk_calls, 3)
+
+
+async def test_the_endpoints_acceptances_are_settled_without_the_sdks_frame_handling(
+    eventhubs: EventHubsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    processed: list[int] = []
+    real = Connection._process_incoming_frame
+
+    async def counted(self: Connection, channel: int, frame: Any) -> bool:
+        processed.append(frame[0] if frame else -1)
+        return await real(self, channel, frame)
+
+    tag = f"direct-{uuid.uuid4().hex}"
+    producer = await warmed(eventhubs)
+    monkeypatch.setattr(Connection, "_process_incoming_frame", counted)
+    try:
+        for _ in range(3):
+            await producer.send(message(tag), KEY)
+    finally:
+        monkeypatch.undo()
+        await producer.close()
+    assert (processed, await copies(eventhubs, tag, 3)) == ([], 3)
+
+
+async def test_an_acceptance_in_a_form_read_by_the_sdk_settles_the_send_without_a_retry(
+    resumed: EventHubsEndpoint, sdk_sends: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hubcap.hub")
+    tag = f"ranged-{uuid.uuid4().hex}"
+    producer = await warmed(resumed)
+    sdk_sends.clear()
+    try:
+        os.kill(resumed.pid, signal.SIGSTOP)
+        task, link = await in_flight(producer, tag)
+        delivery_id = link._pending_deliveries[0].frame["delivery_id"]
+        # A range of deliveries: not a form hub_link reads itself, so the SDK settles it.
+        from_the_service(
+            link,
+            DispositionFrame(
+                role=True,
+                first=delivery_id,
+                last=delivery_id + 1,
+                settled=True,
+                state=Accepted(),
+                batchable=False,
+            ),
+        )
+        await asyncio.wait_for(task, 30)
+        os.kill(resumed.pid, signal.SIGCONT)
+        await producer.send(message(tag), KEY)  # reads past the endpoint's own late disposition
+    finally:
+        await producer.close()
+    retried = "hub_link_send_retried" in caplog.text
+    assert (retried, len(sdk_sends), await copies(resumed, tag, 2)) == (False, 0, 2)
 
 
 async def test_a_batch_over_one_frame_goes_through_send_batch_alone(

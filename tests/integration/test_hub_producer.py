@@ -1,6 +1,6 @@
 """The hub producer against the Event Hubs endpoint with the real SDK: keyed placement agrees with where
 the endpoint (the service's rule) puts a key sent with `partition_key=`, and no request is left waiting
-when the producer closes in the middle of a send."""
+when the producer closes in the middle of a send; and a partition's sends start no task each."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.eventhub import EventData
@@ -109,3 +110,25 @@ async def test_a_failed_partition_lookup_is_tried_again_by_the_next_send(
     finally:
         await producer.close()
     assert counted.calls == 2
+
+
+async def test_sends_to_a_partition_one_after_another_start_no_task(eventhubs: EventHubsEndpoint) -> None:
+    """The partition's flusher waits for the next send instead of a task starting per send."""
+    producer = producer_for(eventhubs)
+    message = [EncodedEnvelope(b"{}", {"schema": "s"})]
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+
+    def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    try:
+        await producer.send(message, "visitor-1")  # connected, partitions known, the link open
+        loop.set_task_factory(counting_factory)
+        for _ in range(3):
+            await producer.send(message, "visitor-1")
+    finally:
+        loop.set_task_factory(None)
+        await producer.close()
+    assert started == []

@@ -245,7 +245,7 @@ def client_from_settings(settings: Settings) -> EventHubProducerClient:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     # AMQP-encoded for fill_batch or, on an SDK other than the pinned one, EventData for its `add`.
     messages: list[bytes] | list[EventData]
@@ -265,6 +265,11 @@ class HubProducer:
     order; partitions send concurrently; each request's future resolves only when Event Hubs has
     acknowledged the batch holding its messages. Every queued request gets an answer: if a flusher is
     cancelled or the producer closed mid-send, what it had not answered fails with HubUnavailable.
+
+    A partition's flusher is one task for the producer's life (started by the partition's first send),
+    which waits on a future while its queue is empty: a task per send cost its creation, registration
+    and teardown on every send. A send's deadline (SEND_TIMEOUT_S) is one timer that cancels the
+    flusher's send, which then fails the requests in it as any failed send does.
     """
 
     def __init__(self, client: EventHubProducerClient, *, linger_s: float = LINGER_S) -> None:
@@ -274,6 +279,8 @@ class HubProducer:
         self._partition_lookup: asyncio.Future[list[str]] | None = None
         self._queues: dict[str, list[_Pending]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
+        self._idle: dict[str, asyncio.Future[None]] = {}  # what a flusher with nothing queued waits on
+        self._timed_out: set[asyncio.Task[Any]] = set()  # flushers whose send the deadline cancelled
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubProducer:
@@ -313,10 +320,13 @@ class HubProducer:
                 raise self._unavailable(exc) from exc
         partition = ids[partition_for_key(partition_key, len(ids))]
         loop = asyncio.get_running_loop()
-        queue = self._queues.setdefault(partition, [])
+        queue = self._queues.get(partition)
+        if queue is None:
+            queue = self._queues[partition] = []
+            self._flushers[partition] = asyncio.create_task(self._flush(partition))
         encoded = sdk_batch_shape_matches()
         waits = []
-        for chunk in _sends(messages):
+        for chunk in _sends(messages) if len(messages) > 1 else (messages,):
             done: asyncio.Future[None] = loop.create_future()
             outgoing: list[bytes] | list[EventData]
             if encoded:
@@ -325,23 +335,32 @@ class HubProducer:
                 outgoing = [event_data(m, partition_key) for m in chunk]
             queue.append(_Pending(outgoing, sum(len(m.body) + MESSAGE_OVERHEAD for m in chunk), done))
             waits.append(done)
-        if partition not in self._flushers:
-            self._flushers[partition] = asyncio.create_task(self._flush(partition))
+        idle = self._idle.pop(partition, None)
+        if idle is not None and not idle.done():
+            idle.set_result(None)
         if len(waits) == 1:  # nearly every request: one send, and gather's wrapper future is not needed
             await waits[0]
         else:
             await asyncio.gather(*waits)
 
     async def _flush(self, partition: str) -> None:
+        loop = asyncio.get_running_loop()
         taken: list[_Pending] = []
         try:
-            await asyncio.sleep(self.linger_s)
-            while self._queues.get(partition):
-                taken = self._queues.pop(partition)
-                for group in _batches(taken):
-                    await self._send_group(partition, group)
+            while True:
+                # Only a send to an idle partition lingers: what queued during a send goes at once.
+                await asyncio.sleep(self.linger_s)
+                while self._queues[partition]:
+                    taken = self._queues[partition]
+                    self._queues[partition] = []
+                    for group in _batches(taken):
+                        await self._send_group(partition, group)
+                    taken = []
+                idle = self._idle[partition] = loop.create_future()
+                await idle
         finally:
             del self._flushers[partition]
+            self._idle.pop(partition, None)
             unanswered = [p for p in taken + self._queues.pop(partition, []) if not p.done.done()]
             if unanswered:  # cancelled mid-send (the producer is closing): nobody may wait forever
                 error = self._unavailable(asyncio.CancelledError("the hub send was cancelled"))
@@ -350,11 +369,22 @@ class HubProducer:
 
     async def _send_group(self, partition: str, group: list[_Pending]) -> None:
         error: HubUnavailable | None = None
+        flusher = cast(asyncio.Task[None], asyncio.current_task())
+        loop = flusher.get_loop()
+        # A bare timer: asyncio.timeout costs a context manager's worth of Python code per send.
+        deadline = loop.call_at(loop.time() + SEND_TIMEOUT_S, self._send_timed_out, flusher)
         try:
-            async with asyncio.timeout(SEND_TIMEOUT_S):  # wait_for would add a task per send
-                await self._send_messages(group, partition)
+            await self._send_messages(group, partition)
+        except asyncio.CancelledError:
+            # The deadline's own cancellation only; any other (the producer closing) goes on.
+            if flusher not in self._timed_out or flusher.uncancel():
+                raise
+            error = self._unavailable(TimeoutError(f"no answer from the hub within {SEND_TIMEOUT_S} s"))
         except Exception as exc:  # whatever went wrong, every waiting request must get its answer
             error = self._unavailable(exc)
+        finally:
+            deadline.cancel()
+            self._timed_out.discard(flusher)
         for item in group:
             if item.done.done():  # the request was cancelled (its client went away)
                 continue
@@ -362,6 +392,10 @@ class HubProducer:
                 item.done.set_result(None)
             else:
                 item.done.set_exception(error)
+
+    def _send_timed_out(self, flusher: asyncio.Task[None]) -> None:
+        self._timed_out.add(flusher)
+        flusher.cancel()
 
     async def _send_messages(self, group: list[_Pending], partition: str) -> None:
         outgoing = [message for item in group for message in item.messages]

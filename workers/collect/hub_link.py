@@ -8,11 +8,18 @@ to size it), before the same bytes go out and the same disposition comes back. `
 those bytes on the wire itself: the batch message as the SDK encodes it (`batch_payload`) in one
 transfer frame as the SDK encodes it (`transfer_frame`), byte for byte
 (tests/unit/collect/test_hub_link.py), on the link, session and connection the SDK opened, with
-their counters advanced as the SDK advances them; then it reads frames through the SDK's own
-`Connection.listen` until the service settles the delivery. Every incoming frame is still processed
-by the SDK: the disposition settles the delivery it registered (a `PendingDelivery` in the link's
-own list), a detach or a session end settles it as not delivered, a lost socket or a closing
-connection raises.
+their counters advanced as the SDK advances them; then it waits for the service to settle the
+delivery. The frame that comes is nearly always the disposition accepting it, and reading that through
+the SDK's `Connection.listen` (its generic Python decoder, then the connection, session and link
+handlers and the settle callback) cost more CPU than the rest of the send. So, on a TCP or TLS transport
+in its idle state (`_direct_transport`), the transfer is written to the connection's asyncio stream and
+the first frame read off it directly (`read_raw_frame`); when it is a settled `accepted` disposition of
+exactly this delivery on this session (`accepted_delivery`: only the byte forms listed there), the
+delivery is settled as the SDK's link would settle it. Any other frame, or any other state of the
+transport, is handed back to the SDK unread (the bytes go back into its read buffer) and processed by
+`Connection.listen`, as every frame after it: the disposition settles the delivery it registered (a
+`PendingDelivery` in the link's own list), a detach or a session end settles it as not delivered, a lost
+socket or a closing connection raises.
 
 What a send means is unchanged: it returns only when the service accepted that transfer (an
 `accepted` disposition), and anything else raises LinkSendFailed, after which the caller sends the
@@ -40,6 +47,8 @@ import functools
 import struct
 import time
 from dataclasses import dataclass
+from io import BytesIO
+from types import SimpleNamespace
 from typing import Any
 
 from azure.eventhub import __version__ as sdk_version
@@ -99,6 +108,11 @@ def transfer_frame(channel: int, handle: int, delivery_id: int, delivery_tag: in
     return size.to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body + payload
 
 
+# The SDK's names that `open_link` and `send_on_link` use, imported once by `sdk_link_shape_matches`
+# (an import statement run per send costs a lookup in sys.modules each time).
+_sdk = SimpleNamespace()
+
+
 @functools.cache
 def sdk_link_shape_matches() -> bool:
     """Whether the installed SDK is the one whose link, session and connection `send_on_link` drives."""
@@ -106,17 +120,160 @@ def sdk_link_shape_matches() -> bool:
         return False
     try:
         from azure.eventhub._pyamqp.aio._connection_async import Connection
+        from azure.eventhub._pyamqp.aio._sasl_async import SASLTransport
         from azure.eventhub._pyamqp.aio._sender_async import PendingDelivery, SenderLink
-        from azure.eventhub._pyamqp.constants import SEND_DISPOSITION_ACCEPT, LinkDeliverySettleReason
+        from azure.eventhub._pyamqp.aio._transport_async import AsyncTransport
+        from azure.eventhub._pyamqp.constants import (
+            SEND_DISPOSITION_ACCEPT,
+            CbsAuthState,
+            CbsState,
+            ConnectionState,
+            LinkDeliverySettleReason,
+            LinkState,
+            SenderSettleMode,
+            SessionState,
+        )
     except ImportError:
         return False
-    return (
+    matches = (
         SEND_DISPOSITION_ACCEPT == "accepted"
         and hasattr(LinkDeliverySettleReason, "DISPOSITION_RECEIVED")
         and callable(getattr(Connection, "listen", None))
         and callable(getattr(SenderLink, "update_pending_deliveries", None))
         and callable(getattr(PendingDelivery, "on_settled", None))
     )
+    if matches:
+        _sdk.__dict__.update(
+            # Over TCP or TLS, SASL-negotiated or not (not over web sockets): an asyncio stream reader.
+            stream_transports=(AsyncTransport, SASLTransport),
+            PendingDelivery=PendingDelivery,
+            SEND_DISPOSITION_ACCEPT=SEND_DISPOSITION_ACCEPT,
+            CbsAuthState=CbsAuthState,
+            CbsState=CbsState,
+            ConnectionState=ConnectionState,
+            LinkDeliverySettleReason=LinkDeliverySettleReason,
+            LinkState=LinkState,
+            SenderSettleMode=SenderSettleMode,
+            SessionState=SessionState,
+        )
+    return matches
+
+
+_DISPOSITION_DESCRIPTOR = b"\x00\x53\x15"
+_TRUE = (b"\x41", b"\x56\x01")
+# The accepted outcome (a described empty list) in each of its list encodings.
+_ACCEPTED = (b"\x00\x53\x24\x45", b"\x00\x53\x24\xc0\x01\x00", b"\x00\x53\x24\xd0" + bytes(8))
+_BATCHABLE = (b"\x40", b"\x41", b"\x42", b"\x56\x00", b"\x56\x01")
+
+
+def _read_uint(body: bytes, at: int) -> tuple[int | None, int]:
+    """An AMQP uint at `at` (uint0, smalluint or uint) and where the next field starts; None if the
+    bytes there are anything else."""
+    code = body[at : at + 1]
+    if code == b"\x43":
+        return 0, at + 1
+    if code == b"\x52" and len(body) >= at + 2:
+        return body[at + 1], at + 2
+    if code == b"\x70" and len(body) >= at + 5:
+        return int.from_bytes(body[at + 1 : at + 5], "big"), at + 5
+    return None, at
+
+
+def _read_one_of(body: bytes, at: int, forms: tuple[bytes, ...]) -> int:
+    """Where the field at `at` ends if it is one of `forms`, else -1."""
+    for form in forms:
+        if body.startswith(form, at):
+            return at + len(form)
+    return -1
+
+
+def accepted_delivery(body: bytes) -> int | None:
+    """The delivery id of a disposition frame body (the bytes after an 8-byte frame header) that settles
+    exactly one delivery as `accepted` from the receiving side; None for anything else, including any
+    encoding of such a disposition outside these: the described form with the small-ulong descriptor,
+    a list8 or list32 of two to six fields, booleans as true/false constructors or the one-byte form,
+    delivery ids as uint0, smalluint or uint, `last` absent, null or equal to `first`, the accepted
+    outcome as a described empty list (list0, list8 or list32), `batchable` absent, null or a boolean.
+    tests/unit/collect/test_hub_link.py checks it against the SDK's own decoder."""
+    if not body.startswith(_DISPOSITION_DESCRIPTOR):
+        return None
+    code = body[3:4]
+    if code == b"\xc0" and len(body) >= 6:
+        size, count, at = body[4], body[5], 6
+        end = 5 + size
+    elif code == b"\xd0" and len(body) >= 12:
+        size, count, at = int.from_bytes(body[4:8], "big"), int.from_bytes(body[8:12], "big"), 12
+        end = 8 + size
+    else:
+        return None
+    # role (receiver), first, last, settled, state (accepted): without state nothing was accepted.
+    if end != len(body) or not 5 <= count <= 6:
+        return None
+    at = _read_one_of(body, at, _TRUE)
+    if at < 0:
+        return None
+    first, at = _read_uint(body, at)
+    if first is None:
+        return None
+    if body.startswith(b"\x40", at):
+        at += 1
+    else:
+        last, at = _read_uint(body, at)
+        if last != first:
+            return None
+    at = _read_one_of(body, at, _TRUE)
+    if at >= 0:
+        at = _read_one_of(body, at, _ACCEPTED)
+    if at >= 0 and count == 6:
+        at = _read_one_of(body, at, _BATCHABLE)
+    return first if at == len(body) else None
+
+
+def _direct_transport(connection: Any) -> Any:
+    """The connection's TCP or TLS transport when a frame can be written to and the next one read off
+    its asyncio stream directly: nothing buffered by an earlier cut-short read, no read or write under
+    way, no frame logging. Else None (the SDK writes and reads)."""
+    transport = connection._transport
+    if (
+        type(transport) not in _sdk.stream_transports
+        or transport.reader is None
+        or transport.socket_lock.locked()
+        or connection._network_trace
+    ):
+        return None
+    buffered = transport._read_buffer
+    return transport if buffered.tell() == len(buffered.getbuffer()) else None
+
+
+def _token_valid(handler: Any) -> bool:
+    """Whether the handler's token is in force and not yet in its refresh window: the case in which the
+    SDK's `auth_complete_async` answers True without doing anything, decided without its four
+    coroutines. Otherwise that check runs (and starts a refresh when one is due)."""
+    cbs = handler._cbs_authenticator
+    if cbs is None:
+        return True
+    return (
+        cbs.state == _sdk.CbsState.OPEN
+        and cbs.auth_state == _sdk.CbsAuthState.OK
+        and int(time.time()) < cbs._expires_on - cbs._refresh_window
+    )
+
+
+async def read_raw_frame(transport: Any) -> tuple[bytes, bytes]:
+    """The next frame on the transport's stream: its 8-byte header and its body, unparsed. A read cut
+    short leaves what it took in the transport's read buffer, where the SDK's next read finds it, as
+    the SDK's own read does."""
+    header = b""
+    try:
+        header = await transport.reader.readexactly(8)
+        size = int.from_bytes(header[:4], "big")
+        if header[:4] == b"AMQP" or size <= 8:  # a protocol header or an empty frame: the SDK's
+            return header, b""
+        return header, await transport.reader.readexactly(size - 8)
+    except BaseException:
+        if header:
+            transport._read_buffer = BytesIO(header)
+        raise
 
 
 @dataclass
@@ -133,13 +290,6 @@ class OpenLink:
 async def open_link(client: EventHubProducerClient, partition: str) -> OpenLink | None:
     """The partition's open, attached, authenticated SDK sender link with credit left, or None (send by
     the public path, which opens, waits or refreshes as needed)."""
-    from azure.eventhub._pyamqp.constants import (
-        ConnectionState,
-        LinkState,
-        SenderSettleMode,
-        SessionState,
-    )
-
     if "send_batch" in vars(client):  # replaced on this instance (a wrapper, a recorder): it is called
         return None
     try:
@@ -154,26 +304,26 @@ async def open_link(client: EventHubProducerClient, partition: str) -> OpenLink 
             handler._shutdown
             or handler._keep_alive_interval
             or link is None
-            or link.state != LinkState.ATTACHED
+            or link.state != _sdk.LinkState.ATTACHED
         ):
             return None
         session = link._session
         connection = session._connection
         if (
-            session.state != SessionState.MAPPED
-            or connection.state != ConnectionState.OPENED
+            session.state != _sdk.SessionState.MAPPED
+            or connection.state != _sdk.ConnectionState.OPENED
             or connection._error is not None
             # An idle timeout makes the SDK's read close a connection idle too long, after our write:
             # that batch would go twice. hubcap sets none; a client that does takes the public path.
             or connection._idle_timeout
-            or link.send_settle_mode != SenderSettleMode.Unsettled
+            or link.send_settle_mode != _sdk.SenderSettleMode.Unsettled
             or link.current_link_credit <= 0
             or session.remote_incoming_window <= 0
         ):
             return None
         # The SDK's own token check before each send: it starts a refresh when one is due (then the
         # public path waits for it).
-        if not await handler.auth_complete_async():
+        if not _token_valid(handler) and not await handler.auth_complete_async():
             return None
     except AttributeError:  # a shape this module does not know: the public path
         return None
@@ -186,14 +336,7 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
     False, with nothing sent, when the batch does not fit one frame of the connection or the link's
     message size (the public path splits or refuses it as the SDK does); True once accepted;
     LinkSendFailed otherwise. The SDK producer's lock is held throughout, as its own send holds it."""
-    from azure.eventhub._pyamqp.aio._sender_async import PendingDelivery
-    from azure.eventhub._pyamqp.constants import (
-        SEND_DISPOSITION_ACCEPT,
-        ConnectionState,
-        LinkDeliverySettleReason,
-        LinkState,
-    )
-
+    sdk = _sdk
     producer, link, session, connection = opened.producer, opened.link, opened.session, opened.connection
     payload = batch_payload(messages)
     settled: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
@@ -202,7 +345,7 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
         if not settled.done():
             settled.set_result((reason, state))
 
-    delivery = PendingDelivery(on_delivery_settled=on_settled, settled=False)
+    delivery = sdk.PendingDelivery(on_delivery_settled=on_settled, settled=False)
     delivery.sent = True
     outcome_known = moved = False
     async with producer._lock:
@@ -227,12 +370,30 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
             link.current_link_credit -= 1
             link._pending_deliveries.append(delivery)
             connection._last_frame_sent_time = time.time()
-            await connection._transport.write(frame)
             # Nothing else reads this connection (`open_link`), so a read blocks until a frame comes,
             # without the task and timer that a read timeout costs; a hub that never answers is the
             # caller's timeout to end, as it is for `send_batch`.
+            transport = _direct_transport(connection)
+            if transport is None:
+                await connection._transport.write(frame)
+            else:
+                transport.writer.write(frame)
+                await transport.writer.drain()
+                header, body = await read_raw_frame(transport)
+                channel = int.from_bytes(header[6:8], "big")
+                if (
+                    header[4:6] == b"\x02\x00"  # no extended header, an AMQP frame
+                    and accepted_delivery(body) == delivery_id
+                    and connection._incoming_endpoints.get(channel) is session
+                ):
+                    # What the SDK's read and the link's disposition handler would do for it.
+                    connection._last_frame_received_time = time.time()
+                    link._pending_deliveries.remove(delivery)
+                    delivery.settled = outcome_known = True
+                    return True
+                transport._read_buffer = BytesIO(header + body)  # the SDK reads it as its own
             while not settled.done():
-                if connection.state != ConnectionState.OPENED or link.state != LinkState.ATTACHED:
+                if connection.state != sdk.ConnectionState.OPENED or link.state != sdk.LinkState.ATTACHED:
                     break
                 await connection.listen(wait=True)
                 if connection._error is not None:
@@ -240,8 +401,8 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
             if not settled.done():
                 raise LinkSendFailed("the connection or link closed before the batch was settled")
             reason, state = settled.result()
-            outcome_known = reason == LinkDeliverySettleReason.DISPOSITION_RECEIVED
-            if not (outcome_known and state and SEND_DISPOSITION_ACCEPT in state):
+            outcome_known = reason == sdk.LinkDeliverySettleReason.DISPOSITION_RECEIVED
+            if not (outcome_known and state and sdk.SEND_DISPOSITION_ACCEPT in state):
                 detail = f"the batch was not accepted: {reason.name} {state!r}"[:300]
                 raise LinkSendFailed(detail, refused=outcome_known)
             return True
