@@ -30,19 +30,38 @@ def header_dict(req: func.HttpRequest) -> dict[str, str]:
     return dict(plain) if type(plain) is dict else dict(req.headers)
 
 
+def _plain(headers: dict[str, str]) -> bool:
+    """Whether werkzeug would keep every header value as it is: a str without CR or LF."""
+    try:
+        text = "".join(headers.values())  # TypeError for a value that is not a str
+    except TypeError:
+        return False
+    return "\n" not in text and "\r" not in text
+
+
 class PlainResponse(func.HttpResponse):
     """func.HttpResponse(body, status_code=status, headers=headers, mimetype=mimetype), its werkzeug
-    Headers built on first read."""
+    Headers built on first read.
+
+    Only an answer that func.HttpResponse would keep as it is waits: an int status, a bytes body and
+    str header values without CR or LF, as the workers' HttpOut holds. Anything else is handed to
+    func.HttpResponse's constructor at once, so it converts what it converts (a str body to bytes, an
+    int header value to str) and refuses what it refuses (a newline in a header value raises in the
+    function, as before), and the answer is read from that object."""
 
     def __init__(
         self, status: int, body: bytes, headers: dict[str, str], mimetype: str | None = None
     ) -> None:
         # Not super().__init__(): that builds the werkzeug Headers this class puts off.
-        self._status = status
-        self._body = body
         self._mimetype = "text/plain" if mimetype is None else mimetype
-        self.plain_headers: dict[str, str] | None = headers
         self._werkzeug: func.HttpResponse | None = None
+        self.plain_headers: dict[str, str] | None = headers
+        if type(status) is int and type(body) is bytes and _plain(headers):
+            self._status, self._body = status, body
+            return
+        full = func.HttpResponse(body, status_code=status, headers=headers, mimetype=mimetype)
+        self._status, self._body = full.status_code, full.get_body()
+        self._werkzeug, self.plain_headers = full, None
 
     @property
     def status_code(self) -> int:

@@ -3,6 +3,7 @@ worker encodes from it, and what the dev host answers with, are the same."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import azure.functions as func
@@ -20,6 +21,11 @@ CASES = [
     (404, b"<p>gone</p>", {"content-type": "text/html; charset=utf-8"}, None),
     (204, b"", {}, "image/gif"),
     (405, b"", {"Allow": "GET, HEAD", "X-Robots-Tag": "noindex"}, None),
+    # What HttpOut never holds, so what only func.HttpResponse's own conversions may decide
+    (HTTPStatus.CREATED, b"{}", {"Content-Type": "application/json"}, None),
+    (200, "text, not bytes", {"Content-Type": "text/plain"}, None),
+    (200, None, {}, None),
+    (200, b"", {"Content-Length-Hint": 5}, None),
 ]
 
 
@@ -64,3 +70,12 @@ def test_the_dev_host_answers_from_the_plain_dict_until_headers_are_read() -> No
     response.headers.add("X-Thing", "2")  # as a function may, once it holds werkzeug's Headers
     assert response.plain_headers is None
     assert _to_aiohttp(response).headers.getall("X-Thing") == ["2"]
+
+
+@pytest.mark.parametrize("value", ["https://shop.example/\r\nSet-Cookie: a=b", "a\nb", "a\rb"])
+def test_a_header_value_with_a_newline_is_refused_in_the_function_as_before(value: str) -> None:
+    with pytest.raises(ValueError, match="newline") as expected:
+        func.HttpResponse(b"", status_code=302, headers={"Location": value})
+    with pytest.raises(ValueError, match="newline") as refused:
+        PlainResponse(302, b"", {"Location": value})
+    assert str(refused.value) == str(expected.value)
