@@ -27,6 +27,13 @@ Last line: one JSON object with `events_per_s` (against `target_events_per_s`, 2
 `stages_us_per_event`, `state_save_us_per_event`, `events_per_s_with_state_save` and the parameters.
 
     .venv/bin/python bench/capture.py [--events 50000] [--repeats 5] [--codec snappy] [--no-state-save]
+
+Instruction counts, which a shared machine's load does not move: `--callgrind-passes N` runs one warm-up
+pass of `prepare` over the workload and then N passes, each inside `operator.call`, each batch on a
+fresh partition state, and prints nothing; under `valgrind --tool=callgrind --collect-atstart=no
+--toggle-collect=_operator_call` (with PYTHONHASHSEED=0, as bench/stage.py's) the total over N passes
+and the number of events give `LakeSink.prepare`'s instructions per event: bench/stage.py's count
+plus grouping and the Avro files.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import argparse
 import hashlib
 import io
 import json
+import operator
 import statistics
 import sys
 import tempfile
@@ -176,6 +184,20 @@ def state_save(batches: list[list[HubMessage]], events: int, repeats: int) -> fl
     return statistics.median(runs) / events * 1e6
 
 
+def callgrind_passes(capture: LakeSink, batches: list[list[HubMessage]], passes: int) -> None:
+    """A warm-up pass, then `passes` passes of prepare, each inside operator.call (the module docstring)."""
+
+    def run() -> None:
+        for batch in batches:
+            capture.stage._states.clear()
+            capture.stage._next_sequence.clear()
+            capture.prepare(batch)
+
+    run()
+    for _ in range(passes):
+        operator.call(run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -187,6 +209,7 @@ def main() -> None:
         help="keep Python's default GC thresholds (the baseline of tune_gc)",
     )
     parser.add_argument("--no-state-save", action="store_true", help="leave out the state saves on Azurite")
+    parser.add_argument("--callgrind-passes", type=int, default=0, help="see the module docstring")
     args = parser.parse_args()
 
     settings = Settings(avro_codec=args.codec, lake_connection="UseDevelopmentStorage=true")
@@ -201,6 +224,9 @@ def main() -> None:
     if not args.default_gc:
         tune_gc()  # as the lake's Function App process does (get_capture)
     events = sum(len(envelope.decode(m.body, dict(m.properties)).events) for b in batches for m in b)
+    if args.callgrind_passes:
+        callgrind_passes(capture, batches, args.callgrind_passes)
+        return
 
     # Batch by batch, each batch's rows dropped before the next, so memory looks like a running worker's.
     capture_cpu, capture_wall, avro_cpu, avro_wall, fastavro_cpu = [], [], [], [], []

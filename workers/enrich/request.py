@@ -263,9 +263,11 @@ class RequestSteps:
         ) -> Found | None:
             webdriver = False
             if attributes:
-                if attributes.__class__ is not dict:
+                if type(attributes) is not dict:
                     return None
-                webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
+                flag = attributes.get(WEBDRIVER_ATTRIBUTE)
+                # Absent, the usual case, is one identity test; `in` would compare None twice.
+                webdriver = flag is not None and flag in (True, "true")
             try:
                 # A front holds keys of strings or null alone, within MAX_KEY_CHARS (found_anew), and
                 # no other JSON value equals one of those: a hit needs no test of the values.
@@ -282,9 +284,10 @@ class RequestSteps:
             page_url, referrer, attributes, platform, system_language, locale = map(row.get, EVENT_INPUTS)
             webdriver = False
             if attributes:
-                if attributes.__class__ is not dict:
+                if type(attributes) is not dict:  # type(): a specialized call, .__class__ is not
                     return plain(row, context)
-                webdriver = attributes.get(WEBDRIVER_ATTRIBUTE) in (True, "true")
+                flag = attributes.get(WEBDRIVER_ATTRIBUTE)
+                webdriver = flag is not None and flag in (True, "true")
             try:
                 # The URL columns that are not null: the row holds null for each, from `fields`.
                 url_fields = url_memo[hosts, page_url, referrer, header if referrer is None else None][1]

@@ -165,10 +165,10 @@ def _check_types(data: dict[str, Any]) -> None:
         raise EnvelopeError("envelope field bundle_sequence_id must be a 64-bit integer or null")
     # orjson makes plain dicts and lists: an exact type test is isinstance's answer, at a fraction of
     # the cost of a union's.
-    if get("geo").__class__ not in _OBJECT_OR_NULL:
+    if type(get("geo")) not in _OBJECT_OR_NULL:
         raise EnvelopeError("envelope field geo must be an object or null")
     for name in ("events", "rejected"):
-        if get(name).__class__ not in _LIST_OR_NULL:
+        if type(get(name)) not in _LIST_OR_NULL:
             raise EnvelopeError(f"envelope field {name} must be a list")
     if len(data["app_id"]) > MAX_APP_ID:
         raise EnvelopeError(f"envelope field app_id is longer than {MAX_APP_ID} characters")

@@ -253,30 +253,33 @@ class RowTemplate:
             _PLANS[shape] = plan
         if plan is None:
             return None
+        # Unpacked once: Python 3.11 specializes no named tuple field read, and each costs a generic
+        # attribute lookup; so does `x.__class__`, where `type(x)` is a specialized call.
+        others, renamed, whole_columns, has_platform = plan
         template = self.template
         row = template.copy()
         row.update(event)
-        for name in plan.others:
+        for name in others:
             if name in template:  # e.g. app_id: the envelope's, not the event's
                 row[name] = template[name]
             else:
                 del row[name]
-        for field, column in plan.renamed:
+        for field, column in renamed:
             row[column] = event[field]
             if field in template:  # session_id: the stage's column, not the client's session
                 row[field] = template[field]
             else:
                 del row[field]
-        for column in plan.whole:
+        for column in whole_columns:
             value = row[column]
-            if value.__class__ is float and value.is_integer():
+            if type(value) is float and value.is_integer():
                 row[column] = int(value)
-        if plan.has_platform and not row["platform"]:
+        if has_platform and not row["platform"]:
             row["platform"] = self.platform
         attributes = row["attributes"]
         if not attributes:
             row["attributes"] = {}
-        elif attributes.__class__ is not dict:
+        elif type(attributes) is not dict:
             return None
         elif "_page_url" in attributes:
             for reserved, column in AWS_WEB_ATTRIBUTES:

@@ -488,6 +488,7 @@ class _BatchRun:
         app_id, received_at, visitor_hash = env.app_id, env.received_at, env.visitor_hash
         rows = RowTemplate(stage.row_template(shared, request.fields), env.platform, nested=stage.nested)
         sequence_number = message.sequence_number
+        run = request.run  # a named tuple's field: a generic attribute lookup per read in Python 3.11
         place = self.partition.batch.place
         keep = self.partition.events.append
         sessions = stage.sessions or drop_duplicates
@@ -498,7 +499,7 @@ class _BatchRun:
             except Exception:
                 made = None  # event_row says why
             try:
-                row = request.run(made) if made is not None else self._plain(sent, event)
+                row = run(made) if made is not None else self._plain(sent, event)
             except _NoRow:
                 continue
             except EnrichmentError as exc:
@@ -510,9 +511,9 @@ class _BatchRun:
             if sessions:
                 # dedup_id and client_session, inline for the usual values: two calls per event less.
                 event_key, session_key = row["event_id"], row["client_session_id"]
-                if event_key.__class__ is not str or len(event_key) > MAX_EVENT_KEY:
+                if type(event_key) is not str or len(event_key) > MAX_EVENT_KEY:
                     event_key = dedup_id(event_key)
-                if session_key.__class__ is not str or not 0 < len(session_key) <= MAX_CLIENT_SESSION_ID:
+                if type(session_key) is not str or not 0 < len(session_key) <= MAX_CLIENT_SESSION_ID:
                     session_key = client_session(session_key)
                 session_id, start, index, duplicate, replayed = place(
                     app_id, visitor_hash, event_key, session_key, received_at, sequence_number

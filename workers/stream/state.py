@@ -172,23 +172,26 @@ class Batch:
             return earlier.session_id, earlier.session_start, earlier.session_index, not replay, replay
         key = (app_id, visitor_hash)
         current = self.sessions.get(key) or self.state.sessions.get(key)
-        if client_session_id:
-            continues = current is not None and current.session_id == client_session_id
-        else:
-            continues = current is not None and received_at - current.last_seen <= self.timeout_ms
-        if continues and current is not None:
-            last_seen = current.last_seen
-            session = _new_session(
-                (current.session_id, last_seen if last_seen > received_at else received_at, current.index + 1)
-            )
+        continues = False
+        if current is not None:
+            # Unpacked, not read by name: Python 3.11 specializes no named tuple field read.
+            session_id, last_seen, index = current
+            if client_session_id:
+                continues = session_id == client_session_id
+            else:
+                continues = received_at - last_seen <= self.timeout_ms
+        if continues:
+            index += 1
+            session = _new_session((session_id, last_seen if last_seen > received_at else received_at, index))
         else:
             session_id = client_session_id or server_session_id(app_id, visitor_hash, received_at, event_id)
+            index = 1
             session = _new_session((session_id, received_at, 1))
         self.sessions[key] = session
-        start = session.index == 1
+        start = index == 1
         if self.window:
-            self.seen[event_key] = _seen((sequence_number, session.session_id, session.index, start))
-        return session.session_id, start, session.index, False, False
+            self.seen[event_key] = _seen((sequence_number, session_id, index, start))
+        return session_id, start, index, False, False
 
     def first_of(self, app_id: str, key: str, sequence_number: int) -> bool:
         """Whether `key` (e.g. a visitor's click on a link in a day) is seen here for the first time.
