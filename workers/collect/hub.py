@@ -281,6 +281,7 @@ class HubProducer:
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._idle: dict[str, asyncio.Future[None]] = {}  # what a flusher with nothing queued waits on
         self._timed_out: set[asyncio.Task[Any]] = set()  # flushers whose send the deadline cancelled
+        self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubProducer:
@@ -312,6 +313,8 @@ class HubProducer:
         return self._partition_ids
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        if self._closed:  # a flusher started now would outlive close(), waiting on a closed client
+            raise self._unavailable(RuntimeError("the hub producer is closed"))
         ids = self._partition_ids
         if not ids:  # only until the first lookup has answered: after it, no coroutine per request
             try:
@@ -373,11 +376,14 @@ class HubProducer:
         loop = flusher.get_loop()
         # A bare timer: asyncio.timeout costs a context manager's worth of Python code per send.
         deadline = loop.call_at(loop.time() + SEND_TIMEOUT_S, self._send_timed_out, flusher)
+        # As asyncio.timeout counts: the flusher lives as long as the producer, and a cancellation
+        # that code under the send once swallowed (asyncio.wait_for can) stays in its count for good.
+        cancelling = flusher.cancelling()
         try:
             await self._send_messages(group, partition)
         except asyncio.CancelledError:
             # The deadline's own cancellation only; any other (the producer closing) goes on.
-            if flusher not in self._timed_out or flusher.uncancel():
+            if flusher not in self._timed_out or flusher.uncancel() > cancelling:
                 raise
             error = self._unavailable(TimeoutError(f"no answer from the hub within {SEND_TIMEOUT_S} s"))
         except Exception as exc:  # whatever went wrong, every waiting request must get its answer
@@ -434,6 +440,7 @@ class HubProducer:
         return {"name": props["eventhub_name"], "partitions": len(props["partition_ids"])}
 
     async def close(self) -> None:
+        self._closed = True
         flushers = list(self._flushers.values())
         for flusher in flushers:
             flusher.cancel()

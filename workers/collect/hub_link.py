@@ -162,7 +162,11 @@ def sdk_link_shape_matches() -> bool:
 _DISPOSITION_DESCRIPTOR = b"\x00\x53\x15"
 _TRUE = (b"\x41", b"\x56\x01")
 # The accepted outcome (a described empty list) in each of its list encodings.
-_ACCEPTED = (b"\x00\x53\x24\x45", b"\x00\x53\x24\xc0\x01\x00", b"\x00\x53\x24\xd0" + bytes(8))
+_ACCEPTED = (
+    b"\x00\x53\x24\x45",
+    b"\x00\x53\x24\xc0\x01\x00",
+    b"\x00\x53\x24\xd0\x00\x00\x00\x04\x00\x00\x00\x00",  # list32: size 4 (the count), count 0
+)
 _BATCHABLE = (b"\x40", b"\x41", b"\x42", b"\x56\x00", b"\x56\x01")
 
 

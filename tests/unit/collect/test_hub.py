@@ -183,3 +183,72 @@ async def test_a_failed_partition_lookup_is_asked_again_by_the_next_request(dead
         with pytest.raises(HubUnavailable):
             await dead_hub.send([EncodedEnvelope(b"{}", {"schema": "s"})], "0" * 32)
     assert len(calls) == 2
+
+
+# -- the flusher's deadline and close, the send itself stood in for -------------------------------------
+
+
+class _NoClient:
+    async def close(self) -> None:
+        pass
+
+
+MESSAGE = [EncodedEnvelope(b"{}", {"schema": "s"})]
+
+
+def _stood_in(send: Any) -> HubProducer:
+    producer = HubProducer(_NoClient(), linger_s=0)  # type: ignore[arg-type]
+    producer._partition_ids = ["0"]
+    producer._send_messages = send  # type: ignore[method-assign]
+    return producer
+
+
+async def test_a_cancellation_swallowed_under_a_send_fails_only_the_next_timed_out_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio.wait_for can drop a cancellation that races its result; the flusher lives on, so the
+    deadline must count from where its count stood, as asyncio.timeout does, and a later timeout fail
+    only its own group, not what queued behind it."""
+    monkeypatch.setattr("workers.collect.hub.SEND_TIMEOUT_S", 0.05)
+    attempts: list[int] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        attempts.append(len(group))
+        if len(attempts) == 1:  # the deadline's cancellation, swallowed
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                return
+        elif len(attempts) == 2:  # no answer: this group times out
+            await asyncio.sleep(1)
+
+    producer = _stood_in(send)
+    await producer.send(MESSAGE, "k")
+    flusher = producer._flushers["0"]
+    timed_out = asyncio.create_task(producer.send(MESSAGE, "k"))
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(producer.send(MESSAGE, "k"))
+    outcomes = await asyncio.gather(timed_out, behind, return_exceptions=True)
+    assert isinstance(outcomes[0], HubUnavailable)
+    assert outcomes[1] is None  # sent after the timed-out group, by the same flusher
+    assert attempts == [1, 1, 1]
+    assert producer._flushers["0"] is flusher
+    await producer.close()
+
+
+async def test_a_send_once_close_has_begun_is_refused_and_starts_no_flusher() -> None:
+    """A flusher started then would wait for work on a closed client for ever: close() has already
+    gathered the flushers it knew."""
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        await asyncio.sleep(0.05)
+
+    producer = _stood_in(send)
+    await producer.send(MESSAGE, "k")
+    idle_flusher = producer._flushers["0"]
+    closing = asyncio.create_task(producer.close())
+    await asyncio.wait([idle_flusher])  # it has ended; close() may still be closing the client
+    with pytest.raises(HubUnavailable):
+        await producer.send(MESSAGE, "k")
+    await closing
+    assert producer._flushers == {}

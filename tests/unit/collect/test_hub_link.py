@@ -114,6 +114,12 @@ DISPOSITIONS = [
     ("uint0-five-fields", list8(TRUE, b"\x43", NULL, TRUE, ACCEPTED_LIST0), 0),
     ("smalluint-list8-outcome", list8(TRUE, b"\x52\x09", b"\x52\x09", TRUE, b"\x00\x53\x24\xc0\x01\x00"), 9),
     ("list32", list32(b"\x56\x01", b"\x52\x05", NULL, b"\x56\x01", ACCEPTED_LIST0, b"\x56\x00"), 5),
+    (
+        "list32-outcome",
+        list8(TRUE, b"\x52\x05", NULL, TRUE, b"\x00\x53\x24\xd0\x00\x00\x00\x04\x00\x00\x00\x00"),
+        5,
+    ),
+    ("list32-outcome-size-0", list8(TRUE, b"\x52\x05", NULL, TRUE, b"\x00\x53\x24\xd0" + bytes(8)), None),
     ("rejected", sdk_disposition(first=300, last=300, state=BUSY, batchable=False), None),
     ("released", sdk_disposition(first=300, last=300, state=Released()), None),
     ("unsettled", sdk_disposition(first=300, last=300, settled=False, state=Accepted()), None),
