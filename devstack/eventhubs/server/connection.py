@@ -175,9 +175,9 @@ class Connection:
         self.write(AMQP_HEADER)
 
     def _dispatch(self, channel: int, body: memoryview) -> None:
-        if body[0] != 0x00:
+        if not body or body[0] != 0x00:
             raise ProtocolError(ERR_DECODE, "performative is not a described type")
-        if body[1] == 0x53 and body[2] == TRANSFER:
+        if len(body) > 2 and body[1] == 0x53 and body[2] == TRANSFER:
             transfer = transfer_fields(body)
             if transfer is not None:
                 self._on_transfer(channel, transfer[0], body[transfer[1] :])
