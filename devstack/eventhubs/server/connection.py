@@ -7,7 +7,8 @@ After the handshake the task takes whatever bytes have arrived in one read and d
 complete frame in them before it reads again; the frames they make the endpoint send (dispositions,
 flows) are gathered and written once, after the last of them. A client with several sends in flight
 (one per partition link, as the collector's producer keeps) then costs one wakeup, one read and one
-socket write per burst rather than per frame; each frame's answer still follows it in order.
+socket write per burst rather than per frame; each frame's answer still follows it in order. A frame
+left partial by a read, once its header is in, is completed by reading exactly its remaining bytes.
 """
 
 from __future__ import annotations
@@ -126,10 +127,16 @@ class Connection:
         """Dispatch each complete frame of every read; keep a partial frame for the next read."""
         buffer = b""
         while not self.closed:
-            data = await self.reader.read(READ_BYTES)
-            if not data:
-                raise asyncio.IncompleteReadError(buffer, None)
-            buffer = buffer + data if buffer else data
+            if len(buffer) >= 8:
+                # The partial frame's size is known (and checked): wait for exactly its rest, so a frame
+                # that arrives in many small reads is copied once rather than once per read.
+                missing = FRAME_HEADER.unpack_from(buffer)[0] - len(buffer)
+                buffer = buffer + await self.reader.readexactly(missing)
+            else:
+                data = await self.reader.read(READ_BYTES)
+                if not data:
+                    raise asyncio.IncompleteReadError(buffer, None)
+                buffer = buffer + data if buffer else data
             view = memoryview(buffer)
             pos = 0
             end = len(buffer)
@@ -175,9 +182,9 @@ class Connection:
         self.write(AMQP_HEADER)
 
     def _dispatch(self, channel: int, body: memoryview) -> None:
-        if body[0] != 0x00:
+        if not body or body[0] != 0x00:
             raise ProtocolError(ERR_DECODE, "performative is not a described type")
-        if body[1] == 0x53 and body[2] == TRANSFER:
+        if len(body) > 2 and body[1] == 0x53 and body[2] == TRANSFER:
             transfer = transfer_fields(body)
             if transfer is not None:
                 self._on_transfer(channel, transfer[0], body[transfer[1] :])

@@ -92,17 +92,23 @@ def transfer_fields(body: memoryview) -> tuple[list[Any], int] | None:
         if code in _TRANSFER_CONSTANTS:
             fields[index] = _TRANSFER_CONSTANTS[code]
             pos += 1
-        elif code == 0x52 or code == 0x50:
-            fields[index] = body[pos + 1]
+            continue
+        # Every other code has a byte after it; a code that ends the fields is left to the decoder. A
+        # uint cut short reads a short slice and fails the final check.
+        if pos + 1 >= end:
+            return None
+        argument = body[pos + 1]
+        if code == 0x52 or code == 0x50:
+            fields[index] = argument
             pos += 2
         elif code == 0x56:
-            fields[index] = body[pos + 1] != 0
+            fields[index] = argument != 0
             pos += 2
         elif code == 0x70:
             fields[index] = int.from_bytes(body[pos + 1 : pos + 5], "big")
             pos += 5
         elif code == 0xA0 and index == 2:
-            pos += 2 + body[pos + 1]
+            pos += 2 + argument
         else:
             return None
     return (fields, end) if pos == end else None
