@@ -398,21 +398,25 @@ class Redirector:
         send.add_done_callback(self._background.discard)
         loop = asyncio.get_running_loop()
         due = loop.time() + self.hub_deadline_s
-        miss = functools.partial(
-            self._guarded,
-            click,
-            self._deadline_passed,
-            send,
-            messages,
-            partition_key,
-            received_at,
-            click,
-            self._acks,
-        )
+        miss = self._miss(send, messages, partition_key, received_at, click, self._acks)
         # The timer only queues the decision: run behind the callbacks already queued, it sees an ack
         # the loop has already taken in but not yet handed on (a saturated loop queues many).
         click.deadline = loop.call_at(due, loop.call_soon, miss, due, False)
         send.add_done_callback(functools.partial(self._send_ended, miss, click))
+
+    def _miss(
+        self,
+        send: asyncio.Future[None],
+        messages: list[EncodedEnvelope],
+        partition_key: str,
+        received_at: int,
+        click: _Click,
+        acks: int,
+    ) -> Callable[[float, bool], None]:
+        """What the hub deadline's timer queues for the click: _deadline_passed, guarded, given the
+        deadline it was due at and whether it is the extended one."""
+        args = (send, messages, partition_key, received_at, click, acks)
+        return functools.partial(self._guarded, click, self._deadline_passed, *args)
 
     @staticmethod
     def _send_ended(miss: Callable[[float, bool], None], click: _Click, send: asyncio.Future[None]) -> None:
@@ -454,21 +458,8 @@ class Redirector:
         lag = loop.time() - due
         if not extended and lag >= ON_TIME_S:
             again = loop.time() + min(lag, self.hub_deadline_s)
-            click.deadline = loop.call_at(
-                again,
-                loop.call_soon,
-                self._guarded,
-                click,
-                self._deadline_passed,
-                send,
-                messages,
-                partition_key,
-                received_at,
-                click,
-                acks,
-                again,
-                True,
-            )
+            miss = self._miss(send, messages, partition_key, received_at, click, acks)
+            click.deadline = loop.call_at(again, loop.call_soon, miss, again, True)
             return
         click.decided = True
         # The clicks behind this one need not wait to learn how it ends, unless the hub took
