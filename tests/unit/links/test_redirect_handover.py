@@ -193,13 +193,13 @@ async def test_a_clicks_event_id_shares_no_randomness_with_its_request_id(collec
     producer, spool = Producer(answering=True), RecordingSpool()
     redirect = one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S)
     seen: list[tuple[str, str]] = []
-    messages = collector.messages
+    messages = redirect._messages
 
-    def recording(admitted, salt):  # type: ignore[no-untyped-def]
-        seen.append((admitted.request_id, admitted.accepted[0]["event_id"]))
-        return messages(admitted, salt)
+    def recording(request_id, received_at, app, ip, headers, event, salt):  # type: ignore[no-untyped-def]
+        seen.append((request_id, event["event_id"]))
+        return messages(request_id, received_at, app, ip, headers, event, salt)
 
-    collector.messages = recording  # type: ignore[method-assign]
+    redirect._messages = recording  # type: ignore[method-assign]
     for _ in range(3):
         await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
     await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
