@@ -61,6 +61,7 @@ import functools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,7 +217,8 @@ class _Click:
     spool write ended or had SPOOL_DEADLINE_S, or the click was lost. `handed_over` is set once the
     click went to the hub or the spool, from where the hub's and the spool's own deadlines bound the
     answer's wait; `decided` once the hub took it in time or missed it (a late end changes nothing
-    here: _after_deadline tells the spool); `deadline` is the hub deadline's timer meanwhile."""
+    here: _after_deadline tells the spool); `deadline` is the timer of its extended hub deadline
+    meanwhile (the first deadline is the redirector's one timer's, Redirector._deadlines_due)."""
 
     answer: asyncio.Future[None]
     handed_over: bool = False
@@ -251,6 +253,12 @@ class Redirector:
         self._salt = b""
         self._salt_from = self._salt_until = 0.0
         self._prepared_links: dict[int, _Prepared] = {}
+        # The hub deadlines of the clicks handed over, as (due, click, miss) in the order they fall due
+        # (every click is given the same time), under one timer, for the first that is not decided:
+        # a timer of its own per click, armed and cancelled, was a tenth of the click's work.
+        self._deadlines: deque[tuple[float, _Click, Callable[[float, bool], None]]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_loop: asyncio.AbstractEventLoop | None = None
         # Looked up per send: tests replace the producer's send after the redirector is made.
         self.waves = ClickWaves(
             lambda messages, key: self.collector.hub.send(messages, key),
@@ -523,10 +531,34 @@ class Redirector:
         loop = asyncio.get_running_loop()
         due = loop.time() + self.hub_deadline_s
         miss = self._miss(send, messages, partition_key, received_at, click, self._acks)
-        # The timer only queues the decision: run behind the callbacks already queued, it sees an ack
-        # the loop has already taken in but not yet handed on (a saturated loop queues many).
-        click.deadline = loop.call_at(due, loop.call_soon, miss, due, False)
+        if loop is not self._deadline_loop:  # a new event loop (tests): the old one's timer is gone
+            self._deadlines.clear()
+            self._deadline_timer, self._deadline_loop = None, loop
+        self._deadlines.append((due, click, miss))
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(due, self._deadlines_due, loop, due)
         send.add_done_callback(functools.partial(self._sent, miss, click))
+
+    def _deadlines_due(self, loop: asyncio.AbstractEventLoop, armed: float) -> None:
+        """The deadline timer: each click whose hub deadline has passed undecided gets its miss, as a
+        timer of its own would have given it; the decided ones are let go; the timer is armed again for
+        the first click still waiting. Every click is due in the order it was handed over, so the one
+        timer fires at each click's deadline (as late as the loop makes any timer) or before it."""
+        self._deadline_timer = None
+        deadlines = self._deadlines
+        now = max(loop.time(), armed)  # the click it was armed for is due, whatever the clock's rounding
+        while deadlines:
+            due, click, miss = deadlines[0]
+            if click.decided:
+                deadlines.popleft()
+                continue
+            if due > now:
+                self._deadline_timer = loop.call_at(due, self._deadlines_due, loop, due)
+                return
+            deadlines.popleft()
+            # The timer only queues the decision: run behind the callbacks already queued, it sees an
+            # ack the loop has already taken in but not yet handed on (a saturated loop queues many).
+            loop.call_soon(miss, due, False)
 
     def _sent(self, miss: Callable[[float, bool], None], click: _Click, send: asyncio.Future[None]) -> None:
         """The send's end: the hub's state, the send let go, the click's decision, in that order. One
