@@ -61,20 +61,25 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import orjson
+
 from workers import logs
 from workers.apps import AppConfig
-from workers.collect.collector import Admitted, Collector, HttpIn, scrubbed
-from workers.collect.privacy import client_ip
-from workers.links.cache import LinkCache
+from workers.collect.collector import MAX_HEADER_CHARS, Collector, HttpIn, scrubbed
+from workers.collect.hub import pack
+from workers.collect.privacy import client_ip, visitor_hash
+from workers.links.cache import FRESH_MISS, LinkCache
 from workers.links.model import DOMAIN, SLUG, Link, normal_domain
 from workers.links.spool import Spool
 from workers.links.waves import ClickWaves
-from workers.stream.envelope import EncodedEnvelope
+from workers.stream.envelope import GZIP_THRESHOLD, SCHEMA, EncodedEnvelope, Envelope
+from workers.stream.envelope import VERSION as ENVELOPE_VERSION
 
 log = logging.getLogger("hubcap.links")
 
@@ -123,6 +128,8 @@ class LinkResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# Bounded: the Host header is the client's to choose; a miss costs what every request used to.
+@functools.lru_cache(maxsize=256)
 def host_name(host: str) -> str:
     """The Host header's name: lower case, without its port or a trailing dot."""
     host = host.strip()
@@ -164,17 +171,44 @@ def routing(link: Link | None, domain: str, slug: str, status: int, request: Lin
         "method": request.method,
     }
     if link is not None:
-        data.update(
-            link_id=link.link_id,
-            destination=link.destination,
-            version=link.version,
-            created_at=link.created_at,
-            workspace=link.workspace,
-            creator=link.creator,
-            tags=list(link.tags),
-            scripts=list(link.scripts),
-        )
+        data.update(link_fields(link))
     return data
+
+
+def link_fields(link: Link) -> dict[str, Any]:
+    """The link's own part of its clicks' routing data, the same for every click on one version."""
+    return {
+        "link_id": link.link_id,
+        "destination": link.destination,
+        "version": link.version,
+        "created_at": link.created_at,
+        "workspace": link.workspace,
+        "creator": link.creator,
+        "tags": list(link.tags),
+        "scripts": list(link.scripts),
+    }
+
+
+class _Prepared:
+    """What every click on one cached link version shares, made on its first click: its routing
+    fields, and its answer while it is live, when that answer does not depend on the request (no
+    query forwarded). The answer is handed out as it is to every such click: LinkResponse is frozen,
+    and its headers are only read (the glue and the hosts copy them)."""
+
+    __slots__ = ("fields", "link", "live_answer")
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        # Shared by the events of every click on the version, which are only serialised, never changed.
+        self.fields = link_fields(link)
+        self.live_answer = _redirect(link.redirect_status, link.destination)
+
+
+# What a click's hub message is made of, but the day's salt (Redirector._messages): the request id,
+# when it was received, the app, the client address, the request's headers and the event.
+_EventParts = tuple[str, int, AppConfig, str | None, Mapping[str, str], dict[str, Any]]
+# Prepared link versions kept; past this many the lot is dropped and made again as clicks come.
+MAX_PREPARED = 10_000
 
 
 @dataclass
@@ -183,7 +217,8 @@ class _Click:
     spool write ended or had SPOOL_DEADLINE_S, or the click was lost. `handed_over` is set once the
     click went to the hub or the spool, from where the hub's and the spool's own deadlines bound the
     answer's wait; `decided` once the hub took it in time or missed it (a late end changes nothing
-    here: _after_deadline tells the spool); `deadline` is the hub deadline's timer meanwhile."""
+    here: _after_deadline tells the spool); `deadline` is the timer of its extended hub deadline
+    meanwhile (the first deadline is the redirector's one timer's, Redirector._deadlines_due)."""
 
     answer: asyncio.Future[None]
     handed_over: bool = False
@@ -217,6 +252,13 @@ class Redirector:
         # ends are checked, so a clock set back over midnight reads that day's salt again.
         self._salt = b""
         self._salt_from = self._salt_until = 0.0
+        self._prepared_links: dict[int, _Prepared] = {}
+        # The hub deadlines of the clicks handed over, as (due, click, miss) in the order they fall due
+        # (every click is given the same time), under one timer, for the first that is not decided:
+        # a timer of its own per click, armed and cancelled, was a tenth of the click's work.
+        self._deadlines: deque[tuple[float, _Click, Callable[[float, bool], None]]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_loop: asyncio.AbstractEventLoop | None = None
         # Looked up per send: tests replace the producer's send after the redirector is made.
         self.waves = ClickWaves(
             lambda messages, key: self.collector.hub.send(messages, key),
@@ -228,39 +270,53 @@ class Redirector:
         ids = os.urandom(24).hex()
         token = logs.request_id.set(ids[:16])
         try:
-            return await self._handle(request, ids)
+            if request.method not in ("GET", "HEAD"):
+                response = _page(405, b"", request.method)
+                response.headers["Allow"] = "GET, HEAD"
+                return response
+            domain = host_name(request.headers.get("host", ""))
+            slug = request.slug
+            # A fresh cache entry answers without a coroutine; only a valid domain and slug are ever
+            # cached, so a hit needs no check of them either.
+            link = self.cache.fresh(domain, slug)
+            if link is FRESH_MISS:
+                if not (DOMAIN.fullmatch(domain) and SLUG.fullmatch(slug)):
+                    return _page(404, NOT_FOUND_PAGE, request.method)
+                try:
+                    link = await self.cache.get(domain, slug)
+                except Exception as exc:
+                    logs.emit(log, logging.WARNING, "link_registry_unavailable", error=type(exc).__name__)
+                    response = _page(503, UNAVAILABLE_PAGE, request.method)
+                    response.headers["Retry-After"] = "5"
+                    return response
+            response, wait = self._answer(request, domain, slug, link, ids)
+            if wait is not None:
+                await wait
+            return response
         except Exception as exc:  # the last line of defence: no input gets a 500
             logs.emit(log, logging.ERROR, "unhandled", error=type(exc).__name__, route="link")
             return _page(503, UNAVAILABLE_PAGE, request.method)
         finally:
             logs.request_id.reset(token)
 
-    async def _handle(self, request: LinkRequest, ids: str) -> LinkResponse:
-        if request.method not in ("GET", "HEAD"):
-            response = _page(405, b"", request.method)
-            response.headers["Allow"] = "GET, HEAD"
-            return response
-        domain = host_name(request.headers.get("host", ""))
-        slug = request.slug
-        if not (DOMAIN.fullmatch(domain) and SLUG.fullmatch(slug)):
-            return _page(404, NOT_FOUND_PAGE, request.method)
-        try:
-            link = await self.cache.get(domain, slug)
-        except Exception as exc:
-            logs.emit(log, logging.WARNING, "link_registry_unavailable", error=type(exc).__name__)
-            response = _page(503, UNAVAILABLE_PAGE, request.method)
-            response.headers["Retry-After"] = "5"
-            return response
+    def _answer(
+        self, request: LinkRequest, domain: str, slug: str, link: Link | None, ids: str
+    ) -> tuple[LinkResponse, Awaitable[None] | None]:
+        """The answer, and what it waits for before it goes out (its click's hand-over), if anything."""
         now = self.clock()
         if link is None:
             response = _page(404, NOT_FOUND_PAGE, request.method)
             app = self._domain_app(domain)
-            if app is not None:
-                data = routing(None, domain, slug, 404, request)
-                await self._record(NOT_FOUND, app, data, request, now, ids)
-            return response
+            if app is None:
+                return response, None
+            data = routing(None, domain, slug, 404, request)
+            return response, self._record(NOT_FOUND, app, data, request, now, ids)
+        prepared = self._prepared(link)
         if link.live(int(now * 1000)):
-            response = _redirect(link.redirect_status, location(link, request.raw_query))
+            if link.forward_query and request.raw_query:
+                response = _redirect(link.redirect_status, location(link, request.raw_query))
+            else:
+                response = prepared.live_answer
         elif link.fallback_url:
             response = _redirect(302, link.fallback_url)
         else:
@@ -268,10 +324,28 @@ class Redirector:
         app = self.collector.registry.get(link.app_id)
         if app is None:
             logs.emit(log, logging.WARNING, "link_app_unknown", app_id=link.app_id, link_id=link.link_id)
-        else:
-            data = routing(link, domain, slug, response.status, request)
-            await self._record(CLICK, app, data, request, now, ids)
-        return response
+            return response, None
+        # routing(link, ...), with the link's own fields made once per version.
+        data = {
+            "domain": domain,
+            "slug": slug,
+            "redirect_status": response.status,
+            "query": request.raw_query[:MAX_QUERY_CHARS],
+            "method": request.method,
+            **prepared.fields,
+        }
+        return response, self._record(CLICK, app, data, request, now, ids)
+
+    def _prepared(self, link: Link) -> _Prepared:
+        """The link version's _Prepared, made on its first click (by identity: the cache hands out one
+        Link object per load, and a prepared entry holds its link, so the id is not reused meanwhile)."""
+        prepared = self._prepared_links.get(id(link))
+        if prepared is not None and prepared.link is link:
+            return prepared
+        if len(self._prepared_links) >= MAX_PREPARED:
+            self._prepared_links.clear()
+        prepared = self._prepared_links[id(link)] = _Prepared(link)
+        return prepared
 
     def _domain_app(self, domain: str) -> AppConfig | None:
         for app in self.collector.registry.apps.values():
@@ -281,7 +355,7 @@ class Redirector:
 
     # -- the click event -------------------------------------------------------------------------------
 
-    async def _record(
+    def _record(
         self,
         event_type: str,
         app: AppConfig,
@@ -289,56 +363,53 @@ class Redirector:
         request: LinkRequest,
         now: float,
         ids: str,
-    ) -> None:
-        """The click event, handed over; `ids`: the request's 48 random hex digits (handle)."""
+    ) -> Awaitable[None] | None:
+        """The click event, handed over; what the answer waits for, if anything. `ids`: the request's
+        48 random hex digits (handle)."""
         collector = self.collector
         received_at = int(now * 1000)
         scheme = "https" if request.scheme == "https" else "http"
         page_url = f"{scheme}://{data['domain']}/{data['slug']}"
         if data["query"]:
             page_url += "?" + data["query"]
-        plain = scrubbed(HttpIn(request.method, "link", {}, request.headers))
+        headers = request.headers
+        # scrubbed()'s own first test, without making an HttpIn for it: a click has neither query nor path.
+        if not "".join(headers.values()).isascii():
+            headers = scrubbed(HttpIn(request.method, "link", {}, headers)).headers
         event = {
             "event_id": _uuid4(ids[16:]),
             "event_type": event_type,
             "timestamp": received_at,
             "page_url": page_url,
-            "page_referrer": plain.headers.get("referer"),
+            "page_referrer": headers.get("referer"),
             "attributes": {},
             "link": data,
         }
-        admitted = Admitted(
-            request_id=ids[:16],
-            received_at=received_at,
-            app=app,
+        ip = client_ip(
+            headers.get("x-forwarded-for"),
+            trusted_hops=collector.settings.trusted_hops,
+            trusted_proxies=collector.trusted_proxies,
             authenticated=False,
-            client_ip=client_ip(
-                plain.headers.get("x-forwarded-for"),
-                trusted_hops=collector.settings.trusted_hops,
-                trusted_proxies=collector.trusted_proxies,
-                authenticated=False,
-            ),
-            headers=plain.headers,
-            query={},
-            accepted=[event],
-            rejected=[],
         )
         click = _Click(asyncio.get_running_loop().create_future())
+        event_parts: _EventParts = (ids[:16], received_at, app, ip, headers, event)
         if self._salt_from <= now < self._salt_until:
             # The day's salt is at hand (every click but those of a cold instance or a new day): the
             # click is handed over at once, and the answer waits on one future, which the hand-over's
             # timers and callbacks end within the hub's and the spool's deadlines (_hand_over).
             try:
-                messages, partition_key = collector.messages(admitted, self._salt)
+                messages, partition_key = self._messages(*event_parts, self._salt)
             except Exception as exc:
                 self._lost("no_message", type(exc).__name__)
-                return
+                return None
             self._guarded(click, self._hand_over, messages, partition_key, received_at, click)
             # Should the request go away, cancelling this wait, the click goes on: `decided` is its state.
-            await click.answer
-            return
-        delivery = asyncio.ensure_future(self._deliver(admitted, click))
+            return click.answer
+        delivery = asyncio.ensure_future(self._deliver(event_parts, click))
         self._keep(delivery)
+        return self._wait_delivered(click)
+
+    async def _wait_delivered(self, click: _Click) -> None:
         # The answer waits for the click to be durable (in the hub or the spool), but only so long.
         # This timer only bounds the wait for the day's salt: a loop that lagged meanwhile (its timer
         # fires late, all at once with the hub's) must not cut short the hub's or the spool's time.
@@ -349,14 +420,76 @@ class Redirector:
             # spool SPOOL_DEADLINE_S after that; this bound holds even should the hand-over not keep them.
             await asyncio.wait({click.answer}, timeout=2 * self.hub_deadline_s + SPOOL_DEADLINE_S)
 
-    async def _deliver(self, admitted: Admitted, click: _Click) -> None:
+    def _messages(
+        self,
+        request_id: str,
+        received_at: int,
+        app: AppConfig,
+        ip: str | None,
+        headers: Mapping[str, str],
+        event: dict[str, Any],
+        salt: bytes,
+    ) -> tuple[list[EncodedEnvelope], str]:
+        """collector.messages(admitted, salt) for the click's request, byte for byte
+        (tests/unit/links/test_redirect_parts.py holds them equal), without an Admitted and the collect
+        path's generality: a click has no query, no rejected events and no body text to carry.
+
+        A click's envelope nearly always stays under GZIP_THRESHOLD: it is written here as encode()
+        writes it, the fields in Envelope.to_dict's order, which costs half of building the Envelope
+        and its dict; a larger one (long headers or query) goes through pack(), which compresses it."""
+        collector = self.collector
+        app_id = app.app_id
+        user_agent = _header(headers, "user-agent")
+        visitor = visitor_hash(salt, app_id, ip, user_agent)
+        geo = collector.geo
+        accept_language = _header(headers, "accept-language")
+        referer = _header(headers, "referer")
+        body = orjson.dumps(
+            {
+                "v": ENVELOPE_VERSION,
+                "request_id": request_id,
+                "received_at": received_at,
+                "app_id": app_id,
+                "platform": None,
+                "bundle_sequence_id": None,
+                "visitor_hash": visitor,
+                "geo": geo.lookup(ip),
+                "user_agent": user_agent,
+                "accept_language": accept_language,
+                "referer": referer,
+                "collector_version": collector.version,
+                "geo_db_version": geo.version,
+                "events": [event],
+                "rejected": [],
+                "part": None,
+            }
+        )
+        if len(body) <= GZIP_THRESHOLD:
+            properties = {"schema": SCHEMA, "app_id": app_id, "content-encoding": "identity"}
+            return [EncodedEnvelope(body, properties)], visitor
+        envelope = Envelope(
+            request_id=request_id,
+            received_at=received_at,
+            app_id=app_id,
+            visitor_hash=visitor,
+            collector_version=collector.version,
+            geo=geo.lookup(ip),
+            geo_db_version=geo.version,
+            user_agent=user_agent,
+            accept_language=accept_language,
+            referer=referer,
+            events=[event],
+        )
+        return pack(envelope), visitor
+
+    async def _deliver(self, event_parts: _EventParts, click: _Click) -> None:
         """The day's salt, read from storage once per day and instance, then the hand-over."""
         collector = self.collector
         asked = self.clock()
         try:
             async with asyncio.timeout(SALT_DEADLINE_S):
                 salt = await collector.salts.current()
-            messages, partition_key = collector.messages(admitted, salt)
+            messages, partition_key = self._messages(*event_parts, salt)
         except Exception as exc:
             self._lost("no_salt", type(exc).__name__)
             _end(click.answer)
@@ -365,7 +498,7 @@ class Redirector:
         if not self._salt_from <= asked < self._salt_until:
             self._salt_from = asked // DAY_S * DAY_S
             self._salt, self._salt_until = salt, self._salt_from + DAY_S
-        self._guarded(click, self._hand_over, messages, partition_key, admitted.received_at, click)
+        self._guarded(click, self._hand_over, messages, partition_key, event_parts[1], click)
 
     def _guarded(self, click: _Click, step: Callable[..., None], *args: Any) -> None:
         """`step(*args)`, a step of the click's hand-over, outside any task: its failure (none is
@@ -392,17 +525,47 @@ class Redirector:
                 send = self._probe = self._send(messages, partition_key)
             self._spool(send, messages, partition_key, received_at, click)
             return
-        send = self._send(messages, partition_key)
+        send = self.waves.submit(messages, partition_key)
         # Held until it ends, so that settle() waits for a send whose click is not decided yet.
         self._background.add(send)
-        send.add_done_callback(self._background.discard)
         loop = asyncio.get_running_loop()
         due = loop.time() + self.hub_deadline_s
         miss = self._miss(send, messages, partition_key, received_at, click, self._acks)
-        # The timer only queues the decision: run behind the callbacks already queued, it sees an ack
-        # the loop has already taken in but not yet handed on (a saturated loop queues many).
-        click.deadline = loop.call_at(due, loop.call_soon, miss, due, False)
-        send.add_done_callback(functools.partial(self._send_ended, miss, click))
+        if loop is not self._deadline_loop:  # a new event loop (tests): the old one's timer is gone
+            self._deadlines.clear()
+            self._deadline_timer, self._deadline_loop = None, loop
+        self._deadlines.append((due, click, miss))
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(due, self._deadlines_due, loop, due)
+        send.add_done_callback(functools.partial(self._sent, miss, click))
+
+    def _deadlines_due(self, loop: asyncio.AbstractEventLoop, armed: float) -> None:
+        """The deadline timer: each click whose hub deadline has passed undecided gets its miss, as a
+        timer of its own would have given it; the decided ones are let go; the timer is armed again for
+        the first click still waiting. Every click is due in the order it was handed over, so the one
+        timer fires at each click's deadline (as late as the loop makes any timer) or before it."""
+        self._deadline_timer = None
+        deadlines = self._deadlines
+        now = max(loop.time(), armed)  # the click it was armed for is due, whatever the clock's rounding
+        while deadlines:
+            due, click, miss = deadlines[0]
+            if click.decided:
+                deadlines.popleft()
+                continue
+            if due > now:
+                self._deadline_timer = loop.call_at(due, self._deadlines_due, loop, due)
+                return
+            deadlines.popleft()
+            # The timer only queues the decision: run behind the callbacks already queued, it sees an
+            # ack the loop has already taken in but not yet handed on (a saturated loop queues many).
+            loop.call_soon(miss, due, False)
+
+    def _sent(self, miss: Callable[[float, bool], None], click: _Click, send: asyncio.Future[None]) -> None:
+        """The send's end: the hub's state, the send let go, the click's decision, in that order. One
+        callback, not three: a future schedules each of its callbacks as a handle of its own."""
+        self._watch_hub(send)
+        self._background.discard(send)
+        self._send_ended(miss, click, send)
 
     def _miss(
         self,
@@ -561,6 +724,12 @@ def _uuid4(digits: str) -> str:
     would be: the version digit is 4 and the variant's two bits are 10."""
     variant = "89ab"[int(digits[16], 16) & 3]
     return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:32]}"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """The header as the collector's envelope keeps it (Collector._header): cut to its limit, or None."""
+    value = headers.get(name)
+    return value[: MAX_HEADER_CHARS[name]] if value else None
 
 
 def _took(send: asyncio.Future[None]) -> bool:

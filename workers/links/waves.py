@@ -59,11 +59,17 @@ class ClickWaves:
     def _release(self) -> None:
         keys_out = self._keys_out
         queued = self._queued
-        held = {key for _, key, _ in queued if key in keys_out}
-        going = [click for click in queued if click[1] not in held]
-        self._queued = [click for click in queued if click[1] in held] if held else []
-        if not going:
-            return
+        held = {key for _, key, _ in queued if key in keys_out} if keys_out else None
+        if held:
+            going = [click for click in queued if click[1] not in held]
+            self._queued = [click for click in queued if click[1] in held]
+            if not going:
+                return
+        else:  # no send out for any queued key (nearly every wave): all of them go
+            going = queued
+            self._queued = []
+            if not going:
+                return
         loop = asyncio.get_running_loop()
         self.waves += 1
         self._wave += 1

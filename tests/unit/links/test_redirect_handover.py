@@ -193,13 +193,13 @@ async def test_a_clicks_event_id_shares_no_randomness_with_its_request_id(collec
     producer, spool = Producer(answering=True), RecordingSpool()
     redirect = one_link_redirector(collector, producer.send, spool, hub_deadline_s=HUB_DEADLINE_S)
     seen: list[tuple[str, str]] = []
-    messages = collector.messages
+    messages = redirect._messages
 
-    def recording(admitted, salt):  # type: ignore[no-untyped-def]
-        seen.append((admitted.request_id, admitted.accepted[0]["event_id"]))
-        return messages(admitted, salt)
+    def recording(request_id, received_at, app, ip, headers, event, salt):  # type: ignore[no-untyped-def]
+        seen.append((request_id, event["event_id"]))
+        return messages(request_id, received_at, app, ip, headers, event, salt)
 
-    collector.messages = recording  # type: ignore[method-assign]
+    redirect._messages = recording  # type: ignore[method-assign]
     for _ in range(3):
         await asyncio.wait_for(redirect.handle(request()), ANSWER_WITHIN_S)
     await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
@@ -207,3 +207,50 @@ async def test_a_clicks_event_id_shares_no_randomness_with_its_request_id(collec
     assert len(set(event_ids)) == len(seen) == 3
     for request_id, event_id in zip((request_id for request_id, _ in seen), event_ids, strict=True):
         assert request_id not in event_id
+
+
+class Selective:
+    """A hub that acknowledges the sends numbered in `answered` (from 0) at once, and never the others
+    until `give_up`."""
+
+    def __init__(self, answered: set[int]) -> None:
+        self.answered = answered
+        self.sends = 0
+        self.unanswered: list[asyncio.Future[None]] = []
+
+    async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
+        number, self.sends = self.sends, self.sends + 1
+        if number in self.answered:
+            return
+        self.unanswered.append(asyncio.get_running_loop().create_future())
+        await self.unanswered[-1]
+
+    def give_up(self) -> None:
+        for ack in self.unanswered:
+            ack.set_exception(TimeoutError())
+
+
+async def test_each_click_waits_its_own_hub_deadline_under_the_one_timer(collector: Collector) -> None:
+    """Clicks handed over one after the other share one deadline timer: each unanswered click still
+    waits its full hub deadline from its own hand-over (not the first click's), and a click the hub
+    answered in between is neither spooled nor held."""
+    producer, spool = Selective({1}), RecordingSpool()
+    redirect = one_link_redirector(collector, producer.send, spool, hub_deadline_s=LONG_HUB_DEADLINE_S)
+
+    async def timed_click(visitor: int) -> tuple[int, float]:
+        # Visitors of their own: one visitor's clicks would wait for each other's sends (waves.py).
+        headers = {"host": "localhost", "user-agent": f"curl/8.{visitor}"}
+        started = time.monotonic()
+        response = await asyncio.wait_for(redirect.handle(LinkRequest("GET", "https", "a", "", headers)), 5)
+        return response.status, time.monotonic() - started
+
+    clicks = []
+    for visitor in range(3):
+        clicks.append(asyncio.ensure_future(timed_click(visitor)))
+        await asyncio.sleep(LONG_HUB_DEADLINE_S / 4)
+    (first, first_s), (second, second_s), (third, third_s) = await asyncio.gather(*clicks)
+    assert (first, second, third, spool.puts, producer.sends) == (302, 302, 302, 2, 3)
+    # Less a little for the event loop's clock, which counts whole milliseconds.
+    assert min(first_s, third_s) >= 0.95 * LONG_HUB_DEADLINE_S > second_s
+    producer.give_up()
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)

@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from tests.links_support import RecordingSpool
+from workers.collect.collector import Admitted, Collector
+from workers.links.cache import LinkCache
 from workers.links.columns import first_click_key, link_columns
-from workers.links.model import parse_new
-from workers.links.redirect import host_name, location
+from workers.links.model import Link, parse_new
+from workers.links.redirect import Redirector, host_name, location
 from workers.stream.state import Batch, PartitionState
 
 
@@ -124,3 +127,44 @@ def test_first_click_survives_commit_and_a_replay_of_its_message_is_still_first(
     batch.commit(last_sequence=10)
     later = Batch(state, timeout_ms=1_800_000, window=1000)
     assert (later.first_of("demo", key, 10), later.first_of("demo", key, 12)) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("ip", "headers"),
+    [
+        (
+            "101.188.67.134",
+            {"user-agent": "Firefox/133", "accept-language": "de", "referer": "https://a.example/"},
+        ),
+        ("127.0.0.1", {"user-agent": "U" * 2000, "accept-language": "L" * 300, "referer": "R" * 5000}),
+        (None, {}),
+        ("2001:db8::1", {"user-agent": "", "referer": ""}),
+    ],
+    ids=["geo", "cut to the limits", "nothing", "empty"],
+)
+async def test_a_clicks_messages_are_the_collectors_byte_for_byte(
+    collector: Collector, ip: str | None, headers: dict[str, str]
+) -> None:
+    """The redirect makes its click's hub message without an Admitted: the same bytes, properties and
+    partition key as the collector's own path for the same request."""
+    redirect = Redirector(collector, LinkCache(no_links, ttl_s=5), RecordingSpool(), hub_deadline_s=0.05)  # type: ignore[arg-type]
+    app = collector.registry.get("demo")
+    assert app is not None
+    event = {"event_id": "e", "event_type": "_link_click", "timestamp": 1, "link": {"slug": "a"}}
+    ours = redirect._messages("0123456789abcdef", 1_764_547_200_000, app, ip, headers, event, b"s" * 32)
+    admitted = Admitted(
+        request_id="0123456789abcdef",
+        received_at=1_764_547_200_000,
+        app=app,
+        authenticated=False,
+        client_ip=ip,
+        headers=headers,
+        query={},
+        accepted=[event],
+        rejected=[],
+    )
+    assert ours == collector.messages(admitted, b"s" * 32)
+
+
+async def no_links(domain: str, slug: str) -> Link | None:
+    return None
