@@ -35,6 +35,7 @@ envelope may carry its text as is without counting its brackets (body.carriable)
 
 from __future__ import annotations
 
+import keyword
 import math
 from collections.abc import Callable, Iterable
 from itertools import chain
@@ -134,6 +135,24 @@ def _inward(bound: int | float, upper: bool) -> float:
     if not upper and near < bound:
         return math.nextafter(near, math.inf)
     return near
+
+
+def _column(name: str) -> Callable[[list[Any]], list[Any]]:
+    """The values of one field of a list of Structs, in order.
+
+    Written as a comprehension reading `s.<name>`, whose attribute read the interpreter specialises
+    to a slot read, where operator.attrgetter takes the generic lookup each time: bench/collect.py's
+    three checked columns of 20 events cost 12k instructions against 26k (callgrind). A name that is
+    not an ASCII identifier takes attrgetter: the schema may name a property anything, and the parser
+    would read a non-ASCII identifier in its NFKC form, another name.
+    """
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
+        getter = attrgetter(name)
+        return lambda structs: list(map(getter, structs))
+    namespace: dict[str, Any] = {}
+    exec(f"def column(structs):\n    return [s.{name} for s in structs]", namespace)  # noqa: S102
+    column: Callable[[list[Any]], list[Any]] = namespace["column"]
+    return column
 
 
 class _Translator:
@@ -254,12 +273,17 @@ class _Translator:
         if not checks:
             return struct, None
 
-        columns = [(attrgetter(name), check) for name, check in checks]
+        columns = tuple((_column(name), check) for name, check in checks)
 
         def check_fields(structs: Iterable[Any]) -> bool:
             present = list(filter(None, structs))  # without UNSET, falsy; a Struct is truthy
             # Every check passes an empty column: a property no event has costs no pass of its own.
-            return not present or all(check(map(column, present)) for column, check in columns)
+            # A loop, not all() over a generator: a generator's frame per call, for two or three checks.
+            if present:
+                for column, check in columns:
+                    if not check(column(present)):
+                        return False
+            return True
 
         return struct, check_fields
 

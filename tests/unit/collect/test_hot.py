@@ -280,6 +280,19 @@ def test_a_translated_property_is_judged_by_the_hot_path() -> None:
     assert shape.events(body_of([event(extra=[1, 4])])) is None
 
 
+@pytest.mark.parametrize("name", ["tag", "class", "\ufb01eld"])
+def test_a_pattern_checked_property_is_read_by_its_own_name(name: str) -> None:
+    # The checks read a property's values by a comprehension written with its name, or by attrgetter
+    # when the name is not one to write there (a keyword, or not ASCII: "\ufb01eld"
+    # would be read as "field").
+    pattern = {"type": "string", "pattern": "^[a-z]+$"}
+    shape = hot.hot_shape(schema_with(**{name: pattern, "field": {"type": "string"}}), CHUNK_EVENTS)
+    assert shape is not None
+    good = {**event(), name: "abc", "field": "ABC"}
+    assert shape.events(body_of([good])) == [good]
+    assert shape.events(body_of([{**event(), name: "ABC", "field": "abc"}])) is None
+
+
 def test_a_root_the_translation_cannot_express_has_no_hot_path() -> None:
     schema = event_schema_for(APP)
     schema["properties"]["event_type"] = {"oneOf": [{"type": "string"}]}
