@@ -148,9 +148,10 @@ class Admitted:
     is read: the collector's own path reads only `accepted_count`, and sends the body's text
     (`events_json`), so it never makes them dicts."""
 
+    # Positional or keyword: the collector passes them by position, as a class called with keywords
+    # gathers them into a dict first, once per request.
     def __init__(
         self,
-        *,
         request_id: str,
         received_at: int,
         app: AppConfig,
@@ -457,17 +458,17 @@ class Collector:
         else:
             accepted, rejected, rejected_count = verdict, [], 0
         return Admitted(
-            request_id=request_id,
-            received_at=int(self.clock() * 1000),
-            app=app,
-            authenticated=authenticated,
-            client_ip=ip,
-            headers=headers,
-            query=query,
-            accepted=accepted,
-            rejected=rejected,
-            rejected_count=rejected_count,
-            events_json=text if rejected_count == 0 else None,
+            request_id,
+            int(self.clock() * 1000),
+            app,
+            authenticated,
+            ip,
+            headers,
+            query,
+            accepted,
+            rejected,
+            rejected_count,
+            text if rejected_count == 0 else None,
         )
 
     def _judge(
@@ -581,22 +582,26 @@ class Collector:
         ip = admitted.client_ip
         user_agent = self._header(headers, "user-agent")
         visitor = visitor_hash(salt, admitted.app.app_id, ip, user_agent)
+        query = admitted.query
+        # By position, in the order Envelope declares its fields (as envelope.decode does): keywords
+        # cost a dataclass's __init__ a dict of them first, once per request.
         return Envelope(
-            request_id=admitted.request_id,
-            received_at=admitted.received_at,
-            app_id=admitted.app.app_id,
-            visitor_hash=visitor,
-            collector_version=self.version,
-            platform=(admitted.query.get("platform") or "")[:MAX_PLATFORM_CHARS] or None,
-            bundle_sequence_id=_int_or_none(admitted.query.get("event_bundle_sequence_id")),
-            geo=self.geo.lookup(ip),
-            geo_db_version=self.geo.version,
-            user_agent=user_agent,
-            accept_language=self._header(headers, "accept-language"),
-            referer=self._header(headers, "referer"),
-            events=events,
-            rejected=stored_rejected(admitted),
-            events_json=admitted.events_json,
+            admitted.request_id,
+            admitted.received_at,
+            admitted.app.app_id,
+            visitor,
+            self.version,
+            (query.get("platform") or "")[:MAX_PLATFORM_CHARS] or None,
+            _int_or_none(query.get("event_bundle_sequence_id")),
+            self.geo.lookup(ip),
+            user_agent,
+            self._header(headers, "accept-language"),
+            self._header(headers, "referer"),
+            events,
+            stored_rejected(admitted),
+            None,
+            self.geo.version,
+            admitted.events_json,
         )
 
     async def _send(self, admitted: Admitted) -> None:
