@@ -19,14 +19,16 @@ EVERY_METHOD = list(func.HttpMethod)
 # the chain is walked again each time the request resumes (its body read, its hub send).
 def _request(req: func.HttpRequest, route: str) -> HttpIn:
     logs.configure()
+    # By position, in the order HttpIn declares its fields: called with keywords, a dataclass gathers
+    # them into a dict first, once per request.
     return HttpIn(
-        method=req.method.upper(),
-        route=route,
-        query=dict(req.params),
-        headers=header_dict(req),
-        body=req.get_body(),
-        path=urlsplit(req.url).path,
-        params=dict(req.route_params),
+        req.method.upper(),
+        route,
+        dict(req.params),
+        header_dict(req),
+        req.get_body(),
+        urlsplit(req.url).path,
+        dict(req.route_params),
     )
 
 

@@ -148,9 +148,10 @@ class Admitted:
     is read: the collector's own path reads only `accepted_count`, and sends the body's text
     (`events_json`), so it never makes them dicts."""
 
+    # Positional or keyword: the collector passes them by position, as a class called with keywords
+    # gathers them into a dict first, once per request.
     def __init__(
         self,
-        *,
         request_id: str,
         received_at: int,
         app: AppConfig,
@@ -401,7 +402,16 @@ class Collector:
         three steps: tests/unit/collect/test_hostile.py); when nothing else is ready a turn costs a
         poll of the selector, about 5 µs of CPU here against 0.3-3 ms for a step.
         """
-        steps = self._admit_steps(request, request_id, app)
+        checked = self._checked(request, app)
+        body = checked[2]
+        if len(body) <= YIELD_BYTES:
+            # A body the hot path accepts is admitted here, as _admit_steps would, without the
+            # generators and the StopIteration of the steps that it never takes.
+            with gc_paused():
+                hot = self._hot(app, checked[1], body)
+            if hot is not None:
+                return self._admitted(request, request_id, app, checked, hot, body)
+        steps = self._admit_steps(request, request_id, app, checked)
         first = True
         held: asyncio.Lock | None = None
         try:
@@ -434,8 +444,26 @@ class Collector:
         return self._steps_lock_instance
 
     def _admit_steps(
-        self, request: HttpIn, request_id: str, app: AppConfig
+        self,
+        request: HttpIn,
+        request_id: str,
+        app: AppConfig,
+        checked: tuple[bool, str | None, bytes] | None = None,
     ) -> Generator[None, None, Admitted]:
+        """admit()'s steps; given what _checked() returned, the steps after it, a body up to
+        YIELD_BYTES already refused by the hot path (admit_yielding)."""
+        hot_tried = checked is not None
+        if checked is None:
+            checked = self._checked(request, app)
+        _, ip, body = checked
+        # The events this drops (rejected and not stored) are freed before the collector resumes.
+        with gc_paused():
+            verdict, text = yield from self._judge(app, ip, body, hot_tried)
+        return self._admitted(request, request_id, app, checked, verdict, text)
+
+    def _checked(self, request: HttpIn, app: AppConfig) -> tuple[bool, str | None, bytes]:
+        """The checks before the body's events: whether the sender signed, the client address, and the
+        body (inflated when it came gzipped)."""
         headers, query, body = request.headers, request.query, request.body
         authenticated, ip = self.identify(app, request)
         limit = self.settings.max_body_bytes
@@ -448,30 +476,38 @@ class Collector:
             raise HashMismatch("hashCode does not match the first 8 hex digits of sha256(body)")
         if is_gzipped:
             body = inflate_body(gzip_bytes(body), limit)
-        # The events this drops (rejected and not stored) are freed before the collector resumes.
-        with gc_paused():
-            verdict, text = yield from self._judge(app, ip, body)
+        return authenticated, ip, body
+
+    def _admitted(
+        self,
+        request: HttpIn,
+        request_id: str,
+        app: AppConfig,
+        checked: tuple[bool, str | None, bytes],
+        verdict: Verdict | HotEvents,
+        text: bytes | None,
+    ) -> Admitted:
         if isinstance(verdict, Verdict):
             accepted: list[Any] | HotEvents = verdict.accepted
             rejected, rejected_count = verdict.rejected, verdict.rejected_count
         else:
             accepted, rejected, rejected_count = verdict, [], 0
         return Admitted(
-            request_id=request_id,
-            received_at=int(self.clock() * 1000),
-            app=app,
-            authenticated=authenticated,
-            client_ip=ip,
-            headers=headers,
-            query=query,
-            accepted=accepted,
-            rejected=rejected,
-            rejected_count=rejected_count,
-            events_json=text if rejected_count == 0 else None,
+            request_id,
+            int(self.clock() * 1000),
+            app,
+            checked[0],
+            checked[1],
+            request.headers,
+            request.query,
+            accepted,
+            rejected,
+            rejected_count,
+            text if rejected_count == 0 else None,
         )
 
     def _judge(
-        self, app: AppConfig, ip: str | None, body: bytes
+        self, app: AppConfig, ip: str | None, body: bytes, hot_tried: bool = False
     ) -> Generator[None, None, tuple[Verdict | HotEvents, bytes | None]]:
         """The body's events sorted into accepted and rejected and charged to the quotas; and the JSON
         text they were read from when the envelope may carry it as is (see Envelope.events_json and
@@ -481,20 +517,28 @@ class Collector:
         A body of up to YIELD_BYTES is parsed at once and charged before it is judged, so a sender
         over its quota costs a parse, not the schema; a body of valid events in the schema's named
         fields is parsed and judged in one pass (workers/collect/hot.py), then charged, with the same
-        answers. A larger body goes to _judge_in_pieces.
+        answers (`hot_tried`: the hot path has said no already). A larger body goes to
+        _judge_in_pieces.
         """
         if len(body) > YIELD_BYTES:
             verdict = yield from self._judge_in_pieces(app, ip, body)
             return verdict, None
-        validator = self.validators.for_app(app.app_id)
-        hot = validator.hot_accepted(body)
+        hot = None if hot_tried else self._hot(app, ip, body)
         if hot is not None:
-            self._charge(app, ip, max(1, len(hot)))
             return hot, body
+        validator = self.validators.for_app(app.app_id)
         events, text = parse_events_text(body)
         self._charge(app, ip, max(1, len(events)))
         verdict = yield from validator.check_steps(events)
         return verdict, text if carriable(text) else None
+
+    def _hot(self, app: AppConfig, ip: str | None, body: bytes) -> HotEvents | None:
+        """A body of up to YIELD_BYTES whose events the hot path accepts, charged to the quotas; None
+        when only the parse and the schema can tell (see _judge)."""
+        hot = self.validators.for_app(app.app_id).hot_accepted(body)
+        if hot is not None:
+            self._charge(app, ip, max(1, len(hot)))
+        return hot
 
     def _charge(self, app: AppConfig, ip: str | None, cost: int) -> None:
         # Without a client IP (no trusted hop appended one) the sender cannot be told apart: app quota only.
@@ -581,22 +625,26 @@ class Collector:
         ip = admitted.client_ip
         user_agent = self._header(headers, "user-agent")
         visitor = visitor_hash(salt, admitted.app.app_id, ip, user_agent)
+        query = admitted.query
+        # By position, in the order Envelope declares its fields (as envelope.decode does): keywords
+        # cost a dataclass's __init__ a dict of them first, once per request.
         return Envelope(
-            request_id=admitted.request_id,
-            received_at=admitted.received_at,
-            app_id=admitted.app.app_id,
-            visitor_hash=visitor,
-            collector_version=self.version,
-            platform=(admitted.query.get("platform") or "")[:MAX_PLATFORM_CHARS] or None,
-            bundle_sequence_id=_int_or_none(admitted.query.get("event_bundle_sequence_id")),
-            geo=self.geo.lookup(ip),
-            geo_db_version=self.geo.version,
-            user_agent=user_agent,
-            accept_language=self._header(headers, "accept-language"),
-            referer=self._header(headers, "referer"),
-            events=events,
-            rejected=stored_rejected(admitted),
-            events_json=admitted.events_json,
+            admitted.request_id,
+            admitted.received_at,
+            admitted.app.app_id,
+            visitor,
+            self.version,
+            (query.get("platform") or "")[:MAX_PLATFORM_CHARS] or None,
+            _int_or_none(query.get("event_bundle_sequence_id")),
+            self.geo.lookup(ip),
+            user_agent,
+            self._header(headers, "accept-language"),
+            self._header(headers, "referer"),
+            events,
+            stored_rejected(admitted),
+            None,
+            self.geo.version,
+            admitted.events_json,
         )
 
     async def _send(self, admitted: Admitted) -> None:

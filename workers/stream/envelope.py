@@ -112,10 +112,7 @@ def encode(envelope: Envelope) -> EncodedEnvelope:
         # igzip.compress packing one in Python with the time and joining it to a copy of the stream.
         raw = igzip_lib.compress(raw, 1, flag=igzip_lib.COMP_GZIP)
         encoding = "gzip"
-    return EncodedEnvelope(
-        body=raw,
-        properties={"schema": SCHEMA, "app_id": envelope.app_id, "content-encoding": encoding},
-    )
+    return EncodedEnvelope(raw, {"schema": SCHEMA, "app_id": envelope.app_id, "content-encoding": encoding})
 
 
 _MAX_INFLATED = 64 * 1024 * 1024

@@ -51,6 +51,7 @@ GEO_RECORDS = {
     "flat_nan_coordinate": {"latitude": math.nan},
     "flat_boolean_coordinates": {"latitude": True, "longitude": False},
     "flat_string_coordinates": {"latitude": "50.9", "longitude": None},
+    "flat_negative_zero_coordinates": {"latitude": -0.0, "longitude": -1e-9},
     "flat_nothing": {"postcode": "50667"},
     "city_country_only": {"country": {"iso_code": "DE"}},
     "city_empty_iso_code": {"country": {"iso_code": ""}},
@@ -71,3 +72,10 @@ GEO_RECORDS = {
 def test_geo_from_record_gives_what_it_gave_before(record: Any) -> None:
     geo, expected = geo_from_record(record), geo_from_record_before(record)
     assert repr(geo) == repr(expected)  # repr: nan != nan, and 1 == 1.0 == True under ==
+
+
+def test_remembered_coordinates_round_as_round_does() -> None:
+    # Rounded coordinates are remembered per value: each, asked twice, in any order, as round() has it
+    values = [50.9375, 0.0, -0.0, 1e-9, -1e-9, 0.005, -0.005, math.nan, math.inf, 1.0, 1, True]
+    for value in [*values, *reversed(values)]:
+        assert repr(geo_from_record({"latitude": value})) == repr(geo_from_record_before({"latitude": value}))

@@ -38,6 +38,25 @@ def test_the_event_struct_takes_its_fields_in_written_order() -> None:
     assert struct.__struct_fields__[: len(hot.WRITTEN_ORDER)] == hot.WRITTEN_ORDER
 
 
+def test_a_trackers_body_takes_the_written_fields_and_another_every_property() -> None:
+    # The first Structs hold only the fields the tracker writes; an event with another of the
+    # schema's properties is decoded by the second, with every property, and judged alike.
+    assert SHAPE is not None
+    (written, _), (every, _) = SHAPE._shapes
+    assert written.type.__args__[0].__struct_fields__ == hot.WRITTEN_ORDER
+    assert len(every.type.__args__[0].__struct_fields__) == len(event_schema_for(APP)["properties"])
+    tracker = [event(i, app_id=APP) for i in range(3)]
+    other = [*tracker, event(3, app_id=APP, os_name="Linux", brand="x")]
+    for events in (tracker, other):
+        accepted = SHAPE.events(orjson.dumps(events))
+        assert accepted is not None
+        assert orjson.dumps(accepted, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+            events, option=orjson.OPT_SORT_KEYS
+        )
+    assert SHAPE.events(orjson.dumps([*tracker, event(3, app_id=APP, os_name="x" * 257)])) is None
+    assert SHAPE.events(orjson.dumps([event(0, app_id=APP, event_type="1x")])) is None
+
+
 def full_event(i: int) -> dict[str, Any]:
     """An event with every key the tracker writes, and some it does not."""
     return event(
