@@ -63,7 +63,6 @@ BATCH_MESSAGE_FORMAT = 0x80013700
 # batchable as nulls.
 _TRANSFER_TAIL = b"\x70" + BATCH_MESSAGE_FORMAT.to_bytes(4, "big") + b"\x56\x00\x56\x00" + b"\x40" * 5
 _TRANSFER_DESCRIPTOR = b"\x00\x53\x14"
-_DATA_SECTION = b"\x00\x53\x75"
 
 
 class LinkSendFailed(Exception):
@@ -85,27 +84,52 @@ def _uint(value: int) -> bytes:
     return b"\x70" + value.to_bytes(4, "big")
 
 
+def _batch_parts(messages: list[bytes]) -> tuple[list[bytes], int]:
+    """The batch payload's pieces (each message's data section head, then the message) and its size."""
+    parts: list[bytes] = []
+    total = 0
+    for raw in messages:
+        size = len(raw)
+        if size <= 255:
+            parts += (bytes((0x00, 0x53, 0x75, 0xA0, size)), raw)
+            total += 5 + size
+        else:
+            parts += (b"\x00\x53\x75\xb0" + size.to_bytes(4, "big"), raw)
+            total += 8 + size
+    return parts, total
+
+
 def batch_payload(messages: list[bytes]) -> bytes:
     """The batch message (format 0x80013700) holding AMQP-encoded messages, one data section each: what
     the SDK's `encode_payload` writes for the BatchMessage of an EventDataBatch sent by partition id."""
-    parts: list[bytes] = []
-    for raw in messages:
-        size = len(raw)
-        head = bytes((0xA0, size)) if size <= 255 else b"\xb0" + size.to_bytes(4, "big")
-        parts += (_DATA_SECTION, head, raw)
-    return b"".join(parts)
+    return b"".join(_batch_parts(messages)[0])
 
 
-def transfer_frame(channel: int, handle: int, delivery_id: int, delivery_tag: int, payload: bytes) -> bytes:
-    """A whole AMQP frame: one unsettled transfer carrying `payload` with more=false, as the SDK's
-    `encode_frame(TransferFrame(...))` and its transport write it."""
+def _transfer_head(
+    channel: int, handle: int, delivery_id: int, delivery_tag: int, payload_size: int
+) -> bytes:
+    """A transfer frame up to its payload (`transfer_frame`)."""
     fields = (
         _uint(handle) + _uint(delivery_id) + b"\xa0\x04" + struct.pack(">I", delivery_tag) + _TRANSFER_TAIL
     )
     # At most 30 bytes of fields: always the list8 form (size, count 11), as the SDK picks it.
     body = _TRANSFER_DESCRIPTOR + bytes((0xC0, len(fields) + 1, 11)) + fields
-    size = 8 + len(body) + len(payload)
-    return size.to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body + payload
+    size = 8 + len(body) + payload_size
+    return size.to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body
+
+
+def transfer_frame(channel: int, handle: int, delivery_id: int, delivery_tag: int, payload: bytes) -> bytes:
+    """A whole AMQP frame: one unsettled transfer carrying `payload` with more=false, as the SDK's
+    `encode_frame(TransferFrame(...))` and its transport write it."""
+    return _transfer_head(channel, handle, delivery_id, delivery_tag, len(payload)) + payload
+
+
+def batch_transfer_frame(
+    channel: int, handle: int, delivery_id: int, delivery_tag: int, parts: list[bytes], payload_size: int
+) -> bytes:
+    """`transfer_frame` of the batch payload whose pieces are `parts` (`_batch_parts`), joined once: the
+    messages are copied into the frame and nowhere else on the way."""
+    return b"".join([_transfer_head(channel, handle, delivery_id, delivery_tag, payload_size), *parts])
 
 
 # The SDK's names that `open_link` and `send_on_link` use, imported once by `sdk_link_shape_matches`
@@ -342,7 +366,7 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
     LinkSendFailed otherwise. The SDK producer's lock is held throughout, as its own send holds it."""
     sdk = _sdk
     producer, link, session, connection = opened.producer, opened.link, opened.session, opened.connection
-    payload = batch_payload(messages)
+    parts, payload_size = _batch_parts(messages)
     settled: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
 
     async def on_settled(reason: Any, state: Any) -> None:
@@ -352,15 +376,19 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
     delivery = sdk.PendingDelivery(on_delivery_settled=on_settled, settled=False)
     delivery.sent = True
     outcome_known = moved = False
-    async with producer._lock:
+    lock = producer._lock
+    await lock.acquire()  # as `async with` would, without its two coroutines per send
+    try:
         try:
             # Read under the lock, as the SDK's own send reads them: a sender that waited on it sees
             # the counters the one before it moved.
-            if len(payload) > producer._max_message_size_on_link:
+            if payload_size > producer._max_message_size_on_link:
                 return False
             delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
             delivery_id = session.next_outgoing_id
-            frame = transfer_frame(session.channel, link.handle, delivery_id, delivery_count, payload)
+            frame = batch_transfer_frame(
+                session.channel, link.handle, delivery_id, delivery_count, parts, payload_size
+            )
             if len(frame) > connection._remote_max_frame_size:
                 return False
             delivery.frame = {"delivery_id": delivery_id}
@@ -419,3 +447,5 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
                 link._pending_deliveries.remove(delivery)
             if moved and not outcome_known:  # the SDK's `_open` closes this handler, connects afresh
                 producer.running = False
+    finally:
+        lock.release()
