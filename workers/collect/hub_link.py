@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -183,36 +184,24 @@ def sdk_link_shape_matches() -> bool:
     return matches
 
 
-_DISPOSITION_DESCRIPTOR = b"\x00\x53\x15"
-_TRUE = (b"\x41", b"\x56\x01")
-# The accepted outcome (a described empty list) in each of its list encodings.
-_ACCEPTED = (
-    b"\x00\x53\x24\x45",
-    b"\x00\x53\x24\xc0\x01\x00",
-    b"\x00\x53\x24\xd0\x00\x00\x00\x04\x00\x00\x00\x00",  # list32: size 4 (the count), count 0
+# A disposition that settles one delivery as accepted from the receiving side, in every byte form
+# `accepted_delivery` reads: the described form with the small-ulong descriptor; a list8 (size, count)
+# or a list32; role true; first; last (null or a uint); settled true; the accepted outcome as a
+# described empty list (list0, list8 or list32); batchable, if there, null or a boolean. Booleans as
+# true/false constructors or the one-byte form, uints as uint0, smalluint or uint. One match in C: the
+# field-by-field reading it replaces cost ~10,000 instructions per send (callgrind), mostly calls.
+_ACCEPTED_DISPOSITION = re.compile(
+    rb"\x00\x53\x15(?:\xc0(.)(.)|\xd0(.{4})(.{4}))"
+    rb"(?:\x41|\x56\x01)(\x43|\x52.|\x70.{4})(\x40|\x43|\x52.|\x70.{4})(?:\x41|\x56\x01)"
+    rb"\x00\x53\x24(?:\x45|\xc0\x01\x00|\xd0\x00\x00\x00\x04\x00\x00\x00\x00)"
+    rb"(\x40|\x41|\x42|\x56\x00|\x56\x01)?",
+    re.DOTALL,
 )
-_BATCHABLE = (b"\x40", b"\x41", b"\x42", b"\x56\x00", b"\x56\x01")
 
 
-def _read_uint(body: bytes, at: int) -> tuple[int | None, int]:
-    """An AMQP uint at `at` (uint0, smalluint or uint) and where the next field starts; None if the
-    bytes there are anything else."""
-    code = body[at : at + 1]
-    if code == b"\x43":
-        return 0, at + 1
-    if code == b"\x52" and len(body) >= at + 2:
-        return body[at + 1], at + 2
-    if code == b"\x70" and len(body) >= at + 5:
-        return int.from_bytes(body[at + 1 : at + 5], "big"), at + 5
-    return None, at
-
-
-def _read_one_of(body: bytes, at: int, forms: tuple[bytes, ...]) -> int:
-    """Where the field at `at` ends if it is one of `forms`, else -1."""
-    for form in forms:
-        if body.startswith(form, at):
-            return at + len(form)
-    return -1
+def _uint_value(raw: bytes) -> int:
+    """The value of a uint0, smalluint or uint as `_ACCEPTED_DISPOSITION` matched it."""
+    return int.from_bytes(raw[1:], "big")
 
 
 def accepted_delivery(body: bytes) -> int | None:
@@ -223,38 +212,21 @@ def accepted_delivery(body: bytes) -> int | None:
     delivery ids as uint0, smalluint or uint, `last` absent, null or equal to `first`, the accepted
     outcome as a described empty list (list0, list8 or list32), `batchable` absent, null or a boolean.
     tests/unit/collect/test_hub_link.py checks it against the SDK's own decoder."""
-    if not body.startswith(_DISPOSITION_DESCRIPTOR):
+    match = _ACCEPTED_DISPOSITION.fullmatch(body)
+    if match is None:
         return None
-    code = body[3:4]
-    if code == b"\xc0" and len(body) >= 6:
-        size, count, at = body[4], body[5], 6
-        end = 5 + size
-    elif code == b"\xd0" and len(body) >= 12:
-        size, count, at = int.from_bytes(body[4:8], "big"), int.from_bytes(body[8:12], "big"), 12
-        end = 8 + size
+    small_size, small_count, large_size, large_count, first, last, batchable = match.groups()
+    if small_size is not None:
+        end, count = 5 + small_size[0], small_count[0]
     else:
+        end, count = 8 + int.from_bytes(large_size, "big"), int.from_bytes(large_count, "big")
+    # role, first, last, settled, state: five fields, and batchable the sixth when it is there.
+    if end != len(body) or count != (5 if batchable is None else 6):
         return None
-    # role (receiver), first, last, settled, state (accepted): without state nothing was accepted.
-    if end != len(body) or not 5 <= count <= 6:
+    delivery_id = _uint_value(first)
+    if last != b"\x40" and last != first and _uint_value(last) != delivery_id:
         return None
-    at = _read_one_of(body, at, _TRUE)
-    if at < 0:
-        return None
-    first, at = _read_uint(body, at)
-    if first is None:
-        return None
-    if body.startswith(b"\x40", at):
-        at += 1
-    else:
-        last, at = _read_uint(body, at)
-        if last != first:
-            return None
-    at = _read_one_of(body, at, _TRUE)
-    if at >= 0:
-        at = _read_one_of(body, at, _ACCEPTED)
-    if at >= 0 and count == 6:
-        at = _read_one_of(body, at, _BATCHABLE)
-    return first if at == len(body) else None
+    return delivery_id
 
 
 def _direct_transport(connection: Any) -> Any:
