@@ -6,8 +6,8 @@ per-call machinery around them.
 `asyncio.wait_for`s, the batch message encoded in Python and its transfer frame encoded twice (once
 to size it), before the same bytes go out and the same disposition comes back. `send_on_link` puts
 those bytes on the wire itself: the batch message as the SDK encodes it (`batch_payload`) in one
-transfer frame as the SDK encodes it (`transfer_frame`), byte for byte
-(tests/unit/collect/test_hub_link.py), on the link, session and connection the SDK opened, with
+transfer frame as the SDK encodes it (`transfer_frame`), built in one piece (`batch_transfer_frame`),
+byte for byte (tests/unit/collect/test_hub_link.py), on the link, session and connection the SDK opened, with
 their counters advanced as the SDK advances them; then it waits for the service to settle the
 delivery. The frame that comes is nearly always the disposition accepting it, and reading that through
 the SDK's `Connection.listen` (its generic Python decoder, then the connection, session and link
