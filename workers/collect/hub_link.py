@@ -6,8 +6,8 @@ per-call machinery around them.
 `asyncio.wait_for`s, the batch message encoded in Python and its transfer frame encoded twice (once
 to size it), before the same bytes go out and the same disposition comes back. `send_on_link` puts
 those bytes on the wire itself: the batch message as the SDK encodes it (`batch_payload`) in one
-transfer frame as the SDK encodes it (`transfer_frame`), byte for byte
-(tests/unit/collect/test_hub_link.py), on the link, session and connection the SDK opened, with
+transfer frame as the SDK encodes it (`transfer_frame`), built in one piece (`batch_transfer_frame`),
+byte for byte (tests/unit/collect/test_hub_link.py), on the link, session and connection the SDK opened, with
 their counters advanced as the SDK advances them; then it waits for the service to settle the
 delivery. The frame that comes is nearly always the disposition accepting it, and reading that through
 the SDK's `Connection.listen` (its generic Python decoder, then the connection, session and link
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -63,7 +64,6 @@ BATCH_MESSAGE_FORMAT = 0x80013700
 # batchable as nulls.
 _TRANSFER_TAIL = b"\x70" + BATCH_MESSAGE_FORMAT.to_bytes(4, "big") + b"\x56\x00\x56\x00" + b"\x40" * 5
 _TRANSFER_DESCRIPTOR = b"\x00\x53\x14"
-_DATA_SECTION = b"\x00\x53\x75"
 
 
 class LinkSendFailed(Exception):
@@ -85,27 +85,52 @@ def _uint(value: int) -> bytes:
     return b"\x70" + value.to_bytes(4, "big")
 
 
+def _batch_parts(messages: list[bytes]) -> tuple[list[bytes], int]:
+    """The batch payload's pieces (each message's data section head, then the message) and its size."""
+    parts: list[bytes] = []
+    total = 0
+    for raw in messages:
+        size = len(raw)
+        if size <= 255:
+            parts += (bytes((0x00, 0x53, 0x75, 0xA0, size)), raw)
+            total += 5 + size
+        else:
+            parts += (b"\x00\x53\x75\xb0" + size.to_bytes(4, "big"), raw)
+            total += 8 + size
+    return parts, total
+
+
 def batch_payload(messages: list[bytes]) -> bytes:
     """The batch message (format 0x80013700) holding AMQP-encoded messages, one data section each: what
     the SDK's `encode_payload` writes for the BatchMessage of an EventDataBatch sent by partition id."""
-    parts: list[bytes] = []
-    for raw in messages:
-        size = len(raw)
-        head = bytes((0xA0, size)) if size <= 255 else b"\xb0" + size.to_bytes(4, "big")
-        parts += (_DATA_SECTION, head, raw)
-    return b"".join(parts)
+    return b"".join(_batch_parts(messages)[0])
 
 
-def transfer_frame(channel: int, handle: int, delivery_id: int, delivery_tag: int, payload: bytes) -> bytes:
-    """A whole AMQP frame: one unsettled transfer carrying `payload` with more=false, as the SDK's
-    `encode_frame(TransferFrame(...))` and its transport write it."""
+def _transfer_head(
+    channel: int, handle: int, delivery_id: int, delivery_tag: int, payload_size: int
+) -> bytes:
+    """A transfer frame up to its payload (`transfer_frame`)."""
     fields = (
         _uint(handle) + _uint(delivery_id) + b"\xa0\x04" + struct.pack(">I", delivery_tag) + _TRANSFER_TAIL
     )
     # At most 30 bytes of fields: always the list8 form (size, count 11), as the SDK picks it.
     body = _TRANSFER_DESCRIPTOR + bytes((0xC0, len(fields) + 1, 11)) + fields
-    size = 8 + len(body) + len(payload)
-    return size.to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body + payload
+    size = 8 + len(body) + payload_size
+    return size.to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body
+
+
+def transfer_frame(channel: int, handle: int, delivery_id: int, delivery_tag: int, payload: bytes) -> bytes:
+    """A whole AMQP frame: one unsettled transfer carrying `payload` with more=false, as the SDK's
+    `encode_frame(TransferFrame(...))` and its transport write it."""
+    return _transfer_head(channel, handle, delivery_id, delivery_tag, len(payload)) + payload
+
+
+def batch_transfer_frame(
+    channel: int, handle: int, delivery_id: int, delivery_tag: int, parts: list[bytes], payload_size: int
+) -> bytes:
+    """`transfer_frame` of the batch payload whose pieces are `parts` (`_batch_parts`), joined once: the
+    messages are copied into the frame and nowhere else on the way."""
+    return b"".join([_transfer_head(channel, handle, delivery_id, delivery_tag, payload_size), *parts])
 
 
 # The SDK's names that `open_link` and `send_on_link` use, imported once by `sdk_link_shape_matches`
@@ -159,36 +184,24 @@ def sdk_link_shape_matches() -> bool:
     return matches
 
 
-_DISPOSITION_DESCRIPTOR = b"\x00\x53\x15"
-_TRUE = (b"\x41", b"\x56\x01")
-# The accepted outcome (a described empty list) in each of its list encodings.
-_ACCEPTED = (
-    b"\x00\x53\x24\x45",
-    b"\x00\x53\x24\xc0\x01\x00",
-    b"\x00\x53\x24\xd0\x00\x00\x00\x04\x00\x00\x00\x00",  # list32: size 4 (the count), count 0
+# A disposition that settles one delivery as accepted from the receiving side, in every byte form
+# `accepted_delivery` reads: the described form with the small-ulong descriptor; a list8 (size, count)
+# or a list32; role true; first; last (null or a uint); settled true; the accepted outcome as a
+# described empty list (list0, list8 or list32); batchable, if there, null or a boolean. Booleans as
+# true/false constructors or the one-byte form, uints as uint0, smalluint or uint. One match in C: the
+# field-by-field reading it replaces cost ~10,000 instructions per send (callgrind), mostly calls.
+_ACCEPTED_DISPOSITION = re.compile(
+    rb"\x00\x53\x15(?:\xc0(.)(.)|\xd0(.{4})(.{4}))"
+    rb"(?:\x41|\x56\x01)(\x43|\x52.|\x70.{4})(\x40|\x43|\x52.|\x70.{4})(?:\x41|\x56\x01)"
+    rb"\x00\x53\x24(?:\x45|\xc0\x01\x00|\xd0\x00\x00\x00\x04\x00\x00\x00\x00)"
+    rb"(\x40|\x41|\x42|\x56\x00|\x56\x01)?",
+    re.DOTALL,
 )
-_BATCHABLE = (b"\x40", b"\x41", b"\x42", b"\x56\x00", b"\x56\x01")
 
 
-def _read_uint(body: bytes, at: int) -> tuple[int | None, int]:
-    """An AMQP uint at `at` (uint0, smalluint or uint) and where the next field starts; None if the
-    bytes there are anything else."""
-    code = body[at : at + 1]
-    if code == b"\x43":
-        return 0, at + 1
-    if code == b"\x52" and len(body) >= at + 2:
-        return body[at + 1], at + 2
-    if code == b"\x70" and len(body) >= at + 5:
-        return int.from_bytes(body[at + 1 : at + 5], "big"), at + 5
-    return None, at
-
-
-def _read_one_of(body: bytes, at: int, forms: tuple[bytes, ...]) -> int:
-    """Where the field at `at` ends if it is one of `forms`, else -1."""
-    for form in forms:
-        if body.startswith(form, at):
-            return at + len(form)
-    return -1
+def _uint_value(raw: bytes) -> int:
+    """The value of a uint0, smalluint or uint as `_ACCEPTED_DISPOSITION` matched it."""
+    return int.from_bytes(raw[1:], "big")
 
 
 def accepted_delivery(body: bytes) -> int | None:
@@ -199,38 +212,21 @@ def accepted_delivery(body: bytes) -> int | None:
     delivery ids as uint0, smalluint or uint, `last` absent, null or equal to `first`, the accepted
     outcome as a described empty list (list0, list8 or list32), `batchable` absent, null or a boolean.
     tests/unit/collect/test_hub_link.py checks it against the SDK's own decoder."""
-    if not body.startswith(_DISPOSITION_DESCRIPTOR):
+    match = _ACCEPTED_DISPOSITION.fullmatch(body)
+    if match is None:
         return None
-    code = body[3:4]
-    if code == b"\xc0" and len(body) >= 6:
-        size, count, at = body[4], body[5], 6
-        end = 5 + size
-    elif code == b"\xd0" and len(body) >= 12:
-        size, count, at = int.from_bytes(body[4:8], "big"), int.from_bytes(body[8:12], "big"), 12
-        end = 8 + size
+    small_size, small_count, large_size, large_count, first, last, batchable = match.groups()
+    if small_size is not None:
+        end, count = 5 + small_size[0], small_count[0]
     else:
+        end, count = 8 + int.from_bytes(large_size, "big"), int.from_bytes(large_count, "big")
+    # role, first, last, settled, state: five fields, and batchable the sixth when it is there.
+    if end != len(body) or count != (5 if batchable is None else 6):
         return None
-    # role (receiver), first, last, settled, state (accepted): without state nothing was accepted.
-    if end != len(body) or not 5 <= count <= 6:
+    delivery_id = _uint_value(first)
+    if last != b"\x40" and last != first and _uint_value(last) != delivery_id:
         return None
-    at = _read_one_of(body, at, _TRUE)
-    if at < 0:
-        return None
-    first, at = _read_uint(body, at)
-    if first is None:
-        return None
-    if body.startswith(b"\x40", at):
-        at += 1
-    else:
-        last, at = _read_uint(body, at)
-        if last != first:
-            return None
-    at = _read_one_of(body, at, _TRUE)
-    if at >= 0:
-        at = _read_one_of(body, at, _ACCEPTED)
-    if at >= 0 and count == 6:
-        at = _read_one_of(body, at, _BATCHABLE)
-    return first if at == len(body) else None
+    return delivery_id
 
 
 def _direct_transport(connection: Any) -> Any:
@@ -342,7 +338,7 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
     LinkSendFailed otherwise. The SDK producer's lock is held throughout, as its own send holds it."""
     sdk = _sdk
     producer, link, session, connection = opened.producer, opened.link, opened.session, opened.connection
-    payload = batch_payload(messages)
+    parts, payload_size = _batch_parts(messages)
     settled: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
 
     async def on_settled(reason: Any, state: Any) -> None:
@@ -352,15 +348,19 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
     delivery = sdk.PendingDelivery(on_delivery_settled=on_settled, settled=False)
     delivery.sent = True
     outcome_known = moved = False
-    async with producer._lock:
+    lock = producer._lock
+    await lock.acquire()  # as `async with` would, without its two coroutines per send
+    try:
         try:
             # Read under the lock, as the SDK's own send reads them: a sender that waited on it sees
             # the counters the one before it moved.
-            if len(payload) > producer._max_message_size_on_link:
+            if payload_size > producer._max_message_size_on_link:
                 return False
             delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
             delivery_id = session.next_outgoing_id
-            frame = transfer_frame(session.channel, link.handle, delivery_id, delivery_count, payload)
+            frame = batch_transfer_frame(
+                session.channel, link.handle, delivery_id, delivery_count, parts, payload_size
+            )
             if len(frame) > connection._remote_max_frame_size:
                 return False
             delivery.frame = {"delivery_id": delivery_id}
@@ -419,3 +419,5 @@ async def send_on_link(opened: OpenLink, messages: list[bytes]) -> bool:
                 link._pending_deliveries.remove(delivery)
             if moved and not outcome_known:  # the SDK's `_open` closes this handler, connects afresh
                 producer.running = False
+    finally:
+        lock.release()

@@ -236,6 +236,33 @@ async def test_a_cancellation_swallowed_under_a_send_fails_only_the_next_timed_o
     await producer.close()
 
 
+async def test_a_send_started_while_the_watchdog_waits_gets_its_own_full_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One timer keeps every send's deadline: armed for a send that has since ended, it must neither
+    fail a later send early nor leave it without a deadline."""
+    monkeypatch.setattr("workers.collect.hub.SEND_TIMEOUT_S", 0.3)
+    attempts: list[int] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        attempts.append(len(group))
+        if len(attempts) in (2, 4):  # no answer
+            await asyncio.sleep(5)
+
+    producer = _stood_in(send)
+    await producer.send(MESSAGE, "k")  # arms the watchdog for 0.3 s from now
+    await asyncio.sleep(0.15)
+    started = time.monotonic()
+    with pytest.raises(HubUnavailable):
+        await producer.send(MESSAGE, "k")
+    assert 0.25 <= time.monotonic() - started < 2
+    await producer.send(MESSAGE, "k")  # the flusher lives on, and so does the watchdog
+    with pytest.raises(HubUnavailable):
+        await producer.send(MESSAGE, "k")
+    assert (producer._deadlines, attempts) == ({}, [1, 1, 1, 1])
+    await producer.close()
+
+
 async def test_a_send_once_close_has_begun_is_refused_and_starts_no_flusher() -> None:
     """A flusher started then would wait for work on a closed client for ever: close() has already
     gathered the flushers it knew."""

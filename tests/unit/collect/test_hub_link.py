@@ -24,7 +24,14 @@ from azure.eventhub._pyamqp.performatives import DispositionFrame, TransferFrame
 from devstack.eventhubs.server.frames import accepted
 from workers.collect import hub_link
 from workers.collect.hub import fill_batch
-from workers.collect.hub_link import accepted_delivery, batch_payload, sdk_link_shape_matches, transfer_frame
+from workers.collect.hub_link import (
+    _batch_parts,
+    accepted_delivery,
+    batch_payload,
+    batch_transfer_frame,
+    sdk_link_shape_matches,
+    transfer_frame,
+)
 
 
 def sdk_transfer(channel: int, handle: int, delivery_id: int, tag: int, payload: bytes) -> bytes:
@@ -82,6 +89,11 @@ def test_the_batch_payload_is_the_sdks(messages: list[bytes]) -> None:
     encoded = bytearray()
     encode_payload(encoded, batch._message)
     assert batch_payload(messages) == bytes(encoded)
+    # What send_on_link writes: the same frame as the batch payload's transfer, joined in one piece.
+    parts, size = _batch_parts(messages)
+    assert batch_transfer_frame(3, 256, 256, 70_000, parts, size) == sdk_transfer(
+        3, 256, 256, 70_000, bytes(encoded)
+    )
 
 
 def sdk_disposition(**fields: Any) -> bytes:
