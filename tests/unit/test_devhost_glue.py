@@ -153,3 +153,43 @@ async def test_an_async_function_is_awaited_by_the_handler_itself() -> None:
         response = await client.get("/api/chain")
         chain = await response.json()
     assert chain[-2:] == ["handler", "chain"]
+
+
+def _headers_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="headers", methods=["GET"])
+    async def headers(req: func.HttpRequest) -> func.HttpResponse:
+        seen = {
+            "dict": dict(req.headers),
+            "get": req.headers.get("USER-AGENT"),
+            "item": req.headers["X-Thing"],
+            "in": "x-FORWARDED-for" in req.headers,
+            "len": len(req.headers),
+        }
+        return func.HttpResponse(json.dumps(seen), mimetype="application/json")
+
+    return app
+
+
+async def test_the_function_reads_the_headers_as_func_httprequest_gives_them() -> None:
+    web_app = build_web_app(_headers_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.get("/api/headers", headers={"User-Agent": "ua", "X-Thing": "1"})
+        seen = await response.json()
+    sent = seen["dict"]
+    expected = func.HttpRequest(method="GET", url="u", headers=sent, body=b"").headers
+    assert sent == dict(expected)
+    assert all(name == name.lower() for name in sent)
+    assert (seen["get"], seen["item"], seen["in"], seen["len"]) == ("ua", "1", True, len(expected))
+
+
+def test_header_names_are_lowered_through_a_bounded_memo() -> None:
+    from devstack.host.http import _LowerNames
+
+    names = _LowerNames()
+    long_name = "X-" + "A" * _LowerNames.MAX_LENGTH
+    assert names[long_name] == long_name.lower()
+    assert long_name not in names
+    assert [names[f"X-Name-{n}"] for n in range(2 * _LowerNames.MAX_NAMES)][-1] == "x-name-1023"
+    assert len(names) == _LowerNames.MAX_NAMES
