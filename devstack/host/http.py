@@ -111,13 +111,12 @@ def _to_aiohttp(response: Any) -> web.Response:
     # that its Python-level items() does, at C speed.
     plain = getattr(response, "plain_headers", None)
     headers = dict(plain) if plain is not None else dict(iter(response.headers))
-    if (
-        "Content-Type" not in headers  # as nearly every function writes it: no set of lower-case names
-        and "content-type" not in map(_LOWER.__getitem__, headers)
-        and response.mimetype
-    ):
-        charset = f"; charset={response.charset}" if response.charset else ""
-        headers["Content-Type"] = f"{response.mimetype}{charset}"
+    # "Content-Type" as nearly every function writes it: no pass over the names in lower case.
+    if "Content-Type" not in headers and "content-type" not in map(_LOWER.__getitem__, headers):
+        mimetype = response.mimetype  # each property read once: a redirect has no Content-Type
+        if mimetype:
+            charset = response.charset
+            headers["Content-Type"] = f"{mimetype}; charset={charset}" if charset else mimetype
     return web.Response(status=response.status_code, body=response.get_body(), headers=headers)
 
 
@@ -132,7 +131,8 @@ def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.S
         req = func.HttpRequest(
             method=request.method,
             url=_url(request),
-            params=dict(request.query),
+            # No query string (a branded link as it is shared): not yarl's parse into an empty multidict.
+            params=dict(request.query) if request.rel_url.raw_query_string else {},
             route_params=dict(request.match_info),
             body=body,
         )
