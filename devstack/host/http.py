@@ -100,11 +100,18 @@ def _url(request: web.Request) -> str:
     return _origin(request.scheme, request.host) + target
 
 
+_HTTP_RESPONSES: set[type] = set()
+
+
 def _to_aiohttp(response: Any) -> web.Response:
     if response is None:
         return web.Response(status=204)
-    if not isinstance(response, func.HttpResponse):
-        raise TypeError(f"HTTP function returned {type(response).__name__}, not func.HttpResponse")
+    # func.HttpResponse is an ABC: isinstance() goes through ABCMeta's Python-level __instancecheck__,
+    # so each class that passed is remembered (the few that functions return).
+    if type(response) not in _HTTP_RESPONSES:
+        if not isinstance(response, func.HttpResponse):
+            raise TypeError(f"HTTP function returned {type(response).__name__}, not func.HttpResponse")
+        _HTTP_RESPONSES.add(type(response))
     # A response that still holds the plain dict its function wrote (functions/glue.py) answers from
     # it, in the order and with the values werkzeug's Headers would have given.
     # Other responses' headers are werkzeug Headers: iterating them yields the (name, value) pairs
@@ -117,7 +124,10 @@ def _to_aiohttp(response: Any) -> web.Response:
         if mimetype:
             charset = response.charset
             headers["Content-Type"] = f"{mimetype}; charset={charset}" if charset else mimetype
-    return web.Response(status=response.status_code, body=response.get_body(), headers=headers)
+    # An empty body as None: aiohttp writes the same Content-Length: 0 and nothing after the headers,
+    # without its isinstance(body, Payload) test on the way out.
+    body = response.get_body() or None
+    return web.Response(status=response.status_code, body=body, headers=headers)
 
 
 def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -127,7 +137,9 @@ def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.S
     direct = spec.user_function if spec.is_async else None
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        # A request without a body (a redirect's GET) has nothing to read: not read()'s loop over an
+        # empty stream to the same b"".
+        body = await request.read() if request.body_exists else b""
         req = func.HttpRequest(
             method=request.method,
             url=_url(request),

@@ -193,3 +193,24 @@ def test_header_names_are_lowered_through_a_bounded_memo() -> None:
     assert long_name not in names
     assert [names[f"X-Name-{n}"] for n in range(2 * _LowerNames.MAX_NAMES)][-1] == "x-name-1023"
     assert len(names) == _LowerNames.MAX_NAMES
+
+
+def _empty_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="empty", methods=["GET", "HEAD", "POST"])
+    async def empty(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(b"", status_code=302, headers={"Location": f"/{len(req.get_body())}"})
+
+    return app
+
+
+@pytest.mark.parametrize(("method", "data"), [("GET", None), ("HEAD", None), ("POST", b"abc")])
+async def test_an_empty_answer_is_written_with_no_body(method: str, data: bytes | None) -> None:
+    web_app = build_web_app(_empty_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.request(method, "/api/empty", data=data, allow_redirects=False)
+        body = await response.read()
+    length = None if method == "HEAD" else "0"  # aiohttp sends no length for HEAD's empty answer
+    assert (response.status, body, response.headers.get("Content-Length")) == (302, b"", length)
+    assert response.headers["Location"] == f"/{len(data or b'')}"
