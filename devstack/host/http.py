@@ -116,14 +116,16 @@ def _to_aiohttp(response: Any) -> web.Response:
     # it, in the order and with the values werkzeug's Headers would have given.
     # Other responses' headers are werkzeug Headers: iterating them yields the (name, value) pairs
     # that its Python-level items() does, at C speed.
+    # aiohttp copies them into its own CIMultiDict; the function's dict is copied here only to add to it.
     plain = getattr(response, "plain_headers", None)
-    headers = dict(plain) if plain is not None else dict(iter(response.headers))
+    headers = plain if plain is not None else dict(iter(response.headers))
     # "Content-Type" as nearly every function writes it: no pass over the names in lower case.
     if "Content-Type" not in headers and "content-type" not in map(_LOWER.__getitem__, headers):
         mimetype = response.mimetype  # each property read once: a redirect has no Content-Type
         if mimetype:
             charset = response.charset
-            headers["Content-Type"] = f"{mimetype}; charset={charset}" if charset else mimetype
+            content_type = f"{mimetype}; charset={charset}" if charset else mimetype
+            headers = {**headers, "Content-Type": content_type}
     # An empty body as None: aiohttp writes the same Content-Length: 0 and nothing after the headers,
     # without its isinstance(body, Payload) test on the way out.
     body = response.get_body() or None
