@@ -9,7 +9,11 @@ answers as it answers a live link (302, bench/redirect.py's request), so what is
 server, the conversions to and from func.HttpRequest / func.HttpResponse and the client, without
 the workers or the hub.
 Timed in this process's CPU time, median of --rounds; with --code DIR, DIR's code is imported
-instead of this checkout's (a baseline: `git worktree add --detach /tmp/glue-base <sha>`).
+instead of this checkout's (a baseline: `git worktree add --detach /tmp/glue-base <sha>`). With
+--noop the same request goes to a bare aiohttp handler on the same app instead, answering as
+bench/collect.py's or bench/redirect.py's no-op answers: the route's figure less the no-op's is what
+the glue and the function's conversions add to a request, the part of the dev host's work that the
+benches' HTTP ratios count against the route.
 
 For instruction counts, the machine being shared: `valgrind --tool=callgrind .venv/bin/python
 bench/host_glue.py --requests N --rounds 1 [--code DIR]` at N = 100 and 300, the difference over 200.
@@ -17,7 +21,7 @@ bench/host_glue.py --requests N --rounds 1 [--code DIR]` at N = 100 and 300, the
 Last line: one JSON object with `cpu_us_per_request` and the parameters.
 
     .venv/bin/python bench/host_glue.py [--requests 2000] [--rounds 5] [--route {collect,redirect}]
-                                        [--code DIR]
+                                        [--noop] [--code DIR]
 """
 
 from __future__ import annotations
@@ -81,8 +85,21 @@ class StandInLinks:
     redirector = StandInRedirector()
 
 
-async def cpu_seconds(requests: int, route: str = "collect") -> float:
-    runner = web.AppRunner(build_web_app(load_function_app()), access_log=None)
+async def noop_collect(request: web.Request) -> web.Response:
+    """bench/collect.py's no-op."""
+    await request.read()
+    return web.json_response({"accepted": 20, "rejected": 0})
+
+
+async def noop_redirect(_: web.Request) -> web.Response:
+    """bench/redirect.py's no-op."""
+    return web.Response(status=302, headers={"Location": "https://shop.example/"})
+
+
+async def cpu_seconds(requests: int, route: str = "collect", noop: bool = False) -> float:
+    web_app = build_web_app(load_function_app())
+    web_app.router.add_route("*", "/bench/noop", noop_collect if route == "collect" else noop_redirect)
+    runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -96,6 +113,8 @@ async def cpu_seconds(requests: int, route: str = "collect") -> float:
     else:
         method, url, expected = "GET", f"http://127.0.0.1:{port}/bench3?utm_source=mail", 302
         kwargs = {"headers": LINK_HEADERS, "allow_redirects": False}
+    if noop:
+        url = f"http://127.0.0.1:{port}/bench/noop" + ("" if route == "collect" else "?utm_source=mail")
     try:
         async with ClientSession() as session:
             started = 0.0
@@ -116,12 +135,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--route", choices=["collect", "redirect"], default="collect")
+    parser.add_argument("--noop", action="store_true", help="the same request to a bare aiohttp handler")
     parser.add_argument("--code", type=Path, help="another checkout's code instead of this one's")
     args = parser.parse_args()
     functions.collect.handle = stand_in  # type: ignore[assignment]
     functions.links.get_links = StandInLinks  # type: ignore[assignment]
     runs = [
-        asyncio.run(cpu_seconds(args.requests, args.route)) / args.requests * 1e6 for _ in range(args.rounds)
+        asyncio.run(cpu_seconds(args.requests, args.route, args.noop)) / args.requests * 1e6
+        for _ in range(args.rounds)
     ]
     print(f"CPU µs per request, rounds: {[round(r, 1) for r in runs]}", file=sys.stderr)
     result = {
@@ -129,6 +150,7 @@ def main() -> None:
         "requests": args.requests,
         "rounds": args.rounds,
         "route": args.route,
+        "noop": args.noop,
         "code": str(CODE),
     }
     print(json.dumps(result))

@@ -153,3 +153,64 @@ async def test_an_async_function_is_awaited_by_the_handler_itself() -> None:
         response = await client.get("/api/chain")
         chain = await response.json()
     assert chain[-2:] == ["handler", "chain"]
+
+
+def _headers_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="headers", methods=["GET"])
+    async def headers(req: func.HttpRequest) -> func.HttpResponse:
+        seen = {
+            "dict": dict(req.headers),
+            "get": req.headers.get("USER-AGENT"),
+            "item": req.headers["X-Thing"],
+            "in": "x-FORWARDED-for" in req.headers,
+            "len": len(req.headers),
+        }
+        return func.HttpResponse(json.dumps(seen), mimetype="application/json")
+
+    return app
+
+
+async def test_the_function_reads_the_headers_as_func_httprequest_gives_them() -> None:
+    web_app = build_web_app(_headers_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.get("/api/headers", headers={"User-Agent": "ua", "X-Thing": "1"})
+        seen = await response.json()
+    sent = seen["dict"]
+    expected = func.HttpRequest(method="GET", url="u", headers=sent, body=b"").headers
+    assert sent == dict(expected)
+    assert all(name == name.lower() for name in sent)
+    assert (seen["get"], seen["item"], seen["in"], seen["len"]) == ("ua", "1", True, len(expected))
+
+
+def test_header_names_are_lowered_through_a_bounded_memo() -> None:
+    from devstack.host.http import _LowerNames
+
+    names = _LowerNames()
+    long_name = "X-" + "A" * _LowerNames.MAX_LENGTH
+    assert names[long_name] == long_name.lower()
+    assert long_name not in names
+    assert [names[f"X-Name-{n}"] for n in range(2 * _LowerNames.MAX_NAMES)][-1] == "x-name-1023"
+    assert len(names) == _LowerNames.MAX_NAMES
+
+
+def _empty_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="empty", methods=["GET", "HEAD", "POST"])
+    async def empty(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(b"", status_code=302, headers={"Location": f"/{len(req.get_body())}"})
+
+    return app
+
+
+@pytest.mark.parametrize(("method", "data"), [("GET", None), ("HEAD", None), ("POST", b"abc")])
+async def test_an_empty_answer_is_written_with_no_body(method: str, data: bytes | None) -> None:
+    web_app = build_web_app(_empty_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.request(method, "/api/empty", data=data, allow_redirects=False)
+        body = await response.read()
+    length = None if method == "HEAD" else "0"  # aiohttp sends no length for HEAD's empty answer
+    assert (response.status, body, response.headers.get("Content-Length")) == (302, b"", length)
+    assert response.headers["Location"] == f"/{len(data or b'')}"
