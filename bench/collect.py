@@ -15,7 +15,9 @@
    hub's partitions.
    Every collect request goes all the way to Event Hubs (a 200 means the events are in the hub).
    Each route is warmed up for --warmup seconds first (connections, the salt, the hub's links), so
-   what is measured is the steady state.
+   what is measured is the steady state. The routes take turns for --rounds rounds of --seconds each
+   and the ratio is the median collect rate over the median no-op rate (`http_ratio_rounds` lists each
+   round's): the machine's speed swings within seconds, so two phases far apart measure the swing.
 
 Where the time goes:
 - `stages_us_per_event`: each stage of the in-process path timed alone on the same requests (CPU
@@ -46,12 +48,13 @@ be compared.
 
 Last line: one JSON object with `events_per_s`, `http_requests_per_s`, `noop_requests_per_s`,
 `http_ratio_vs_noop`, `stages_us_per_event`, `stages_us_per_request`, `http_cpu_ms_per_request`,
-`http_requests_per_send` and
+`http_requests_per_send`, `http_ratio_rounds` and
 the parameters; with --baseline also `baseline_events_per_s`, `speedup` (median of the pairs' ratios of
 events/s) and `speedup_range`. `--in-process-only` leaves out the HTTP half and its keys.
 
     .venv/bin/python bench/collect.py [--requests 2000] [--repeats 5] [--seconds 5] [--warmup 3]
-                                      [--concurrency 64] [--in-process-only] [--baseline DIR --pairs 10]
+                                      [--rounds 3] [--concurrency 64] [--in-process-only]
+                                      [--baseline DIR --pairs 10]
 """
 
 from __future__ import annotations
@@ -455,7 +458,7 @@ async def load(
     }
 
 
-def over_http(seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
+def over_http(seconds: float, warmup: float, concurrency: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         with run_azurite(base / "azurite") as azurite, run_eventhubs(base / "eventhubs") as eventhubs:
@@ -473,23 +476,47 @@ def over_http(seconds: float, warmup: float, concurrency: int) -> dict[str, Any]
                 pids = {"host": child.pid, "eventhubs": eventhubs.pid, "client": os.getpid()}
                 base_url = f"http://127.0.0.1:{port}"
                 sends_url = base_url + "/bench/sends"
-                collect, noop = (
-                    asyncio.run(load(base_url + path, sends_url, bodies, seconds, warmup, concurrency, pids))
-                    for path in (f"/api/collect?appId={APP}", "/bench/noop")
-                )
+                # Interleaved rounds, each route warmed up in the first: this machine's speed swings
+                # within seconds, and a ratio of two phases minutes apart measured the swing.
+                runs: dict[str, list[dict[str, Any]]] = {"collect": [], "noop": []}
+                for n in range(rounds):
+                    for route, path in (("collect", f"/api/collect?appId={APP}"), ("noop", "/bench/noop")):
+                        run = load(
+                            base_url + path,
+                            sends_url,
+                            bodies,
+                            seconds,
+                            warmup if n == 0 else 0.0,
+                            concurrency,
+                            pids,
+                        )
+                        runs[route].append(asyncio.run(run))
             finally:
                 child.terminate()
                 child.wait(10)
+    rates = {route: [run["ok_per_s"] for run in done] for route, done in runs.items()}
+    collect, noop = statistics.median(rates["collect"]), statistics.median(rates["noop"])
+    statuses: dict[int, int] = {}
+    for run in runs["collect"]:
+        for status, count in run["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+
+    def cpu(route: str) -> dict[str, float]:
+        return {
+            name: round(statistics.median(run["cpu_ms_per_request"][name] for run in runs[route]), 3)
+            for name in pids
+        }
+
     return {
-        "http_requests_per_s": round(collect["ok_per_s"]),
-        "noop_requests_per_s": round(noop["ok_per_s"]),
-        "http_ratio_vs_noop": round(collect["ok_per_s"] / noop["ok_per_s"], 3) if noop["ok_per_s"] else 0.0,
-        "http_statuses": collect["statuses"],
-        "http_cpu_ms_per_request": {
-            "collect": collect["cpu_ms_per_request"],
-            "noop": noop["cpu_ms_per_request"],
-        },
-        "http_requests_per_send": collect["requests_per_send"],
+        "http_requests_per_s": round(collect),
+        "noop_requests_per_s": round(noop),
+        "http_ratio_vs_noop": round(collect / noop, 3) if noop else 0.0,
+        "http_ratio_rounds": [
+            round(c / n, 3) if n else 0.0 for c, n in zip(rates["collect"], rates["noop"], strict=True)
+        ],
+        "http_statuses": statuses,
+        "http_cpu_ms_per_request": {"collect": cpu("collect"), "noop": cpu("noop")},
+        "http_requests_per_send": statistics.median(run["requests_per_send"] for run in runs["collect"]),
     }
 
 
@@ -500,6 +527,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per HTTP route")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per HTTP route first")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved collect / no-op HTTP rounds")
     parser.add_argument("--in-process-only", action="store_true", help="leave out the HTTP half")
     parser.add_argument("--baseline", type=Path, help="another checkout to pair the in-process path with")
     parser.add_argument("--pairs", type=int, default=10)
@@ -518,7 +546,7 @@ def main() -> None:
     if args.baseline is not None:
         result.update(paired(args.baseline.resolve(), args.requests, args.pairs))
     if not args.in_process_only:
-        result.update(over_http(args.seconds, args.warmup, args.concurrency))
+        result.update(over_http(args.seconds, args.warmup, args.concurrency, args.rounds))
         collect, noop = result["http_requests_per_s"], result["noop_requests_per_s"]
         print(f"HTTP: collect {collect:,} req/s, no-op {noop:,} req/s", file=sys.stderr)
     result.update(
@@ -528,6 +556,7 @@ def main() -> None:
         seconds=args.seconds,
         warmup=args.warmup,
         concurrency=args.concurrency,
+        rounds=args.rounds,
     )
     print(json.dumps(result))
 

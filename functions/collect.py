@@ -19,8 +19,8 @@ EVERY_METHOD = list(func.HttpMethod)
 # the chain is walked again each time the request resumes (its body read, its hub send).
 def _request(req: func.HttpRequest, route: str) -> HttpIn:
     logs.configure()
-    # By position, in the order HttpIn declares its fields: called with keywords, a dataclass gathers
-    # them into a dict first, once per request.
+    # By position, in the order HttpIn declares its fields: a dataclass's __init__ called with
+    # keywords matches each name against its parameters, about twice the call's time here.
     return HttpIn(
         req.method.upper(),
         route,

@@ -148,8 +148,8 @@ class Admitted:
     is read: the collector's own path reads only `accepted_count`, and sends the body's text
     (`events_json`), so it never makes them dicts."""
 
-    # Positional or keyword: the collector passes them by position, as a class called with keywords
-    # gathers them into a dict first, once per request.
+    # Positional or keyword: the collector passes them by position, as a call with keywords matches
+    # each name against the parameters, about twice the call's time here, once per request.
     def __init__(
         self,
         request_id: str,
@@ -627,7 +627,7 @@ class Collector:
         visitor = visitor_hash(salt, admitted.app.app_id, ip, user_agent)
         query = admitted.query
         # By position, in the order Envelope declares its fields (as envelope.decode does): keywords
-        # cost a dataclass's __init__ a dict of them first, once per request.
+        # cost a dataclass's __init__ a match of each name against its parameters, once per request.
         return Envelope(
             admitted.request_id,
             admitted.received_at,

@@ -193,7 +193,10 @@ class _Prepared:
     """What every click on one cached link version shares, made on its first click: its routing
     fields, and its answer while it is live, when that answer does not depend on the request (no
     query forwarded). The answer is handed out as it is to every such click: LinkResponse is frozen,
-    and its headers are only read (the glue and the hosts copy them)."""
+    and its header dict is shared by reference all the way out (functions/links.py puts it in
+    PlainResponse, whose plain_headers the dev host hands to aiohttp; aiohttp and func.HttpResponse
+    copy it into their own), so nothing may ever write to it: a write would change the answer of
+    every later click on the version."""
 
     __slots__ = ("fields", "link", "live_answer")
 
@@ -207,7 +210,7 @@ class _Prepared:
 # What a click's hub message is made of, but the day's salt (Redirector._messages): the request id,
 # when it was received, the app, the client address, the request's headers and the event.
 _EventParts = tuple[str, int, AppConfig, str | None, Mapping[str, str], dict[str, Any]]
-# Prepared link versions kept; past this many the lot is dropped and made again as clicks come.
+# Prepared link versions kept; past this many the oldest made is dropped for each new one.
 MAX_PREPARED = 10_000
 
 
@@ -343,7 +346,9 @@ class Redirector:
         if prepared is not None and prepared.link is link:
             return prepared
         if len(self._prepared_links) >= MAX_PREPARED:
-            self._prepared_links.clear()
+            # the oldest made (a dict keeps insertion order): a working set above the bound costs
+            # one rebuild per click that misses, not a rebuild of every link at once
+            del self._prepared_links[next(iter(self._prepared_links))]
         prepared = self._prepared_links[id(link)] = _Prepared(link)
         return prepared
 

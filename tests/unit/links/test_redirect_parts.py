@@ -168,3 +168,19 @@ async def test_a_clicks_messages_are_the_collectors_byte_for_byte(
 
 async def no_links(domain: str, slug: str) -> Link | None:
     return None
+
+
+async def test_prepared_link_versions_stay_bounded_dropping_the_oldest(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_PREPARED the oldest prepared version goes, one per new one; the others are kept."""
+    monkeypatch.setattr("workers.links.redirect.MAX_PREPARED", 2)
+    redirect = Redirector(collector, LinkCache(no_links, ttl_s=5), RecordingSpool(), hub_deadline_s=0.05)  # type: ignore[arg-type]
+    first, second, third = (link(f"https://shop.example/{n}", False) for n in range(3))
+    kept = [redirect._prepared(first), redirect._prepared(second)]
+    assert redirect._prepared(first) is kept[0]
+    assert redirect._prepared(second) is kept[1]
+    redirect._prepared(third)
+    assert [p.link for p in redirect._prepared_links.values()] == [second, third]
+    assert redirect._prepared(second) is kept[1]
+    assert redirect._prepared(first) is not kept[0]
