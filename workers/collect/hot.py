@@ -353,8 +353,8 @@ class HotShape:
         The events are decoded first into Structs of only the fields the tracker writes (and the
         required ones), then, if that fails (an event with another of the schema's properties, or
         one that is not valid), into Structs of every property. Those have a field per property of
-        the schema, 45, which the decode fills with UNSET and the collector frees one by one for the
-        20 or so a tracker's event has: 17k of the 345k instructions that bench/collect.py's
+        the schema (38 in today's), which the decode fills with UNSET and the collector frees one
+        by one for the 20 or so a tracker's event has: 17k of the 345k instructions that bench/collect.py's
         20-event body cost (callgrind). The first Structs are the second's fields restricted to
         the tracker's, typed and checked alike, so an event either accepts reads as the same values,
         in the same order: the judgement is the second's.
@@ -385,7 +385,9 @@ def _written_only(event_schema: dict[str, Any]) -> dict[str, Any] | None:
         return None
     keep = set(WRITTEN_ORDER).union(event_schema.get("required", ()))
     written = {name: node for name, node in properties.items() if name in keep}
-    if len(written) == len(properties):
+    # None written: an object without properties would translate as a map of additionalProperties,
+    # which does not check the declared properties at all; so is every one: nothing to restrict.
+    if not written or len(written) == len(properties):
         return None
     return {**event_schema, "properties": written}
 

@@ -480,11 +480,13 @@ class HubProducer:
 
     async def close(self) -> None:
         self._closed = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
         flushers = list(self._flushers.values())
         for flusher in flushers:
             flusher.cancel()
+        # The watchdog outlives the flushers: a send that swallows close()'s cancellation (as
+        # asyncio.wait_for can) still has its deadline cancel it again, so close() ends.
         await asyncio.gather(*flushers, return_exceptions=True)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         await self.client.close()

@@ -101,3 +101,21 @@ def test_a_bodys_key_order_changes_no_refusal(order: str) -> None:
     rng = random.Random(order)
     bad = ordered(full_event(0) | {"screen_width": -1}, order, rng)
     assert SHAPE.events(orjson.dumps([ordered(full_event(1), order, rng), bad])) is None
+
+
+def test_a_schema_with_no_written_property_is_not_restricted_to_a_map() -> None:
+    """Restricting a schema none of whose properties the tracker writes would leave an object
+    without properties, a map of its additionalProperties that checks none of them: the hot path
+    must not accept what the schema refuses."""
+    schema = {
+        "type": "object",
+        "properties": {"foo": {"type": "string", "maxLength": 1}},
+        "additionalProperties": {"type": "string"},
+    }
+    assert hot._written_only(schema) is None
+    shape = hot.hot_shape(schema, CHUNK_EVENTS)
+    assert shape is not None
+    assert shape.accepted(b'[{"foo":"toolong"}]') is None
+    accepted = shape.accepted(b'[{"foo":"t"}]')
+    assert accepted is not None
+    assert accepted.dicts() == [{"foo": "t"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
 from typing import Any
@@ -279,3 +280,21 @@ async def test_a_send_once_close_has_begun_is_refused_and_starts_no_flusher() ->
         await producer.send(MESSAGE, "k")
     await closing
     assert producer._flushers == {}
+
+
+async def test_close_ends_when_a_send_swallows_its_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() cancels the flushers; a send that swallows that cancellation and never hears from the
+    hub is still ended by its deadline, so close() returns and the request fails as unavailable."""
+    monkeypatch.setattr("workers.collect.hub.SEND_TIMEOUT_S", 0.2)
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # close()'s, swallowed as wait_for can
+            await asyncio.sleep(5)
+        await asyncio.sleep(5)  # and the hub never answers
+
+    producer = _stood_in(send)
+    request = asyncio.create_task(producer.send(MESSAGE, "k"))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(producer.close(), 2)
+    with pytest.raises(HubUnavailable):
+        await request
