@@ -102,7 +102,19 @@ class BlobLake:
     def write(self, path: str, data: bytes | IO[bytes]) -> None:
         try:
             self._ensure_container()
-            self._container.upload_blob(path, data, overwrite=True)
+            start = None if isinstance(data, bytes | bytearray | memoryview) else data.tell()
+            try:
+                self._container.upload_blob(path, data, overwrite=True)
+            except Exception as exc:
+                if getattr(exc, "error_code", None) != "ContainerNotFound":
+                    raise
+                # The container went away under a running writer (storage restored without it, as
+                # Azurite killed before it saved its metadata is; deleted by hand): made again, once.
+                self._ready = False
+                self._ensure_container()
+                if start is not None:
+                    data.seek(start)  # type: ignore[union-attr]
+                self._container.upload_blob(path, data, overwrite=True)
         except Exception as exc:
             raise LakeWriteError(f"blob write of {path} failed: {type(exc).__name__}: {exc}") from exc
 

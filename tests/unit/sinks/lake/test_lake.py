@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import io
 import re
 import threading
 import uuid
@@ -311,6 +312,18 @@ def _file(rows: list[dict[str, Any]]) -> bytes:
 def test_blob_write_creates_the_container_and_reads_back(blob_lake: BlobLake) -> None:
     blob_lake.write(PATH, _file(ROWS))
     assert [r["event_id"] for r in read_rows(blob_lake, PATH)] == ["e1"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("as_stream", [False, True], ids=["bytes", "stream"])
+def test_blob_write_makes_a_container_gone_under_it_again(blob_lake: BlobLake, as_stream: bool) -> None:
+    """A container that goes away under a running writer (Azurite killed before it saved its
+    metadata comes back without it) is made again by the next write, which then lands whole."""
+    blob_lake.write(PATH, _file(ROWS))
+    blob_lake._container.delete_container()
+    data = _file([{"event_id": "e2", "app_id": "shop"}])
+    blob_lake.write(PATH, io.BytesIO(data) if as_stream else data)
+    assert [r["event_id"] for r in read_rows(blob_lake, PATH)] == ["e2"]
 
 
 @pytest.mark.integration
