@@ -209,25 +209,19 @@ async def test_a_clicks_event_id_shares_no_randomness_with_its_request_id(collec
         assert request_id not in event_id
 
 
-class Selective:
+class Selective(Producer):
     """A hub that acknowledges the sends numbered in `answered` (from 0) at once, and never the others
     until `give_up`."""
 
     def __init__(self, answered: set[int]) -> None:
+        super().__init__(answering=False)
         self.answered = answered
         self.sends = 0
-        self.unanswered: list[asyncio.Future[None]] = []
 
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         number, self.sends = self.sends, self.sends + 1
-        if number in self.answered:
-            return
-        self.unanswered.append(asyncio.get_running_loop().create_future())
-        await self.unanswered[-1]
-
-    def give_up(self) -> None:
-        for ack in self.unanswered:
-            ack.set_exception(TimeoutError())
+        if number not in self.answered:
+            await super().send(messages, partition_key)
 
 
 async def test_each_click_waits_its_own_hub_deadline_under_the_one_timer(collector: Collector) -> None:
