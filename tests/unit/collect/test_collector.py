@@ -676,3 +676,31 @@ async def test_pixel_always_answers_the_gif(collector: Collector, req: HttpIn) -
 
 def test_the_pixel_gif_is_43_bytes() -> None:
     assert (len(PIXEL_GIF), PIXEL_GIF[:6]) == (43, b"GIF89a")
+
+
+def test_request_ids_are_16_hex_digits_each_used_once() -> None:
+    from workers.collect.collector import _IDS_PER_READ, _request_id
+
+    ids = [_request_id() for _ in range(3 * _IDS_PER_READ + 7)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+
+
+def test_a_forked_child_does_not_reuse_its_parents_request_ids() -> None:
+    import os
+
+    from workers.collect.collector import _REQUEST_IDS, _request_id
+
+    _request_id()  # the parent holds unused ids
+    assert _REQUEST_IDS
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id must not be the parent's next one
+        os.write(write, (str(len(_REQUEST_IDS)) + " " + _request_id()).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    held, child_id = os.read(read, 100).decode().split()
+    os.close(read)
+    assert held == "0"
+    assert child_id != _request_id()
