@@ -4,6 +4,7 @@ redirector of one link whose hub sends go to a producer the test controls."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,6 +54,8 @@ def one_link_redirector(
 ) -> Redirector:
     """A redirector of http://localhost/a whose clicks go to `send`; `options` go to Redirector."""
     collector.hub.send = send  # type: ignore[method-assign]
+    # The redirect hands its clicks to the producer's submit, which a stand-in send replaces as a task
+    collector.hub.submit = lambda messages, key: asyncio.ensure_future(send(messages, key))  # type: ignore[method-assign]
     link = parse_new(
         {"domain": "localhost", "slug": "a", "destination": "https://shop.example/"}, app_id="demo", now_ms=1
     )

@@ -178,13 +178,13 @@ def unreachable_hub_redirector(
     cache = LinkCache(load, ttl_s=60)
     redirector = Redirector(collector, cache, spool, hub_deadline_s=hub_deadline_s, clock=clock)
     sends: list[asyncio.Future[None]] = []
-    send = collector.hub.send
+    submit = collector.hub.submit
 
     def counted(messages: list[EncodedEnvelope], key: str) -> asyncio.Future[None]:
-        sends.append(asyncio.ensure_future(send(messages, key)))
+        sends.append(submit(messages, key))
         return sends[-1]
 
-    collector.hub.send = counted  # type: ignore[method-assign]
+    collector.hub.submit = counted  # type: ignore[method-assign]
     return redirector, sends, clock
 
 

@@ -326,6 +326,51 @@ class HubProducer:
         self._partition_ids = list(await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S))
         return self._partition_ids
 
+    def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+        """send() as a future, for a caller that waits by callback (workers/links/waves.py): it ends as
+        send() would, and cancelling it does not take the messages back.
+
+        Once the partitions are known, one message is queued at once and its future is the one the
+        flusher answers, with no task or coroutine around it: the task per send that wrapping send()
+        took was about a twentieth of a redirect's instructions (callgrind, docs/capacity.md).
+        """
+        ids = self._partition_ids
+        if len(messages) == 1 and ids and not self._closed:
+            try:
+                return self._enqueue(messages[0], partition_key, ids)
+            except Exception as exc:  # in the future, as send() fails: a caller's callbacks see it
+                failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                failed.set_exception(self._unavailable(exc))
+                return failed
+        return asyncio.ensure_future(self.send(messages, partition_key))
+
+    def _queue(self, partition: str) -> list[_Pending]:
+        """The partition's queue, its flusher started with it."""
+        queue = self._queues.get(partition)
+        if queue is None:
+            queue = self._queues[partition] = []
+            self._flushers[partition] = asyncio.create_task(self._flush(partition))
+        return queue
+
+    def _enqueue(self, message: EncodedEnvelope, partition_key: str, ids: list[str]) -> asyncio.Future[None]:
+        """One message queued for its partition's flusher; the future it answers once the hub has it."""
+        partition = ids[partition_for_key(partition_key, len(ids))]
+        queue = self._queue(partition)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if sdk_batch_shape_matches():
+            outgoing: list[bytes] | list[EventData] = [amqp_message(message, partition_key)]
+        else:
+            outgoing = [event_data(message, partition_key)]
+        queue.append(_Pending(outgoing, len(message.body) + MESSAGE_OVERHEAD, done))
+        self._wake(partition)
+        return done
+
+    def _wake(self, partition: str) -> None:
+        """The partition's flusher, if it waits with nothing queued, to send what was just queued."""
+        idle = self._idle.pop(partition, None)
+        if idle is not None and not idle.done():
+            idle.set_result(None)
+
     async def send(self, messages: list[EncodedEnvelope], partition_key: str) -> None:
         if self._closed:  # a flusher started now would outlive close(), waiting on a closed client
             raise self._unavailable(RuntimeError("the hub producer is closed"))
@@ -335,28 +380,14 @@ class HubProducer:
                 ids = await self._partition_ids_once()
             except Exception as exc:  # a transport failure of any kind: the client retries later
                 raise self._unavailable(exc) from exc
+        if len(messages) == 1:  # nearly every request: one message, one send, one future
+            await self._enqueue(messages[0], partition_key, ids)
+            return
         partition = ids[partition_for_key(partition_key, len(ids))]
         loop = asyncio.get_running_loop()
-        queue = self._queues.get(partition)
-        if queue is None:
-            queue = self._queues[partition] = []
-            self._flushers[partition] = asyncio.create_task(self._flush(partition))
+        queue = self._queue(partition)
         encoded = sdk_batch_shape_matches()
-        done: asyncio.Future[None]
         outgoing: list[bytes] | list[EventData]
-        if len(messages) == 1:  # nearly every request: one message, one send, one future
-            message = messages[0]
-            done = loop.create_future()
-            if encoded:
-                outgoing = [amqp_message(message, partition_key)]
-            else:
-                outgoing = [event_data(message, partition_key)]
-            queue.append(_Pending(outgoing, len(message.body) + MESSAGE_OVERHEAD, done))
-            idle = self._idle.pop(partition, None)
-            if idle is not None and not idle.done():
-                idle.set_result(None)
-            await done
-            return
         waits = []
         for chunk in _sends(messages):
             done = loop.create_future()
@@ -366,9 +397,7 @@ class HubProducer:
                 outgoing = [event_data(m, partition_key) for m in chunk]
             queue.append(_Pending(outgoing, sum(len(m.body) + MESSAGE_OVERHEAD for m in chunk), done))
             waits.append(done)
-        idle = self._idle.pop(partition, None)
-        if idle is not None and not idle.done():
-            idle.set_result(None)
+        self._wake(partition)
         await asyncio.gather(*waits)
 
     async def _flush(self, partition: str) -> None:

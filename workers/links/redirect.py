@@ -71,7 +71,7 @@ import orjson
 
 from workers import logs
 from workers.apps import AppConfig
-from workers.collect.collector import MAX_HEADER_CHARS, Collector, HttpIn, scrubbed
+from workers.collect.collector import Collector, HttpIn, kept_header, scrubbed
 from workers.collect.hub import pack
 from workers.collect.privacy import client_ip, visitor_hash
 from workers.links.cache import FRESH_MISS, LinkCache
@@ -262,9 +262,10 @@ class Redirector:
         self._deadlines: deque[tuple[float, _Click, Callable[[float, bool], None]]] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_loop: asyncio.AbstractEventLoop | None = None
-        # Looked up per send: tests replace the producer's send after the redirector is made.
+        # Looked up per send: tests replace the producer's submit after the redirector is made. The
+        # producer's submit hands back the future its flusher answers: no task per click.
         self.waves = ClickWaves(
-            lambda messages, key: self.collector.hub.send(messages, key),
+            lambda messages, key: self.collector.hub.submit(messages, key),
             max_hold_s=min(hub_deadline_s / 10, MAX_WAVE_HOLD_S),
         )
 
@@ -444,11 +445,11 @@ class Redirector:
         and its dict; a larger one (long headers or query) goes through pack(), which compresses it."""
         collector = self.collector
         app_id = app.app_id
-        user_agent = _header(headers, "user-agent")
+        user_agent = kept_header(headers, "user-agent")
         visitor = visitor_hash(salt, app_id, ip, user_agent)
         geo = collector.geo
-        accept_language = _header(headers, "accept-language")
-        referer = _header(headers, "referer")
+        accept_language = kept_header(headers, "accept-language")
+        referer = kept_header(headers, "referer")
         body = orjson.dumps(
             {
                 "v": ENVELOPE_VERSION,
@@ -729,12 +730,6 @@ def _uuid4(digits: str) -> str:
     would be: the version digit is 4 and the variant's two bits are 10."""
     variant = "89ab"[int(digits[16], 16) & 3]
     return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:32]}"
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """The header as the collector's envelope keeps it (Collector._header): cut to its limit, or None."""
-    value = headers.get(name)
-    return value[: MAX_HEADER_CHARS[name]] if value else None
 
 
 def _took(send: asyncio.Future[None]) -> bool:

@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable
 
 from workers.stream.envelope import EncodedEnvelope
 
+# The producer's submit (workers/collect/hub.py), a future that ends once the hub has the messages; a
+# coroutine function is taken too, each call then run as a task.
 Send = Callable[[list[EncodedEnvelope], str], Awaitable[None]]
 
 
@@ -80,7 +82,12 @@ class ClickWaves:
         self._hold = loop.call_later(self.max_hold_s, self._held_too_long, wave)
         for messages, partition_key, done in going:
             keys_out[partition_key] = keys_out.get(partition_key, 0) + 1
-            sent = asyncio.ensure_future(self._send(messages, partition_key))
+            sent: asyncio.Future[None]
+            try:
+                sent = asyncio.ensure_future(self._send(messages, partition_key))  # a future as it is
+            except Exception as exc:  # a send that raised, not failed in its future: ended all the same
+                sent = loop.create_future()
+                sent.set_exception(exc)
             sent.add_done_callback(functools.partial(self._ended, done=done, wave=wave, key=partition_key))
 
     def _ended(self, sent: asyncio.Future[None], done: asyncio.Future[None], wave: int, key: str) -> None:

@@ -298,3 +298,112 @@ async def test_close_ends_when_a_send_swallows_its_cancellation(monkeypatch: pyt
     await asyncio.wait_for(producer.close(), 2)
     with pytest.raises(HubUnavailable):
         await request
+
+
+# -- submit: send() as a future, for the redirect's click waves -------------------------------------------
+
+
+async def test_submit_once_the_partitions_are_known_is_the_flushers_own_future() -> None:
+    """No task around it: the future the flusher answers, ending once the group is sent."""
+    sent: list[list[bytes]] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        sent.append([m for item in group for m in item.messages])
+
+    producer = _stood_in(send)
+    done = producer.submit(MESSAGE, "k")
+    assert not isinstance(done, asyncio.Task)
+    assert await done is None
+    assert [len(s) for s in sent] == [1]
+    await producer.close()
+
+
+async def test_submit_carries_the_sends_error() -> None:
+    async def send(group: list[_Pending], partition: str) -> None:
+        raise ConnectionError("refused")
+
+    producer = _stood_in(send)
+    with pytest.raises(HubUnavailable):
+        await producer.submit(MESSAGE, "k")
+    await producer.close()
+
+
+async def test_a_submitted_message_cancelled_by_its_caller_is_still_sent() -> None:
+    """Cancelling the future does not take the message back, as a cancelled send() did not."""
+    sent: list[int] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        sent.append(len(group))
+
+    producer = _stood_in(send)
+    done = producer.submit(MESSAGE, "k")
+    done.cancel()
+    await producer.submit(MESSAGE, "k")
+    assert sum(sent) == 2
+    await producer.close()
+
+
+async def test_submit_before_the_partitions_are_known_looks_them_up_first() -> None:
+    sent: list[str] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        sent.append(partition)
+
+    producer = _stood_in(send)
+    producer._partition_ids = []
+    looked_up = asyncio.Event()
+
+    async def lookup() -> list[str]:
+        looked_up.set()
+        producer._partition_ids = ["0", "1"]
+        return producer._partition_ids
+
+    producer._fetch_partition_ids = lookup  # type: ignore[method-assign]
+    done = producer.submit(MESSAGE, "k")
+    assert isinstance(done, asyncio.Task)  # send() itself, which waits for the lookup
+    await done
+    assert (looked_up.is_set(), len(sent)) == (True, 1)
+    assert not isinstance(producer.submit(MESSAGE, "k"), asyncio.Task)  # known now
+    await producer.close()
+
+
+async def test_submit_after_close_fails_as_unavailable_and_starts_no_flusher() -> None:
+    async def send(group: list[_Pending], partition: str) -> None:
+        pass
+
+    producer = _stood_in(send)
+    await producer.close()
+    with pytest.raises(HubUnavailable):
+        await producer.submit(MESSAGE, "k")
+    assert producer._flushers == {}
+
+
+async def test_submit_of_several_messages_sends_them_all_in_order() -> None:
+    sent: list[bytes] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        sent.extend(m for item in group for m in item.messages)  # type: ignore[misc]
+
+    producer = _stood_in(send)
+    messages = [EncodedEnvelope(f'{{"n":{i}}}'.encode(), {"schema": "s"}) for i in range(3)]
+    await producer.submit(messages, "k")
+    assert [next(i for i in range(3) if f'{{"n":{i}}}'.encode() in s) for s in sent] == [0, 1, 2]
+    await producer.close()
+
+
+async def test_a_message_submit_cannot_queue_fails_in_its_future(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As send() fails: the click waves (workers/links/waves.py) learn of it by callback, so a raise
+    out of submit() itself would leave the click's visitor held for good."""
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        pass
+
+    def unencodable(message: EncodedEnvelope, partition_key: str) -> bytes:
+        raise ValueError("a property that is not text")
+
+    producer = _stood_in(send)
+    monkeypatch.setattr("workers.collect.hub.amqp_message", unencodable)
+    done = producer.submit(MESSAGE, "k")
+    with pytest.raises(HubUnavailable):
+        await done
+    await producer.close()

@@ -168,3 +168,33 @@ async def test_a_visitors_held_clicks_go_once_its_send_failed() -> None:
     await asyncio.wait({first, *later}, timeout=1)
     assert isinstance(first.exception(), ConnectionError)
     assert [c.exception() for c in later] == [None, None]
+
+
+async def test_a_send_that_raises_ends_its_click_and_holds_back_no_other() -> None:
+    """A submit that raises instead of failing in its future: the click fails with its error, the
+    wave's other clicks go, and the visitor's next click is not held behind it."""
+    producer = Producer()
+
+    def submit(messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+        if partition_key == "bad" and "bad" not in producer.started:
+            producer.started.append("bad")
+            raise ValueError("cannot queue")
+        return asyncio.ensure_future(producer.send(messages, partition_key))
+
+    waves = ClickWaves(submit, max_hold_s=10)
+    out = click(waves, "a")
+    await turns()
+    wave = [click(waves, "bad"), click(waves, "b")]
+    producer.end("a")
+    await asyncio.wait_for(out, 1)
+    with pytest.raises(ValueError, match="cannot queue"):
+        await asyncio.wait_for(wave[0], 1)
+    await turns()
+    assert producer.started == ["a", "bad", "b"]
+    producer.end("b")
+    await asyncio.wait_for(wave[1], 1)
+    again = click(waves, "bad")
+    await turns()
+    assert producer.started[-1] == "bad"
+    producer.end("bad")
+    await asyncio.wait_for(again, 1)
