@@ -26,7 +26,9 @@ same dicts only if something reads them (HotEvents). It only ever says yes or "d
   would double the decode, and its dialect differs from the schema's ECMA one): a string under a
   pattern and the keys under propertyNames are checked afterwards, each by jsonschema-rs against its
   own subschema on first sight, then from a set of names already found valid (at most
-  MAX_KNOWN_NAMES per subschema; past that a new name is checked each time it appears).
+  MAX_KNOWN_NAMES per subschema; past that a new name is checked each time it appears). Once names
+  are known, a learned shape tried first holds them as Literals, which msgspec looks up as it reads
+  (HotShape._learn): a name it does not know fails it, and the checked shapes judge the body.
 
 A body of more than CHUNK_EVENTS events (validation.py) goes the old way, which judges it in steps.
 A body this path accepts nests no deeper than its Structs (the dropped duplicate of a key too), so an
@@ -50,6 +52,15 @@ from workers.collect import limits
 # Names remembered per pattern-checked subschema: a site's event types and attribute names are a few
 # hundred; a sender inventing names cannot grow the set past this.
 MAX_KNOWN_NAMES = 4096
+# Names of a subschema the learned shape holds as a Literal (HotShape._learn); past this, it is
+# dropped. A site's event types and attribute names are a few hundred; building the shape again costs
+# about 2 ms at this many (3 ms at 1,000), so a sender inventing names costs a few hundred such
+# builds in all, once.
+LITERAL_NAMES = 512
+# Bodies the learned shape missed between two of its builds (HotShape._learn): a build costs 1-7 ms
+# (more with more names), about what this many 20-event bodies cost to judge, so a sender bringing a
+# new name in every body makes a build per this many of its bodies, not one per body.
+REBUILD_EVERY = 64
 
 _ANNOTATIONS = {"$schema", "$id", "$defs", "$comment", "title", "description"}
 _SCALAR_KEYWORDS = {"type", "minLength", "maxLength", "minimum", "maximum", "pattern", "const"}
@@ -111,6 +122,10 @@ class _KnownNames:
         self._validator = jsonschema_rs.validator_for(schema)
         self._known: set[Any] = {msgspec.UNSET}
 
+    def known(self) -> set[Any]:
+        """The names found valid so far (and UNSET)."""
+        return self._known
+
     def valid(self, name: Any) -> bool:
         if name in self._known:
             return True
@@ -156,10 +171,29 @@ def _column(name: str) -> Callable[[list[Any]], list[Any]]:
 
 
 class _Translator:
-    def __init__(self, schema: dict[str, Any]) -> None:
+    """Translates a schema into msgspec types (`translate`).
+
+    `names` holds the _KnownNames of each pattern-checked subschema, by the id of its node (the node
+    is kept beside them, so the id is not reused): translators of the same schema given the same dict
+    share them, so names that one shape's checks found valid are known to the others. With `literal`,
+    a string under a pattern becomes a Literal of the names known valid for it, a map under
+    propertyNames a dict keyed by such a Literal: msgspec then judges them as it reads, in C, and
+    leaves nothing to check afterwards; a name not (yet) known fails the decode, and the body takes
+    the next shape (HotShape).
+    """
+
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        names: dict[int, tuple[Any, _KnownNames]] | None = None,
+        *,
+        literal: bool = False,
+    ) -> None:
         self._defs = schema.get("$defs", {})
         self._dialect = schema.get("$schema")
         self._structs = 0
+        self._known = {} if names is None else names
+        self._literal = literal
 
     def _resolve(self, node: Any) -> dict[str, Any]:
         while isinstance(node, dict) and "$ref" in node:
@@ -171,10 +205,22 @@ class _Translator:
         return node
 
     def _names(self, node: dict[str, Any]) -> _KnownNames:
+        held = self._known.get(id(node))
+        if held is not None:
+            return held[1]
         schema = {"$defs": self._defs, **node}
         if self._dialect:
             schema["$schema"] = self._dialect
-        return _KnownNames(schema)
+        names = _KnownNames(schema)
+        self._known[id(node)] = (node, names)
+        return names
+
+    def _literal_of(self, names: _KnownNames) -> Any:
+        """A Literal of the names known valid (sorted: the same names, the same type)."""
+        known = sorted(name for name in names.known() if isinstance(name, str))
+        if not known:
+            raise Untranslatable("no name known valid yet")
+        return Literal[tuple(known)]
 
     def translate(self, node: Any) -> tuple[Any, Check | None]:
         """A msgspec type accepting a subset of what `node` accepts, and the check it leaves to do."""
@@ -222,6 +268,8 @@ class _Translator:
         check = self._names(node).all_valid if "pattern" in node else None
         if check is not None and kinds != ["string"]:
             raise Untranslatable("a pattern on a type beside string")
+        if check is not None and self._literal:
+            return self._literal_of(self._names(node)), None
         return (members[0] if len(members) == 1 else Union[tuple(members)]), check  # noqa: UP007
 
     def _array(self, node: dict[str, Any]) -> tuple[Any, Check | None]:
@@ -293,7 +341,10 @@ class _Translator:
             raise Untranslatable("an object of any values, or a map with required keys")
         value, value_check = self.translate(extra)
         most = node.get("maxProperties")
-        kind = Annotated[dict[str, value], msgspec.Meta(max_length=most)]  # type: ignore[valid-type]
+        key: Any = str
+        if names is not None and self._literal:
+            key, names = self._literal_of(names), None
+        kind = Annotated[dict[key, value], msgspec.Meta(max_length=most)]  # type: ignore[valid-type]
         if names is None and value_check is None:
             return kind, None
 
@@ -333,19 +384,28 @@ class HotShape:
     """The one-pass decode and judgement of a body of one app's events (see the module docstring)."""
 
     def __init__(self, event_schema: dict[str, Any], max_events: int) -> None:
-        event, check = _Translator(event_schema).translate(event_schema)
+        self._names: dict[int, tuple[Any, _KnownNames]] = {}
+        event, check = _Translator(event_schema, self._names).translate(event_schema)
         self._max_events = min(max_events, limits.MAX_EVENTS_PER_REQUEST)
         self._shapes = [(msgspec.json.Decoder(list[event]), check)]  # type: ignore[valid-type]
         written = _written_only(event_schema)
+        self._learnable = event_schema if written is None else written
         if written is not None:
             try:
-                event, check = _Translator(written).translate(written)
+                event, check = _Translator(written, self._names).translate(written)
             except Untranslatable:
-                pass
+                self._learnable = event_schema
             else:
                 self._shapes.insert(0, (msgspec.json.Decoder(list[event]), check))  # type: ignore[valid-type]
         # The decoder an ordinary body takes (bench/collect.py times it alone)
         self._decoder = self._shapes[0][0]
+        # The shape of names learned (_learn): None until built, False once past LITERAL_NAMES
+        self._learned: tuple[Any, Check | None] | Literal[False] | None = None
+        self._learned_names = 0
+        self._missed = 0  # bodies _learn saw since the learned shape was last built
+        # The root's properties some accepted event had (and the required ones): the learned shape's
+        # Structs have only these fields
+        self._fields_seen = set(event_schema.get("required", ()))
 
     def accepted(self, body: bytes) -> HotEvents | None:
         """The body's events when every one is valid; else None (don't know).
@@ -358,18 +418,89 @@ class HotShape:
         20-event body cost (callgrind). The first Structs are the second's fields restricted to
         the tracker's, typed and checked alike, so an event either accepts reads as the same values,
         in the same order: the judgement is the second's.
+
+        Before both, once a body has been accepted, comes the learned shape (_learn): the first
+        Structs, with only the properties events have had, and each pattern-checked string and
+        name a Literal of the ones found valid so far.
         """
+        learned = self._learned
+        if learned:
+            try:
+                decoded = learned[0].decode(body)
+            except (msgspec.DecodeError, ValueError):
+                pass
+            else:
+                # _judged written out: the call is one more frame on every ordinary body
+                check = learned[1]
+                if len(decoded) > self._max_events or (check is not None and not check(decoded)):
+                    return None
+                return HotEvents(decoded)
         for decoder, check in self._shapes:
             try:
                 decoded = decoder.decode(body)
             except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 inside a string
                 continue
-            if len(decoded) > self._max_events:
-                return None
-            if check is not None and not check(decoded):
-                return None
-            return HotEvents(decoded)
+            events = self._judged(decoded, check)
+            # Only the shape the learned one is made from teaches it: a body that only the shape of
+            # every property accepts has fields the learned shape never has.
+            if events is not None and learned is not False and decoder is self._decoder:
+                self._learn(decoded)
+            return events
         return None
+
+    def _judged(self, decoded: list[Any], check: Check | None) -> HotEvents | None:
+        if len(decoded) > self._max_events:
+            return None
+        if check is not None and not check(decoded):
+            return None
+        return HotEvents(decoded)
+
+    def _learn(self, decoded: list[Any]) -> None:
+        """Build the learned shape again when names have been found valid, or properties seen in an
+        event (`decoded`, accepted), since it was built.
+
+        The patterns and property names are then judged by msgspec's Literal lookups as it decodes,
+        not by the checks afterwards (sets of the names read, looked up in the known ones): 60k of
+        the 331k instructions of bench/collect.py's 20-event body (callgrind). A Literal holds only
+        names jsonschema-rs found valid against the subschema (its lengths and pattern), so the
+        learned shape accepts a subset of what the shape it is made from accepts: the judgement
+        stays that one's. A body with a name not yet known fails its decode and takes the shapes
+        after it, which learn the name. Once built, it is built again at most once per REBUILD_EVERY
+        bodies that missed it, so a sender bringing a new name in every body pays for a build over
+        that many of its bodies. Past LITERAL_NAMES names in a subschema (a sender inventing names)
+        the learned shape is dropped for good.
+
+        Its Structs have only the properties events have had (a property first seen fails the decode
+        the same way, and is then learned): the fields an event lacks cost their UNSET fill and
+        free, 7k instructions for the 5 of the 22 tracker fields bench/collect.py's events lack.
+        """
+        if decoded:
+            seen = self._fields_seen
+            for name in type(decoded[0]).__struct_fields__:
+                if name not in seen and any(getattr(event, name) is not msgspec.UNSET for event in decoded):
+                    seen.add(name)
+        self._missed += 1
+        if self._learned is not None and self._missed < REBUILD_EVERY:
+            return  # built before: what is new waits for the next build (REBUILD_EVERY)
+        sets = [names.known() for _, names in self._names.values()]
+        count = sum(map(len, sets)) + len(self._fields_seen)
+        if count == self._learned_names:
+            return
+        self._learned_names = count
+        self._missed = 0
+        if max(map(len, sets), default=0) > LITERAL_NAMES:
+            self._learned = False
+            return
+        schema = self._learnable
+        properties = schema.get("properties", {})
+        seen_only = {name: node for name, node in properties.items() if name in self._fields_seen}
+        if seen_only:  # (without any, the root would translate as a map)
+            schema = {**schema, "properties": seen_only}
+        try:
+            event, check = _Translator(schema, self._names, literal=True).translate(schema)
+        except Untranslatable:
+            return  # a required name not known yet
+        self._learned = (msgspec.json.Decoder(list[event]), check)  # type: ignore[valid-type]
 
     def events(self, body: bytes) -> list[dict[str, Any]] | None:
         """The body's events as orjson reads them, when every one is valid; else None (don't know)."""

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import jsonschema_rs
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,6 +139,14 @@ CASES: list[tuple[str, bytes, bool]] = [
     ("duplicate key, the last valid", raw('{"event_type":"bad type",' + REQUIRED + "}"), True),
     ("duplicate attribute", raw("{" + REQUIRED + ',"attributes":{"a":1,"a":{"x":1}}}'), False),
     ("escaped key", raw(REQUIRED.join("{}").replace("event_type", "event\\u005ftype")), True),
+    (
+        "escaped event type and attribute name",
+        raw(
+            REQUIRED.join("{}").replace('"page_view"', '"page\\u005fview"')[:-1]
+            + ',"attributes":{"\\u0061":1}}'
+        ),
+        True,
+    ),
     ("surrogate pair", raw("{" + REQUIRED + ',"page_title":"\\ud83d\\ude00"}'), True),
     ("lone surrogate", raw("{" + REQUIRED + ',"page_title":"\\ud83d"}'), False),
     ("invalid UTF-8", b'[{"event_type":"\xff"}]', False),
@@ -481,3 +490,119 @@ def test_a_carried_envelope_past_one_message_is_packed_in_parts(
     sent = fast.messages(admitted, SALT)[0]
     assert (len(sent) > 1, max(len(m.body) for m in sent) <= MAX_MESSAGE_BYTES) == (True, True)
     assert wire(sent) == wire(pack(fast.envelope(admitted, SALT)))
+
+
+def learned_shape(*bodies: bytes) -> hot.HotShape:
+    """A fresh shape of the app's schema that has accepted `bodies` (and so learned their names)."""
+    shape = hot.HotShape(event_schema_for(APP), CHUNK_EVENTS)
+    for body in bodies:
+        assert shape.accepted(body) is not None
+    return shape
+
+
+def test_names_found_valid_are_then_judged_by_the_learned_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hot, "REBUILD_EVERY", 1)  # each new name at once
+    shape = learned_shape()
+    assert shape._learned is None
+    batch = body_of([event(i, attributes={"a": 1}) for i in range(3)])
+    assert shape.events(batch) == orjson.loads(batch)
+    learned = shape._learned
+    assert learned
+    assert learned[0].decode(batch)  # its decode now judges the body on its own
+    # a name not learned yet: the shapes after it accept the body, and the shape learns the name
+    fresh = body_of([event(event_type="signup", attributes={"b": 2})])
+    with pytest.raises(msgspec.ValidationError):
+        learned[0].decode(fresh)
+    assert shape.events(fresh) == orjson.loads(fresh)
+    assert shape._learned is not learned
+    assert shape._learned
+    assert shape._learned[0].decode(fresh)
+    # what the checks refuse, the learned shape never knows
+    assert shape.events(body_of([event(event_type="1x")])) is None
+    assert shape.events(body_of([event(attributes={"a-b": 1})])) is None
+
+
+def test_a_body_the_learned_shape_accepts_is_built_again_only_for_new_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hot, "REBUILD_EVERY", 1)  # each new name at once
+    batch = body_of([event(i) for i in range(3)])
+    shape = learned_shape(batch)
+    learned = shape._learned
+    for _ in range(3):
+        assert shape.events(batch) == orjson.loads(batch)
+    # a body refused, or accepted with names all known, learns nothing
+    assert shape.accepted(body_of([event(platform="x" * 300)])) is None
+    assert shape.accepted(body_of([event(user={"_user_id": {"value": 1}})])) is not None
+    assert shape._learned is not learned  # "_user_id" was new
+    learned = shape._learned
+    assert shape.accepted(body_of([event(user={"_user_id": {"value": 2}})])) is not None
+    assert shape._learned is learned
+
+
+def test_the_learned_shape_is_dropped_past_its_bound_and_judging_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hot, "REBUILD_EVERY", 1)  # each new name at once
+    shape = learned_shape(body_of([event()]))
+    names = [f"n{i}" for i in range(hot.LITERAL_NAMES + 1)]
+    for start in range(0, len(names), 100):
+        chunk = names[start : start + 100]
+        body = body_of([event(attributes=dict.fromkeys(chunk, 1))])
+        assert shape.events(body) == orjson.loads(body)
+    assert shape._learned is False
+    assert shape.events(body_of([event(attributes={"zz": 1})])) is not None
+    assert shape.events(body_of([event(attributes={"z-z": 1})])) is None
+
+
+@pytest.mark.parametrize(("body", "hot_judges"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_the_learned_shape_judges_as_the_shapes_it_is_made_from(body: bytes, hot_judges: bool) -> None:
+    # Every name of the cases learned first (the valid ones: the checks learn no other), then each
+    # case through a shape that learned them and one that never learns (its learned shape dropped).
+    valid = [c[1] for c in CASES if c[2]]
+    shape, unlearned = learned_shape(*valid), learned_shape()
+    unlearned._learned = False
+    assert shape._learned
+    judged = shape.events(body)
+    assert (judged is not None) is hot_judges
+    assert judged == unlearned.events(body)
+    if judged is not None:
+        assert typed(judged) == typed(orjson.loads(body))
+
+
+def test_the_learned_shape_has_the_fields_events_had(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hot, "REBUILD_EVERY", 1)  # each new name at once
+    shape = learned_shape(body_of([event(i) for i in range(3)]))
+    learned = shape._learned
+    assert learned
+    fields = learned[0].type.__args__[0].__struct_fields__
+    assert set(fields) == set(event()) | {"event_type", "event_id", "timestamp", "app_id"}
+    # a property first seen: the shapes after it accept the body, and the learned shape gets the field
+    body = body_of([event(), event(device_id="d", zone_offset=0)])
+    assert shape.events(body) == orjson.loads(body)
+    learned = shape._learned
+    assert learned
+    assert {"device_id", "zone_offset"} <= set(learned[0].type.__args__[0].__struct_fields__)
+    assert learned[0].decode(body)
+    # one the tracker does not write stays with the shape of every property
+    other = body_of([event(os_name="Linux")])
+    assert shape.events(other) == orjson.loads(other)
+    assert shape._learned
+    assert "os_name" not in shape._learned[0].type.__args__[0].__struct_fields__
+
+
+def test_a_sender_bringing_a_new_name_in_every_body_makes_a_build_per_rebuild_every_bodies() -> None:
+    """A build of the learned shape costs milliseconds: the bodies that missed it pay for one in
+    REBUILD_EVERY of them, and every body is still judged as the old path judges it."""
+    shape = learned_shape(body_of([event(0)]))
+    builds = 0
+    learned = shape._learned
+    for i in range(3 * hot.REBUILD_EVERY):
+        body = body_of([event(i, event_type=f"type{i}", attributes={f"name{i}": i})])
+        assert shape.events(body) == orjson.loads(body)
+        if shape._learned is not learned:
+            builds, learned = builds + 1, shape._learned
+    assert builds == 3
+    # what it has learned by now it judges on its own
+    assert learned
+    assert learned[0].decode(body_of([event(1, event_type="type1", attributes={"name1": 1})]))
