@@ -23,6 +23,7 @@ belongs to one app.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,13 +111,10 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
             app_id=app_id,
             allowed_origins=tuple(str(o).rstrip("/") for o in raw.get("allowed_origins", ())),
             server_key=raw.get("server_key") or None,
-            quota=Quota(float(quota.get("rate_per_s", 1000)), float(quota.get("burst", 5000))),
+            quota=_quota(app_id, "quota", quota, Quota()),
             sender_quota=None
             if sender is None
-            else Quota(
-                float(sender.get("rate_per_s", DEFAULT_SENDER_QUOTA.rate_per_s)),
-                float(sender.get("burst", DEFAULT_SENDER_QUOTA.burst)),
-            ),
+            else _quota(app_id, "sender_quota", sender, DEFAULT_SENDER_QUOTA),
             domains=tuple(str(d) for d in raw.get("domains", ())),
             bot_policy=raw.get("bot_policy", "flag"),
             dedup_policy=raw.get("dedup_policy", "flag"),
@@ -126,6 +124,18 @@ def _app(raw: Mapping[str, Any]) -> AppConfig:
         )
     except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"app registry: app {app_id} is malformed: {exc}") from exc
+
+
+def _quota(app_id: str, name: str, raw: Mapping[str, Any], default: Quota) -> Quota:
+    """A quota's rate and burst as numbers of 0 or more: a NaN, an infinity or a negative number would
+    make the bucket's arithmetic (workers/collect/quota.py) refuse or admit everything, or fail."""
+    values = []
+    for field, fallback in (("rate_per_s", default.rate_per_s), ("burst", default.burst)):
+        value = float(raw.get(field, fallback))
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"app registry: {app_id}.{name}.{field} must be a finite number of 0 or more")
+        values.append(value)
+    return Quota(*values)
 
 
 def _profile_ids(app_id: str, raw: Mapping[str, Any]) -> dict[str, Any]:

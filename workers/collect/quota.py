@@ -23,6 +23,8 @@ from typing import Protocol
 
 from workers.errors import QuotaExceeded
 
+MAX_RETRY_AFTER_S = 3600.0
+
 
 class Rate(Protocol):
     @property
@@ -45,9 +47,16 @@ class QuotaBook:
     def take(self, key: str, quota: Rate, cost: float = 1.0, *, what: str | None = None) -> None:
         """Take `cost` tokens from `key`'s bucket or raise QuotaExceeded naming `what` (default: the key)."""
         now = self.clock()
-        tokens, last = self._buckets.get(key, (quota.burst, now))
-        tokens = min(quota.burst, tokens + (now - last) * quota.rate_per_s)
-        needed = min(cost, quota.burst)
+        burst = quota.burst
+        held = self._buckets.get(key)
+        # min() written out: a builtin call each, on every request
+        if held is None:
+            tokens = burst
+        else:
+            tokens = held[0] + (now - held[1]) * quota.rate_per_s
+            if not tokens < burst:
+                tokens = burst
+        needed = burst if burst < cost else cost
         granted = tokens >= needed
         self._buckets[key] = (tokens - cost if granted else tokens, now)
         if self.max_keys is not None:
@@ -55,8 +64,10 @@ class QuotaBook:
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
         if not granted:
-            wait = (needed - tokens) / quota.rate_per_s if quota.rate_per_s > 0 else 3600.0
+            # At most an hour, as for a bucket that never refills: a rate near 0 would put the wait
+            # past what a float or Retry-After holds.
+            wait = (needed - tokens) / quota.rate_per_s if quota.rate_per_s > 0 else MAX_RETRY_AFTER_S
             raise QuotaExceeded(
                 f"{what or key} is over its quota of {quota.rate_per_s:g} events/s",
-                retry_after=max(1, math.ceil(wait)),
+                retry_after=max(1, math.ceil(min(wait, MAX_RETRY_AFTER_S))),
             )

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.collect_support import DEMO_KEY, DEMO_ORIGIN, UA, collector_for, sign, unit_env
-from workers.apps import AppRegistry
+from workers.apps import DEFAULT_SENDER_QUOTA, AppRegistry, Quota
 from workers.collect import profile
 from workers.collect.collector import Collector, HttpIn
 from workers.errors import ConfigError, HubcapError
@@ -373,3 +373,30 @@ def test_no_raw_ip_in_the_hub_message(collector: Collector) -> None:
     wire = b"".join(m.body for m in messages)
     readable = wire + orjson.dumps(decode(messages[0].body, messages[0].properties).to_dict())
     assert (b"8.8.4.4" in readable, b"101.188.67.134" in readable) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("quota", "field"),
+    [
+        ({"quota": {"rate_per_s": "nan"}}, "a.quota.rate_per_s"),
+        ({"quota": {"burst": "inf"}}, "a.quota.burst"),
+        ({"sender_quota": {"rate_per_s": -1}}, "a.sender_quota.rate_per_s"),
+        ({"sender_quota": {"burst": "-inf"}}, "a.sender_quota.burst"),
+    ],
+    ids=["nan rate", "infinite burst", "negative sender rate", "negative infinite sender burst"],
+)
+def test_registry_refuses_a_quota_that_is_not_a_finite_number_of_0_or_more(
+    quota: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{field} must be a finite number of 0 or more"):
+        AppRegistry.from_json(orjson.dumps({"apps": [{"app_id": "a", **quota}]}))
+
+
+def test_registry_keeps_a_quota_of_zero_and_the_defaults() -> None:
+    apps = [{"app_id": "a", "quota": {"rate_per_s": 0, "burst": 0}}, {"app_id": "b"}]
+    registry = AppRegistry.from_json(orjson.dumps({"apps": apps}))
+    a, b = registry.get("a"), registry.get("b")
+    assert a is not None
+    assert b is not None
+    assert (a.quota.rate_per_s, a.quota.burst) == (0.0, 0.0)
+    assert (b.quota, b.sender_quota) == (Quota(), DEFAULT_SENDER_QUOTA)
