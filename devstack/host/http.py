@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import azure.functions as func
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 from yarl import URL
 
 from devstack.host.index import FunctionSpec, function_specs, invoke, load_host_json
@@ -100,6 +103,77 @@ def _url(request: web.Request) -> str:
     return _origin(request.scheme, request.host) + target
 
 
+class _Answer(web.Response):
+    """web.Response, sent with fewer coroutines: a function's answer as _to_aiohttp builds it (bytes or
+    no body, no cookies, no compression, not chunked) is prepared in one frame instead of aiohttp's
+    five (prepare, Response._start, StreamResponse._start, _prepare_headers, _write_headers) and ended
+    in one instead of two. Each step is aiohttp's own (aiohttp 3.14, web_response.py), in its order,
+    so the same headers go out in the same order (tests/unit/test_devhost_glue.py compares the bytes
+    with web.Response's); an answer it was not built for takes aiohttp's way."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._eof_sent or self._payload_writer is not None or self._cookies or self._compression:
+            return await super().prepare(request)
+        if self._chunked or not isinstance(self._body, bytes | None):
+            return await super().prepare(request)
+        method, status, headers, body = request.method, self._status, self._headers, self._body
+        must_be_empty = self._must_be_empty_body = must_be_empty_body(method, status)
+        # Response._start: the Content-Length
+        if hdrs.CONTENT_LENGTH in headers:
+            if should_remove_content_length(method, status):
+                del headers[hdrs.CONTENT_LENGTH]
+        else:
+            length = len(body) if body else 0
+            if length or (status != 304 and method != hdrs.METH_HEAD):
+                headers[hdrs.CONTENT_LENGTH] = str(length)
+        # StreamResponse._start and _prepare_headers
+        self._req = request
+        writer = self._payload_writer = request._payload_writer
+        keep_alive = self._keep_alive
+        if keep_alive is None:
+            keep_alive = self._keep_alive = request.keep_alive
+        version = request.version
+        writer.length = self.content_length
+        if must_be_empty:
+            if hdrs.CONTENT_LENGTH in headers and should_remove_content_length(method, status):
+                del headers[hdrs.CONTENT_LENGTH]
+            if hdrs.TRANSFER_ENCODING in headers:
+                del headers[hdrs.TRANSFER_ENCODING]
+        elif writer.length != 0:
+            headers.setdefault(hdrs.CONTENT_TYPE, "application/octet-stream")
+        if hdrs.DATE not in headers:
+            headers[hdrs.DATE] = rfc822_formatted_time()
+        headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)
+        if hdrs.CONNECTION not in headers:
+            if keep_alive:
+                if version == HttpVersion10:
+                    headers[hdrs.CONNECTION] = "keep-alive"
+            elif version == HttpVersion11:
+                headers[hdrs.CONNECTION] = "close"
+        await request._prepare_hook(self)
+        # _write_headers: buffered, to go out with the body in write_eof
+        await writer.write_headers(f"HTTP/{version[0]}.{version[1]} {status} {self._reason}", headers)
+        return writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        writer = self._payload_writer
+        if (
+            data
+            or self._eof_sent
+            or writer is None
+            or self._compression
+            or not isinstance(self._body, bytes | None)
+        ):
+            return await super().write_eof(data)
+        # Response.write_eof and StreamResponse.write_eof
+        body = self._body
+        await writer.write_eof(b"" if body is None or self._must_be_empty_body else body)
+        self._eof_sent = True
+        self._req = None
+        self._body_length = writer.output_size
+        self._payload_writer = None
+
+
 _HTTP_RESPONSES: set[type] = set()
 
 
@@ -129,7 +203,43 @@ def _to_aiohttp(response: Any) -> web.Response:
     # An empty body as None: aiohttp writes the same Content-Length: 0 and nothing after the headers,
     # without its isinstance(body, Payload) test on the way out.
     body = response.get_body() or None
-    return web.Response(status=response.status_code, body=body, headers=headers)
+    return _Answer(status=response.status_code, body=body, headers=headers)
+
+
+def _whole_body(request: web.Request) -> bytes | None:
+    """What `await request.read()` returns, without its loop when the whole body is in already (as it
+    is for a collect request by the time its handler runs): the buffered chunks are taken as they
+    are, not copied through a bytearray by two readany() coroutines. For a body still arriving, or
+    one past client_max_size (read() answers it 413), None: read() it."""
+    payload = request.content
+    if payload.is_eof() and payload.exception() is None and payload.total_bytes <= request.client_max_size:
+        body = request._read_bytes = payload.read_nowait()  # what read() keeps, for a later read()
+        return body
+    return None
+
+
+_QUERIES: dict[str, dict[str, str]] = {}
+# Bounded, the query string being the client's to choose; a miss parses it. The tracker's strings
+# differ by the session's bundle number, so a site's few apps repeat a few hundred of them.
+_MAX_QUERIES = 256
+_MAX_QUERY_LENGTH = 256
+
+
+def _params(request: web.Request) -> dict[str, str]:
+    """`dict(request.query)`, each query string parsed by yarl once: the same few (`appId=...`) come
+    on every request. A copy, the function's to keep; no query string (a branded link as it is
+    shared) is not parsed into an empty multidict at all."""
+    raw = request.rel_url.raw_query_string
+    if not raw:
+        return {}
+    params = _QUERIES.get(raw)
+    if params is None:
+        params = dict(request.query)
+        if len(raw) <= _MAX_QUERY_LENGTH:
+            if len(_QUERIES) >= _MAX_QUERIES:  # the oldest makes way: strings once common come again
+                del _QUERIES[next(iter(_QUERIES))]
+            _QUERIES[raw] = params
+    return dict(params)
 
 
 def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -141,12 +251,13 @@ def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.S
     async def handler(request: web.Request) -> web.StreamResponse:
         # A request without a body (a redirect's GET) has nothing to read: not read()'s loop over an
         # empty stream to the same b"".
-        body = await request.read() if request.body_exists else b""
+        body = _whole_body(request) if request.body_exists else b""
+        if body is None:
+            body = await request.read()
         req = func.HttpRequest(
             method=request.method,
             url=_url(request),
-            # No query string (a branded link as it is shared): not yarl's parse into an empty multidict.
-            params=dict(request.query) if request.rel_url.raw_query_string else {},
+            params=_params(request),
             route_params=dict(request.match_info),
             body=body,
         )

@@ -214,3 +214,152 @@ async def test_an_empty_answer_is_written_with_no_body(method: str, data: bytes 
     length = None if method == "HEAD" else "0"  # aiohttp sends no length for HEAD's empty answer
     assert (response.status, body, response.headers.get("Content-Length")) == (302, b"", length)
     assert response.headers["Location"] == f"/{len(data or b'')}"
+
+
+_ANSWERS: dict[str, tuple[int, bytes | None, dict[str, str]]] = {
+    "json": (
+        200,
+        b'{"accepted":20,"rejected":0}',
+        {"Content-Type": "application/json", "X-Request-Id": "0f"},
+    ),
+    "redirect": (302, None, {"Location": "https://shop.example/", "Cache-Control": "no-store"}),
+    "no-type": (200, b"abc", {}),
+    "empty": (200, None, {}),
+    "no-content": (204, b"ignored", {"Content-Type": "text/plain"}),
+    "not-modified": (304, None, {"ETag": '"x"'}),
+    "error": (500, b"", {}),
+    "own-length": (200, b"abcd", {"Content-Length": "4", "Content-Type": "text/plain"}),
+    "own-length-204": (204, None, {"Content-Length": "0"}),
+    "own-connection": (200, b"x", {"Connection": "close"}),
+    "own-date-server": (200, b"x", {"Date": "Thu, 01 Jan 2026 00:00:00 GMT", "Server": "hubcap"}),
+    "chunked-header": (204, None, {"Transfer-Encoding": "chunked"}),
+}
+
+
+async def _answer_as(request: web.Request) -> web.StreamResponse:
+    from devstack.host.http import _Answer
+
+    status, body, headers = _ANSWERS[request.match_info["case"]]
+    kind = _Answer if request.match_info["kind"] == "answer" else web.Response
+    return kind(status=status, body=body, headers=headers)
+
+
+@pytest.mark.parametrize("case", sorted(_ANSWERS))
+@pytest.mark.parametrize(
+    ("method", "version", "connection"),
+    [
+        ("GET", "1.1", ""),
+        ("HEAD", "1.1", ""),
+        ("POST", "1.1", "close"),
+        ("GET", "1.0", ""),
+        ("GET", "1.0", "keep-alive"),
+    ],
+)
+async def test_an_answer_goes_out_byte_for_byte_as_web_response_sends_it(
+    case: str, method: str, version: str, connection: str
+) -> None:
+    """_Answer prepares and ends a response in fewer coroutines than web.Response: the bytes on the
+    wire are the same, status line, headers in their order, and body (the Date aside, which may tick)."""
+    import asyncio
+    import re
+
+    app = web.Application()
+    app.router.add_route("*", "/{kind}/{case}", _answer_as)
+    sent: dict[str, bytes] = {}
+    async with TestServer(app) as server:
+        for kind in ("answer", "web"):
+            head = f"{method} /{kind}/{case} HTTP/{version}\r\nHost: x\r\n"
+            head += f"Connection: {connection}\r\n" if connection else ""
+            head += "Content-Length: 3\r\n\r\nabc" if method == "POST" else "\r\n"
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            try:
+                writer.write(head.encode())
+                await writer.drain()
+                if connection == "keep-alive" or (version == "1.1" and not connection):
+                    raw = await asyncio.wait_for(reader.read(65536), 30)  # one read: the answer's one write
+                else:
+                    raw = await asyncio.wait_for(reader.read(), 30)
+            finally:
+                writer.close()
+            sent[kind] = re.sub(rb"\r\nDate: [^\r]*GMT\r\n", b"\r\nDate: -\r\n", raw)
+    assert sent["answer"] == sent["web"]
+    assert sent["answer"].startswith(f"HTTP/{version} {_ANSWERS[case][0]} ".encode())
+
+
+def test_the_dev_host_answers_with_the_lighter_response() -> None:
+    from devstack.host.http import _Answer
+
+    response = _to_aiohttp(func.HttpResponse(b"{}", status_code=200, mimetype="application/json"))
+    assert type(response) is _Answer
+
+
+def _echo_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="echo", methods=["GET", "POST"])
+    async def echo(req: func.HttpRequest) -> func.HttpResponse:
+        params = dict(req.params)
+        return func.HttpResponse(json.dumps({"body": req.get_body().decode(), "params": params}))
+
+    return app
+
+
+async def _echo(client: TestClient, method: str, path: str, data: object = None) -> dict[str, object]:
+    response = await client.request(method, path, data=data)
+    assert response.status == 200, await response.text()
+    answer: dict[str, object] = await response.json(content_type=None)
+    return answer
+
+
+async def test_the_body_reaches_the_function_whole_or_in_pieces() -> None:
+    import asyncio
+
+    async def pieces() -> AsyncIterator[bytes]:  # chunked, the handler running before it all arrives
+        for piece in (b"abc", b"def", b"ghi"):
+            yield piece
+            await asyncio.sleep(0.01)
+
+    web_app = build_web_app(_echo_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        assert (await _echo(client, "POST", "/api/echo", b"whole"))["body"] == "whole"
+        assert (await _echo(client, "POST", "/api/echo", pieces()))["body"] == "abcdefghi"
+        assert (await _echo(client, "POST", "/api/echo", b""))["body"] == ""
+
+
+async def test_a_body_past_the_size_limit_is_answered_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    import devstack.host.http as host_http
+
+    monkeypatch.setattr(host_http, "MAX_REQUEST_BYTES", 8)
+    web_app = build_web_app(_echo_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        assert (await _echo(client, "POST", "/api/echo", b"12345678"))["body"] == "12345678"
+        response = await client.post("/api/echo", data=b"123456789")
+        assert response.status == 413
+
+
+async def test_query_parameters_are_what_aiohttp_parses_each_time() -> None:
+    web_app = build_web_app(_echo_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        for _ in range(2):  # the second time from the memo, the same
+            answer = await _echo(client, "GET", "/api/echo?a=1&a=2&b=%20x&c=&d")
+            assert answer["params"] == {"a": "1", "b": " x", "c": "", "d": ""}
+        assert (await _echo(client, "GET", "/api/echo"))["params"] == {}
+        assert (await _echo(client, "GET", "/api/echo?" + "x" * 300))["params"] == {"x" * 300: ""}
+
+
+async def test_the_query_memo_stays_bounded_making_way_for_new_strings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client filling the memo with strings of its own does not keep later ones out of it for good."""
+    from devstack.host import http
+
+    monkeypatch.setattr(http, "_QUERIES", {})
+    monkeypatch.setattr(http, "_MAX_QUERIES", 4)
+    web_app = build_web_app(_echo_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    async with TestClient(TestServer(web_app)) as client:
+        for n in range(10):
+            assert (await _echo(client, "GET", f"/api/echo?junk={n}"))["params"] == {"junk": str(n)}
+        assert list(http._QUERIES) == [f"junk={n}" for n in range(6, 10)]
+        assert (await _echo(client, "GET", "/api/echo?appId=a"))["params"] == {"appId": "a"}
+        assert "appId=a" in http._QUERIES
+        assert len(http._QUERIES) == 4
