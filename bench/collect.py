@@ -73,6 +73,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 # One side of a --baseline pair runs on another checkout's code (`--code DIR`): it goes first on the path.
@@ -95,6 +96,7 @@ from workers.settings import Settings  # noqa: E402
 EVENTS_PER_BODY = 20
 # Distinct browsers behind the HTTP half's requests (see the module docstring).
 VISITORS = 200
+BUNDLES = 16  # bundle numbers in a session the requests count through (`query`)
 APP = "bench"
 APPS_JSON = json.dumps(
     {
@@ -143,6 +145,13 @@ def body(request_no: int) -> bytes:
     return orjson.dumps([event(request_no, i) for i in range(EVENTS_PER_BODY)])
 
 
+def query(n: int) -> dict[str, str]:
+    """The query of browser number n's request, as the tracker writes it (tracker/src/hubcap.js
+    `endpointUrl`): its app, the platform and the session's bundle number, which counts up from 1
+    (here the first BUNDLES of a session)."""
+    return {"appId": APP, "platform": "Web", "event_bundle_sequence_id": str(n % BUNDLES + 1)}
+
+
 def visitor_headers(n: int) -> dict[str, str]:
     """The HTTP half's request headers from browser number n."""
     return {"Content-Type": "text/plain;charset=UTF-8", "User-Agent": f"{UAS[n % len(UAS)]} visitor/{n}"}
@@ -159,7 +168,7 @@ def requests(count: int) -> list[HttpIn]:
             "referer": "https://shop.example/",
             "x-forwarded-for": f"81.{n % 200}.{(n // 200) % 250}.{n % 250 + 1}:50123",
         }
-        out.append(HttpIn("POST", "collect", {"appId": APP, "platform": "Web"}, headers, body(n)))
+        out.append(HttpIn("POST", "collect", query(n), headers, body(n)))
     return out
 
 
@@ -409,7 +418,7 @@ def cpu_seconds(pid: int) -> float:
 async def load(
     url: str,
     sends_url: str,
-    bodies: list[tuple[bytes, dict[str, str]]],
+    bodies: list[tuple[bytes, dict[str, str], str]],
     seconds: float,
     warmup: float,
     concurrency: int,
@@ -425,8 +434,8 @@ async def load(
     async def worker(offset: int, session: aiohttp.ClientSession, counting: bool) -> None:
         n = offset
         while time.perf_counter() < deadline:
-            data, headers = bodies[n % len(bodies)]
-            async with session.post(url, data=data, headers=headers) as response:
+            data, headers, query_string = bodies[n % len(bodies)]
+            async with session.post(url + query_string, data=data, headers=headers) as response:
                 await response.read()
                 if counting:
                     statuses[response.status] = statuses.get(response.status, 0) + 1
@@ -472,7 +481,9 @@ def over_http(seconds: float, warmup: float, concurrency: int, rounds: int) -> d
             )
             try:
                 wait_for_port("127.0.0.1", port, 60, child)
-                bodies = [(body(n), visitor_headers(n)) for n in range(VISITORS)]
+                # Each route is sent the tracker's query string, so the load generator's work is the
+                # same for both (the no-op ignores it).
+                bodies = [(body(n), visitor_headers(n), "?" + urlencode(query(n))) for n in range(VISITORS)]
                 pids = {"host": child.pid, "eventhubs": eventhubs.pid, "client": os.getpid()}
                 base_url = f"http://127.0.0.1:{port}"
                 sends_url = base_url + "/bench/sends"
@@ -480,7 +491,7 @@ def over_http(seconds: float, warmup: float, concurrency: int, rounds: int) -> d
                 # within seconds, and a ratio of two phases minutes apart measured the swing.
                 runs: dict[str, list[dict[str, Any]]] = {"collect": [], "noop": []}
                 for n in range(rounds):
-                    for route, path in (("collect", f"/api/collect?appId={APP}"), ("noop", "/bench/noop")):
+                    for route, path in (("collect", "/api/collect"), ("noop", "/bench/noop")):
                         run = load(
                             base_url + path,
                             sends_url,

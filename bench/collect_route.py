@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -41,7 +42,7 @@ import uvloop  # noqa: E402
 from hub_producer import AnsweringClient  # noqa: E402
 
 IN_FLIGHT = 8
-URL = f"http://127.0.0.1:7071/api/collect?appId={workload.APP}"
+URL = "http://127.0.0.1:7071/api/collect"
 
 
 def settings_env() -> dict[str, str]:
@@ -71,8 +72,9 @@ def http_requests() -> list[func.HttpRequest]:
                 "x-forwarded-for": f"127.0.0.1:{50000 + n}",
             }
         )
-        params = {"appId": workload.APP}
-        out.append(func.HttpRequest("POST", URL, headers=headers, params=params, route_params={}, body=body))
+        params = workload.query(n)  # the tracker's query
+        url = f"{URL}?{urlencode(params)}"
+        out.append(func.HttpRequest("POST", url, headers=headers, params=params, route_params={}, body=body))
     return out
 
 
