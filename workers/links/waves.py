@@ -53,10 +53,16 @@ class ClickWaves:
         self._keys_out: dict[str, int] = {}  # sends out per partition key, whichever wave they are of
         self.waves = 0
 
-    def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+    def submit(
+        self,
+        messages: list[EncodedEnvelope],
+        partition_key: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> asyncio.Future[None]:
         """The click's future; cancelling it does not take the click out of its wave (with `into`, once
-        its wave went, it does: the producer answers that future itself)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        its wave went, it does: the producer answers that future itself). `loop`: the running loop,
+        when the caller has it at hand (each lookup of it costs CPython 3.11 a getpid() call)."""
+        done: asyncio.Future[None] = (loop or asyncio.get_running_loop()).create_future()
         self._queued.append((messages, partition_key, done))
         if self._out == 0:
             self._release()
@@ -76,7 +82,7 @@ class ClickWaves:
             self._queued = []
             if not going:
                 return
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # once a wave, not once a click
         self.waves += 1
         self._wave += 1
         wave = self._wave
