@@ -256,6 +256,18 @@ def client_from_settings(settings: Settings) -> EventHubProducerClient:
     )
 
 
+def _carry_over(done: asyncio.Future[None], sent: asyncio.Future[None]) -> None:
+    """`sent`'s end onto `done` (HubProducer.submit given a future, on the path through send())."""
+    if done.done():
+        return
+    if sent.cancelled():
+        done.cancel()
+    elif (error := sent.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(None)
+
+
 @dataclass(slots=True)
 class _Pending:
     # AMQP-encoded for fill_batch or, on an SDK other than the pinned one, EventData for its `add`.
@@ -326,23 +338,34 @@ class HubProducer:
         self._partition_ids = list(await asyncio.wait_for(self.client.get_partition_ids(), SEND_TIMEOUT_S))
         return self._partition_ids
 
-    def submit(self, messages: list[EncodedEnvelope], partition_key: str) -> asyncio.Future[None]:
+    def submit(
+        self, messages: list[EncodedEnvelope], partition_key: str, done: asyncio.Future[None] | None = None
+    ) -> asyncio.Future[None]:
         """send() as a future, for a caller that waits by callback (workers/links/waves.py): it ends as
-        send() would, and cancelling it does not take the messages back.
+        send() would, and cancelling it does not take the messages back. Given `done`, a pending future
+        of the caller's, that future is the one answered and handed back.
 
         Once the partitions are known, one message is queued at once and its future is the one the
         flusher answers, with no task or coroutine around it: the task per send that wrapping send()
-        took was about a twentieth of a redirect's instructions (callgrind, docs/capacity.md).
+        took was about a twentieth of a redirect's instructions (callgrind, docs/capacity.md). A caller
+        that made its future before the send (a click queued in a wave) hands it in: the flusher
+        answers it directly, without a second future and the callback that carried the first one's
+        end over to it: the click's answer a loop pass sooner (workers/links/waves.py).
         """
         ids = self._partition_ids
         if len(messages) == 1 and ids and not self._closed:
             try:
-                return self._enqueue(messages[0], partition_key, ids)
+                return self._enqueue(messages[0], partition_key, ids, done)
             except Exception as exc:  # in the future, as send() fails: a caller's callbacks see it
-                failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                failed.set_exception(self._unavailable(exc))
+                failed = asyncio.get_running_loop().create_future() if done is None else done
+                if not failed.done():  # a caller's future it cancelled meanwhile stays so
+                    failed.set_exception(self._unavailable(exc))
                 return failed
-        return asyncio.ensure_future(self.send(messages, partition_key))
+        sent = asyncio.ensure_future(self.send(messages, partition_key))
+        if done is None:
+            return sent
+        sent.add_done_callback(functools.partial(_carry_over, done))
+        return done
 
     def _queue(self, partition: str) -> list[_Pending]:
         """The partition's queue, its flusher started with it."""
@@ -352,11 +375,19 @@ class HubProducer:
             self._flushers[partition] = asyncio.create_task(self._flush(partition))
         return queue
 
-    def _enqueue(self, message: EncodedEnvelope, partition_key: str, ids: list[str]) -> asyncio.Future[None]:
-        """One message queued for its partition's flusher; the future it answers once the hub has it."""
+    def _enqueue(
+        self,
+        message: EncodedEnvelope,
+        partition_key: str,
+        ids: list[str],
+        done: asyncio.Future[None] | None = None,
+    ) -> asyncio.Future[None]:
+        """One message queued for its partition's flusher; the future it answers once the hub has it
+        (`done` when given, else a new one)."""
         partition = ids[partition_for_key(partition_key, len(ids))]
         queue = self._queue(partition)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if done is None:
+            done = asyncio.get_running_loop().create_future()
         if sdk_batch_shape_matches():
             outgoing: list[bytes] | list[EventData] = [amqp_message(message, partition_key)]
         else:

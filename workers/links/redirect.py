@@ -210,6 +210,11 @@ class _Prepared:
 # What a click's hub message is made of, but the day's salt (Redirector._messages): the request id,
 # when it was received, the app, the client address, the request's headers and the event.
 _EventParts = tuple[str, int, AppConfig, str | None, Mapping[str, str], dict[str, Any]]
+# A click handed over to the hub, as its deadline (Redirector._deadlines) and its send's callback hold it:
+# when it is due, the click, its send, its messages, partition key and receipt time, and the hub's ack
+# count at the hand-over. One tuple: a `miss` callable made for every click (a partial of a partial) cost
+# more than the rare miss it served; it is made from this only when the click misses.
+_HandedOver = tuple[float, "_Click", asyncio.Future[None], list[EncodedEnvelope], str, int, int]
 # Prepared link versions kept; past this many the oldest made is dropped for each new one.
 MAX_PREPARED = 10_000
 
@@ -256,18 +261,14 @@ class Redirector:
         self._salt = b""
         self._salt_from = self._salt_until = 0.0
         self._prepared_links: dict[int, _Prepared] = {}
-        # The hub deadlines of the clicks handed over, as (due, click, miss) in the order they fall due
+        # The hub deadlines of the clicks handed over (_HandedOver, due first), in the order they fall due
         # (every click is given the same time), under one timer, for the first that is not decided:
         # a timer of its own per click, armed and cancelled, was a tenth of the click's work.
-        self._deadlines: deque[tuple[float, _Click, Callable[[float, bool], None]]] = deque()
+        self._deadlines: deque[_HandedOver] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_loop: asyncio.AbstractEventLoop | None = None
-        # Looked up per send: tests replace the producer's submit after the redirector is made. The
-        # producer's submit hands back the future its flusher answers: no task per click.
-        self.waves = ClickWaves(
-            lambda messages, key: self.collector.hub.submit(messages, key),
-            max_hold_s=min(hub_deadline_s / 10, MAX_WAVE_HOLD_S),
-        )
+        # The producer's submit answers the click's own future: no task or second future per click.
+        self.waves = ClickWaves(self._submit, max_hold_s=min(hub_deadline_s / 10, MAX_WAVE_HOLD_S), into=True)
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
         # One read of the system's randomness per request, for its id and its click's event id.
@@ -531,19 +532,20 @@ class Redirector:
                 send = self._probe = self._send(messages, partition_key)
             self._spool(send, messages, partition_key, received_at, click)
             return
-        send = self.waves.submit(messages, partition_key)
+        # The loop the click's future is of: the running one, without asking for it again.
+        loop = click.answer.get_loop()
+        send = self.waves.submit(messages, partition_key, loop)
         # Held until it ends, so that settle() waits for a send whose click is not decided yet.
         self._background.add(send)
-        loop = asyncio.get_running_loop()
         due = loop.time() + self.hub_deadline_s
-        miss = self._miss(send, messages, partition_key, received_at, click, self._acks)
         if loop is not self._deadline_loop:  # a new event loop (tests): the old one's timer is gone
             self._deadlines.clear()
             self._deadline_timer, self._deadline_loop = None, loop
-        self._deadlines.append((due, click, miss))
+        handed_over = (due, click, send, messages, partition_key, received_at, self._acks)
+        self._deadlines.append(handed_over)
         if self._deadline_timer is None:
             self._deadline_timer = loop.call_at(due, self._deadlines_due, loop, due)
-        send.add_done_callback(functools.partial(self._sent, miss, click))
+        send.add_done_callback(functools.partial(self._sent, handed_over))
 
     def _deadlines_due(self, loop: asyncio.AbstractEventLoop, armed: float) -> None:
         """The deadline timer: each click whose hub deadline has passed undecided gets its miss, as a
@@ -554,7 +556,8 @@ class Redirector:
         deadlines = self._deadlines
         now = max(loop.time(), armed)  # the click it was armed for is due, whatever the clock's rounding
         while deadlines:
-            due, click, miss = deadlines[0]
+            handed_over = deadlines[0]
+            due, click = handed_over[0], handed_over[1]
             if click.decided:
                 deadlines.popleft()
                 continue
@@ -564,31 +567,14 @@ class Redirector:
             deadlines.popleft()
             # The timer only queues the decision: run behind the callbacks already queued, it sees an
             # ack the loop has already taken in but not yet handed on (a saturated loop queues many).
-            loop.call_soon(miss, due, False)
+            loop.call_soon(self._miss(handed_over), due, False)
 
-    def _sent(self, miss: Callable[[float, bool], None], click: _Click, send: asyncio.Future[None]) -> None:
+    def _sent(self, handed_over: _HandedOver, send: asyncio.Future[None]) -> None:
         """The send's end: the hub's state, the send let go, the click's decision, in that order. One
         callback, not three: a future schedules each of its callbacks as a handle of its own."""
         self._watch_hub(send)
         self._background.discard(send)
-        self._send_ended(miss, click, send)
-
-    def _miss(
-        self,
-        send: asyncio.Future[None],
-        messages: list[EncodedEnvelope],
-        partition_key: str,
-        received_at: int,
-        click: _Click,
-        acks: int,
-    ) -> Callable[[float, bool], None]:
-        """What the hub deadline's timer queues for the click: _deadline_passed, guarded, given the
-        deadline it was due at and whether it is the extended one."""
-        args = (send, messages, partition_key, received_at, click, acks)
-        return functools.partial(self._guarded, click, self._deadline_passed, *args)
-
-    @staticmethod
-    def _send_ended(miss: Callable[[float, bool], None], click: _Click, send: asyncio.Future[None]) -> None:
+        click = handed_over[1]
         if click.decided:
             return
         if click.deadline is not None:
@@ -597,7 +583,14 @@ class Redirector:
             click.decided = True
             _end(click.answer)
         else:  # a failed send is a miss at once (_watch_hub counted the hub down)
-            miss(0.0, True)
+            self._miss(handed_over)(0.0, True)
+
+    def _miss(self, handed_over: _HandedOver) -> Callable[[float, bool], None]:
+        """What the hub deadline's timer queues for the click: _deadline_passed, guarded, given the
+        deadline it was due at and whether it is the extended one."""
+        _, click, send, messages, partition_key, received_at, acks = handed_over
+        args = (send, messages, partition_key, received_at, click, acks)
+        return functools.partial(self._guarded, click, self._deadline_passed, *args)
 
     def _deadline_passed(
         self,
@@ -627,7 +620,7 @@ class Redirector:
         lag = loop.time() - due
         if not extended and lag >= ON_TIME_S:
             again = loop.time() + min(lag, self.hub_deadline_s)
-            miss = self._miss(send, messages, partition_key, received_at, click, acks)
+            miss = self._miss((again, click, send, messages, partition_key, received_at, acks))
             click.deadline = loop.call_at(again, loop.call_soon, miss, again, True)
             return
         click.decided = True
@@ -657,6 +650,16 @@ class Redirector:
 
         put.add_done_callback(spool_ended)
         self._keep(asyncio.ensure_future(self._after_deadline(send, put)))
+
+    def _submit(
+        self, messages: list[EncodedEnvelope], partition_key: str, done: asyncio.Future[None]
+    ) -> asyncio.Future[None]:
+        """The producer's submit, looked up per send: tests replace it on the producer after the
+        redirector is made, with a function of the messages and key alone, whose future is used as is."""
+        hub = self.collector.hub
+        if "submit" in vars(hub):
+            return hub.submit(messages, partition_key)
+        return hub.submit(messages, partition_key, done)
 
     @property
     def hub_down(self) -> bool:

@@ -407,3 +407,62 @@ async def test_a_message_submit_cannot_queue_fails_in_its_future(monkeypatch: py
     with pytest.raises(HubUnavailable):
         await done
     await producer.close()
+
+
+async def test_submit_given_a_future_answers_that_one() -> None:
+    """The click waves hand in the click's own future: the flusher answers it, and submit hands it
+    back, with no second future."""
+    sent: list[int] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        sent.append(len(group))
+
+    producer = _stood_in(send)
+    mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    assert producer.submit(MESSAGE, "k", mine) is mine
+    assert [item.done for item in producer._queues["0"]] == [mine]
+    assert await mine is None
+    assert sent == [1]
+    await producer.close()
+
+
+@pytest.mark.parametrize("path", ["lookup", "several", "closed", "unencodable"])
+async def test_submit_given_a_future_ends_it_as_the_send_ends_on_every_path(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the partitions are known, for several messages (through send()), after close and when
+    a message cannot be queued, the given future ends as the send does."""
+    sent: list[int] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        sent.append(sum(len(item.messages) for item in group))
+
+    producer = _stood_in(send)
+    messages = MESSAGE
+    if path == "lookup":
+        producer._partition_ids = []
+
+        async def lookup() -> list[str]:
+            producer._partition_ids = ["0"]
+            return producer._partition_ids
+
+        producer._fetch_partition_ids = lookup  # type: ignore[method-assign]
+    elif path == "several":
+        messages = MESSAGE * 2
+    elif path == "closed":
+        await producer.close()
+    else:
+
+        def unencodable(message: EncodedEnvelope, partition_key: str) -> bytes:
+            raise ValueError("a property that is not text")
+
+        monkeypatch.setattr("workers.collect.hub.amqp_message", unencodable)
+    mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    assert producer.submit(messages, "k", mine) is mine
+    if path in ("closed", "unencodable"):
+        with pytest.raises(HubUnavailable):
+            await mine
+    else:
+        assert await mine is None
+        assert sum(sent) == len(messages)
+    await producer.close()

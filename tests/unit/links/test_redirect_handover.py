@@ -248,3 +248,52 @@ async def test_each_click_waits_its_own_hub_deadline_under_the_one_timer(collect
     assert min(first_s, third_s) >= 0.95 * LONG_HUB_DEADLINE_S > second_s
     producer.give_up()
     await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+
+
+async def test_a_click_through_the_real_producer_is_answered_on_the_clicks_own_future(
+    collector: Collector,
+) -> None:
+    """Unreplaced, the producer's submit is handed the click's wave future and answers it itself (no
+    second future per click); a miss of the deadline is still a miss, made when it falls due."""
+    from workers.collect.hub import HubProducer, _Pending
+
+    groups: list[list[_Pending]] = []
+    acks: list[asyncio.Future[None]] = []
+
+    async def send(group: list[_Pending], partition: str) -> None:
+        groups.append(group)
+        acks.append(asyncio.get_running_loop().create_future())
+        await acks[-1]
+
+    class Client:
+        async def close(self) -> None:
+            pass
+
+    producer = HubProducer(Client(), linger_s=0)  # type: ignore[arg-type]
+    producer._partition_ids = ["0"]
+    producer._send_messages = send  # type: ignore[method-assign]
+    spool = RecordingSpool()
+    redirect = one_link_redirector(collector, Producer(answering=True).send, spool, hub_deadline_s=0.2)
+    own_hub, collector.hub = collector.hub, producer
+    submitted: list[asyncio.Future[None]] = []
+    waves_submit = redirect.waves.submit
+
+    def recorded(*args: Any) -> asyncio.Future[None]:
+        submitted.append(waves_submit(*args))
+        return submitted[-1]
+
+    redirect.waves.submit = recorded  # type: ignore[method-assign]
+    answer = asyncio.ensure_future(redirect.handle(request()))
+    await until(lambda: acks)
+    assert groups[0][0].done is submitted[0]
+    acks[0].set_result(None)
+    assert (await asyncio.wait_for(answer, ANSWER_WITHIN_S)).status == 302
+    assert spool.puts == 0
+    missed = asyncio.ensure_future(redirect.handle(request()))
+    assert (await asyncio.wait_for(missed, ANSWER_WITHIN_S)).status == 302
+    assert spool.puts == 1
+    assert redirect.hub_down
+    acks[1].set_result(None)
+    await asyncio.wait_for(redirect.settle(), ANSWER_WITHIN_S)
+    await producer.close()
+    collector.hub = own_hub

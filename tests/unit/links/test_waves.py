@@ -198,3 +198,50 @@ async def test_a_send_that_raises_ends_its_click_and_holds_back_no_other() -> No
     assert producer.started[-1] == "bad"
     producer.end("bad")
     await asyncio.wait_for(again, 1)
+
+
+class AnsweringInto(Producer):
+    """A producer that, as HubProducer.submit given a future, answers the click's own future; for the
+    keys in `own` it answers a future of its own instead, as a submit replaced by a stand-in does."""
+
+    def __init__(self, own: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.own = own
+
+    def submit(
+        self, messages: list[EncodedEnvelope], partition_key: str, done: asyncio.Future[None]
+    ) -> asyncio.Future[None]:
+        self.started.append(partition_key)
+        if partition_key in self.own:
+            done = asyncio.get_running_loop().create_future()
+        self.pending[partition_key] = done
+        return done
+
+
+async def test_into_the_send_answers_the_clicks_own_future_and_the_waves_go_on() -> None:
+    """With `into` the send is given the click's future: what it answers is what the click awaits, a
+    future of the send's own is carried over to the click's, and the next wave goes as either ends."""
+    producer = AnsweringInto(own=("b",))
+    waves = ClickWaves(producer.submit, max_hold_s=10, into=True)
+    first = click(waves, "a")
+    assert producer.pending["a"] is first
+    later = [click(waves, "b"), click(waves, "c")]
+    await turns()
+    assert producer.started == ["a"]
+    producer.end("a")
+    await asyncio.wait_for(first, 1)
+    await turns()
+    assert producer.started == ["a", "b", "c"]
+    assert producer.pending["b"] is not later[0]
+    assert producer.pending["c"] is later[1]
+    producer.end("b")
+    producer.end("c", ConnectionError("refused"))
+    await asyncio.wait_for(later[0], 1)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(later[1], 1)
+    again = click(waves, "c")
+    assert producer.started[-1] == "c"
+    assert producer.pending["c"] is again
+    producer.end("c")
+    await asyncio.wait_for(again, 1)
+    assert waves.waves == 3
