@@ -15,10 +15,11 @@ from types import MappingProxyType
 from typing import Any
 
 import azure.functions as func
-from aiohttp import hdrs, web
+from aiohttp import hdrs, http_writer, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
+from aiohttp.http_writer import StreamWriter
 from aiohttp.web_response import MAX_SYNC_CHUNK_SIZE, REASON_PHRASES
 from azure.functions._http import HttpRequestHeaders
 from multidict import CIMultiDict
@@ -110,7 +111,8 @@ def _url(request: web.Request) -> str:
 class _Answer(web.Response):
     """web.Response, sent with fewer coroutines: a function's answer as _to_aiohttp builds it (bytes or
     no body, no cookies, no compression, not chunked) is prepared in one frame instead of aiohttp's
-    five (prepare, Response._start, StreamResponse._start, _prepare_headers, _write_headers) and ended
+    seven (prepare, Response._start, StreamResponse._start, _prepare_headers, _write_headers,
+    Request._prepare_hook, StreamWriter.write_headers) and ended
     in one instead of two. Each step is aiohttp's own (aiohttp 3.14, web_response.py), in its order,
     so the same headers go out in the same order (tests/unit/test_devhost_glue.py compares the bytes
     with web.Response's); an answer it was not built for takes aiohttp's way."""
@@ -172,9 +174,25 @@ class _Answer(web.Response):
                     headers[hdrs.CONNECTION] = "keep-alive"
             elif version == HttpVersion11:
                 headers[hdrs.CONNECTION] = "close"
-        await request._prepare_hook(self)
-        # _write_headers: buffered, to go out with the body in write_eof
-        await writer.write_headers(f"HTTP/{version[0]}.{version[1]} {status} {self._reason}", headers)
+        # request._prepare_hook, a coroutine per answer, awaited only when an app the request matched
+        # has on_response_prepare signals to send (the dev host's have none).
+        if type(request) is web.Request:
+            match_info = request._match_info
+            if match_info is not None:
+                for app in match_info._apps:
+                    if app.on_response_prepare:
+                        await request._prepare_hook(self)
+                        break
+        else:
+            await request._prepare_hook(self)
+        # _write_headers: buffered, to go out with the body in write_eof. StreamWriter.write_headers's
+        # own steps when it has no on_headers_sent callback to await: no coroutine for them.
+        status_line = f"HTTP/{version[0]}.{version[1]} {status} {self._reason}"
+        if type(writer) is StreamWriter and writer._on_headers_sent is None:
+            writer._headers_buf = http_writer._serialize_headers(status_line, headers)
+            writer._headers_written = False
+        else:
+            await writer.write_headers(status_line, headers)
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:

@@ -412,3 +412,21 @@ async def test_the_query_memo_stays_bounded_making_way_for_new_strings(
         assert (await _echo(client, "GET", "/api/echo?appId=a"))["params"] == {"appId": "a"}
         assert "appId=a" in http._QUERIES
         assert len(http._QUERIES) == 4
+
+
+async def test_an_apps_response_prepare_signal_still_sees_the_answer() -> None:
+    """_Answer.prepare skips Request._prepare_hook only when no app the request matched has
+    on_response_prepare signals; with one, the signal runs and what it adds goes out."""
+    seen: list[int] = []
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        seen.append(response.status)
+        response.headers["X-Prepared"] = "yes"
+
+    web_app = build_web_app(_echo_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    web_app.on_response_prepare.append(on_prepare)
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.get("/api/echo")
+        assert response.status == 200
+        assert response.headers["X-Prepared"] == "yes"
+    assert seen == [200]
