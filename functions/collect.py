@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from functions.glue import PlainResponse, header_dict
+from functions.glue import PlainResponse, header_dict, mapping_dict
 from workers import logs
 from workers.collect.collector import handle
 from workers.collect.http import HttpIn, HttpOut
@@ -24,11 +24,11 @@ def _request(req: func.HttpRequest, route: str) -> HttpIn:
     return HttpIn(
         req.method.upper(),
         route,
-        dict(req.params),
+        mapping_dict(req.params),
         header_dict(req),
         req.get_body(),
         urlsplit(req.url).path,
-        dict(req.route_params),
+        mapping_dict(req.route_params),
     )
 
 

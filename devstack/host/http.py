@@ -11,13 +11,18 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import azure.functions as func
-from aiohttp import hdrs, web
+from aiohttp import hdrs, http_writer, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
+from aiohttp.http_writer import StreamWriter
+from aiohttp.web_response import MAX_SYNC_CHUNK_SIZE, REASON_PHRASES
+from azure.functions._http import HttpRequestHeaders
+from multidict import CIMultiDict
 from yarl import URL
 
 from devstack.host.index import FunctionSpec, function_specs, invoke, load_host_json
@@ -106,10 +111,29 @@ def _url(request: web.Request) -> str:
 class _Answer(web.Response):
     """web.Response, sent with fewer coroutines: a function's answer as _to_aiohttp builds it (bytes or
     no body, no cookies, no compression, not chunked) is prepared in one frame instead of aiohttp's
-    five (prepare, Response._start, StreamResponse._start, _prepare_headers, _write_headers) and ended
+    seven (prepare, Response._start, StreamResponse._start, _prepare_headers, _write_headers,
+    Request._prepare_hook, StreamWriter.write_headers) and ended
     in one instead of two. Each step is aiohttp's own (aiohttp 3.14, web_response.py), in its order,
     so the same headers go out in the same order (tests/unit/test_devhost_glue.py compares the bytes
     with web.Response's); an answer it was not built for takes aiohttp's way."""
+
+    @classmethod
+    def of(cls, status: int, body: bytes | None, headers: Mapping[str, str]) -> _Answer:
+        """`_Answer(status=status, body=body, headers=headers)`: the state Response.__init__ leaves for a
+        bytes body or none (no text, no content_type argument), set in one frame. aiohttp's
+        path through Response.__init__, StreamResponse.__init__, _set_status and the body setter was
+        most of _to_aiohttp's 16,000 instructions a request (tests/unit/test_devhost_glue.py holds the
+        two objects' attributes equal)."""
+        answer = cls.__new__(cls)
+        answer._state = {}
+        answer._headers = CIMultiDict(headers)
+        answer._status = status = int(status)
+        answer._reason = REASON_PHRASES.get(status, "")
+        answer._body = body
+        answer._compressed_body = None
+        answer._zlib_executor_size = MAX_SYNC_CHUNK_SIZE
+        answer._zlib_executor = None
+        return answer
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self._eof_sent or self._payload_writer is not None or self._cookies or self._compression:
@@ -150,9 +174,25 @@ class _Answer(web.Response):
                     headers[hdrs.CONNECTION] = "keep-alive"
             elif version == HttpVersion11:
                 headers[hdrs.CONNECTION] = "close"
-        await request._prepare_hook(self)
-        # _write_headers: buffered, to go out with the body in write_eof
-        await writer.write_headers(f"HTTP/{version[0]}.{version[1]} {status} {self._reason}", headers)
+        # request._prepare_hook, a coroutine per answer, awaited only when an app the request matched
+        # has on_response_prepare signals to send (the dev host's have none).
+        if type(request) is web.Request:
+            match_info = request._match_info
+            if match_info is not None:
+                for app in match_info._apps:
+                    if app.on_response_prepare:
+                        await request._prepare_hook(self)
+                        break
+        else:
+            await request._prepare_hook(self)
+        # _write_headers: buffered, to go out with the body in write_eof. StreamWriter.write_headers's
+        # own steps when it has no on_headers_sent callback to await: no coroutine for them.
+        status_line = f"HTTP/{version[0]}.{version[1]} {status} {self._reason}"
+        if type(writer) is StreamWriter and writer._on_headers_sent is None:
+            writer._headers_buf = http_writer._serialize_headers(status_line, headers)
+            writer._headers_written = False
+        else:
+            await writer.write_headers(status_line, headers)
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -203,7 +243,9 @@ def _to_aiohttp(response: Any) -> web.Response:
     # An empty body as None: aiohttp writes the same Content-Length: 0 and nothing after the headers,
     # without its isinstance(body, Payload) test on the way out.
     body = response.get_body() or None
-    return _Answer(status=response.status_code, body=body, headers=headers)
+    if body is not None and type(body) is not bytes:
+        return _Answer(status=response.status_code, body=body, headers=headers)
+    return _Answer.of(response.status_code, body, headers)
 
 
 def _whole_body(request: web.Request) -> bytes | None:
@@ -227,8 +269,8 @@ _MAX_QUERY_LENGTH = 256
 
 def _params(request: web.Request) -> dict[str, str]:
     """`dict(request.query)`, each query string parsed by yarl once: the same few (`appId=...`) come
-    on every request. A copy, the function's to keep; no query string (a branded link as it is
-    shared) is not parsed into an empty multidict at all."""
+    on every request. Not copied: the function sees it only through func.HttpRequest's read-only
+    MappingProxyType. No query string (a branded link as it is shared) is not parsed at all."""
     raw = request.rel_url.raw_query_string
     if not raw:
         return {}
@@ -239,7 +281,37 @@ def _params(request: web.Request) -> dict[str, str]:
             if len(_QUERIES) >= _MAX_QUERIES:  # the oldest makes way: strings once common come again
                 del _QUERIES[next(iter(_QUERIES))]
             _QUERIES[raw] = params
-    return dict(params)
+    return params
+
+
+def _http_request(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    params: dict[str, str],
+    route_params: dict[str, str],
+    body: bytes,
+) -> func.HttpRequest:
+    """`func.HttpRequest(method=..., url=..., params=..., route_params=..., body=...)` with `headers` as
+    its HttpRequestHeaders' dict (names lower case already), its attributes set as its constructor
+    sets them: the constructor, and the HttpRequestHeaders it builds only to have its dict replaced,
+    were some 14,000 instructions a request. These are the pinned azure-functions' private attributes;
+    tests/unit/test_devhost_glue.py holds the object equal to the constructor's."""
+    request_headers = _NEW_HEADERS(HttpRequestHeaders)
+    request_headers.__http_headers__ = headers
+    req = _NEW_REQUEST(func.HttpRequest)
+    req._HttpRequest__method = method  # type: ignore[attr-defined]
+    req._HttpRequest__url = url  # type: ignore[attr-defined]
+    req._HttpRequest__headers = request_headers  # type: ignore[attr-defined]
+    req._HttpRequest__params = MappingProxyType(params)  # type: ignore[attr-defined]
+    req._HttpRequest__route_params = MappingProxyType(route_params)  # type: ignore[attr-defined]
+    req._HttpRequest__body_bytes = body  # type: ignore[attr-defined]
+    req._HttpRequest__form_parsed = False  # type: ignore[attr-defined]
+    return req
+
+
+_NEW_HEADERS = HttpRequestHeaders.__new__
+_NEW_REQUEST = func.HttpRequest.__new__
 
 
 def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -254,17 +326,12 @@ def _http_handler(spec: FunctionSpec) -> Callable[[web.Request], Awaitable[web.S
         body = _whole_body(request) if request.body_exists else b""
         if body is None:
             body = await request.read()
-        req = func.HttpRequest(
-            method=request.method,
-            url=_url(request),
-            params=_params(request),
-            route_params=dict(request.match_info),
-            body=body,
-        )
         # The headers go in as the dict its HttpRequestHeaders would have built from them: their names
         # are lower case already, and its constructor's copy (lowering each name again) was about 9,000
         # instructions a request. functions/glue.py's header_dict reads the same attribute.
-        req.headers.__http_headers__ = _headers(request)
+        req = _http_request(
+            request.method, _url(request), _headers(request), _params(request), dict(request.match_info), body
+        )
         try:
             kwargs = {arg: req}
             response = await (direct(**kwargs) if direct is not None else invoke(spec, kwargs))

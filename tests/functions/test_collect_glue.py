@@ -97,3 +97,38 @@ async def test_the_collectors_entry_hands_back_collector_handles_own_coroutine(
     coroutine = collector_module.handle(HttpIn("GET", "health", {}, {}))
     assert getattr(coroutine, "cr_code", None) is Probe.handle.__code__
     assert (await coroutine).status == 204
+
+
+@pytest.mark.parametrize("params", [{}, {"appId": "a", "platform": "Web", "x": ""}])
+def test_params_are_copied_as_dict_gives_them(params: dict[str, str]) -> None:
+    from functions.glue import mapping_dict
+
+    req = func.HttpRequest(method="GET", url="u", params=params, route_params=params, body=b"")
+    for mapping in (req.params, req.route_params):
+        copy = mapping_dict(mapping)
+        assert type(copy) is dict
+        assert copy == dict(mapping) == params
+        copy["changed"] = "1"
+        assert "changed" not in mapping
+    # Any other mapping the long way.
+    assert mapping_dict(_OtherHeaders({"A": "1"})) == {"a": "1"}
+
+
+def test_the_collect_request_is_the_func_requests_data() -> None:
+    req = func.HttpRequest(
+        method="post",
+        url="http://localhost/api/collect/a1/t1/event?appId=a#f",
+        headers={"User-Agent": "u"},
+        params={"appId": "a"},
+        route_params={"aid": "a1", "tid": "t1"},
+        body=b"{}",
+    )
+    assert functions.collect._request(req, "profile") == HttpIn(
+        "POST",
+        "profile",
+        {"appId": "a"},
+        {"user-agent": "u"},
+        b"{}",
+        "/api/collect/a1/t1/event",
+        {"aid": "a1", "tid": "t1"},
+    )

@@ -240,6 +240,8 @@ async def _answer_as(request: web.Request) -> web.StreamResponse:
     from devstack.host.http import _Answer
 
     status, body, headers = _ANSWERS[request.match_info["case"]]
+    if request.match_info["kind"] == "of":  # as _to_aiohttp builds it
+        return _Answer.of(status, body, headers)
     kind = _Answer if request.match_info["kind"] == "answer" else web.Response
     return kind(status=status, body=body, headers=headers)
 
@@ -267,7 +269,7 @@ async def test_an_answer_goes_out_byte_for_byte_as_web_response_sends_it(
     app.router.add_route("*", "/{kind}/{case}", _answer_as)
     sent: dict[str, bytes] = {}
     async with TestServer(app) as server:
-        for kind in ("answer", "web"):
+        for kind in ("answer", "of", "web"):
             head = f"{method} /{kind}/{case} HTTP/{version}\r\nHost: x\r\n"
             head += f"Connection: {connection}\r\n" if connection else ""
             head += "Content-Length: 3\r\n\r\nabc" if method == "POST" else "\r\n"
@@ -282,8 +284,55 @@ async def test_an_answer_goes_out_byte_for_byte_as_web_response_sends_it(
             finally:
                 writer.close()
             sent[kind] = re.sub(rb"\r\nDate: [^\r]*GMT\r\n", b"\r\nDate: -\r\n", raw)
-    assert sent["answer"] == sent["web"]
+    assert sent["answer"] == sent["of"] == sent["web"]
     assert sent["answer"].startswith(f"HTTP/{version} {_ANSWERS[case][0]} ".encode())
+
+
+@pytest.mark.parametrize("case", sorted(_ANSWERS))
+def test_an_answer_built_in_one_frame_is_what_its_constructor_builds(case: str) -> None:
+    from devstack.host.http import _Answer
+
+    status, body, headers = _ANSWERS[case]
+    built, constructed = _Answer.of(status, body, headers), _Answer(status=status, body=body, headers=headers)
+    assert vars(built).keys() == vars(constructed).keys()
+    for name, value in vars(constructed).items():
+        assert getattr(built, name) == value, name
+    assert list(built.headers.items()) == list(constructed.headers.items())
+    assert (built.status, built.reason, built.body) == (
+        constructed.status,
+        constructed.reason,
+        constructed.body,
+    )
+
+
+@pytest.mark.parametrize("params", [{}, {"appId": "a", "x": ""}])
+def test_the_request_built_in_one_frame_is_what_its_constructor_builds(params: dict[str, str]) -> None:
+    from devstack.host.http import _http_request
+
+    headers = {"user-agent": "u", "x-forwarded-for": "127.0.0.1:1"}
+    built = _http_request("POST", "http://h/api/echo?x=", dict(headers), params, {"slug": "s"}, b"body")
+    constructed = func.HttpRequest(
+        method="POST",
+        url="http://h/api/echo?x=",
+        headers=headers,
+        params=params,
+        route_params={"slug": "s"},
+        body=b"body",
+    )
+    assert type(built) is type(constructed)
+    assert type(built.headers) is type(constructed.headers)
+    assert vars(built.headers) == vars(constructed.headers)
+    assert vars(built).keys() == vars(constructed).keys()
+    for name, value in vars(constructed).items():
+        if name.endswith("__headers"):
+            continue  # compared above
+        got = vars(built)[name]
+        assert type(got) is type(value), name
+        assert got == value, name
+    assert (built.method, built.url, built.get_body()) == ("POST", "http://h/api/echo?x=", b"body")
+    assert dict(built.headers) == headers
+    with pytest.raises(TypeError):  # read-only: the function cannot change the host's query memo
+        built.params["x"] = "changed"  # type: ignore[index]
 
 
 def test_the_dev_host_answers_with_the_lighter_response() -> None:
@@ -363,3 +412,21 @@ async def test_the_query_memo_stays_bounded_making_way_for_new_strings(
         assert (await _echo(client, "GET", "/api/echo?appId=a"))["params"] == {"appId": "a"}
         assert "appId=a" in http._QUERIES
         assert len(http._QUERIES) == 4
+
+
+async def test_an_apps_response_prepare_signal_still_sees_the_answer() -> None:
+    """_Answer.prepare skips Request._prepare_hook only when no app the request matched has
+    on_response_prepare signals; with one, the signal runs and what it adds goes out."""
+    seen: list[int] = []
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        seen.append(response.status)
+        response.headers["X-Prepared"] = "yes"
+
+    web_app = build_web_app(_echo_app(), {"extensions": {"http": {"routePrefix": "api"}}})
+    web_app.on_response_prepare.append(on_prepare)
+    async with TestClient(TestServer(web_app)) as client:
+        response = await client.get("/api/echo")
+        assert response.status == 200
+        assert response.headers["X-Prepared"] == "yes"
+    assert seen == [200]

@@ -271,8 +271,21 @@ class Collector:
         request_id = _request_id()
         token = logs.request_id.set(request_id)
         started = time.perf_counter()
+        cors: dict[str, str] = {}
         try:
-            response = await self._route(request, request_id)
+            # A collect POST is served in this frame, not in _route's: every resume of the request (its
+            # pieces, its hub send) walks each coroutine frame of the chain again.
+            if request.method == "POST" and request.route not in _ROUTED:
+                try:
+                    app = self._app(request.query)
+                    cors = cors_headers(app, request.headers)
+                    admitted = await self.admit_yielding(request, request_id, app)
+                    await self._send(admitted)
+                    response = json_response(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
+                except HubcapError as error:
+                    response = http_error_response(error, cors)
+            else:
+                response = await self._route(request, request_id)
         except Exception as exc:  # the last line of defence: answer 500, log the type, never the body
             logs.emit(log, logging.ERROR, "unhandled", error=type(exc).__name__, route=request.route)
             response = http_error_response(HubcapError("internal error"))
@@ -296,6 +309,7 @@ class Collector:
         return response
 
     async def _route(self, request: HttpIn, request_id: str) -> HttpOut:
+        """Every request but a POST to the collect route, which handle() serves itself."""
         if request.route == "pixel":
             return await self._pixel(request, request_id)
         # -- event profile (issue 14): POST /api/collect/{aid}/{tid}/event, its own checks and answers.
@@ -304,7 +318,6 @@ class Collector:
 
             return await profile.serve(self, request, request_id)
         # -- end event profile
-        cors: dict[str, str] = {}
         try:
             if request.route == "health":
                 if request.method != "GET":
@@ -313,15 +326,9 @@ class Collector:
                 return json_response(200, {"status": "ok", "hub": hub}, {"Cache-Control": "no-store"})
             if request.method == "OPTIONS":
                 return self._preflight(request)
-            if request.method != "POST":
-                raise NotAllowed(request.method, "POST, OPTIONS")
-            app = self._app(request.query)
-            cors = cors_headers(app, request.headers)
-            admitted = await self.admit_yielding(request, request_id, app)
-            await self._send(admitted)
-            return json_response(200, summary(admitted), {**cors, "Cache-Control": "no-store"})
+            raise NotAllowed(request.method, "POST, OPTIONS")
         except HubcapError as error:
-            return http_error_response(error, cors)
+            return http_error_response(error)
 
     def _logged_app_id(self, app_id: str | None) -> str | None:
         """A registered app id as is; anything else a client typed there only as "unknown"."""
@@ -730,6 +737,10 @@ def kept_header(headers: Mapping[str, str], name: str) -> str | None:
 
 _REQUEST_IDS: list[str] = []  # unused ids, each taken once: list.pop() is atomic under the GIL
 _IDS_PER_READ = 256
+
+
+# The routes _route serves; a POST to any other is the collect route's.
+_ROUTED = frozenset({"pixel", "profile", "health"})
 
 
 def _request_id() -> str:
