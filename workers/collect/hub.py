@@ -256,8 +256,9 @@ def client_from_settings(settings: Settings) -> EventHubProducerClient:
     )
 
 
-def _carry_over(done: asyncio.Future[None], sent: asyncio.Future[None]) -> None:
-    """`sent`'s end onto `done` (HubProducer.submit given a future, on the path through send())."""
+def carry_over(done: asyncio.Future[None], sent: asyncio.Future[None]) -> None:
+    """`sent`'s end onto `done`, unless `done` has ended already (HubProducer.submit given a future, on
+    the path through send(); a click's future in workers/links/waves.py)."""
     if done.done():
         return
     if sent.cancelled():
@@ -364,7 +365,7 @@ class HubProducer:
         sent = asyncio.ensure_future(self.send(messages, partition_key))
         if done is None:
             return sent
-        sent.add_done_callback(functools.partial(_carry_over, done))
+        sent.add_done_callback(functools.partial(carry_over, done))
         return done
 
     def _queue(self, partition: str) -> list[_Pending]:

@@ -33,6 +33,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from workers.collect.hub import carry_over
 from workers.stream.envelope import EncodedEnvelope
 
 # The producer's submit (workers/collect/hub.py), a future that ends once the hub has the messages; a
@@ -108,13 +109,7 @@ class ClickWaves:
             sent.add_done_callback(functools.partial(ended, done, wave, partition_key))
 
     def _ended(self, done: asyncio.Future[None], wave: int, key: str, sent: asyncio.Future[None]) -> None:
-        if not done.done():  # not when the send answered the click's own future (`into`)
-            if sent.cancelled():
-                done.cancel()
-            elif (error := sent.exception()) is not None:
-                done.set_exception(error)
-            else:
-                done.set_result(None)
+        carry_over(done, sent)  # nothing when the send answered the click's own future (`into`)
         left = self._keys_out[key] - 1
         if left:
             self._keys_out[key] = left
