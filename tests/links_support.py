@@ -55,7 +55,8 @@ def one_link_redirector(
     """A redirector of http://localhost/a whose clicks go to `send`; `options` go to Redirector."""
     collector.hub.send = send  # type: ignore[method-assign]
     # The redirect hands its clicks to the producer's submit, which a stand-in send replaces as a task
-    collector.hub.submit = lambda messages, key: asyncio.ensure_future(send(messages, key))  # type: ignore[method-assign]
+    # of its own future (the click's `done` is left to the waves to answer)
+    collector.hub.submit = lambda messages, key, done=None: asyncio.ensure_future(send(messages, key))  # type: ignore[method-assign]
     link = parse_new(
         {"domain": "localhost", "slug": "a", "destination": "https://shop.example/"}, app_id="demo", now_ms=1
     )

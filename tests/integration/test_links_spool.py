@@ -180,8 +180,10 @@ def unreachable_hub_redirector(
     sends: list[asyncio.Future[None]] = []
     submit = collector.hub.submit
 
-    def counted(messages: list[EncodedEnvelope], key: str) -> asyncio.Future[None]:
-        sends.append(submit(messages, key))
+    def counted(
+        messages: list[EncodedEnvelope], key: str, done: asyncio.Future[None] | None = None
+    ) -> asyncio.Future[None]:
+        sends.append(submit(messages, key, done))
         return sends[-1]
 
     collector.hub.submit = counted  # type: ignore[method-assign]

@@ -268,7 +268,12 @@ class Redirector:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_loop: asyncio.AbstractEventLoop | None = None
         # The producer's submit answers the click's own future: no task or second future per click.
-        self.waves = ClickWaves(self._submit, max_hold_s=min(hub_deadline_s / 10, MAX_WAVE_HOLD_S), into=True)
+        # Looked up per send: tests replace it on the producer after the redirector is made.
+        self.waves = ClickWaves(
+            lambda messages, key, done: self.collector.hub.submit(messages, key, done),
+            max_hold_s=min(hub_deadline_s / 10, MAX_WAVE_HOLD_S),
+            into=True,
+        )
 
     async def handle(self, request: LinkRequest) -> LinkResponse:
         # One read of the system's randomness per request, for its id and its click's event id.
@@ -650,16 +655,6 @@ class Redirector:
 
         put.add_done_callback(spool_ended)
         self._keep(asyncio.ensure_future(self._after_deadline(send, put)))
-
-    def _submit(
-        self, messages: list[EncodedEnvelope], partition_key: str, done: asyncio.Future[None]
-    ) -> asyncio.Future[None]:
-        """The producer's submit, looked up per send: tests replace it on the producer after the
-        redirector is made, with a function of the messages and key alone, whose future is used as is."""
-        hub = self.collector.hub
-        if "submit" in vars(hub):
-            return hub.submit(messages, partition_key)
-        return hub.submit(messages, partition_key, done)
 
     @property
     def hub_down(self) -> bool:
